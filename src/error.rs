@@ -1,0 +1,180 @@
+//! `procyon::Error`: every way a procyon call can fail, as a value.
+//!
+//! Each variant says what went wrong and, in its message, what to do about it. The
+//! variants fall in four families:
+//!
+//! * **bad input**, detected before any work starts: [`Error::InvalidConfig`],
+//!   [`Error::LengthMismatch`], [`Error::InvalidDescriptor`], [`Error::OutOfRange`],
+//!   [`Error::MessageTooLarge`];
+//! * **resources**: [`Error::OutOfMemory`] (the mempool is full), [`Error::Full`] (a
+//!   camlbox has no free slot), [`Error::Io`] (a system call failed);
+//! * **peers**: [`Error::Disconnected`] (the receiving process is gone),
+//!   [`Error::PoolShutDown`], [`Error::Malformed`] (a message could not be decoded);
+//! * **task outcomes**: [`Error::TaskPanicked`], [`Error::WorkerDied`],
+//!   [`Error::Cancelled`], [`Error::Timeout`].
+
+use std::io;
+
+/// The result type of every fallible procyon call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a procyon call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is unusable (zero workers, a mempool of zero bytes or larger
+    /// than the machine, camlbox slots too small for control messages, chunk size 0, ...).
+    #[error("invalid configuration: {what}")]
+    InvalidConfig {
+        /// Which value was wrong and what would be accepted.
+        what: String,
+    },
+
+    /// The mempool cannot satisfy an allocation.
+    #[error(
+        "mempool out of memory: {requested} bytes requested, largest free block {available} bytes \
+         of {capacity} (free arrays you no longer need, or build the pool with a larger mempool)"
+    )]
+    OutOfMemory {
+        /// Bytes asked for.
+        requested: usize,
+        /// The largest request that could have been served right now.
+        available: usize,
+        /// Total capacity of the mempool.
+        capacity: usize,
+    },
+
+    /// Two lengths that must agree do not (e.g. input and output of `par_map_into`).
+    #[error("length mismatch: {what} (expected {expected}, got {actual})")]
+    LengthMismatch {
+        /// Which lengths.
+        what: &'static str,
+        /// The length required.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+
+    /// A shared-array descriptor does not name a live array of this element type in a
+    /// mempool of this process tree.
+    #[error("invalid array descriptor: {reason}")]
+    InvalidDescriptor {
+        /// Why the descriptor was rejected.
+        reason: String,
+    },
+
+    /// An index range lies outside the array it addresses.
+    #[error("range {start}..{end} out of bounds for length {len}")]
+    OutOfRange {
+        /// Start of the requested range.
+        start: usize,
+        /// End of the requested range.
+        end: usize,
+        /// Length of the array.
+        len: usize,
+    },
+
+    /// A message does not fit in a camlbox slot.
+    #[error("message of {size} bytes exceeds the camlbox slot size of {max} bytes (send large data in a SharedArray and pass its descriptor)")]
+    MessageTooLarge {
+        /// Encoded size of the message.
+        size: usize,
+        /// Largest message a slot holds.
+        max: usize,
+    },
+
+    /// A camlbox has no free slot (try again later, or use a blocking send).
+    #[error("camlbox full: every slot is in use")]
+    Full,
+
+    /// The receiving side of a camlbox (or the process it belongs to) is gone.
+    #[error("disconnected: the receiving process is gone")]
+    Disconnected,
+
+    /// A message in a camlbox could not be decoded; the message was dropped.
+    #[error("malformed message dropped: {reason}")]
+    Malformed {
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// The pool was shut down, or its scheduler process died; build a new pool.
+    #[error("the pool is shut down ({reason}); build a new pool")]
+    PoolShutDown {
+        /// Why the pool stopped.
+        reason: String,
+    },
+
+    /// A task panicked; the message is the panic payload's text.
+    #[error("task panicked in job {job}: {message}")]
+    TaskPanicked {
+        /// The panic message.
+        message: String,
+        /// The job the task belonged to.
+        job: u64,
+    },
+
+    /// A worker process died while running a task of the job (abort, segfault, OOM kill,
+    /// SIGKILL from outside). The worker has been replaced.
+    #[error("worker process {pid} died running job {job}: {}", describe_death(*.signal, *.exit_code))]
+    WorkerDied {
+        /// The signal that killed it, if any.
+        signal: Option<i32>,
+        /// Its exit code, if it exited.
+        exit_code: Option<i32>,
+        /// Its pid.
+        pid: i32,
+        /// The job it was running.
+        job: u64,
+    },
+
+    /// The job was cancelled.
+    #[error("job cancelled")]
+    Cancelled,
+
+    /// A wait ran out of time (a receive with timeout, or a job over its timeout).
+    #[error("timed out")]
+    Timeout,
+
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What procyon was doing.
+        context: &'static str,
+        /// The underlying OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn describe_death(signal: Option<i32>, exit_code: Option<i32>) -> String {
+    match (signal, exit_code) {
+        (Some(sig), _) => format!("killed by signal {sig} ({})", signal_name(sig)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "vanished".to_string(),
+    }
+}
+
+/// The conventional name of a signal number (`"SIGKILL"`), or `"unknown signal"`.
+pub(crate) fn signal_name(sig: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(sig).map_or("unknown signal", |s| s.as_str())
+}
+
+impl Error {
+    /// Wraps an OS error with what procyon was doing when it happened.
+    pub(crate) fn io(context: &'static str, source: io::Error) -> Self {
+        Error::Io { context, source }
+    }
+
+    /// Shorthand for [`Error::InvalidConfig`].
+    pub(crate) fn config(what: impl Into<String>) -> Self {
+        Error::InvalidConfig { what: what.into() }
+    }
+
+    /// Shorthand for [`Error::InvalidDescriptor`].
+    pub(crate) fn descriptor(reason: impl Into<String>) -> Self {
+        Error::InvalidDescriptor {
+            reason: reason.into(),
+        }
+    }
+}

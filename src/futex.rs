@@ -1,0 +1,181 @@
+//! Waiting across processes: a brief spin, then a futex sleep, never a lost wakeup.
+//!
+//! An [`Event`] is two 32-bit words in shared memory that turn "some condition I can
+//! check became true" into a sleep/wake protocol usable between processes:
+//!
+//! * `seq`, bumped by every [`Event::notify`]; waiters sleep on it with `FUTEX_WAIT`;
+//! * `sleepers`, the number of waiters that are (about to be) asleep, so that `notify`
+//!   costs no system call when nobody sleeps (the common case while peers spin).
+//!
+//! ## Protocol
+//!
+//! Waiter ([`Event::wait_until`]):
+//! 1. spin up to the budget, calling `check()`; return as soon as it yields a value;
+//! 2. `sleepers += 1` (SeqCst), then `s = seq` (SeqCst), then `check()` once more;
+//! 3. `futex_wait(seq, s)`: the kernel sleeps only if `seq` still equals `s`;
+//! 4. `sleepers -= 1`, and go back to 2 (spurious wakes, signals and timeouts included).
+//!
+//! Notifier ([`Event::notify`]), after making the condition true:
+//! 1. `seq += 1` (SeqCst);
+//! 2. if `sleepers > 0` (SeqCst): `futex_wake(seq, all)`.
+//!
+//! **Why no wakeup is lost.** All four accesses are SeqCst, so they sit in one total
+//! order. If the notifier reads `sleepers == 0`, the waiter's increment comes later in
+//! that order, hence so does its read of `seq` and its `check()`: the waiter sees the
+//! condition (made true before `seq += 1`) and does not sleep. If the notifier reads
+//! `sleepers > 0`, it wakes; a waiter that read `seq` before the bump is either already
+//! queued (and woken) or finds `seq != s` in the kernel's atomic compare (`EAGAIN`).
+//!
+//! The spin phase matters on this hardware: a futex wake of a sleeping process on the
+//! other CPU costs 25-30 us, a spinning hand-off well under 1 us. The budget is bounded,
+//! so an idle waiter costs no CPU once it sleeps.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys::futex;
+
+/// Default spin budget before sleeping on the futex.
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// A sleep/wake point in shared memory. See the module docs for the protocol.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Event {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Event>() == 8);
+const _: () = assert!(std::mem::align_of::<Event>() == 4);
+
+impl Event {
+    /// A fresh event (both words zero); also what zeroed shared memory holds.
+    pub(crate) const fn new() -> Self {
+        Event {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
+    }
+
+    /// Wakes every waiter. Call it *after* making the awaited condition true.
+    ///
+    /// Async-signal-safe: two atomic operations and at most one system call.
+    pub(crate) fn notify(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            // An error here (EFAULT/EINVAL) would mean our own word is not mapped, which
+            // cannot happen while `self` is borrowed; waiters also re-check on timeouts.
+            let _ = futex::wake(&self.seq, u32::MAX);
+        }
+    }
+
+    /// Waits until `check` returns `Some`, spinning for at most `spin` first, then
+    /// sleeping; gives up at `deadline` (returning `None`).
+    pub(crate) fn wait_until<T>(
+        &self,
+        spin: Duration,
+        deadline: Option<Instant>,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if !spin.is_zero() {
+            let spin_end = Instant::now() + spin;
+            let mut i = 0u32;
+            loop {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                if let Some(v) = check() {
+                    return Some(v);
+                }
+                i = i.wrapping_add(1);
+                if i % 8 == 0 {
+                    let now = Instant::now();
+                    if now >= spin_end || deadline.is_some_and(|d| now >= d) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.wait_slow(deadline, check)
+    }
+
+    #[cold]
+    fn wait_slow<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let seq = self.seq.load(Ordering::SeqCst);
+            if let Some(v) = check() {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return Some(v);
+            }
+            let timeout = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                        return None;
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            // Every outcome (woken, value changed, timed out, interrupted) leads back to a
+            // re-check; a hard error cannot be recovered by sleeping, so degrade to a short
+            // pause and keep checking.
+            if futex::wait(&self.seq, seq, timeout).is_err() {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn wakes_a_sleeping_waiter() {
+        struct Shared {
+            ev: Event,
+            flag: AtomicBool,
+        }
+        let s = Arc::new(Shared {
+            ev: Event::new(),
+            flag: AtomicBool::new(false),
+        });
+        let s2 = Arc::clone(&s);
+        let t = std::thread::spawn(move || {
+            s2.ev.wait_until(Duration::ZERO, None, || {
+                s2.flag.load(Ordering::SeqCst).then_some(())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        s.flag.store(true, Ordering::SeqCst);
+        s.ev.notify();
+        assert_eq!(t.join().unwrap(), Some(()));
+    }
+
+    #[test]
+    fn deadline_gives_none() {
+        let ev = Event::new();
+        let start = Instant::now();
+        let r: Option<()> = ev.wait_until(
+            DEFAULT_SPIN,
+            Some(start + Duration::from_millis(10)),
+            || None,
+        );
+        assert!(r.is_none());
+        assert!(start.elapsed() >= Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,140 @@
+//! Processes: fork, wait, kill, parent-death signal.
+
+use std::io;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+fn io_err(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Which side of a [`fork`] we are on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fork {
+    /// The original process; holds the child's pid.
+    Parent(i32),
+    /// The new process.
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// # Safety
+/// In a multi-threaded process only the calling thread exists in the child, and any lock
+/// another thread held at the time stays locked there. Until it calls `exec` or exits, the
+/// child must only use state that no other thread could have held (glibc's `malloc` is
+/// made fork-safe by glibc itself; Rust's stdout/stderr locks, the environment lock and
+/// user locks are not).
+pub(crate) unsafe fn fork() -> io::Result<Fork> {
+    // SAFETY: forwarded to the caller, see `# Safety`.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Fork::Parent(child.as_raw())),
+        Ok(nix::unistd::ForkResult::Child) => Ok(Fork::Child),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It called `exit`/`_exit` with this code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+fn exit_of(status: WaitStatus) -> Option<(i32, Exit)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid.as_raw(), Exit::Code(code))),
+        WaitStatus::Signaled(pid, sig, _) => Some((pid.as_raw(), Exit::Signal(sig as i32))),
+        _ => None,
+    }
+}
+
+/// Blocks until child `pid` ends and reaps it. `EINTR` is retried.
+pub(crate) fn wait_blocking(pid: i32) -> io::Result<Exit> {
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
+            Ok(status) => {
+                if let Some((_, exit)) = exit_of(status) {
+                    return Ok(exit);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+}
+
+/// Reaps child `pid` if it has ended; `Ok(None)` while it runs.
+pub(crate) fn try_wait(pid: i32) -> io::Result<Option<Exit>> {
+    match nix::sys::wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(status) => Ok(exit_of(status).map(|(_, e)| e)),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Reaps any one ended child of this process: `Ok(None)` if none has ended (or none
+/// exists).
+pub(crate) fn try_wait_any() -> io::Result<Option<(i32, Exit)>> {
+    match nix::sys::wait::waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+        Ok(status) => Ok(exit_of(status)),
+        Err(nix::errno::Errno::ECHILD) => Ok(None),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Sends signal `sig` (a `libc::SIG*` number) to process `pid`.
+pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    let signal = Signal::try_from(sig).map_err(io_err)?;
+    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(io_err)
+}
+
+/// Whether process `pid` exists and has not yet exited (a zombie counts as exited).
+pub(crate) fn is_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(Pid::from_raw(pid), None) {
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM: it exists but belongs to someone else; treat as alive.
+        Err(_) => true,
+        Ok(()) => !is_zombie(pid),
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+            Some(i) => matches!(stat.get(i + 2), Some(b'Z') | Some(b'X')),
+            None => false,
+        },
+        Err(_) => true,
+    }
+}
+
+/// Asks the kernel to send `sig` to this process when its parent *thread* dies.
+pub(crate) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
+    let signal = Signal::try_from(sig).map_err(io_err)?;
+    nix::sys::prctl::set_pdeathsig(Some(signal)).map_err(io_err)
+}
+
+/// The pid of this process.
+pub(crate) fn getpid() -> i32 {
+    nix::unistd::getpid().as_raw()
+}
+
+/// The pid of this process's parent (1 or a subreaper once the parent died).
+pub(crate) fn getppid() -> i32 {
+    nix::unistd::getppid().as_raw()
+}
+
+/// Ends the calling process at once with `code`, running no destructors, atexit handlers
+/// or stdio flushes (the right way for a forked child to end).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
