@@ -1,10 +1,13 @@
 //! procyon: rayon's data-parallel API over forked worker processes.
 
+mod array;
+mod camlbox;
 mod error;
 #[allow(dead_code)]
 pub(crate) mod futex;
 #[allow(dead_code)]
 mod loom;
+mod mempool;
 #[allow(dead_code)]
 pub(crate) mod sys;
 

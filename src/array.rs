@@ -1,0 +1,1 @@
+//! `SharedArray<T>`: plain-data arrays in the mempool, shared by every process of the tree.

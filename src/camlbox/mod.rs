@@ -1,0 +1,1 @@
+//! Camlboxes: fixed-slot shared-memory mailboxes, many senders, one receiver.
