@@ -12,3 +12,8 @@ mod mempool;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+pub use mempool::{Block, Mempool, RawBlock, Usage};
+#[doc(hidden)]
+pub use mempool::{
+    CrashPoint as __CrashPoint, HeapReport as __HeapReport, TestLockGuard as __TestLockGuard,
+};

@@ -1,1 +1,357 @@
-//! The mempool: one shared region mapped at the same address in every process of the tree.
+//! The mempool: one shared region mapped at the same address in every process of the
+//! tree, and an allocator inside it that every process can use at the same time.
+//!
+//! ```text
+//!  region (MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, mapped before any fork)
+//!  +-------------+--------+---------+--------+----------------------- ... --+
+//!  | PoolHeader  | block  | block   | block  |  free block (rest)           |
+//!  | lock, stats,| hdr|pay| hdr|pay  | hdr|pay|  hdr| never touched yet       |
+//!  | free lists  |        |         |        |                              |
+//!  +-------------+--------+---------+--------+----------------------- ... --+
+//!  0          heap_start                  populated watermark          heap_end
+//! ```
+//!
+//! Submodules: [`layout`] (what the region holds), [`lock`] (the robust process-shared
+//! lock), [`heap`] (the TLSF allocator), [`recovery`] (repair after a lock holder died,
+//! invariant check), [`pages`] (populate / give back), [`registry`] (pool id -> handle in
+//! this process), [`block`] (the owning [`Block`] handle and its plain-data [`RawBlock`]).
+//!
+//! # The allocator
+//!
+//! Two-level segregated fit (TLSF, Masmano et al. 2004): free blocks sit in one of
+//! 36 x 32 doubly linked lists by size class (first level: power of two; second level: 32
+//! linear steps within it), with a bitmap per level, so finding a block and freeing one
+//! are O(1). A free coalesces at once with free physical neighbours (each header carries
+//! the offset of its physical predecessor), so no two free blocks are ever adjacent.
+//! Blocks and payloads are 64-byte aligned (a cache line: two arrays never share one);
+//! a larger power-of-two alignment splits a free block in front of the allocation.
+//!
+//! **Fragmentation bound.**
+//! * Internal: a block of a request of `n` bytes (alignment 64) is `64 + round_up(n, 64)`
+//!   bytes, so at most 127 bytes per allocation are not payload; the leftover of a split
+//!   smaller than 128 bytes stays with the block (so at most 191). A larger alignment `a`
+//!   costs nothing beyond that: the skipped front part becomes a free block.
+//! * Search: the O(1) good-fit search only takes blocks from lists whose *every* block
+//!   fits, i.e. at least the request rounded up by less than 1/32 (3.1 %). When that
+//!   fails, the request's own list is scanned, so an allocation of a block of size `s`
+//!   fails only if **no free block of size `>= s` exists** (for alignment `a > 64`: no
+//!   free block of size `>= s + 2a`). `OutOfMemory::available` reports the largest
+//!   request that would have succeeded.
+//! * External: with immediate coalescing, `k` used blocks split the free space into at
+//!   most `k + 1` free blocks. No allocator that does not move blocks can do better than
+//!   Robson's worst case (about `M * log2(largest / smallest)` for live size `M`); TLSF's
+//!   good fit stays within a few percent of live size on the usual workloads, and our
+//!   randomized test checks that a heap emptied after any sequence is one free block
+//!   again.
+//!
+//! # Memory is reserved at allocation time, never at first touch
+//!
+//! `MAP_NORESERVE` makes untouched pages free, and a shared page touched for the first
+//! time when the machine has no memory left would raise SIGBUS. So an allocation
+//! populates (`madvise(MADV_POPULATE_WRITE)`) the pages it hands out before returning,
+//! and a failure is `Err(OutOfMemory)` with the block returned to the free lists.
+//! Bookkeeping, in [`layout::Stats`]:
+//! * `populated` watermark `W`: pages below it are populated, except the interiors of free
+//!   blocks flagged `UNPOPULATED` and the payloads of used blocks in state
+//!   `STATE_UNRESERVED` (being populated by their owner). Small allocations that cross it
+//!   advance it by a step of 2-8 MiB (one `madvise` per step). Allocations of 1 MiB or
+//!   more populate their payload *after* unlocking, so a huge allocation does not stall
+//!   the others.
+//! * Giving back: a freed block with a payload of 8 MiB or more has its interior pages
+//!   removed (`madvise(MADV_REMOVE)`) before the lock is taken; a free that coalesces at
+//!   least 16 MiB of populated bytes removes the merged block's interior under the lock.
+//!   Such free blocks are flagged `UNPOPULATED` (allocating from them populates first) and,
+//!   once the removal is done, `ZEROED`.
+//! * `dirty` watermark `D <= W`: nothing at or above it was ever written. With `ZEROED`,
+//!   this tells an allocation which of its bytes are known to be zero, so
+//!   [`Mempool::alloc_zeroed`] and `SharedArray::zeroed` only clear the rest.
+//!
+//! # The lock and crash consistency
+//!
+//! One lock protects the heap: a glibc pthread mutex, process-shared and robust (see
+//! [`lock`]), in the pool header. When a holder dies (even by SIGKILL) the kernel marks
+//! the lock and the next locker gets it with `EOWNERDEAD`, runs recovery, and marks it
+//! consistent. For recovery to be possible, every critical section keeps this invariant
+//! at every instruction:
+//!
+//! > **The physical chain is walkable**: starting at `heap_start`, each header's size
+//! > leads to the next header, ending exactly at `heap_end`; each block's `FREE` bit says
+//! > whether it belongs to somebody.
+//!
+//! A block's size and flags share one word (`size_flags`), so each chain change is one
+//! store:
+//!
+//! | operation | stores, in order | state if the holder dies between them |
+//! |---|---|---|
+//! | split (alloc) | 1. tail header (size, FREE); 2. next block's prev link; 3. block's `size_flags` = its new size, used | before 3: the tail header is unreachable garbage, the whole block is still free |
+//! | front split (align) | 1. new header (FREE, spans to the end); 2. old block shrinks | before 2: as above |
+//! | free | 1. block's `size_flags` \|= FREE; 2. merge right: block grows in one store; 3. merge left: left block grows in one store; 4. prev links | free blocks may be adjacent, lists stale |
+//! | give back | 1. \|= UNPOPULATED; 2. `madvise(REMOVE)`; 3. \|= ZEROED | each flag is conservative until the next store |
+//! | watermarks | `dirty` raised before writing; `populated` raised after populating *and* after the commit | both stay on the safe side |
+//!
+//! Who touches what: `size_flags`, links, lists, bitmaps and statistics only under the
+//! lock, with two exceptions that never race with a lock holder: the owner of a used block
+//! sets its `DETACHED` flag (`Block::into_raw`, an atomic `fetch_or`; nobody else writes
+//! a used block's word while it has an owner) and its `state`.
+//!
+//! **Recovery** (in [`recovery`]) walks the chain and: sets every prev link from the walk;
+//! merges each run of adjacent free blocks into its first block with one store (so a
+//! death during recovery leaves a walkable chain, and the next locker recovers again);
+//! clears generations of free blocks; empties and rebuilds every free list and bitmap
+//! from the `FREE` bits; recomputes `in_use`, `live` and the generation counter from the
+//! used blocks. This is correct because the chain, the only thing it trusts, is valid by
+//! the invariant above, and everything else is a function of it. A block whose allocation
+//! committed but whose allocator died before returning it stays used (it leaks), unless
+//! it was tagged: [`Mempool::free_tagged`] reclaims everything a cancelled job allocated.
+//!
+//! Glibc keeps the robust list in each thread and re-registers it in a `fork` child, so
+//! this works in every process forked with `fork(2)` through glibc (not with raw
+//! `clone`).
+
+mod alloc;
+mod block;
+mod create;
+pub(crate) mod heap;
+pub(crate) mod layout;
+pub(crate) mod lock;
+mod pages;
+mod recovery;
+mod registry;
+mod testing;
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub use block::{Block, RawBlock};
+#[doc(hidden)]
+pub use testing::{CrashPoint, HeapReport};
+
+use crate::error::{Error, Result};
+use crate::sys::mman;
+use heap::{Locked, Region};
+use lock::Acquired;
+
+/// Smallest accepted capacity.
+pub(crate) const MIN_CAPACITY: usize = 1 << 20;
+
+/// Largest accepted alignment (1 GiB).
+const MAX_ALIGN: usize = 1 << 30;
+
+/// A shared memory pool, mapped at the same address in this process and every process
+/// forked from it afterwards.
+///
+/// Cheap to clone (a reference count); `Send` and `Sync`. The region is unmapped (in this
+/// process) when the last handle and the last [`Block`] of it are gone. Every process of
+/// the tree can allocate and free at the same time; the allocator lock survives the death
+/// of a holder (see the [module docs](self)).
+///
+/// # Examples
+///
+/// ```
+/// use procyon::Mempool;
+///
+/// let pool = Mempool::new(16 << 20)?;
+/// let mut block = pool.alloc(1000, 64)?;
+/// block.as_bytes_mut()[0] = 7;
+/// assert_eq!(block.len(), 1000);
+/// assert!(pool.usage().in_use >= 1000);
+/// drop(block);
+/// assert_eq!(pool.usage().in_use, 0);
+/// # Ok::<(), procyon::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Mempool {
+    inner: Arc<Inner>,
+}
+
+/// The per-process side of a pool: where it is mapped.
+pub(crate) struct Inner {
+    base: NonNull<u8>,
+    len: usize,
+    id: u64,
+    page: u64,
+}
+
+// SAFETY: `base` points to a shared mapping that lives as long as `Inner`; everything in it
+// that changes after creation is an atomic or protected by the process-shared lock, so it
+// may be used from any thread.
+unsafe impl Send for Inner {}
+// SAFETY: as for Send: all shared access goes through atomics and the lock.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    fn region(&self) -> Region<'_> {
+        // SAFETY: `base` is our live mapping of `len` bytes, whose header was initialized
+        // in `Mempool::new` before this `Inner` existed; the borrow of `self` keeps it
+        // mapped.
+        unsafe { Region::new(self.base.as_ptr(), self.page) }
+    }
+
+    /// Takes the allocator lock, recovering first if the previous holder died.
+    fn lock(&self) -> Result<Locked<'_>> {
+        let region = self.region();
+        let (guard, acquired) = region.hdr.lock.lock().map_err(|e| {
+            Error::io(
+                "locking the mempool (the pool is unusable: build a new one)",
+                e,
+            )
+        })?;
+        let locked = Locked::new(region, guard);
+        if acquired == Acquired::OwnerDied {
+            let result = locked.recover();
+            // Consistent even if recovery failed: the poisoned flag then makes every user
+            // fail cleanly instead of hanging on an unrecoverable lock.
+            locked
+                .guard()
+                .mark_consistent()
+                .map_err(|e| Error::io("marking the mempool lock consistent", e))?;
+            debug_assert!(result.is_ok(), "mempool recovery failed: {result:?}");
+        }
+        // Relaxed: written under the lock we now hold.
+        if region.hdr.stats.poisoned.load(Relaxed) != 0 {
+            return Err(Error::io(
+                "using the mempool",
+                std::io::Error::other("heap found corrupted after a crash; build a new pool"),
+            ));
+        }
+        Ok(locked)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        registry::unregister(self.id);
+        // SAFETY: this is our mapping of `len` bytes; no handle or block of this process
+        // refers to it any more (they all hold an `Arc<Inner>`).
+        let result = unsafe { mman::unmap(self.base, self.len) };
+        debug_assert!(result.is_ok(), "munmap of the mempool failed: {result:?}");
+    }
+}
+
+/// A snapshot of a pool's usage, the same in every process.
+///
+/// Each field is exact; the set is read without the lock, so while other processes
+/// allocate the fields may come from slightly different instants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Bytes in used blocks: block sizes, i.e. requested bytes rounded up to 64 plus a
+    /// 64-byte header each (what the allocations really take from the pool).
+    pub in_use: usize,
+    /// The highest `in_use` since the pool was created.
+    pub peak: usize,
+    /// Size of the region ([`Mempool::capacity`]); about 10 KiB of it is the pool's own
+    /// header.
+    pub capacity: usize,
+    /// Number of live allocations.
+    pub allocations: usize,
+}
+
+fn pool_out_of_memory(requested: usize, available: u64, capacity: usize) -> Error {
+    Error::OutOfMemory {
+        requested,
+        available: available as usize,
+        capacity,
+    }
+}
+
+impl Mempool {
+    /// The pool's random id, the same in every process; descriptors name their pool by it.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Length of the region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.inner.len
+    }
+
+    /// Current usage, as seen by every process of the tree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(4 << 20)?;
+    /// let block = pool.alloc(100, 64)?;
+    /// let usage = pool.usage();
+    /// assert_eq!((usage.allocations, usage.in_use), (1, 64 + 128));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn usage(&self) -> Usage {
+        let stats = &self.inner.region().hdr.stats;
+        // Relaxed: statistics, documented as a possibly torn snapshot.
+        Usage {
+            in_use: stats.in_use.load(Relaxed) as usize,
+            peak: stats.peak.load(Relaxed) as usize,
+            capacity: self.inner.len,
+            allocations: stats.live.load(Relaxed) as usize,
+        }
+    }
+
+    /// Address of the region base, the same in every process of the tree.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.inner.base.as_ptr()
+    }
+
+    /// Whether `ptr` points into this pool's region.
+    pub(crate) fn contains(&self, ptr: *const u8) -> bool {
+        let base = self.base() as usize;
+        (base..base + self.inner.len).contains(&(ptr as usize))
+    }
+
+    /// Walks the heap and checks every invariant (tests only).
+    #[doc(hidden)]
+    pub fn __check_invariants(&self) -> std::result::Result<HeapReport, String> {
+        let locked = self.inner.lock().map_err(|e| e.to_string())?;
+        locked.check()
+    }
+
+    /// Takes the allocator lock and holds it until the guard is dropped (tests only: a
+    /// forked child holds it and gets SIGKILLed).
+    #[doc(hidden)]
+    pub fn __lock_for_test(&self) -> Result<TestLockGuard<'_>> {
+        Ok(TestLockGuard {
+            _locked: self.inner.lock()?,
+        })
+    }
+
+    /// Arms a crash point in the calling process (tests only): the next critical section
+    /// that reaches it SIGKILLs the process with the lock held.
+    #[doc(hidden)]
+    pub fn __arm_crash_point(point: Option<CrashPoint>) {
+        testing::arm(point);
+    }
+}
+
+/// Holds the allocator lock (tests only).
+#[doc(hidden)]
+pub struct TestLockGuard<'a> {
+    _locked: Locked<'a>,
+}
+
+/// A handle to pool `pool_id` if this process has one (descriptors resolve through it).
+pub(crate) fn lookup(pool_id: u64) -> Option<Mempool> {
+    registry::lookup(pool_id).map(|inner| Mempool { inner })
+}
+
+pub(crate) use registry::current_pid;
+
+impl fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mempool")
+            .field("id", &format_args!("{:#x}", self.id()))
+            .field("base", &self.base())
+            .field("usage", &self.usage())
+            .finish()
+    }
+}
+
+impl PartialEq for Mempool {
+    fn eq(&self, other: &Mempool) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for Mempool {}

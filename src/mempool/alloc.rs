@@ -1,0 +1,293 @@
+//! Allocating and freeing through a [`Mempool`] handle: the public entry points around
+//! the locked heap operations of [`super::heap`], plus the page work done outside the
+//! lock.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Relaxed, Release};
+
+use super::heap::{AllocFailure, Locked};
+use super::layout::{flag, GRANULE, HEADER, STATE_UNRESERVED};
+use super::pages::{self, PopulateError};
+use super::{pool_out_of_memory, Block, Mempool, RawBlock, MAX_ALIGN};
+use crate::error::{Error, Result};
+
+impl Mempool {
+    /// Allocates `size` bytes aligned to `align` (a power of two; at least 64 is used).
+    ///
+    /// The block is freed when dropped. Its pages are reserved: touching them can never
+    /// raise SIGBUS. Contents are unspecified (see [`Mempool::alloc_zeroed`]).
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if no free block is large enough (`available` is the largest
+    /// request that would succeed) or the system refused the pages (`available` is then
+    /// 0); [`Error::InvalidConfig`] if `align` is not a power of two or above 1 GiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(4 << 20)?;
+    /// let block = pool.alloc(3000, 4096)?;
+    /// assert_eq!(block.as_ptr() as usize % 4096, 0);
+    /// assert!(matches!(pool.alloc(8 << 20, 64), Err(procyon::Error::OutOfMemory { .. })));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn alloc(&self, size: usize, align: usize) -> Result<Block> {
+        self.alloc_tagged(size, align, 0)
+    }
+
+    /// [`Mempool::alloc`], with a tag (0 = none) that [`Mempool::free_tagged`] can later
+    /// use to free every block so tagged, e.g. everything a cancelled job allocated.
+    ///
+    /// # Errors
+    /// As [`Mempool::alloc`].
+    pub fn alloc_tagged(&self, size: usize, align: usize, tag: u64) -> Result<Block> {
+        if !align.is_power_of_two() || align > MAX_ALIGN {
+            return Err(Error::config(format!(
+                "alignment {align} is not a power of two up to {MAX_ALIGN}"
+            )));
+        }
+        let align = align.max(GRANULE as usize) as u64;
+        let capacity = self.inner.len;
+        if size > isize::MAX as usize {
+            return Err(pool_out_of_memory(size, 0, capacity));
+        }
+        let allocation = {
+            let locked = self.inner.lock()?;
+            locked.alloc(size as u64, align, tag)
+        };
+        let a = allocation.map_err(|failure| match failure {
+            AllocFailure::NoFit { available } => pool_out_of_memory(size, available, capacity),
+            AllocFailure::Populate(e) => populate_error(size, capacity, e),
+        })?;
+        if let Some(range) = a.populate_later {
+            let region = self.inner.region();
+            // SAFETY: the range is page-aligned inside our mapping and covers the payload of
+            // the block we own now.
+            match unsafe { pages::populate(region.base(), range) } {
+                // Release: a later free (under the lock, maybe by another process through
+                // `free_tagged`) that sees 0 also sees the pages populated.
+                Ok(()) => region.block(a.header).state.store(0, Release),
+                Err(e) => {
+                    let locked = self.inner.lock()?;
+                    locked.free(a.header, 0);
+                    return Err(populate_error(size, capacity, e));
+                }
+            }
+        }
+        let payload = a.header + HEADER;
+        let known_zero = (a.known_zero.start.saturating_sub(payload) as usize)
+            ..(a.known_zero.end.saturating_sub(payload) as usize);
+        Ok(Block::new(
+            self.clone(),
+            payload,
+            size,
+            a.generation,
+            known_zero,
+        ))
+    }
+
+    /// [`Mempool::alloc`], with the contents zeroed. Bytes the allocator knows are zero
+    /// (fresh or given-back pages) are not written again, so a large zeroed allocation
+    /// from fresh memory costs no `memset`.
+    ///
+    /// # Errors
+    /// As [`Mempool::alloc`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(4 << 20)?;
+    /// let block = pool.alloc_zeroed(5000, 64)?;
+    /// assert!(block.as_bytes().iter().all(|&b| b == 0));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn alloc_zeroed(&self, size: usize, align: usize) -> Result<Block> {
+        let mut block = self.alloc(size, align)?;
+        block.zero_unknown();
+        Ok(block)
+    }
+
+    /// Takes ownership of a block released with [`Block::into_raw`], in this or any
+    /// other process of the tree. Each `RawBlock` can be adopted (or freed) once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDescriptor`] if `raw` names another pool, a block that is not live
+    /// (freed, stale generation), or one that is not detached (still owned by a handle,
+    /// or already adopted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(4 << 20)?;
+    /// let raw = pool.alloc(100, 64)?.into_raw();
+    /// let block = pool.adopt(raw)?; // e.g. in another process
+    /// assert!(pool.adopt(raw).is_err()); // only once
+    /// drop(block);
+    /// assert!(pool.adopt(raw).is_err()); // freed
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn adopt(&self, raw: RawBlock) -> Result<Block> {
+        self.take_detached(raw)?;
+        Ok(Block::new(
+            self.clone(),
+            raw.offset(),
+            raw.len() as usize,
+            raw.generation(),
+            0..0,
+        ))
+    }
+
+    /// Frees a block released with [`Block::into_raw`] without adopting it.
+    ///
+    /// # Errors
+    /// As [`Mempool::adopt`]: a double free or a stale descriptor is an error, not
+    /// undefined behaviour.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(4 << 20)?;
+    /// let raw = pool.alloc(100, 64)?.into_raw();
+    /// pool.free_raw(raw)?;
+    /// assert!(pool.free_raw(raw).is_err());
+    /// assert_eq!(pool.usage().allocations, 0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn free_raw(&self, raw: RawBlock) -> Result<()> {
+        let (locked, off) = self.take_detached(raw)?;
+        locked.free(off, 0);
+        Ok(())
+    }
+
+    /// Validates a detached `raw` and clears its DETACHED flag, under the lock.
+    fn take_detached(&self, raw: RawBlock) -> Result<(Locked<'_>, u64)> {
+        if raw.pool_id() != self.id() {
+            return Err(Error::descriptor(format!(
+                "block of pool {:#x}, not of this pool {:#x}",
+                raw.pool_id(),
+                self.id()
+            )));
+        }
+        let locked = self.inner.lock()?;
+        let off = locked
+            .validate_owned(raw.offset(), raw.generation(), raw.len())
+            .map_err(Error::descriptor)?;
+        let word = &locked.block(off).size_flags;
+        // Relaxed: under the lock; the owner's fetch_or that set DETACHED happened before
+        // the RawBlock existed, and the RawBlock reached us through some synchronizing
+        // channel.
+        let sf = word.load(Relaxed);
+        if sf & flag::DETACHED == 0 {
+            return Err(Error::descriptor(
+                "the block is not detached: it is still owned by a handle (use into_raw to \
+                 hand it over) or was already adopted",
+            ));
+        }
+        word.store(sf & !flag::DETACHED, Relaxed);
+        Ok((locked, off))
+    }
+
+    /// Frees every live block allocated with `tag` (0 frees nothing), in every process;
+    /// returns how many were freed. Walks the whole heap under the lock.
+    ///
+    /// # Safety
+    /// No handle ([`Block`], `SharedArray`) to a block with this tag may be used after the
+    /// call, in any process: its memory may be handed to someone else. (Dropping such a
+    /// handle is fine: the stale free is detected and ignored.)
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the pool is unusable (its lock is unrecoverable).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(4 << 20)?;
+    /// let raws: Vec<_> = (0..3).map(|_| pool.alloc_tagged(100, 64, 42).map(|b| b.into_raw()))
+    ///     .collect::<Result<_, _>>()?;
+    /// // SAFETY: the blocks were all released to `raws`, which is not used again.
+    /// assert_eq!(unsafe { pool.free_tagged(42) }?, 3);
+    /// assert_eq!(pool.usage().allocations, 0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub unsafe fn free_tagged(&self, tag: u64) -> Result<usize> {
+        if tag == 0 {
+            return Ok(0);
+        }
+        let locked = self.inner.lock()?;
+        let heap = locked.heap();
+        let (mut off, mut freed) = (heap.start, 0);
+        while off < heap.end {
+            let b = locked.block(off);
+            // Relaxed: under the lock.
+            let sf = b.size_flags.load(Relaxed);
+            if sf & flag::FREE == 0 && b.tag.load(Relaxed) == tag {
+                let merged = locked.free(off, 0);
+                freed += 1;
+                off = merged + (locked.block(merged).size_flags.load(Relaxed) & !flag::MASK);
+            } else {
+                off += sf & !flag::MASK;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Frees a block owned by a handle (called by `Block`'s drop).
+    pub(crate) fn free_owned(&self, payload: u64, len: u64, generation: u64) -> Result<()> {
+        let region = self.inner.region();
+        let off = region
+            .validate(payload, generation, len)
+            .map_err(Error::descriptor)?;
+        // Relaxed: under nobody's lock, but we own the block, and nobody else writes
+        // size_flags of an owned block.
+        let size = region.block(off).size_flags.load(Relaxed) & !flag::MASK;
+        let mut extra = 0;
+        if size - HEADER >= pages::RELEASE_BLOCK {
+            // Give the pages back before locking: we still own the block, so nobody else
+            // touches them. Mark the block first, so that whoever frees it (us, or
+            // `free_tagged` if we die) knows its pages may be gone.
+            region.block(off).state.store(STATE_UNRESERVED, Relaxed);
+            let interior = pages::interior(off, off + size, region.page);
+            // SAFETY: the interior of a block we own and are freeing: no live data.
+            if unsafe { pages::remove(region.base(), interior) }.is_ok() {
+                extra = flag::UNPOPULATED | flag::ZEROED;
+            }
+        }
+        let locked = self.inner.lock()?;
+        let off = locked
+            .validate_owned(payload, generation, len)
+            .map_err(Error::descriptor)?;
+        locked.free(off, extra);
+        Ok(())
+    }
+
+    /// Checks that `payload..payload+bytes` is inside a live block of generation
+    /// `generation`, without the lock; returns the address of `payload`.
+    pub(crate) fn resolve(&self, payload: u64, generation: u64, bytes: u64) -> Result<NonNull<u8>> {
+        let region = self.inner.region();
+        region
+            .validate(payload, generation, bytes)
+            .map_err(Error::descriptor)?;
+        // SAFETY: validated to be inside the heap, which is inside our mapping.
+        let ptr = unsafe { NonNull::new_unchecked(region.base().add(payload as usize)) };
+        debug_assert!(self.contains(ptr.as_ptr()));
+        Ok(ptr)
+    }
+
+    /// Sets the DETACHED flag of an owned block (for `Block::into_raw`).
+    pub(crate) fn detach(&self, payload: u64) {
+        let region = self.inner.region();
+        // Release: the flag is set before the RawBlock can reach an adopter, who reads it
+        // under the lock after receiving the RawBlock through a synchronizing channel.
+        region
+            .block(payload - HEADER)
+            .size_flags
+            .fetch_or(flag::DETACHED, Release);
+    }
+}
+
+fn populate_error(requested: usize, capacity: usize, e: PopulateError) -> Error {
+    match e {
+        PopulateError::OutOfMemory => pool_out_of_memory(requested, 0, capacity),
+        PopulateError::Io(e) => Error::io("reserving mempool pages", e),
+    }
+}

@@ -1,0 +1,172 @@
+//! Creating a pool: validating the capacity, mapping the region, writing the header and
+//! the first free block, registering the pool in this process.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::heap::{Locked, Region};
+use super::layout::{flag, round_up, PoolHeader, HEADER, MAX_HEAP, NIL, POOL_MAGIC};
+use super::lock::Acquired;
+use super::pages::{self, PopulateError};
+use super::{pool_out_of_memory, registry, Inner, Mempool, MIN_CAPACITY};
+use crate::error::{Error, Result};
+use crate::sys::mman;
+
+impl Mempool {
+    /// Maps a new pool of `capacity` bytes (rounded up to whole pages).
+    ///
+    /// Pages cost nothing until allocations use them, so a generous capacity is cheap.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `capacity` is below 1 MiB or above the physical memory;
+    /// [`Error::Io`] if the mapping fails, or on kernels older than 5.14 (no
+    /// `MADV_POPULATE_WRITE`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(8 << 20)?;
+    /// assert!(pool.capacity() >= 8 << 20);
+    /// assert!(procyon::Mempool::new(0).is_err());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn new(capacity: usize) -> Result<Mempool> {
+        let physical = mman::physical_memory();
+        if capacity < MIN_CAPACITY {
+            return Err(Error::config(format!(
+                "mempool capacity of {capacity} bytes is below the minimum of {MIN_CAPACITY} \
+                 bytes; pass at least 1 MiB (or use Mempool::with_default_capacity)"
+            )));
+        }
+        if physical > 0 && capacity as u64 > physical {
+            return Err(Error::config(format!(
+                "mempool capacity of {capacity} bytes exceeds the physical memory of {physical} \
+                 bytes; pass at most that (pages only cost memory once allocated, so \
+                 Mempool::default_capacity(), half of RAM, is usually right)"
+            )));
+        }
+        if capacity as u64 > MAX_HEAP {
+            return Err(Error::config(format!(
+                "mempool capacity of {capacity} bytes exceeds the maximum of {MAX_HEAP} bytes"
+            )));
+        }
+        let page = mman::page_size() as u64;
+        let len = round_up(capacity as u64, page).expect("capacity below MAX_HEAP");
+        let base =
+            mman::map_shared_anon(len as usize).map_err(|e| Error::io("mapping the mempool", e))?;
+        // SAFETY: `base` is the fresh mapping of `len` bytes made above, used by nobody else.
+        match unsafe { init_region(base, len, page) } {
+            Ok(id) => {
+                let inner = Arc::new(Inner {
+                    base,
+                    len: len as usize,
+                    id,
+                    page,
+                });
+                registry::register(id, Arc::downgrade(&inner));
+                Ok(Mempool { inner })
+            }
+            Err(e) => {
+                // SAFETY: our fresh mapping; nothing refers to it.
+                let _ = unsafe { mman::unmap(base, len as usize) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps a pool of [`Mempool::default_capacity`] bytes.
+    ///
+    /// # Errors
+    /// As [`Mempool::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::with_default_capacity()?;
+    /// assert_eq!(pool.capacity(), procyon::Mempool::default_capacity());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn with_default_capacity() -> Result<Mempool> {
+        Mempool::new(Mempool::default_capacity())
+    }
+
+    /// Half of the physical memory (1 GiB if unknown), in whole pages. Untouched pages
+    /// cost nothing, so this only bounds how much the pool can ever hold.
+    pub fn default_capacity() -> usize {
+        let page = mman::page_size() as u64;
+        let physical = mman::physical_memory();
+        let half = if physical == 0 { 1 << 30 } else { physical / 2 };
+        let half = half.clamp(MIN_CAPACITY as u64, MAX_HEAP);
+        (half & !(page - 1)) as usize
+    }
+}
+
+/// Writes the pool header and the first free block into a fresh mapping; returns the id.
+///
+/// # Safety
+/// `base` is a fresh mapping of `len` bytes (page aligned, zeroed) that nobody else uses.
+unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
+    let heap_start = round_up(std::mem::size_of::<PoolHeader>() as u64, page).expect("small");
+    // Header pages plus the page of the first block header.
+    // SAFETY: inside the fresh mapping.
+    unsafe { pages::populate(base.as_ptr(), 0..heap_start + page) }.map_err(|e| match e {
+        PopulateError::OutOfMemory => pool_out_of_memory(0, 0, len as usize),
+        PopulateError::Io(e) => Error::io(
+            "populating the mempool header (MADV_POPULATE_WRITE needs Linux 5.14 or later)",
+            e,
+        ),
+    })?;
+    let id = random_id();
+    let hdr = base.as_ptr() as *mut PoolHeader;
+    // SAFETY: the header lies in the populated, zeroed, exclusively owned start of the
+    // mapping; we write its plain fields before any reference to the header exists.
+    unsafe {
+        std::ptr::addr_of_mut!((*hdr).magic).write(POOL_MAGIC);
+        std::ptr::addr_of_mut!((*hdr).pool_id).write(id);
+        std::ptr::addr_of_mut!((*hdr).region_len).write(len);
+        std::ptr::addr_of_mut!((*hdr).heap_start).write(heap_start);
+        std::ptr::addr_of_mut!((*hdr).heap_end).write(len);
+    }
+    // SAFETY: the header is initialized (plain fields above, atomics and free lists are
+    // all-zero = empty, which is valid) and lives in our mapping.
+    let region = unsafe { Region::new(base.as_ptr(), page) };
+    // SAFETY: the lock is at its final address and nobody can see the region yet.
+    unsafe { region.hdr.lock.init() }.map_err(|e| Error::io("initializing the mempool lock", e))?;
+    let stats = &region.hdr.stats;
+    // Relaxed: nobody else can see the region until it is shared by a later fork, which
+    // orders these stores before anything the child does.
+    stats.populated.store(heap_start + page, Relaxed);
+    stats.dirty.store(heap_start + HEADER, Relaxed);
+    let first = region.block(heap_start);
+    first.prev_phys.store(NIL, Relaxed);
+    first
+        .size_flags
+        .store((len - heap_start) | flag::FREE, Relaxed);
+    let (guard, acquired) = region
+        .hdr
+        .lock
+        .lock()
+        .map_err(|e| Error::io("locking the new mempool", e))?;
+    debug_assert_eq!(acquired, Acquired::Clean);
+    Locked::new(region, guard).insert_free(heap_start, len - heap_start);
+    Ok(id)
+}
+
+/// A random, non-zero pool id (std's per-process random hash keys, mixed with the time,
+/// the pid and a counter).
+fn random_id() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    h.write_u64(now);
+    h.write_i32(crate::sys::process::getpid());
+    // Relaxed: only uniqueness matters.
+    h.write_u64(COUNTER.fetch_add(1, Relaxed));
+    h.finish().max(1)
+}

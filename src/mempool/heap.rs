@@ -1,0 +1,573 @@
+//! The TLSF allocator over the shared region: free lists, split, merge.
+//!
+//! [`Region`] is a view of the mapped region usable without the lock (only atomic reads
+//! of block headers, for descriptor validation). [`Locked`] is the same view plus the
+//! allocator lock, and is the only way to change the heap.
+//!
+//! **Orderings.** Every field of the free lists, bitmaps, statistics and block headers is
+//! written only while the allocator lock is held; the lock's acquire/release orders those
+//! accesses between holders, so they use `Relaxed`. The exceptions are the stores that
+//! lock-free readers (descriptor validation) depend on: a block's `size_flags` is stored
+//! with `Release` after its `generation` and `len`, and validators load it with `Acquire`.
+//! The single-store commits that make critical sections crash-consistent are spelled out
+//! in the mempool module docs ("Crash consistency").
+
+use std::ops::Range;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use super::layout::{
+    class_of, flag, round_up, search_class, BlockHeader, PoolHeader, FL_COUNT, GRANULE, HEADER,
+    MIN_BLOCK, NIL, STATE_UNRESERVED,
+};
+use super::lock::RobustGuard;
+use super::pages::{self, PopulateError};
+use super::testing::{crash_point, CrashPoint};
+
+/// A view of a mapped pool region. Copying it copies the pointer, not the memory.
+#[derive(Clone, Copy)]
+pub(crate) struct Region<'a> {
+    base: *mut u8,
+    pub(crate) hdr: &'a PoolHeader,
+    pub(crate) page: u64,
+}
+
+/// A successful allocation, as seen by the lock holder.
+#[derive(Debug)]
+pub(crate) struct Allocation {
+    /// Offset of the block header (the payload follows it).
+    pub(crate) header: u64,
+    /// The block's generation.
+    pub(crate) generation: u64,
+    /// Absolute byte range of the payload known to read as zero (maybe empty).
+    pub(crate) known_zero: Range<u64>,
+    /// Page range the caller must populate after unlocking (the block's state is
+    /// `STATE_UNRESERVED` until it has).
+    pub(crate) populate_later: Option<Range<u64>>,
+}
+
+/// Why an allocation failed.
+#[derive(Debug)]
+pub(crate) enum AllocFailure {
+    /// No free block is large enough; the largest request that would fit now.
+    NoFit { available: u64 },
+    /// The pool had room, but the system refused the pages.
+    Populate(PopulateError),
+}
+
+impl<'a> Region<'a> {
+    /// # Safety
+    /// `base` is the base of a live mapping whose first bytes are an initialized
+    /// `PoolHeader`, mapped for at least `'a` and `hdr.region_len` bytes long.
+    pub(crate) unsafe fn new(base: *mut u8, page: u64) -> Self {
+        debug_assert_eq!(base as usize % 4096, 0);
+        // SAFETY: the caller guarantees an initialized, live header at `base`; the header is
+        // plain data plus atomics, so a shared reference to it is sound even while other
+        // processes update its atomics.
+        let hdr = unsafe { &*(base as *const PoolHeader) };
+        Region { base, hdr, page }
+    }
+
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// The header of the block at `off`.
+    pub(crate) fn block(&self, off: u64) -> &'a BlockHeader {
+        debug_assert!(
+            off >= self.hdr.heap_start && off + HEADER <= self.hdr.heap_end,
+            "block offset {off} outside the heap"
+        );
+        debug_assert_eq!(off % GRANULE, 0);
+        // SAFETY: `off` is a 64-aligned offset inside the heap (checked above in debug
+        // builds, guaranteed by the callers, which only follow offsets of the walkable
+        // chain or validated descriptors). The mapping lives for 'a, and `BlockHeader` is
+        // atomics only, so any bit pattern is valid and concurrent access is sound.
+        unsafe { &*(self.base.add(off as usize) as *const BlockHeader) }
+    }
+
+    /// The first block header offset at which the heap ends.
+    pub(crate) fn heap(&self) -> Range<u64> {
+        self.hdr.heap_start..self.hdr.heap_end
+    }
+
+    /// Checks without the lock that `payload` (offset of a payload) names a live used
+    /// block of generation `generation` holding at least `bytes` bytes; returns its header
+    /// offset. Lock-free: the answer may be stale by the time it is used, which is fine
+    /// for the callers (descriptor users promise the array stays alive).
+    pub(crate) fn validate(
+        &self,
+        payload: u64,
+        generation: u64,
+        bytes: u64,
+    ) -> Result<u64, &'static str> {
+        let heap = self.heap();
+        if payload % GRANULE != 0 || payload < heap.start + HEADER || payload >= heap.end {
+            return Err("offset does not point at a block of this pool");
+        }
+        let off = payload - HEADER;
+        // Relaxed: a hint that saves touching unpopulated pages; the header checks below
+        // are what decide.
+        if off >= self.hdr.stats.populated.load(Relaxed) {
+            return Err("offset does not point at a live block of this pool");
+        }
+        let b = self.block(off);
+        // Acquire pairs with the Release store that committed the allocation: we see the
+        // generation and length written before it.
+        let sf = b.size_flags.load(Acquire);
+        let size = sf & !flag::MASK;
+        if sf & flag::FREE != 0 || generation == 0 {
+            return Err("the block was freed");
+        }
+        if b.generation.load(Relaxed) != generation {
+            return Err("stale generation: the block was freed (and maybe reused)");
+        }
+        if size < MIN_BLOCK || off + size > heap.end || bytes > size - HEADER {
+            return Err("length exceeds the block");
+        }
+        if bytes > b.len.load(Relaxed) {
+            return Err("length exceeds the allocation");
+        }
+        Ok(off)
+    }
+}
+
+/// The region with the allocator lock held: the only way to change the heap.
+pub(crate) struct Locked<'a> {
+    region: Region<'a>,
+    guard: RobustGuard<'a>,
+}
+
+impl<'a> std::ops::Deref for Locked<'a> {
+    type Target = Region<'a>;
+    fn deref(&self) -> &Region<'a> {
+        &self.region
+    }
+}
+
+impl<'a> Locked<'a> {
+    /// Pairs a region with the guard of its own lock.
+    pub(crate) fn new(region: Region<'a>, guard: RobustGuard<'a>) -> Self {
+        Locked { region, guard }
+    }
+
+    pub(crate) fn guard(&self) -> &RobustGuard<'a> {
+        &self.guard
+    }
+
+    /// Puts free block `off` of `size` bytes at the head of its list.
+    pub(crate) fn insert_free(&self, off: u64, size: u64) {
+        let (fl, sl) = class_of(size);
+        let hdr = self.hdr;
+        let head = hdr.heads[fl][sl].load(Relaxed);
+        let b = self.block(off);
+        b.next_free.store(head, Relaxed);
+        b.prev_free.store(NIL, Relaxed);
+        if head != NIL {
+            self.block(head).prev_free.store(off, Relaxed);
+        }
+        hdr.heads[fl][sl].store(off, Relaxed);
+        hdr.sl_bitmap[fl].fetch_or(1 << sl, Relaxed);
+        hdr.fl_bitmap.fetch_or(1 << fl, Relaxed);
+    }
+
+    /// Takes free block `off` of `size` bytes out of its list.
+    pub(crate) fn remove_free(&self, off: u64, size: u64) {
+        let (fl, sl) = class_of(size);
+        let hdr = self.hdr;
+        let b = self.block(off);
+        let next = b.next_free.load(Relaxed);
+        let prev = b.prev_free.load(Relaxed);
+        if next != NIL {
+            self.block(next).prev_free.store(prev, Relaxed);
+        }
+        if prev != NIL {
+            self.block(prev).next_free.store(next, Relaxed);
+        } else {
+            debug_assert_eq!(hdr.heads[fl][sl].load(Relaxed), off);
+            hdr.heads[fl][sl].store(next, Relaxed);
+            if next == NIL {
+                let left = hdr.sl_bitmap[fl].fetch_and(!(1 << sl), Relaxed) & !(1 << sl);
+                if left == 0 {
+                    hdr.fl_bitmap.fetch_and(!(1 << fl), Relaxed);
+                }
+            }
+        }
+    }
+
+    /// A free block of at least `size` bytes: O(1) good fit via the bitmaps, then (only
+    /// when that fails, i.e. near exhaustion) a scan of the list `size` itself falls in,
+    /// which may hold blocks between `size` and the next list boundary.
+    fn find_free(&self, size: u64) -> Option<u64> {
+        let hdr = self.hdr;
+        if let Some((fl, sl)) = search_class(size) {
+            let sl_map = hdr.sl_bitmap[fl].load(Relaxed) & (u32::MAX << sl);
+            let found = if sl_map != 0 {
+                Some((fl, sl_map.trailing_zeros() as usize))
+            } else {
+                let above = if fl + 1 < 64 { u64::MAX << (fl + 1) } else { 0 };
+                let fl_map = hdr.fl_bitmap.load(Relaxed) & above;
+                (fl_map != 0).then(|| {
+                    let f = fl_map.trailing_zeros() as usize;
+                    (f, hdr.sl_bitmap[f].load(Relaxed).trailing_zeros() as usize)
+                })
+            };
+            if let Some((f, s)) = found {
+                let off = hdr.heads[f][s].load(Relaxed);
+                debug_assert_ne!(off, NIL, "bitmap says list ({f},{s}) is non-empty");
+                return Some(off);
+            }
+        }
+        let (fl, sl) = class_of(size);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let mut off = hdr.heads[fl][sl].load(Relaxed);
+        while off != NIL {
+            let b = self.block(off);
+            if b.size_flags.load(Relaxed) & !flag::MASK >= size {
+                return Some(off);
+            }
+            off = b.next_free.load(Relaxed);
+        }
+        None
+    }
+
+    /// The largest payload a request could get right now (for error messages).
+    pub(crate) fn largest_free_payload(&self) -> u64 {
+        let fl_map = self.hdr.fl_bitmap.load(Relaxed);
+        if fl_map == 0 {
+            return 0;
+        }
+        let fl = 63 - fl_map.leading_zeros() as usize;
+        let sl = 31 - self.hdr.sl_bitmap[fl].load(Relaxed).leading_zeros() as usize;
+        let mut best = 0;
+        let mut off = self.hdr.heads[fl][sl].load(Relaxed);
+        while off != NIL {
+            let b = self.block(off);
+            best = best.max(b.size_flags.load(Relaxed) & !flag::MASK);
+            off = b.next_free.load(Relaxed);
+        }
+        best.saturating_sub(HEADER)
+    }
+
+    /// Writes the header of a new free block (the first store of a split). `estimate` is
+    /// its populated-bytes estimate (kept only for `UNPOPULATED` blocks).
+    fn write_free_header(&self, off: u64, size: u64, prev: u64, flags: u64, estimate: u64) {
+        let b = self.block(off);
+        b.prev_phys.store(prev, Relaxed);
+        b.generation.store(0, Relaxed);
+        b.tag.store(0, Relaxed);
+        b.len.store(estimate.min(size), Relaxed);
+        b.state.store(0, Relaxed);
+        b.size_flags.store(size | flag::FREE | flags, Release);
+    }
+
+    /// How many bytes of free block `off` may be populated: below the watermark for a
+    /// fully populated block; the estimate kept in `len` for an `UNPOPULATED` one. Only a
+    /// heuristic for when to give pages back.
+    pub(crate) fn populated_estimate(&self, off: u64, size: u64, sf: u64, watermark: u64) -> u64 {
+        if sf & flag::UNPOPULATED != 0 {
+            self.block(off).len.load(Relaxed).min(size)
+        } else {
+            (off + size).min(watermark).saturating_sub(off)
+        }
+    }
+
+    /// Points the block after `end` (if any) back at `prev`.
+    fn link_next(&self, end: u64, prev: u64) {
+        if end < self.hdr.heap_end {
+            self.block(end).prev_phys.store(prev, Relaxed);
+        }
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two >= 64), tagged `tag`.
+    pub(crate) fn alloc(
+        &self,
+        size: u64,
+        align: u64,
+        tag: u64,
+    ) -> Result<Allocation, AllocFailure> {
+        debug_assert!(align.is_power_of_two() && align >= GRANULE);
+        let no_fit = || AllocFailure::NoFit {
+            available: self.largest_free_payload(),
+        };
+        let payload = round_up(size.max(1), GRANULE).ok_or_else(no_fit)?;
+        let need = payload.checked_add(HEADER).ok_or_else(no_fit)?;
+        let search = if align <= GRANULE {
+            need
+        } else {
+            need.checked_add(align.checked_mul(2).ok_or_else(no_fit)?)
+                .ok_or_else(no_fit)?
+        };
+        let f_off = self.find_free(search).ok_or_else(no_fit)?;
+        let f = self.block(f_off);
+        let f_sf = f.size_flags.load(Relaxed);
+        let f_size = f_sf & !flag::MASK;
+        let f_end = f_off + f_size;
+        let f_flags = f_sf & (flag::UNPOPULATED | flag::ZEROED);
+        debug_assert!(f_sf & flag::FREE != 0 && f_size >= search);
+        self.remove_free(f_off, f_size);
+        let f_estimate =
+            self.populated_estimate(f_off, f_size, f_sf, self.hdr.stats.populated.load(Relaxed));
+
+        // Where the block goes: at the front of F, or (larger alignment) far enough in
+        // that the piece in front of it is a valid free block of its own.
+        let b_off = if align <= GRANULE {
+            f_off
+        } else {
+            // Align the *address* (the same in every process), not just the offset: the
+            // base is only page aligned.
+            let base = self.base() as u64;
+            let mut b = round_up(base + f_off + HEADER, align).expect("inside the address space")
+                - HEADER
+                - base;
+            if b != f_off && b - f_off < MIN_BLOCK {
+                b += align;
+            }
+            b
+        };
+        let end = b_off + need;
+        debug_assert!(end <= f_end);
+        let split = f_end - end >= MIN_BLOCK;
+        let b_end = if split { end } else { f_end };
+        let touch_end = if split { end + HEADER } else { b_end };
+        let page = self.page;
+        let stats = &self.hdr.stats;
+        let w_old = stats.populated.load(Relaxed);
+        let d_old = stats.dirty.load(Relaxed);
+        let f_interior = pages::interior(f_off, f_end, page);
+        let unpop_interior = if f_flags & flag::UNPOPULATED != 0 {
+            f_interior.clone()
+        } else {
+            pages::EMPTY
+        };
+        let big = payload >= pages::POPULATE_OUTSIDE_LOCK;
+
+        // Populate what must be populated before we write (and, for small blocks, the
+        // whole block plus a step ahead of the watermark). Nothing is written yet, so a
+        // failure only has to put F back.
+        let mut now: [Option<Range<u64>>; 3] = [None, None, None];
+        let mut later = None;
+        let w_new;
+        if big {
+            now[0] = pages::maybe_unpopulated(b_off..b_off + HEADER, &unpop_interior, w_old, page);
+            if split {
+                now[1] = pages::maybe_unpopulated(end..end + HEADER, &unpop_interior, w_old, page);
+            }
+            later = pages::maybe_unpopulated(b_off + HEADER..b_end, &unpop_interior, w_old, page);
+            w_new = w_old.max(round_up(touch_end, page).expect("inside the region"));
+        } else {
+            now[0] = pages::maybe_unpopulated(b_off..touch_end, &unpop_interior, u64::MAX, page);
+            if touch_end > w_old {
+                let used = w_old.saturating_sub(self.hdr.heap_start);
+                let step = (used / 8).clamp(pages::STEP_MIN, pages::STEP_MAX);
+                let target = round_up(touch_end, page).expect("inside the region");
+                w_new = target.max(w_old + step).min(self.hdr.region_len);
+                now[2] = Some(w_old..w_new);
+            } else {
+                w_new = w_old;
+            }
+        }
+        for r in now.into_iter().flatten() {
+            // SAFETY: every range is page-aligned and inside the region (block ranges are
+            // inside the heap, watermarks are clamped to the region length).
+            if let Err(e) = unsafe { pages::populate(self.base(), r) } {
+                self.insert_free(f_off, f_size);
+                return Err(AllocFailure::Populate(e));
+            }
+        }
+
+        // Everything we and the caller are about to write lies below touch_end: raise the
+        // dirty watermark first (see `Stats::dirty`).
+        if touch_end > d_old {
+            stats.dirty.store(touch_end, Relaxed);
+        }
+        let p = b_off + HEADER;
+        let mut known_zero = if d_old < p + size {
+            d_old.max(p)..p + size
+        } else {
+            pages::EMPTY
+        };
+        if f_flags & flag::ZEROED != 0 {
+            known_zero =
+                pages::union_or_larger(known_zero, pages::intersect(&(p..p + size), &f_interior));
+        }
+
+        if b_off != f_off {
+            // Front split: B's header first (a free block spanning to F's end), then shrink
+            // F in one store. A big block's front piece may now lie below the watermark
+            // without being populated: mark it.
+            self.write_free_header(b_off, f_end - b_off, f_off, f_flags, f_estimate);
+            self.link_next(f_end, b_off);
+            let (extra, front_estimate) = if f_flags & flag::UNPOPULATED != 0 {
+                (0, f_estimate)
+            } else if big && b_off > w_old {
+                (flag::UNPOPULATED, b_off.min(w_old).saturating_sub(f_off))
+            } else {
+                (0, 0)
+            };
+            f.len.store(front_estimate.min(b_off - f_off), Relaxed);
+            f.size_flags
+                .store((b_off - f_off) | flag::FREE | f_flags | extra, Release);
+            self.insert_free(f_off, b_off - f_off);
+        }
+        if split {
+            // Tail split, first store: the tail's header, unreachable until B shrinks.
+            self.write_free_header(end, f_end - end, b_off, f_flags, f_estimate);
+            self.link_next(f_end, end);
+            crash_point(CrashPoint::AllocAfterTail);
+        }
+        let generation = stats.generation.load(Relaxed) + 1;
+        stats.generation.store(generation, Relaxed);
+        let b = self.block(b_off);
+        b.generation.store(generation, Relaxed);
+        b.tag.store(tag, Relaxed);
+        b.len.store(size, Relaxed);
+        let state = if later.is_some() { STATE_UNRESERVED } else { 0 };
+        b.state.store(state, Relaxed);
+        // The commit: one store makes B used with its final size (and the tail reachable).
+        // Release: lock-free validators that see it also see generation and len.
+        b.size_flags.store(b_end - b_off, Release);
+        crash_point(CrashPoint::AllocAfterCommit);
+        if split {
+            self.insert_free(end, f_end - end);
+        }
+        if w_new > w_old {
+            stats.populated.store(w_new, Relaxed);
+        }
+        let in_use = stats.in_use.load(Relaxed) + (b_end - b_off);
+        stats.in_use.store(in_use, Relaxed);
+        if in_use > stats.peak.load(Relaxed) {
+            stats.peak.store(in_use, Relaxed);
+        }
+        stats.live.store(stats.live.load(Relaxed) + 1, Relaxed);
+        Ok(Allocation {
+            header: b_off,
+            generation,
+            known_zero,
+            populate_later: later,
+        })
+    }
+
+    /// Frees used block `off` and coalesces it with its free neighbours; returns the
+    /// offset of the resulting free block. `extra` is `UNPOPULATED | ZEROED` when the
+    /// caller already gave the block's interior pages back, else 0.
+    pub(crate) fn free(&self, off: u64, extra: u64) -> u64 {
+        let stats = &self.hdr.stats;
+        let b = self.block(off);
+        let sf = b.size_flags.load(Relaxed);
+        debug_assert_eq!(sf & flag::FREE, 0, "double free of block {off}");
+        let b_size = sf & !flag::MASK;
+        // Acquire: pairs with the owner's Release store that cleared the bit after its
+        // populate finished (a stale set bit only costs a later re-populate).
+        let unreserved = b.state.load(Acquire) & STATE_UNRESERVED != 0;
+        let mut flags = extra | if unreserved { flag::UNPOPULATED } else { 0 };
+        // The commit of a free: one store.
+        b.size_flags.store(b_size | flag::FREE | flags, Release);
+        b.generation.store(0, Relaxed);
+        crash_point(CrashPoint::FreeAfterMark);
+        stats
+            .in_use
+            .store(stats.in_use.load(Relaxed) - b_size, Relaxed);
+        stats.live.store(stats.live.load(Relaxed) - 1, Relaxed);
+
+        let watermark = stats.populated.load(Relaxed);
+        let mut estimate = if extra != 0 {
+            0
+        } else if unreserved {
+            b_size
+        } else {
+            b_size.min(watermark.saturating_sub(off))
+        };
+        let (mut start, mut size) = (off, b_size);
+
+        let right = start + size;
+        if right < self.hdr.heap_end {
+            let r_sf = self.block(right).size_flags.load(Relaxed);
+            if r_sf & flag::FREE != 0 {
+                let r_size = r_sf & !flag::MASK;
+                self.remove_free(right, r_size);
+                estimate += self.populated_estimate(right, r_size, r_sf, watermark);
+                flags = (flags | r_sf) & flag::UNPOPULATED;
+                // Merge: grow the left block in one store; the right header is garbage now.
+                b.size_flags
+                    .store((size + r_size) | flag::FREE | flags, Release);
+                size += r_size;
+                self.link_next(start + size, start);
+                crash_point(CrashPoint::FreeAfterMergeRight);
+            }
+        }
+        let left = b.prev_phys.load(Relaxed);
+        if left != NIL {
+            let l = self.block(left);
+            let l_sf = l.size_flags.load(Relaxed);
+            if l_sf & flag::FREE != 0 {
+                let l_size = l_sf & !flag::MASK;
+                self.remove_free(left, l_size);
+                estimate += self.populated_estimate(left, l_size, l_sf, watermark);
+                flags = (flags | l_sf) & flag::UNPOPULATED;
+                l.size_flags
+                    .store((l_size + size) | flag::FREE | flags, Release);
+                start = left;
+                size += l_size;
+                self.link_next(start + size, start);
+            }
+        }
+        // The estimate only matters for UNPOPULATED blocks (see `populated_estimate`).
+        self.block(start).len.store(estimate.min(size), Relaxed);
+        if estimate >= pages::RELEASE_COALESCED {
+            self.release(start, size, flags);
+        }
+        self.insert_free(start, size);
+        start
+    }
+
+    /// Gives the interior pages of free block `off` back: flag first (conservative), then
+    /// remove, then claim zero.
+    fn release(&self, off: u64, size: u64, flags: u64) {
+        let b = self.block(off);
+        let watermark = self.hdr.stats.populated.load(Relaxed);
+        let range = pages::intersect(
+            &pages::interior(off, off + size, self.page),
+            &(0..watermark),
+        );
+        b.len.store(0, Relaxed);
+        b.size_flags
+            .store(size | flag::FREE | flags | flag::UNPOPULATED, Release);
+        // SAFETY: the range is the page interior of a free block (holds no live data: its
+        // bytes belong to nobody, and headers sit outside the interior), inside the region.
+        if unsafe { pages::remove(self.base(), range) }.is_ok() {
+            // The interior is now zero below the watermark, and nothing at or above the
+            // watermark was ever written (dirty <= populated), so all of it reads zero.
+            b.size_flags.store(
+                size | flag::FREE | flag::UNPOPULATED | flag::ZEROED,
+                Release,
+            );
+        }
+    }
+
+    /// Validates a block for an owner-level operation (free, adopt) under the lock:
+    /// everything [`Region::validate`] checks, plus that the neighbours agree.
+    pub(crate) fn validate_owned(
+        &self,
+        payload: u64,
+        generation: u64,
+        len: u64,
+    ) -> Result<u64, &'static str> {
+        let off = self.validate(payload, generation, len)?;
+        let b = self.block(off);
+        if b.len.load(Relaxed) != len {
+            return Err("length does not match the allocation");
+        }
+        let size = b.size_flags.load(Relaxed) & !flag::MASK;
+        let next = off + size;
+        if next < self.hdr.heap_end && self.block(next).prev_phys.load(Relaxed) != off {
+            return Err("offset does not point at a block of this pool");
+        }
+        let prev = b.prev_phys.load(Relaxed);
+        if prev != NIL && (prev < self.hdr.heap_start || prev >= off) {
+            return Err("offset does not point at a block of this pool");
+        }
+        Ok(off)
+    }
+}
