@@ -11,6 +11,8 @@ mod mempool;
 #[allow(dead_code)]
 pub(crate) mod sys;
 
+pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
+pub use bytemuck::{Pod, Zeroable};
 pub use error::{Error, Result};
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
