@@ -526,19 +526,22 @@ impl<'a> Locked<'a> {
     /// remove, then claim zero.
     fn release(&self, off: u64, size: u64, flags: u64) {
         let b = self.block(off);
-        let watermark = self.hdr.stats.populated.load(Relaxed);
-        let range = pages::intersect(
-            &pages::interior(off, off + size, self.page),
-            &(0..watermark),
-        );
+        let stats = &self.hdr.stats;
+        // Everything written lies below the dirty watermark and everything populated below
+        // the populated one; past both, the pages are untouched (and read zero).
+        let touched = stats
+            .populated
+            .load(Relaxed)
+            .max(round_up(stats.dirty.load(Relaxed), self.page).unwrap_or(u64::MAX));
+        let range = pages::intersect(&pages::interior(off, off + size, self.page), &(0..touched));
         b.len.store(0, Relaxed);
         b.size_flags
             .store(size | flag::FREE | flags | flag::UNPOPULATED, Release);
         // SAFETY: the range is the page interior of a free block (holds no live data: its
         // bytes belong to nobody, and headers sit outside the interior), inside the region.
         if unsafe { pages::remove(self.base(), range) }.is_ok() {
-            // The interior is now zero below the watermark, and nothing at or above the
-            // watermark was ever written (dirty <= populated), so all of it reads zero.
+            // The interior now reads zero below both watermarks, and nothing at or above
+            // the dirty watermark was ever written: all of it reads zero.
             b.size_flags.store(
                 size | flag::FREE | flag::UNPOPULATED | flag::ZEROED,
                 Release,

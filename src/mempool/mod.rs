@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Submodules: [`layout`] (what the region holds), [`lock`] (the robust process-shared
-//! lock), [`heap`] (the TLSF allocator), [`recovery`] (repair after a lock holder died,
-//! invariant check), [`pages`] (populate / give back), [`registry`] (pool id -> handle in
-//! this process), [`block`] (the owning [`Block`] handle and its plain-data [`RawBlock`]).
+//! lock), [`heap`] (the TLSF allocator, under the lock), [`recovery`] (repair after a lock
+//! holder died, invariant check), [`pages`] (populate / give back), [`create`] (mapping a
+//! new pool), [`alloc`] (the public allocate/free entry points), [`registry`] (pool id ->
+//! handle in this process), [`block`] (the owning [`Block`] handle and its plain-data
+//! [`RawBlock`]), [`testing`] (crash points and the heap report, for tests).
 //!
 //! # The allocator
 //!
@@ -62,7 +64,7 @@
 //!   least 16 MiB of populated bytes removes the merged block's interior under the lock.
 //!   Such free blocks are flagged `UNPOPULATED` (allocating from them populates first) and,
 //!   once the removal is done, `ZEROED`.
-//! * `dirty` watermark `D <= W`: nothing at or above it was ever written. With `ZEROED`,
+//! * `dirty` watermark `D`: nothing at or above it was ever written. With `ZEROED`,
 //!   this tells an allocation which of its bytes are known to be zero, so
 //!   [`Mempool::alloc_zeroed`] and `SharedArray::zeroed` only clear the rest.
 //!
@@ -87,7 +89,7 @@
 //! | front split (align) | 1. new header (FREE, spans to the end); 2. old block shrinks | before 2: as above |
 //! | free | 1. block's `size_flags` \|= FREE; 2. merge right: block grows in one store; 3. merge left: left block grows in one store; 4. prev links | free blocks may be adjacent, lists stale |
 //! | give back | 1. \|= UNPOPULATED; 2. `madvise(REMOVE)`; 3. \|= ZEROED | each flag is conservative until the next store |
-//! | watermarks | `dirty` raised before writing; `populated` raised after populating *and* after the commit | both stay on the safe side |
+//! | watermarks | `dirty` raised before writing; `populated` raised after populating *and* after the commit | both stay on the safe side; recovery raises `populated` over the last reachable header |
 //!
 //! Who touches what: `size_flags`, links, lists, bitmaps and statistics only under the
 //! lock, with two exceptions that never race with a lock holder: the owner of a used block
@@ -143,9 +145,24 @@ const MAX_ALIGN: usize = 1 << 30;
 /// forked from it afterwards.
 ///
 /// Cheap to clone (a reference count); `Send` and `Sync`. The region is unmapped (in this
-/// process) when the last handle and the last [`Block`] of it are gone. Every process of
-/// the tree can allocate and free at the same time; the allocator lock survives the death
-/// of a holder (see the [module docs](self)).
+/// process) when the last handle and the last [`Block`] of it are gone. Nothing is
+/// created in `/dev/shm` or `/tmp`: the memory vanishes with the last process of the tree.
+///
+/// * **Concurrent use.** Every process of the tree can allocate and free at the same
+///   time. The allocator lock is a robust process-shared mutex: if a process dies holding
+///   it (even by SIGKILL), the next one to lock repairs the heap and carries on. A block
+///   whose allocation completed but whose allocator died before returning it leaks,
+///   unless it was tagged ([`Mempool::alloc_tagged`], [`Mempool::free_tagged`]).
+/// * **Reserved, never SIGBUS.** Pages cost nothing until allocated; an allocation
+///   reserves (populates) its pages before returning, so running out of memory is an
+///   `Err(OutOfMemory)` at allocation time, never a signal at first touch. Freeing a
+///   block of 8 MiB or more gives its pages back to the system.
+/// * **O(1) and bounded fragmentation.** Two-level segregated fit: allocation and free
+///   take constant time; free blocks coalesce with their neighbours at once. A block
+///   takes its size rounded up to 64 bytes plus a 64-byte header; an allocation of `n`
+///   bytes (alignment 64) fails only if no free block of `n` rounded up plus 64 bytes
+///   exists (with a larger alignment `a`: plus `2a`). Payloads are 64-byte aligned, so
+///   two arrays never share a cache line.
 ///
 /// # Examples
 ///
