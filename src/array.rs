@@ -18,12 +18,7 @@
 //!
 //! `T` must be [`bytemuck::Pod`] (re-exported as `procyon::Pod`): no pointers, no
 //! padding, any bit pattern valid, which is what makes sharing bytes between processes
-//! sound. Types that are not plain data do not compile:
-//!
-//! ```compile_fail
-//! let pool = procyon::Mempool::new(4 << 20).unwrap();
-//! let names = procyon::SharedArray::<String>::zeroed(&pool, 4); // String is not Pod
-//! ```
+//! sound (see the `compile_fail` example on [`SharedArray`]).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -42,7 +37,17 @@ const ARRAY_ALIGN: usize = 64;
 /// An array of plain-data `T` in a [`Mempool`]; frees it when dropped.
 ///
 /// Dereferences to `[T]`. Ownership is per process, as for [`Block`]: an array inherited
-/// through `fork` is not freed by the child.
+/// through `fork` is not freed by the child. [`SharedArray::desc`] gives a descriptor that
+/// other processes of the tree resolve to the same memory (see [`ArrayDesc`]).
+///
+/// `T` must be plain data ([`Pod`](bytemuck::Pod), re-exported as `procyon::Pod`, with a
+/// derive): no pointers, no padding, every bit pattern valid. That is what makes sharing
+/// the bytes with other processes sound; anything else is rejected at compile time:
+///
+/// ```compile_fail
+/// let pool = procyon::Mempool::new(4 << 20).unwrap();
+/// let names = procyon::SharedArray::<String>::zeroed(&pool, 4); // String is not Pod
+/// ```
 ///
 /// # Examples
 ///
@@ -395,8 +400,14 @@ impl RawArrayDesc {
     }
 }
 
-/// A descriptor of a [`SharedArray<T>`]: `Copy`, serde plain data, valid in every process
-/// of the tree. See the [module docs](self).
+/// A descriptor of a [`SharedArray<T>`]: `Copy`, serde plain data (pool id, offset,
+/// length, element size and alignment, generation), valid in every process of the tree.
+///
+/// A process resolves it to a slice of the same memory, with no copy. Resolving is
+/// `unsafe` (the compiler cannot see other processes), but every misuse that can be
+/// detected is an error: unknown pool, freed array (generation mismatch), chunk out of
+/// range, wrong element type. A descriptor from [`SharedArray::desc`] borrows; one from
+/// [`SharedArray::into_desc`] carries ownership, for [`SharedArray::adopt`].
 ///
 /// # Examples
 ///

@@ -140,6 +140,9 @@ fn die_at(point: CrashPoint) {
         .collect();
     parent_blocks.remove(5);
     parent_blocks.remove(2);
+    for (i, b) in parent_blocks.iter_mut().enumerate() {
+        b.as_bytes_mut().fill(i as u8 + 1);
+    }
     let baseline = pool.usage();
     const TAG: u64 = 77;
     let child = fork_child(|| {
@@ -188,8 +191,12 @@ fn die_at(point: CrashPoint) {
         (baseline.in_use, baseline.allocations),
         "{point:?}"
     );
+    // The survivors' blocks were never touched.
     for (i, b) in parent_blocks.iter().enumerate() {
-        assert!(b.len() > 0, "{i}");
+        assert!(
+            b.as_bytes().iter().all(|&x| x == i as u8 + 1),
+            "{point:?}: block {i}"
+        );
     }
     drop(parent_blocks);
     let report = pool.__check_invariants().unwrap();
