@@ -245,6 +245,10 @@ impl Mempool {
             // Give the pages back before locking: we still own the block, so nobody else
             // touches them. Mark the block first, so that whoever frees it (us, or
             // `free_tagged` if we die) knows its pages may be gone.
+            // Relaxed: the readers are our own free below (program order, then the lock)
+            // and, if we die before it, a `free_tagged` under the lock after our death; a
+            // dead process's stores are all visible by then (the kernel's context switch
+            // and exit are full barriers).
             region.block(off).state.store(STATE_UNRESERVED, Relaxed);
             let interior = pages::interior(off, off + size, region.page);
             // SAFETY: the interior of a block we own and are freeing: no live data.
@@ -289,5 +293,94 @@ fn populate_error(requested: usize, capacity: usize, e: PopulateError) -> Error 
     match e {
         PopulateError::OutOfMemory => pool_out_of_memory(requested, 0, capacity),
         PopulateError::Io(e) => Error::io("reserving mempool pages", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn fresh_memory_is_known_zero() {
+        let pool = Mempool::new(64 * MIB).unwrap();
+        let mut keep = Vec::new();
+        for size in [1, 4096, 3 * MIB, 100] {
+            let block = pool.alloc(size, 64).unwrap();
+            assert_eq!(block.known_zero(), 0..size, "size {size}");
+            keep.push(block);
+        }
+        // Freed and reused: only the part past what was ever written is known zero.
+        let mut dirty = keep.remove(1);
+        dirty.as_bytes_mut().fill(0xff);
+        let old_offset = dirty.offset();
+        drop(dirty);
+        for size in [4000, 4096, 100] {
+            let reused = pool.alloc(size, 64).unwrap();
+            if reused.offset() == old_offset {
+                assert!(reused.known_zero().is_empty());
+            }
+            assert!(reused.as_bytes()[reused.known_zero()]
+                .iter()
+                .all(|&b| b == 0));
+            keep.push(reused);
+        }
+    }
+
+    #[test]
+    fn reused_memory_is_not_known_zero_until_given_back() {
+        let pool = Mempool::new(64 * MIB).unwrap();
+        let mut small = pool.alloc(10_000, 64).unwrap();
+        small.as_bytes_mut().fill(1);
+        drop(small);
+        let again = pool.alloc(10_000, 64).unwrap();
+        assert!(again.known_zero().is_empty());
+        // A large block is given back on free; if nothing merges with it, its interior
+        // is known zero when reused.
+        let guard_before = pool.alloc(100, 64).unwrap();
+        let mut big = pool.alloc(12 * MIB, 64).unwrap();
+        let guard_after = pool.alloc(100, 64).unwrap();
+        big.as_bytes_mut().fill(2);
+        drop(big);
+        let mut reused = pool.alloc(12 * MIB, 64).unwrap();
+        let zero = reused.known_zero();
+        assert!(zero.end - zero.start >= 12 * MIB - 8192, "{zero:?}");
+        assert!(reused.as_bytes()[zero.clone()].iter().all(|&b| b == 0));
+        reused.zero_unknown();
+        assert!(reused.as_bytes().iter().all(|&b| b == 0));
+        drop((guard_before, guard_after, again));
+    }
+
+    #[test]
+    fn a_refused_populate_is_out_of_memory_and_leaves_nothing_behind() {
+        let pool = Mempool::new(64 * MIB).unwrap();
+        let keep = pool.alloc(100, 64).unwrap();
+        let before = pool.usage();
+        pages::FAIL_POPULATE.with(|f| f.set(true));
+        // Small (populated under the lock) and large (populated after unlocking).
+        for size in [3 * MIB / 2 + 7, 200 * 1024, 40 * MIB] {
+            match pool.alloc(size, 64) {
+                Err(Error::OutOfMemory {
+                    requested,
+                    available: 0,
+                    ..
+                }) => {
+                    assert_eq!(requested, size)
+                }
+                other => panic!("size {size}: {other:?}"),
+            }
+            let usage = pool.usage();
+            assert_eq!(
+                (usage.in_use, usage.allocations),
+                (before.in_use, before.allocations)
+            );
+            pool.__check_invariants().unwrap();
+        }
+        pages::FAIL_POPULATE.with(|f| f.set(false));
+        let block = pool.alloc_zeroed(40 * MIB, 64).unwrap();
+        assert!(block.as_bytes().iter().step_by(4096).all(|&b| b == 0));
+        drop((block, keep));
+        assert_eq!(pool.__check_invariants().unwrap().free_blocks, 1);
     }
 }

@@ -113,6 +113,10 @@ pub(crate) unsafe fn populate(base: *mut u8, range: Range<u64>) -> Result<(), Po
     if range.is_empty() {
         return Ok(());
     }
+    #[cfg(test)]
+    if FAIL_POPULATE.with(|f| f.get()) {
+        return Err(PopulateError::OutOfMemory);
+    }
     loop {
         // SAFETY: the range is inside our mapping (caller's contract); populating does not
         // change contents.
@@ -136,6 +140,13 @@ pub(crate) unsafe fn populate(base: *mut u8, range: Range<u64>) -> Result<(), Po
             },
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: make every populate of this thread fail as if the system were out of
+    /// memory.
+    pub(crate) static FAIL_POPULATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Gives the pages of `range` (page aligned) back to the system; they read as zero

@@ -6,6 +6,10 @@
 //! the chain and rebuilt. Recovery is itself crash-consistent and idempotent: its only
 //! chain changes are single-store merges of adjacent free blocks, so if the recovering
 //! process dies too, the next locker gets `EOWNERDEAD` again and simply recovers again.
+//!
+//! Every access here happens with the lock held, hence `Relaxed` (as in [`super::heap`]):
+//! the lock orders them with the accesses of earlier and later holders, and the kernel's
+//! handling of the holder's death (which hands us the lock) orders its stores before ours.
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
