@@ -367,6 +367,21 @@ impl RawArrayDesc {
         self.elem_size
     }
 
+    /// Alignment of the element type.
+    pub fn elem_align(&self) -> u64 {
+        self.elem_align
+    }
+
+    /// Offset of the first element from the pool's base (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Generation of the allocation holding the array (0 for an array of zero bytes).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The typed descriptor, if the element size and alignment match `T`'s.
     ///
     /// # Errors
