@@ -309,3 +309,28 @@ fn large_frees_give_pages_back_and_reuse_works() {
     let report = pool.__check_invariants().unwrap();
     assert_eq!(report.free_blocks, 1);
 }
+
+#[test]
+fn threads_of_one_process_share_the_pool() {
+    let pool = Mempool::new(64 * MIB).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let pool = &pool;
+            s.spawn(move || {
+                let mut rng = Rng(0xabc + t as u64);
+                let mut live = Vec::new();
+                for i in 0..5000 {
+                    if live.len() < 32 && rng.next() % 2 == 0 {
+                        let mut b = pool.alloc(rng.range(1, 20_000) as usize, 64).unwrap();
+                        b.as_bytes_mut().fill(t ^ i as u8);
+                        live.push((b, t ^ i as u8));
+                    } else if let Some((b, fill)) = live.pop() {
+                        assert!(b.as_bytes().iter().all(|&x| x == fill));
+                    }
+                }
+            });
+        }
+    });
+    let report = pool.__check_invariants().unwrap();
+    assert_eq!((report.used_blocks, report.free_blocks), (0, 1));
+}

@@ -278,3 +278,37 @@ fn a_block_inherited_through_fork_is_not_freed_by_the_child() {
     drop(block);
     assert_eq!(pool.usage().allocations, 0);
 }
+
+#[test]
+fn a_death_during_recovery_is_recovered_by_the_next_locker() {
+    let _serial = serial();
+    let pool = Mempool::new(16 * MIB).unwrap();
+    let kept = pool.alloc(1000, 64).unwrap();
+    let baseline = pool.usage();
+    // First death: a block marked free next to a free block, not yet merged.
+    let first = fork_child(|| {
+        let x = pool.alloc(100_000, 64).map_err(|e| e.to_string())?;
+        let y = pool.alloc(100_000, 64).map_err(|e| e.to_string())?;
+        drop(y);
+        Mempool::__arm_crash_point(Some(CrashPoint::FreeAfterMark));
+        drop(x);
+        Err("survived".to_string())
+    });
+    assert_eq!(wait(first), Status::Signaled(libc::SIGKILL));
+    // Second death: the process that recovers dies after recovery's first merge.
+    let second = fork_child(|| {
+        Mempool::__arm_crash_point(Some(CrashPoint::RecoveryAfterMerge));
+        drop(pool.alloc(10, 64).map_err(|e| e.to_string())?);
+        Err("recovery did not merge anything".to_string())
+    });
+    assert_eq!(wait(second), Status::Signaled(libc::SIGKILL));
+    // We recover again, from the half-recovered heap.
+    drop(pool.alloc(10, 64).unwrap());
+    let report = pool.__check_invariants().unwrap();
+    assert_eq!(report.recoveries, 1, "only completed recoveries count");
+    assert_eq!((report.used_blocks, report.free_blocks), (1, 1));
+    let usage = pool.usage();
+    assert_eq!((usage.in_use, usage.allocations), (baseline.in_use, 1));
+    drop(kept);
+    assert_no_children();
+}

@@ -17,7 +17,7 @@ use super::heap::Locked;
 use super::layout::{
     class_of, flag, round_up, FL_COUNT, GRANULE, HEADER, MIN_BLOCK, NIL, SL_COUNT,
 };
-use super::testing::HeapReport;
+use super::testing::{crash_point, CrashPoint, HeapReport};
 
 impl Locked<'_> {
     /// Repairs the heap after the previous lock holder died mid-critical-section.
@@ -56,6 +56,7 @@ impl Locked<'_> {
                     merged | flag::FREE | ((p_sf | sf) & flag::UNPOPULATED),
                     Release,
                 );
+                crash_point(CrashPoint::RecoveryAfterMerge);
                 off += size;
                 continue;
             }

@@ -18,6 +18,9 @@ pub enum CrashPoint {
     FreeAfterMark = 3,
     /// Free: after merging with the right neighbour, before the left merge and relink.
     FreeAfterMergeRight = 4,
+    /// Recovery: after its first merge of adjacent free blocks (recovery must survive
+    /// its own death: the next locker recovers again).
+    RecoveryAfterMerge = 5,
 }
 
 /// The armed crash point of this process (0 = none). Process-local by nature.
