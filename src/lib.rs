@@ -13,6 +13,7 @@ pub(crate) mod sys;
 
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
 pub use bytemuck::{Pod, Zeroable};
+pub use camlbox::{Camlbox, Receiver, Sender};
 pub use error::{Error, Result};
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
