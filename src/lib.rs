@@ -1,22 +1,80 @@
 //! procyon: rayon's data-parallel API over forked worker processes.
+//!
+//! A [`Pool`] is a scheduler process and N worker processes forked from your program.
+//! Jobs look like rayon's (`par_map`, `par_iter().map().sum()`, ...) but their tasks run
+//! in the workers, so a task that panics, aborts, segfaults, leaks or never returns
+//! cannot take the caller down: the job answers with an [`Error`], the worker is
+//! replaced, and the pool goes on serving. Inputs and outputs live in the [`Mempool`], a
+//! shared region mapped at the same address in every process, as [`SharedArray`]s that
+//! the workers read and write in place.
+//!
+//! ```
+//! # fn main() -> procyon::Result<()> {
+//! use procyon::{Ctx, Pool};
+//!
+//! let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+//! let x = pool.array_from_fn(100_000, |i| i as f64)?;
+//! let y = pool.par_map(&x, |v: f64| 2.0 * v + 1.0)?; // in place, no copy
+//! assert_eq!(y[10], 21.0);
+//!
+//! let total: f64 = pool.par_iter(&y).sum()?;
+//! assert_eq!(total, 100_000.0 * 100_000.0);
+//!
+//! // A job of its own, with a nested parallel job inside, that can be cancelled.
+//! let handle = pool.spawn(|ctx: &Ctx| ctx.par_range(0..1000).map(|i: usize| i as u64).sum::<u64>().unwrap())?;
+//! assert_eq!(handle.wait()?, 499_500);
+//! # Ok(()) }
+//! ```
+//!
+//! # Map of the crate
+//!
+//! * processes: [`Pool`] (client side), the scheduler (forks and re-forks workers, fails
+//!   the jobs of dead ones, cancels), the workers (run chunks, help their nested jobs);
+//! * data plane: [`Mempool`] (shared region, allocator with a lock that survives a dead
+//!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`];
+//! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
+//! * jobs: a shared header per job, chunks taken by the workers themselves (guided
+//!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
+//!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
+//!   checks, progress and partial results.
+//!
+//! Each module documents its protocol (states, who touches what, why no wakeup is
+//! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
+//! items or closures that capture nothing (checked at compile time), and state through
+//! `map_with` or shared arrays.
 
 mod array;
 mod camlbox;
+mod ctx;
 mod error;
 #[allow(dead_code)]
 pub(crate) mod futex;
+mod iter;
+mod job;
+mod kind;
 #[allow(dead_code)]
 mod loom;
 mod mempool;
+mod ops;
+mod pool;
+mod progress;
+mod scheduler;
 #[allow(dead_code)]
 pub(crate) mod sys;
+mod task;
+mod worker;
 
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
 pub use bytemuck::{Pod, Zeroable};
 pub use camlbox::{Camlbox, Receiver, Sender};
+pub use ctx::Ctx;
 pub use error::{Error, Result};
+pub use iter::ParIter;
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
 pub use mempool::{
     CrashPoint as __CrashPoint, HeapReport as __HeapReport, TestLockGuard as __TestLockGuard,
 };
+pub use pool::{JobHandle, Pool, PoolBuilder};
+pub use progress::Progress;
+pub use task::TaskFn;

@@ -32,7 +32,7 @@ impl Mempool {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn alloc(&self, size: usize, align: usize) -> Result<Block> {
-        self.alloc_tagged(size, align, 0)
+        self.alloc_tagged(size, align, default_tag())
     }
 
     /// [`Mempool::alloc`], with a tag (0 = none) that [`Mempool::free_tagged`] can later
@@ -383,4 +383,22 @@ mod tests {
         drop((block, keep));
         assert_eq!(pool.__check_invariants().unwrap().free_blocks, 1);
     }
+}
+
+thread_local! {
+    /// Tag given to untagged allocations made by this thread (0: none).
+    static DEFAULT_TAG: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The tag [`Mempool::alloc`] gives to blocks allocated by this thread.
+pub(crate) fn default_tag() -> u64 {
+    DEFAULT_TAG.with(|t| t.get())
+}
+
+/// Sets the tag untagged allocations of this thread get; returns the previous one.
+///
+/// A worker sets it to the root job of the tree it runs, so that everything a failed
+/// or cancelled tree allocated can be freed with [`Mempool::free_tagged`].
+pub(crate) fn set_default_tag(tag: u64) -> u64 {
+    DEFAULT_TAG.with(|t| t.replace(tag))
 }

@@ -120,12 +120,14 @@ mod pages;
 mod recovery;
 mod registry;
 mod testing;
+mod view;
 
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+pub(crate) use alloc::set_default_tag;
 pub use block::{Block, RawBlock};
 #[doc(hidden)]
 pub use testing::{CrashPoint, HeapReport};

@@ -1,0 +1,213 @@
+//! Engine benchmarks on the reference workloads (WORKLOADS.md), each group holding the
+//! sequential loop, rayon with the same number of threads, and procyon, so ratios come
+//! from one run on one machine.
+//!
+//! * W3 tiny tasks: 100,000 items, `i + 1`, summed; default chunking and one item per
+//!   chunk (`with_max_len(1)`).
+//! * W4 round trip: one small job at a time, submit to result. Besides criterion's
+//!   estimate, a direct loop of 10,000 jobs prints the median and p99 in microseconds.
+//! * W5 bandwidth: y = 2x + 1 over 64 Mi f64 (512 MiB in, 512 MiB out); throughput is
+//!   counted as input + output bytes. The arrays are allocated (and populated) once,
+//!   before timing; the first, untimed run also pays each worker's page-table faults on
+//!   the shared pages (printed separately as "cold").
+//!
+//! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rayon::prelude::*;
+
+const WORKERS: usize = 2;
+
+fn quick() -> bool {
+    std::env::var_os("PROCYON_BENCH_QUICK").is_some()
+}
+
+fn pool() -> procyon::Pool {
+    procyon::Pool::builder()
+        .workers(WORKERS)
+        .mempool_size(4 << 30)
+        .build()
+        .expect("pool")
+}
+
+fn rayon_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(WORKERS)
+        .build()
+        .unwrap()
+}
+
+fn w3(c: &mut Criterion) {
+    const N: usize = 100_000;
+    let pool = pool();
+    let rp = rayon_pool();
+    let mut g = c.benchmark_group("w3_tiny_tasks");
+    g.throughput(Throughput::Elements(N as u64));
+    if quick() {
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(1))
+            .warm_up_time(Duration::from_millis(300));
+    }
+    let expected = (N as u64) * (N as u64 + 1) / 2;
+    g.bench_function("sequential", |b| {
+        b.iter(|| black_box((0..N as u64).map(|i| black_box(i) + 1).sum::<u64>()))
+    });
+    g.bench_function("rayon/default", |b| {
+        b.iter(|| {
+            rp.install(|| {
+                (0..N as u64)
+                    .into_par_iter()
+                    .map(|i| black_box(i) + 1)
+                    .sum::<u64>()
+            })
+        })
+    });
+    g.bench_function("rayon/max_len_1", |b| {
+        b.iter(|| {
+            rp.install(|| {
+                (0..N)
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .map(|i| black_box(i as u64) + 1)
+                    .sum::<u64>()
+            })
+        })
+    });
+    g.bench_function("procyon/default", |b| {
+        b.iter(|| {
+            let s: u64 = pool
+                .par_range(0..N)
+                .map(|i: usize| black_box(i as u64) + 1)
+                .sum()
+                .unwrap();
+            assert_eq!(s, expected);
+        })
+    });
+    g.bench_function("procyon/max_len_1", |b| {
+        b.iter(|| {
+            let s: u64 = pool
+                .par_range(0..N)
+                .with_max_len(1)
+                .map(|i: usize| black_box(i as u64) + 1)
+                .sum()
+                .unwrap();
+            assert_eq!(s, expected);
+        })
+    });
+    g.finish();
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn w4(c: &mut Criterion) {
+    let pool = pool();
+    let rp = rayon_pool();
+    let x = pool.array_from_fn(16, |i| i as u64).unwrap();
+    let mut y = pool.array_zeroed::<u64>(16).unwrap();
+    let mut g = c.benchmark_group("w4_round_trip");
+    if quick() {
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(1))
+            .warm_up_time(Duration::from_millis(300));
+    }
+    g.bench_function("rayon", |b| {
+        b.iter(|| {
+            rp.install(|| {
+                (0..16u64)
+                    .into_par_iter()
+                    .map(|v| black_box(v) + 1)
+                    .sum::<u64>()
+            })
+        })
+    });
+    g.bench_function("procyon", |b| {
+        b.iter(|| pool.par_map_into(&x, &mut y, |v: u64| v + 1).unwrap())
+    });
+    g.finish();
+
+    // Latency distribution: one job at a time, 10,000 times (1,000 in quick mode).
+    let rounds = if quick() { 1_000 } else { 10_000 };
+    let mut lat = Vec::with_capacity(rounds);
+    let mut lat_rayon = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        pool.par_map_into(&x, &mut y, |v: u64| v + 1).unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        black_box(rp.install(|| {
+            (0..16u64)
+                .into_par_iter()
+                .map(|v| black_box(v) + 1)
+                .sum::<u64>()
+        }));
+        lat_rayon.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    assert!(y.iter().enumerate().all(|(i, &v)| v == i as u64 + 1));
+    lat.sort_by(f64::total_cmp);
+    lat_rayon.sort_by(f64::total_cmp);
+    println!(
+        "w4 latency over {rounds} jobs: procyon median {:.1} us p99 {:.1} us; rayon median {:.1} us p99 {:.1} us",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat_rayon, 0.5),
+        percentile(&lat_rayon, 0.99)
+    );
+}
+
+fn w5(c: &mut Criterion) {
+    const N: usize = 64 << 20;
+    let bytes = (2 * N * 8) as u64;
+    let pool = pool();
+    let rp = rayon_pool();
+    let x = pool.array_from_fn(N, |i| (i % 1024) as f64).unwrap();
+    let mut y = pool.array_zeroed::<f64>(N).unwrap();
+    let t = Instant::now();
+    pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)
+        .unwrap();
+    let cold = t.elapsed();
+    assert_eq!(y.iter().sum::<f64>(), 68_719_476_736.0);
+    println!(
+        "w5 cold first run (page-table faults in the workers): {:.1} GB/s",
+        bytes as f64 / cold.as_secs_f64() / 1e9
+    );
+    let xs: Vec<f64> = (0..N).map(|i| (i % 1024) as f64).collect();
+    let mut ys = vec![0.0f64; N];
+    let mut g = c.benchmark_group("w5_bandwidth");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    if quick() {
+        g.measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
+    }
+    g.bench_function("sequential", |b| {
+        b.iter(|| {
+            for (o, &i) in ys.iter_mut().zip(&xs) {
+                *o = 2.0 * i + 1.0;
+            }
+        })
+    });
+    g.bench_function("rayon", |b| {
+        b.iter(|| {
+            rp.install(|| {
+                ys.par_iter_mut()
+                    .zip(xs.par_iter())
+                    .for_each(|(o, &i)| *o = 2.0 * i + 1.0)
+            })
+        })
+    });
+    g.bench_with_input(BenchmarkId::new("procyon", WORKERS), &(), |b, _| {
+        b.iter(|| {
+            pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, w3, w4, w5);
+criterion_main!(benches);

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command from README.md: every unit, integration and doc test, then the loom
+# model check of the camlbox slot protocol.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo nextest run --no-fail-fast
+cargo test --doc
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+  cargo test --release --lib loom

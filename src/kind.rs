@@ -1,0 +1,201 @@
+//! Job kinds: what a job computes, and the trampoline that runs it inside a worker.
+//!
+//! Every public operation (`par_map`, `par_iter(..).sum()`, ...) is a [`JobKind`]: a
+//! zero-sized type that says how to decode the job's arguments, what each worker sets up
+//! once per job, how to run one chunk, and what partial result a chunk leaves behind.
+//! The job header stores the address of [`entry::<K>`], monomorphized for that kind, so a
+//! worker can run any kind without a registry (all processes share one program image).
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::job::{Failure, JobSlot};
+use crate::mempool::Mempool;
+
+/// What a job computes. Implemented by zero-sized marker types.
+pub(crate) trait JobKind: 'static {
+    /// Arguments, serialized once into the job's argument block.
+    type Args: Serialize + DeserializeOwned;
+    /// Per worker per job state (decoded context, `map_init` value, resolved slices).
+    type Local;
+    /// What a chunk leaves behind (use `()` and return `None` for none).
+    type Partial: Serialize + DeserializeOwned;
+    /// Whether partials must be kept per chunk, in input order (else they are merged
+    /// inside each worker with [`JobKind::merge`]).
+    const ORDERED: bool;
+
+    /// Runs once per worker per job, before its first chunk.
+    fn init(args: &Self::Args, cx: &WorkerCx) -> crate::Result<Self::Local>;
+    /// Runs one chunk. May panic: the caller catches it. Returns the chunk's partial and
+    /// whether the whole job should stop early (short-circuit).
+    fn run(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+    ) -> (Option<Self::Partial>, bool);
+    /// Combines two partials of an unordered kind (left came first).
+    fn merge(left: Self::Partial, right: Self::Partial) -> Self::Partial {
+        let _ = right;
+        left
+    }
+}
+
+/// The signature of a job trampoline stored in the job header.
+pub(crate) type Entry = unsafe fn(&WorkerCx, &JobSlot, usize);
+
+/// What a worker hands to a trampoline.
+pub(crate) struct WorkerCx {
+    pub(crate) index: usize,
+    pub(crate) mempool: Mempool,
+}
+
+/// Runs chunks of job `slot` (kind `K`) until none is left, in the calling worker.
+///
+/// # Safety
+/// `slot` must be ACTIVE, pinned by this worker, and its header must have been written
+/// for kind `K` (which is how its address got there).
+pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize) {
+    let Some(first) = slot.claim_chunk() else {
+        return;
+    };
+    // While we hold a claimed chunk, `done` cannot reach `n`: the owner waits, and the
+    // argument block stays alive.
+    // SAFETY: the argument block belongs to this job and is alive (see above); it was
+    // written by the owner before ACTIVE was published (we loaded it with Acquire).
+    let args: K::Args = match unsafe { read_args(cx, slot) } {
+        Ok(a) => a,
+        Err(message) => {
+            slot.fail(&Failure::Setup { message });
+            return;
+        }
+    };
+    let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(&args, cx))) {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            slot.fail(&Failure::Setup {
+                message: e.to_string(),
+            });
+            return;
+        }
+        Err(payload) => {
+            slot.fail(&Failure::Panicked {
+                message: panic_message(&*payload),
+            });
+            return;
+        }
+    };
+    let n = slot.n_items.load(Ordering::Relaxed);
+    // Flush finished items to `done` every ~1/64 of the job, so progress moves without
+    // a shared write per chunk.
+    let flush_every = (n / 64).max(1);
+    let mut ordered: Vec<(u64, K::Partial)> = Vec::new();
+    let mut merged: Option<K::Partial> = None;
+    let mut pending = 0u64;
+    let mut cur = Some(first);
+    while let Some(range) = cur {
+        let start = range.start as u64;
+        let len = range.len() as u64;
+        let stop = match catch_unwind(AssertUnwindSafe(|| K::run(&args, &mut local, range))) {
+            Ok((part, stop)) => {
+                if let Some(p) = part {
+                    if K::ORDERED {
+                        ordered.push((start, p));
+                    } else {
+                        merged = Some(match merged.take() {
+                            Some(m) => K::merge(m, p),
+                            None => p,
+                        });
+                    }
+                }
+                stop
+            }
+            Err(payload) => {
+                slot.fail(&Failure::Panicked {
+                    message: panic_message(&*payload),
+                });
+                return;
+            }
+        };
+        pending += len;
+        if stop {
+            pending += slot.stop_and_take_rest();
+            break;
+        }
+        cur = slot.claim_chunk();
+        if cur.is_some() && pending >= flush_every {
+            // Safe to flush: we hold the next chunk, so this cannot complete the job.
+            slot.add_done(pending);
+            pending = 0;
+        }
+    }
+    if let Some(m) = merged {
+        ordered.push((0, m));
+    }
+    if !ordered.is_empty() {
+        if let Err(e) = publish_partials(cx, slot, tag as u64, &ordered) {
+            slot.fail(&Failure::Setup {
+                message: format!("could not store partial results: {e}"),
+            });
+            return;
+        }
+    }
+    // Our last addition: everything we wrote and published is visible to whoever sees
+    // the job complete.
+    slot.add_done(pending);
+}
+
+/// Decodes the job's arguments from its block.
+///
+/// # Safety
+/// The job's argument block must be alive and fully written.
+unsafe fn read_args<A: DeserializeOwned>(cx: &WorkerCx, slot: &JobSlot) -> Result<A, String> {
+    let off = slot.args[0].load(Ordering::Relaxed) as usize;
+    let len = slot.args[1].load(Ordering::Relaxed) as usize;
+    // SAFETY: forwarded: the block [off, off+len) is alive, written, and not written
+    // concurrently (arguments are read-only once the job is ACTIVE).
+    let bytes = unsafe { cx.mempool.bytes_at(off, len) }.map_err(|e| e.to_string())?;
+    bincode::deserialize(bytes).map_err(|e| format!("job arguments could not be decoded: {e}"))
+}
+
+/// Stores this worker's partials in a mempool block and records it in the job's table.
+fn publish_partials<P: Serialize>(
+    cx: &WorkerCx,
+    slot: &JobSlot,
+    tag: u64,
+    parts: &[(u64, P)],
+) -> crate::Result<()> {
+    let size = bincode::serialized_size(parts).map_err(|e| crate::Error::Malformed {
+        reason: e.to_string(),
+    })? as usize;
+    let block = cx.mempool.alloc_tagged(size.max(1), 8, tag)?;
+    // SAFETY: the block is ours, freshly allocated, `size` bytes long, not shared yet.
+    let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), size) };
+    bincode::serialize_into(&mut &mut buf[..], parts).map_err(|e| crate::Error::Malformed {
+        reason: e.to_string(),
+    })?;
+    let table = slot.table.load(Ordering::Relaxed) as usize;
+    let raw = block.into_raw();
+    // SAFETY: the table was allocated by the owner with one triple per worker index and
+    // stays alive until the job ends; only this worker writes its own triple.
+    let entry = unsafe { cx.mempool.words_at(table + cx.index * 24, 3) };
+    // Relaxed: published by our final `add_done` (AcqRel) before the owner reads it.
+    entry[0].store(raw.offset(), Ordering::Relaxed);
+    entry[1].store(raw.len() as u64, Ordering::Relaxed);
+    entry[2].store(raw.generation(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

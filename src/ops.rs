@@ -1,0 +1,465 @@
+//! The direct operations on shared arrays and vectors: `par_map`, `par_map_into`,
+//! `par_chunks_mut`, `par_map_vec`. Each is a [`JobKind`] plus a thin `Pool` method.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use bytemuck::Pod;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::array::{ArrayDesc, SharedArray};
+use crate::kind::{JobKind, WorkerCx};
+use crate::pool::{JobHandle, Pool};
+use crate::task::{assert_stateless, conjure, TaskFn};
+use crate::{Error, Result};
+
+/// A shared array resolved in this process: base pointer and length.
+#[doc(hidden)]
+pub struct Resolved<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T: Pod> Resolved<T> {
+    /// Validates `desc` in this process.
+    ///
+    /// # Safety
+    /// The array must stay alive for as long as the result is used.
+    pub(crate) unsafe fn new(desc: &ArrayDesc<T>) -> Result<Self> {
+        // SAFETY: forwarded (liveness); we only keep the pointer.
+        let s = unsafe { desc.as_slice() }?;
+        Ok(Resolved {
+            ptr: s.as_ptr() as *mut T,
+            len: s.len(),
+        })
+    }
+
+    /// # Safety
+    /// Nobody writes `range` while the slice lives.
+    pub(crate) unsafe fn slice(&self, range: Range<usize>) -> &[T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "chunk out of range"
+        );
+        // SAFETY: in bounds (asserted) of a live array (constructor's contract); no
+        // concurrent writer (caller's contract).
+        unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
+    }
+
+    /// # Safety
+    /// Nobody else reads or writes `range` while the slice lives (chunks are disjoint).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, range: Range<usize>) -> &mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "chunk out of range"
+        );
+        // SAFETY: in bounds (asserted) of a live array; exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
+
+/// `dst[i] = f(src[i])`.
+pub(crate) struct MapInto<T, U, F>(PhantomData<fn(T, U, F)>);
+
+impl<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn> JobKind for MapInto<T, U, F> {
+    type Args = (ArrayDesc<T>, ArrayDesc<U>);
+    type Local = (Resolved<T>, Resolved<U>, F);
+    type Partial = ();
+    const ORDERED: bool = false;
+
+    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
+        // SAFETY: the owner keeps both arrays alive until the job has ended.
+        unsafe {
+            Ok((
+                Resolved::new(&args.0)?,
+                Resolved::new(&args.1)?,
+                conjure::<F>(),
+            ))
+        }
+    }
+
+    fn run(
+        _: &Self::Args,
+        (src, dst, f): &mut Self::Local,
+        range: Range<usize>,
+    ) -> (Option<()>, bool) {
+        // SAFETY: chunks are disjoint (self-scheduling hands out each index once) and the
+        // input is read-only for the job.
+        let (s, d) = unsafe { (src.slice(range.clone()), dst.slice_mut(range)) };
+        for (o, &i) in d.iter_mut().zip(s) {
+            *o = f(i);
+        }
+        (None, false)
+    }
+}
+
+/// `f(offset, &mut arr[offset..offset + chunk])` for every chunk.
+pub(crate) struct ChunksMut<T, F>(PhantomData<fn(T, F)>);
+
+impl<T: Pod, F: Fn(usize, &mut [T]) + TaskFn> JobKind for ChunksMut<T, F> {
+    type Args = (ArrayDesc<T>, u64);
+    type Local = (Resolved<T>, F);
+    type Partial = ();
+    const ORDERED: bool = false;
+
+    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
+        // SAFETY: the owner holds `&mut` of the array until the job has ended.
+        unsafe { Ok((Resolved::new(&args.0)?, conjure::<F>())) }
+    }
+
+    fn run(
+        args: &Self::Args,
+        (arr, f): &mut Self::Local,
+        range: Range<usize>,
+    ) -> (Option<()>, bool) {
+        let chunk = args.1 as usize;
+        for c in range {
+            let start = c * chunk;
+            let end = (start + chunk).min(arr.len);
+            // SAFETY: chunk `c` is handed to exactly one worker.
+            f(start, unsafe { arr.slice_mut(start..end) });
+        }
+        (None, false)
+    }
+}
+
+/// Arguments of a `par_map_vec` job: where the encoded items are.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct VecArgs {
+    /// Mempool offset of `n + 1` little-endian u64 positions followed by the items.
+    offset: u64,
+    n: u64,
+}
+
+/// `f` over serde values encoded in a mempool block; partials are the encoded outputs.
+pub(crate) struct MapVec<T, U, F>(PhantomData<fn(T, U, F)>);
+
+impl<
+        T: DeserializeOwned + 'static,
+        U: Serialize + DeserializeOwned + 'static,
+        F: Fn(T) -> U + TaskFn,
+    > JobKind for MapVec<T, U, F>
+{
+    type Args = VecArgs;
+    type Local = (crate::mempool::Mempool, F);
+    type Partial = Vec<U>;
+    const ORDERED: bool = true;
+
+    fn init(_: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
+        Ok((cx.mempool.clone(), conjure::<F>()))
+    }
+
+    fn run(
+        args: &Self::Args,
+        (mempool, f): &mut Self::Local,
+        range: Range<usize>,
+    ) -> (Option<Vec<U>>, bool) {
+        let base = args.offset as usize;
+        let index_len = (args.n as usize + 1) * 8;
+        // SAFETY: the owner keeps the input block alive and unchanged until the job ends.
+        let index = unsafe { mempool.words_at(base, args.n as usize + 1) };
+        let mut out = Vec::with_capacity(range.len());
+        for i in range {
+            let a = index[i].load(Ordering::Relaxed) as usize;
+            let b = index[i + 1].load(Ordering::Relaxed) as usize;
+            // SAFETY: as above; positions were written by the owner before publishing.
+            let bytes =
+                unsafe { mempool.bytes_at(base + index_len + a, b - a) }.expect("input block");
+            let item: T = bincode::deserialize(bytes).expect("input item decodes");
+            out.push(f(item));
+        }
+        (Some(out), false)
+    }
+}
+
+impl Pool {
+    /// A zeroed shared array of `len` elements in this pool's mempool.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    pub fn array_zeroed<T: Pod>(&self, len: usize) -> Result<SharedArray<T>> {
+        SharedArray::zeroed(self.mempool(), len)
+    }
+
+    /// A shared array holding a copy of `data`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    pub fn array_from_slice<T: Pod>(&self, data: &[T]) -> Result<SharedArray<T>> {
+        SharedArray::from_slice(self.mempool(), data)
+    }
+
+    /// A shared array with `f(i)` at index `i` (computed in this process).
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    pub fn array_from_fn<T: Pod>(
+        &self,
+        len: usize,
+        f: impl FnMut(usize) -> T,
+    ) -> Result<SharedArray<T>> {
+        SharedArray::from_fn(self.mempool(), len, f)
+    }
+
+    /// Maps `f` over `src` in the workers into a new shared array.
+    ///
+    /// `f` must be a `fn` item or a closure that captures nothing (checked at compile
+    /// time); use [`par_iter`](Pool::par_iter)`.map_with` to pass state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let x = pool.array_from_fn(10_000, |i| i as f64)?;
+    /// let y = pool.par_map(&x, |v: f64| 2.0 * v + 1.0)?;
+    /// assert_eq!(y[10], 21.0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] for the output; a task failure
+    /// ([`Error::TaskPanicked`], [`Error::WorkerDied`], ...). No partial output is
+    /// returned on failure.
+    pub fn par_map<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
+        &self,
+        src: &SharedArray<T>,
+        f: F,
+    ) -> Result<SharedArray<U>> {
+        assert_stateless::<F>();
+        let mut dst = SharedArray::<U>::zeroed(self.mempool(), src.len())?;
+        self.par_map_into(src, &mut dst, f)?;
+        Ok(dst)
+    }
+
+    /// Maps `f` over `src` into the existing array `dst` (same length).
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if the lengths differ; task failures as
+    /// [`par_map`](Pool::par_map).
+    pub fn par_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
+        &self,
+        src: &SharedArray<T>,
+        dst: &mut SharedArray<U>,
+        f: F,
+    ) -> Result<()> {
+        self.spawn_map_into(src, dst, f)?.wait()
+    }
+
+    /// Starts [`par_map_into`](Pool::par_map_into) and returns its handle.
+    ///
+    /// The arrays must outlive the job: the handle borrows nothing, so keep them alive
+    /// until it has been waited for (dropping the handle cancels and waits).
+    ///
+    /// # Errors
+    /// As [`par_map_into`](Pool::par_map_into).
+    pub fn spawn_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
+        &self,
+        src: &SharedArray<T>,
+        dst: &mut SharedArray<U>,
+        _f: F,
+    ) -> Result<JobHandle<()>> {
+        assert_stateless::<F>();
+        self.check_array(src)?;
+        self.check_array(dst)?;
+        if src.len() != dst.len() {
+            return Err(Error::LengthMismatch {
+                what: "par_map_into output",
+                expected: src.len(),
+                actual: dst.len(),
+            });
+        }
+        let chunking = self.inner().default_chunking();
+        let sub =
+            self.submit::<MapInto<T, U, F>>(&(src.desc(), dst.desc()), src.len(), chunking)?;
+        Ok(JobHandle::new(sub, Box::new(|_| Ok(()))))
+    }
+
+    /// Runs `f(offset, chunk)` on consecutive chunks of `chunk_len` elements of `arr`, in
+    /// the workers, in place (the last chunk may be shorter).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let mut img = pool.array_zeroed::<u32>(64 * 8)?;
+    /// pool.par_chunks_mut(&mut img, 64, |offset: usize, row: &mut [u32]| {
+    ///     for (x, px) in row.iter_mut().enumerate() {
+    ///         *px = (offset / 64 * 1000 + x) as u32;
+    ///     }
+    /// })?;
+    /// assert_eq!(img[3 * 64 + 5], 3005);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `chunk_len` is 0; task failures as
+    /// [`par_map`](Pool::par_map).
+    pub fn par_chunks_mut<T: Pod, F: Fn(usize, &mut [T]) + TaskFn>(
+        &self,
+        arr: &mut SharedArray<T>,
+        chunk_len: usize,
+        _f: F,
+    ) -> Result<()> {
+        assert_stateless::<F>();
+        if chunk_len == 0 {
+            return Err(Error::config(
+                "par_chunks_mut: chunk length 0; use at least 1",
+            ));
+        }
+        self.check_array(arr)?;
+        let chunks = arr.len().div_ceil(chunk_len);
+        let chunking = crate::pool::Chunking {
+            min_len: 1,
+            max_len: self.inner().default_chunking().max_len,
+        };
+        let sub =
+            self.submit::<ChunksMut<T, F>>(&(arr.desc(), chunk_len as u64), chunks, chunking)?;
+        JobHandle::new(sub, Box::new(|_| Ok(()))).wait()
+    }
+
+    /// Maps `f` over a vector of any serde type, in the workers.
+    ///
+    /// Items travel encoded with bincode through a mempool buffer (never a pipe), and so
+    /// do results: there is no size limit beyond the mempool, at the cost of encoding and
+    /// decoding each value once each way. For plain data, [`par_map`](Pool::par_map)
+    /// over a `SharedArray` copies nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let words = vec!["a".to_string(), "bb".into(), "ccc".into()];
+    /// let lens = pool.par_map_vec(words, |s: String| s.len())?;
+    /// assert_eq!(lens, vec![1, 2, 3]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] if the encoded input or output does not fit in the mempool;
+    /// task failures as [`par_map`](Pool::par_map).
+    pub fn par_map_vec<T, U, F>(&self, items: Vec<T>, _f: F) -> Result<Vec<U>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        U: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> U + TaskFn,
+    {
+        assert_stateless::<F>();
+        let n = items.len();
+        let mut sizes = Vec::with_capacity(n);
+        let mut total = 0u64;
+        for item in &items {
+            let s = bincode::serialized_size(item).map_err(|e| Error::Malformed {
+                reason: e.to_string(),
+            })?;
+            sizes.push(total);
+            total += s;
+        }
+        sizes.push(total);
+        let index_len = (n + 1) * 8;
+        let block = self.mempool().alloc(index_len + total as usize, 64)?;
+        // SAFETY: the block is ours, `index_len + total` bytes, not shared yet.
+        let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), block.len()) };
+        for (i, pos) in sizes.iter().enumerate() {
+            buf[i * 8..i * 8 + 8].copy_from_slice(&pos.to_le_bytes());
+        }
+        for (item, pos) in items.iter().zip(&sizes) {
+            let at = index_len + *pos as usize;
+            bincode::serialize_into(&mut &mut buf[at..], item).map_err(|e| Error::Malformed {
+                reason: e.to_string(),
+            })?;
+        }
+        drop(items);
+        let args = VecArgs {
+            offset: block.offset(),
+            n: n as u64,
+        };
+        let chunking = self.inner().default_chunking();
+        let sub = self.submit::<MapVec<T, U, F>>(&args, n, chunking)?;
+        let result = JobHandle::new(
+            sub,
+            Box::new(move |sub| {
+                let parts = sub.partials::<Vec<U>>()?;
+                let mut out = Vec::with_capacity(n);
+                for (_, mut p) in parts {
+                    out.append(&mut p);
+                }
+                if out.len() != n {
+                    return Err(Error::Malformed {
+                        reason: format!("{} results for {n} items", out.len()),
+                    });
+                }
+                Ok(out)
+            }),
+        )
+        .wait();
+        drop(block);
+        result
+    }
+}
+
+/// One task, `f(&ctx)`, whose value comes back to the caller.
+pub(crate) struct SpawnJob<F, R>(PhantomData<fn(F) -> R>);
+
+impl<F: Fn(&crate::Ctx) -> R + TaskFn, R: Serialize + DeserializeOwned + 'static> JobKind
+    for SpawnJob<F, R>
+{
+    type Args = ();
+    type Local = (crate::Ctx, F);
+    type Partial = R;
+    const ORDERED: bool = true;
+
+    fn init(_: &(), _: &WorkerCx) -> Result<Self::Local> {
+        Ok((crate::Ctx::current()?, conjure::<F>()))
+    }
+
+    fn run(_: &(), (ctx, f): &mut Self::Local, _: Range<usize>) -> (Option<R>, bool) {
+        (Some(f(ctx)), false)
+    }
+}
+
+impl Pool {
+    /// Runs `f(&ctx)` as a job of its own in a worker and returns its handle: wait for it,
+    /// poll it, cancel it, watch its progress, or `.await` it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// use procyon::{Ctx, Pool};
+    /// let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let handle = pool.spawn(|ctx: &Ctx| ctx.par_range(0..1000).map(|i: usize| i as u64).sum::<u64>().unwrap())?;
+    /// assert_eq!(handle.wait()?, 499_500);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::PoolShutDown`] if the pool can take no job; [`Error::OutOfMemory`] if
+    /// its header does not fit.
+    pub fn spawn<F, R>(&self, _f: F) -> Result<JobHandle<R>>
+    where
+        F: Fn(&crate::Ctx) -> R + TaskFn,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_stateless::<F>();
+        let chunking = crate::pool::Chunking {
+            min_len: 1,
+            max_len: 1,
+        };
+        let sub = self.submit::<SpawnJob<F, R>>(&(), 1, chunking)?;
+        Ok(JobHandle::new(
+            sub,
+            Box::new(|sub| {
+                sub.partials::<R>()?
+                    .into_iter()
+                    .next()
+                    .map(|(_, r)| r)
+                    .ok_or_else(|| Error::Malformed {
+                        reason: "spawned task left no result".into(),
+                    })
+            }),
+        ))
+    }
+}

@@ -1,0 +1,147 @@
+//! `PoolBuilder`: the knobs of a pool, checked before anything is mapped or forked.
+
+use std::time::Duration;
+
+use crate::job::MAX_WORKERS;
+use crate::pool::Pool;
+use crate::{Error, Result};
+
+/// Configures and builds a [`Pool`].
+///
+/// # Examples
+///
+/// ```
+/// let pool = procyon::Pool::builder()
+///     .workers(2)
+///     .mempool_size(64 << 20)
+///     .build()?;
+/// assert_eq!(pool.workers(), 2);
+/// # Ok::<(), procyon::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PoolBuilder {
+    pub(crate) workers: usize,
+    pub(crate) mempool_size: Option<usize>,
+    pub(crate) inbox_slots: usize,
+    pub(crate) slot_size: usize,
+    pub(crate) min_len: usize,
+    pub(crate) max_len: usize,
+    pub(crate) spin: Duration,
+    pub(crate) cancel_grace: Duration,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            workers: num_cpus::get(),
+            mempool_size: None,
+            inbox_slots: 256,
+            slot_size: 128,
+            min_len: 1,
+            max_len: usize::MAX,
+            spin: crate::futex::DEFAULT_SPIN,
+            cancel_grace: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Smallest camlbox slot that holds every control message.
+pub(crate) const MIN_SLOT_SIZE: usize = 64;
+
+impl PoolBuilder {
+    /// Number of worker processes (default: `num_cpus::get()`).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Size of the shared memory pool in bytes (default: half of physical memory; pages
+    /// cost nothing until used).
+    pub fn mempool_size(mut self, bytes: usize) -> Self {
+        self.mempool_size = Some(bytes);
+        self
+    }
+
+    /// Slots in each process's camlbox (default 256).
+    pub fn inbox_slots(mut self, slots: usize) -> Self {
+        self.inbox_slots = slots;
+        self
+    }
+
+    /// Bytes per camlbox slot (default 128; at least 64).
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// Default smallest chunk of items a worker takes at once (default 1).
+    pub fn min_len(mut self, items: usize) -> Self {
+        self.min_len = items;
+        self
+    }
+
+    /// Default largest chunk of items a worker takes at once (default: unbounded).
+    pub fn max_len(mut self, items: usize) -> Self {
+        self.max_len = items;
+        self
+    }
+
+    /// How long idle workers and waiting clients spin before they sleep on a futex
+    /// (default 50 us; zero sleeps at once).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// How long a cancelled task may run before its worker is killed (default 50 ms).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad value.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.workers == 0 {
+            return Err(Error::config("workers must be at least 1"));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(Error::config(format!(
+                "{} workers requested, at most {MAX_WORKERS} are supported",
+                self.workers
+            )));
+        }
+        if self.inbox_slots < 2 {
+            return Err(Error::config("inbox_slots must be at least 2"));
+        }
+        if self.slot_size < MIN_SLOT_SIZE {
+            return Err(Error::config(format!(
+                "slot_size {} is too small for control messages: use at least {MIN_SLOT_SIZE} bytes",
+                self.slot_size
+            )));
+        }
+        if self.min_len == 0 || self.max_len == 0 {
+            return Err(Error::config(
+                "chunk sizes (min_len, max_len) must be at least 1",
+            ));
+        }
+        if self.min_len > self.max_len {
+            return Err(Error::config(format!(
+                "min_len {} is larger than max_len {}",
+                self.min_len, self.max_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// Maps the mempool, forks the scheduler, and waits until every worker is ready.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad value; [`Error::Io`] if mapping or forking
+    /// fails; [`Error::PoolShutDown`] if the scheduler dies while starting.
+    pub fn build(self) -> Result<Pool> {
+        Pool::build(self)
+    }
+}

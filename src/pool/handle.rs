@@ -1,0 +1,505 @@
+//! Waiting for a job: the raw `Submitted` record and the typed `JobHandle`.
+//!
+//! A handle waits on the job's event (spin, then futex), waking at least every
+//! [`POLL_PERIOD`] while it has progress or report callbacks to feed, and every
+//! `LIVENESS_STEP` to check that the scheduler is alive. Inside a worker (a nested job)
+//! it does not sleep: it works on its own sub-tree (`worker::help_until`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::job::{FailOutcome, Failure, JobId, JobSlot, SlotState};
+use crate::mempool::{Block, RawBlock};
+use crate::pool::PoolInner;
+use crate::progress::{Progress, ReportInbox, POLL_PERIOD};
+use crate::scheduler::SchedMsg;
+
+/// A job that was submitted and not yet collected. Dropping it without collecting
+/// cancels the job and releases its slot once no worker is inside.
+pub(crate) struct Submitted {
+    pub(crate) pool: Arc<PoolInner>,
+    pub(crate) id: JobId,
+    pub(crate) args: Option<Block>,
+    pub(crate) table_at: usize,
+}
+
+/// How often a waiting client checks that the scheduler is still alive.
+const LIVENESS_STEP: Duration = Duration::from_millis(100);
+/// Longest a failed job's owner waits for workers to leave its tree before giving up on
+/// freeing the tree's memory (the scheduler kills stragglers well before).
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+impl Submitted {
+    fn slot(&self) -> &JobSlot {
+        self.pool.control.slot(self.id.slot as usize)
+    }
+
+    /// The job's outcome if it has ended: COMPLETE, or FAILED with no worker inside.
+    fn poll(&self) -> Option<std::result::Result<(), Failure>> {
+        let slot = self.slot();
+        match slot.state() {
+            SlotState::Complete => Some(Ok(())),
+            SlotState::Failed if !slot.is_pinned() => Some(Err(slot.failure())),
+            _ => None,
+        }
+    }
+
+    /// Waits until the job ends or `deadline` passes (`None` then), calling `tick`
+    /// at least every [`POLL_PERIOD`] if `ticking`.
+    fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        ticking: bool,
+        tick: &mut dyn FnMut(),
+    ) -> Option<Result<()>> {
+        let spin = self.pool.config.spin;
+        loop {
+            let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
+            let until = deadline.map_or(step, |d| d.min(step));
+            let r = if crate::worker::is_worker() {
+                crate::worker::help_until(self.id, Some(until), || self.poll())
+            } else {
+                self.slot()
+                    .event
+                    .wait_until(spin, Some(until), || self.poll())
+            };
+            if let Some(r) = r {
+                return Some(r.map_err(|f| self.error_of(f)));
+            }
+            tick();
+            if !self.pool.scheduler_alive() {
+                // The scheduler takes the workers down with it: nothing will finish this job,
+                // and later submissions fail at once.
+                self.pool.control.header().closed.store(1, Ordering::SeqCst);
+                return Some(Err(Error::PoolShutDown {
+                    reason: "the scheduler process died".into(),
+                }));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+        }
+    }
+
+    fn error_of(&self, f: Failure) -> Error {
+        let job = self.id.number();
+        match f {
+            Failure::Panicked { message } => Error::TaskPanicked { message, job },
+            Failure::WorkerDied {
+                pid,
+                signal,
+                exit_code,
+            } => Error::WorkerDied {
+                signal,
+                exit_code,
+                pid,
+                job,
+            },
+            Failure::Cancelled => Error::Cancelled,
+            Failure::TimedOut => Error::Timeout,
+            Failure::Nested { message } => Error::TaskPanicked { message, job },
+            Failure::Setup { message } => Error::InvalidDescriptor { reason: message },
+        }
+    }
+
+    /// Takes the partial results the workers published, in chunk order.
+    pub(crate) fn partials<P: DeserializeOwned>(&self) -> Result<Vec<(u64, P)>> {
+        let mut all = Vec::new();
+        for w in 0..self.pool.config.workers {
+            let Some(block) = self.take_partial_block(w)? else {
+                continue;
+            };
+            let mut parts: Vec<(u64, P)> =
+                bincode::deserialize(block.as_bytes()).map_err(|e| Error::Malformed {
+                    reason: format!("partial results: {e}"),
+                })?;
+            all.append(&mut parts);
+        }
+        all.sort_by_key(|(start, _)| *start);
+        Ok(all)
+    }
+
+    fn take_partial_block(&self, w: usize) -> Result<Option<Block>> {
+        let Some(args) = &self.args else {
+            return Ok(None);
+        };
+        // SAFETY: the table lies inside our argument block (allocated with one triple per
+        // worker), which we own and which is alive.
+        let words = unsafe {
+            self.pool
+                .mempool
+                .words_at(args.offset() as usize + self.table_at + w * 24, 3)
+        };
+        let off = words[0].swap(0, Ordering::Relaxed);
+        if off == 0 {
+            return Ok(None);
+        }
+        let raw = RawBlock::from_parts(
+            self.pool.mempool.id(),
+            off,
+            words[1].load(Ordering::Relaxed),
+            words[2].load(Ordering::Relaxed),
+        );
+        self.pool.mempool.adopt(raw).map(Some)
+    }
+
+    /// Releases everything the job holds: partial blocks, reports, the argument block,
+    /// the slot; after a failure of a top-level job, everything its tree allocated.
+    fn release(&mut self) {
+        for w in 0..self.pool.config.workers {
+            let _ = self.take_partial_block(w);
+        }
+        let _ = ReportInbox::default().collect(&self.pool.mempool, self.slot());
+        let slot = self.slot();
+        let failed = slot.state() == SlotState::Failed;
+        let root = slot.root.load(Ordering::Relaxed);
+        if failed && slot.parent().is_none() {
+            // Wait until no worker is inside any job of the tree (cancelled descendants
+            // stop at their next chunk, stragglers are killed), then free what the tree
+            // allocated and nobody owns any more.
+            let deadline = Instant::now() + DRAIN_LIMIT;
+            while self.pool.control.tree_busy_except(root, self.id) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if !self.pool.control.tree_busy_except(root, self.id) {
+                // SAFETY: blocks tagged with the tree's root were allocated by its tasks;
+                // the tree has failed and no worker is inside it, and its recorded partials
+                // were adopted and freed above, so no live handle owns any of them.
+                let _ = unsafe { self.pool.mempool.free_tagged(root) };
+            }
+        }
+        self.args = None;
+        let slot = self.slot();
+        if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
+            slot.retire();
+            self.pool.control.header().slot_event.notify();
+        }
+    }
+
+    /// Fails the job with `failure` (cancel or timeout); the scheduler cancels its
+    /// descendants and kills workers still inside after the grace period.
+    fn abort(&self, failure: Failure) {
+        if self.slot().fail(&failure) == FailOutcome::Recorded {
+            let grace = self.pool.config.cancel_grace.as_millis() as u64;
+            let _ = self.pool.send_scheduler(SchedMsg::Cancel {
+                job: self.id,
+                grace_ms: grace,
+            });
+        }
+    }
+}
+
+impl Drop for Submitted {
+    fn drop(&mut self) {
+        if self.args.is_none() {
+            return;
+        }
+        if self.poll().is_none() {
+            self.abort(Failure::Cancelled);
+            // Free nothing the workers might still write to: wait for them to leave (the
+            // scheduler kills the stragglers after the grace period).
+            let _ = self.wait_until(
+                Some(Instant::now() + Duration::from_secs(5)),
+                false,
+                &mut || {},
+            );
+        }
+        if self.poll().is_some() {
+            self.release();
+        }
+    }
+}
+
+type Finish<R> = Box<dyn FnOnce(&Submitted) -> Result<R> + Send>;
+pub(crate) type ProgressFn = Box<dyn FnMut(Progress) + Send>;
+pub(crate) type ReportFn = Box<dyn FnMut(&[u8]) + Send>;
+
+/// A job running in the pool: wait for it, poll it, cancel it, watch its progress, or
+/// `.await` it.
+///
+/// Dropping a handle without waiting cancels the job.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+/// let handle = pool.spawn(|_ctx: &procyon::Ctx| 6 * 7)?;
+/// assert_eq!(handle.wait()?, 42);
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a JobHandle cancels its job"]
+pub struct JobHandle<R> {
+    sub: Option<Submitted>,
+    finish: Option<Finish<R>>,
+    on_progress: Option<ProgressFn>,
+    on_report: Option<ReportFn>,
+    reports: ReportInbox,
+    last_progress: Option<Progress>,
+    deadline: Option<Instant>,
+    waker: Option<Arc<Mutex<WakerState>>>,
+}
+
+#[derive(Default)]
+struct WakerState {
+    waker: Option<Waker>,
+    thread_started: bool,
+}
+
+impl<R> JobHandle<R> {
+    pub(crate) fn new(sub: Submitted, finish: Finish<R>) -> Self {
+        JobHandle {
+            sub: Some(sub),
+            finish: Some(finish),
+            on_progress: None,
+            on_report: None,
+            reports: ReportInbox::default(),
+            last_progress: None,
+            deadline: None,
+            waker: None,
+        }
+    }
+
+    pub(crate) fn with_opts(
+        mut self,
+        on_progress: Option<ProgressFn>,
+        on_report: Option<ReportFn>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        self.on_progress = on_progress.or(self.on_progress);
+        self.on_report = on_report.or(self.on_report);
+        if let Some(t) = timeout {
+            self.deadline = Some(Instant::now() + t);
+        }
+        self
+    }
+
+    fn sub(&self) -> &Submitted {
+        self.sub.as_ref().expect("handle already collected")
+    }
+
+    /// Calls `f` with the job's progress while it runs (at most every 10 ms, only when
+    /// it changed, monotonic) and once more with the final value when it completes.
+    pub fn on_progress(mut self, f: impl FnMut(Progress) + Send + 'static) -> Self {
+        self.on_progress = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` with every partial result a task sent with `Ctx::report`, in the order
+    /// they were reported. Values that do not decode as `T` are skipped.
+    pub fn on_report<T: DeserializeOwned>(mut self, mut f: impl FnMut(T) + Send + 'static) -> Self {
+        self.on_report = Some(Box::new(move |bytes: &[u8]| {
+            if let Ok(v) = bincode::deserialize::<T>(bytes) {
+                f(v);
+            }
+        }));
+        self
+    }
+
+    /// Fails the job with [`Error::Timeout`] if it has not ended `timeout` from now
+    /// (its workers are stopped like a cancel's).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(Instant::now() + timeout);
+        self
+    }
+
+    /// Blocks until the job ends and returns its result.
+    ///
+    /// # Errors
+    /// [`Error::TaskPanicked`], [`Error::WorkerDied`], [`Error::Cancelled`],
+    /// [`Error::Timeout`], [`Error::PoolShutDown`], or an error from collecting the
+    /// results.
+    pub fn wait(mut self) -> Result<R> {
+        loop {
+            if let Some(r) = self.wait_step(None) {
+                return r;
+            }
+        }
+    }
+
+    /// Like [`wait`](JobHandle::wait), but gives the handle back if the job has not
+    /// ended within `timeout` (the job keeps running).
+    ///
+    /// # Errors
+    /// As [`wait`](JobHandle::wait); `Err(handle)` (the outer one) on timeout.
+    // The error variant gives the handle back, by value, so the caller can keep waiting.
+    #[allow(clippy::result_large_err)]
+    pub fn wait_timeout(
+        mut self,
+        timeout: Duration,
+    ) -> std::result::Result<Result<R>, JobHandle<R>> {
+        match self.wait_step(Some(Instant::now() + timeout)) {
+            Some(r) => Ok(r),
+            None => Err(self),
+        }
+    }
+
+    /// Returns the result if the job has ended, or the handle back.
+    ///
+    /// # Errors
+    /// As [`wait`](JobHandle::wait); `Err(handle)` (the outer one) if still running.
+    // The error variant gives the handle back, by value, so the caller can keep waiting.
+    #[allow(clippy::result_large_err)]
+    pub fn try_wait(mut self) -> std::result::Result<Result<R>, JobHandle<R>> {
+        match self.wait_step(Some(Instant::now())) {
+            Some(r) => Ok(r),
+            None => Err(self),
+        }
+    }
+
+    /// Cancels the job and all its descendants; waiting then returns
+    /// [`Error::Cancelled`]. Tasks see it at their next chunk or through
+    /// `Ctx::is_cancelled`; workers still inside after the pool's grace period are
+    /// killed and replaced.
+    pub fn cancel(&self) {
+        self.sub().abort(Failure::Cancelled);
+    }
+
+    /// A snapshot of the job's progress.
+    pub fn progress(&self) -> Progress {
+        Progress::of(self.sub().slot())
+    }
+
+    /// Feeds the callbacks with whatever is new.
+    fn deliver(&mut self, fin: bool) {
+        let Some(sub) = self.sub.as_ref() else { return };
+        if let Some(f) = self.on_report.as_mut() {
+            let mut bytes = self.reports.collect(&sub.pool.mempool, sub.slot());
+            if fin {
+                bytes.extend(self.reports.drain());
+            }
+            for b in bytes {
+                f(&b);
+            }
+        }
+        if let Some(f) = self.on_progress.as_mut() {
+            let p = Progress::of(sub.slot());
+            if self.last_progress != Some(p) {
+                self.last_progress = Some(p);
+                f(p);
+            }
+        }
+    }
+
+    /// Waits until the job ends or `until` (`None`: a bounded step); `Some(result)` once
+    /// it ended (the handle is then spent).
+    fn wait_step(&mut self, until: Option<Instant>) -> Option<Result<R>> {
+        let ticking = self.on_progress.is_some() || self.on_report.is_some();
+        let limit = match (until, self.deadline) {
+            (Some(u), Some(d)) => Some(u.min(d)),
+            (u, d) => u.or(d),
+        };
+        let sub = self.sub.take()?;
+        let outcome = {
+            let mut tick = || {};
+            let r = if ticking {
+                // Deliver between bounded waits so callbacks run in this thread.
+                let step = Instant::now() + POLL_PERIOD;
+                sub.wait_until(Some(limit.map_or(step, |l| l.min(step))), true, &mut tick)
+            } else {
+                sub.wait_until(limit, false, &mut tick)
+            };
+            self.sub = Some(sub);
+            r
+        };
+        match outcome {
+            Some(outcome) => Some(self.collect(outcome)),
+            None => {
+                self.deliver(false);
+                let now = Instant::now();
+                if self.deadline.is_some_and(|d| now >= d) {
+                    self.sub().abort(Failure::TimedOut);
+                    self.deadline = None;
+                    return None;
+                }
+                if until.is_some_and(|u| now >= u) {
+                    return None;
+                }
+                None
+            }
+        }
+    }
+
+    fn collect(&mut self, outcome: Result<()>) -> Result<R> {
+        self.deliver(true);
+        let mut sub = self.sub.take().expect("collect once");
+        let finish = self.finish.take().expect("collect once");
+        let result = outcome.and_then(|()| finish(&sub));
+        sub.release();
+        result
+    }
+}
+
+/// Awaiting a handle does not block the runtime: a helper thread sleeps on the job's
+/// futex and wakes the task (every 10 ms while progress callbacks are set, so they run).
+impl<R: Unpin> Future for JobHandle<R> {
+    type Output = Result<R>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let this = &mut *self;
+        if this.sub.is_none() {
+            return Poll::Ready(Err(Error::PoolShutDown {
+                reason: "handle polled after completion".into(),
+            }));
+        }
+        if let Some(r) = this.wait_step(Some(Instant::now())) {
+            return Poll::Ready(r);
+        }
+        let state = this.waker.get_or_insert_with(Default::default).clone();
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        guard.waker = Some(cx.waker().clone());
+        if !guard.thread_started {
+            guard.thread_started = true;
+            let pool = Arc::clone(&this.sub().pool);
+            let id = this.sub().id;
+            let ticking =
+                this.on_progress.is_some() || this.on_report.is_some() || this.deadline.is_some();
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || wake_when_done(pool, id, ticking, state));
+        }
+        Poll::Pending
+    }
+}
+
+fn wake_when_done(pool: Arc<PoolInner>, id: JobId, ticking: bool, state: Arc<Mutex<WakerState>>) {
+    let slot = pool.control.slot(id.slot as usize);
+    let ended = || match slot.state() {
+        SlotState::Complete => Some(()),
+        SlotState::Failed if !slot.is_pinned() => Some(()),
+        _ if slot.gen.load(Ordering::Relaxed) != id.gen => Some(()),
+        _ => None,
+    };
+    loop {
+        let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
+        let done = slot
+            .event
+            .wait_until(pool.config.spin, Some(step), ended)
+            .is_some()
+            || !pool.scheduler_alive();
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = if done {
+            guard.waker.take()
+        } else {
+            guard.waker.clone()
+        } {
+            if done || ticking {
+                w.wake();
+            }
+        }
+        if done {
+            guard.thread_started = false;
+            return;
+        }
+        if Arc::strong_count(&state) == 1 {
+            // The handle is gone.
+            return;
+        }
+    }
+}

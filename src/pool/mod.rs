@@ -1,0 +1,411 @@
+//! The client side of a pool: build it, submit jobs, wait for them, shut it down.
+
+mod builder;
+mod handle;
+pub(crate) mod shared;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use builder::PoolBuilder;
+pub use handle::JobHandle;
+pub(crate) use handle::{ProgressFn, ReportFn};
+
+use crate::camlbox::{Camlbox, Sender};
+use crate::job::{JobId, SlotState, NO_PARENT};
+use crate::kind::{entry, JobKind};
+use crate::mempool::{Block, Mempool};
+use crate::scheduler::{scheduler_main, SchedMsg, SchedulerSetup};
+use crate::sys::process::{self, Fork};
+use crate::worker::WorkerMsg;
+use crate::{Error, Result};
+use shared::{Control, JOB_SLOTS};
+
+/// A pool of worker processes, the way rayon has a pool of threads.
+///
+/// Building a pool maps the mempool and forks one scheduler process, which forks the
+/// workers. Jobs run in the workers; their inputs and outputs live in the mempool.
+/// `Pool` is `Send + Sync`: any number of client threads may submit jobs at once.
+/// Dropping it shuts every process down and reaps it.
+///
+/// # Examples
+///
+/// ```
+/// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+/// let input = pool.array_from_fn(1000, |i| i as u64)?;
+/// let squares = pool.par_map(&input, |x: u64| x * x)?;
+/// assert_eq!(squares[999], 999 * 999);
+/// # Ok::<(), procyon::Error>(())
+/// ```
+///
+/// # Forking in a threaded program
+///
+/// `build` forks. In a program that already runs threads, only the calling thread exists
+/// in the child, and a lock another thread held stays locked there. The scheduler is
+/// built so that this window is harmless: between `fork` and its own set-up it takes no
+/// lock another thread could hold except glibc's `malloc` locks, which glibc itself
+/// resets across `fork`; it never prints and never touches the environment. Workers are
+/// forked by the single-threaded scheduler. So building a pool from a test harness thread
+/// or from inside a tokio runtime is safe.
+pub struct Pool {
+    inner: Arc<PoolInner>,
+    /// The job whose task this handle runs in (a `Ctx`'s pool), `None` for the client.
+    pub(crate) parent: Option<JobId>,
+}
+
+pub(crate) struct PoolInner {
+    pub(crate) mempool: Mempool,
+    pub(crate) control: Control,
+    /// Keeps the control block allocated (`None` in the copies inside workers).
+    _control_block: Option<Block>,
+    pub(crate) worker_tx: Vec<Sender<WorkerMsg>>,
+    sched_tx: Sender<SchedMsg>,
+    _boxes: Vec<Camlbox>,
+    scheduler_pid: i32,
+    owner_pid: i32,
+    pub(crate) config: PoolBuilder,
+}
+
+impl Pool {
+    /// A builder with the defaults (one worker per CPU, half of RAM as mempool).
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// A pool with the default configuration.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new() -> Result<Pool> {
+        PoolBuilder::default().build()
+    }
+
+    fn build(config: PoolBuilder) -> Result<Pool> {
+        config.validate()?;
+        let mempool = match config.mempool_size {
+            Some(size) => Mempool::new(size)?,
+            None => Mempool::with_default_capacity()?,
+        };
+        let n = config.workers;
+        let control_block = mempool.alloc_zeroed(Control::size(n), 64)?;
+        // SAFETY: the block is `Control::size(n)` zeroed bytes, 64-aligned, and kept
+        // alive by `_control_block` for as long as the pool (and every view) exists.
+        let control = unsafe { Control::new(control_block.as_ptr(), n) };
+        let sched_box = Camlbox::new(config.inbox_slots, config.slot_size)?;
+        let worker_boxes = (0..n)
+            .map(|_| Camlbox::new(config.inbox_slots, config.slot_size))
+            .collect::<Result<Vec<_>>>()?;
+        let worker_tx = worker_boxes.iter().map(|b| b.sender()).collect();
+        let sched_tx = sched_box.sender();
+        let client_pid = process::getpid();
+        let setup = SchedulerSetup {
+            mempool: mempool.clone(),
+            control,
+            inbox: sched_box.clone(),
+            worker_inboxes: worker_boxes.clone(),
+            client_pid,
+            config: config.clone(),
+        };
+        // SAFETY: see "Forking in a threaded program" on `Pool`: the child runs only the
+        // scheduler, which takes no lock another thread of ours could hold.
+        let scheduler_pid =
+            match unsafe { process::fork() }.map_err(|e| Error::io("fork of the scheduler", e))? {
+                Fork::Child => scheduler_main(setup),
+                Fork::Parent(pid) => pid,
+            };
+        drop(setup);
+        let mut boxes = worker_boxes;
+        boxes.push(sched_box);
+        let pool = Pool {
+            parent: None,
+            inner: Arc::new(PoolInner {
+                mempool,
+                control,
+                _control_block: Some(control_block),
+                worker_tx,
+                sched_tx,
+                _boxes: boxes,
+                scheduler_pid,
+                owner_pid: client_pid,
+                config,
+            }),
+        };
+        pool.wait_ready()?;
+        Ok(pool)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let inner = &self.inner;
+        let header = inner.control.header();
+        let n = inner.config.workers as u32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let step = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            let ready = header
+                .ready_event
+                .wait_until(inner.config.spin, Some(step), || {
+                    (header.started.load(Ordering::SeqCst) >= n).then_some(())
+                });
+            if ready.is_some() {
+                return Ok(());
+            }
+            if !inner.scheduler_alive() {
+                return Err(Error::PoolShutDown {
+                    reason: "the scheduler died while starting".into(),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::PoolShutDown {
+                    reason: "workers did not start within 10 s".into(),
+                });
+            }
+        }
+    }
+
+    /// Number of worker processes.
+    pub fn workers(&self) -> usize {
+        self.inner.config.workers
+    }
+
+    /// The pool's mempool, where shared arrays live.
+    pub fn mempool(&self) -> &Mempool {
+        &self.inner.mempool
+    }
+
+    /// Pids of the scheduler and the current workers (for monitoring and tests).
+    pub fn pids(&self) -> (i32, Vec<i32>) {
+        let c = &self.inner.control;
+        (
+            self.inner.scheduler_pid,
+            (0..c.workers())
+                .map(|w| c.worker(w).pid.load(Ordering::SeqCst))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<PoolInner> {
+        &self.inner
+    }
+
+    /// Checks that `arr` lives in this pool's mempool.
+    pub(crate) fn check_array<T: bytemuck::Pod>(&self, arr: &crate::SharedArray<T>) -> Result<()> {
+        if arr.pool_id() != self.inner.mempool.id() && !arr.is_empty() {
+            return Err(Error::descriptor(format!(
+                "the array belongs to mempool {:#x}, not to this pool's ({:#x}): create it with this pool",
+                arr.pool_id(),
+                self.inner.mempool.id()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Submits a job of kind `K`, as a child of `self.parent` when inside a task.
+    pub(crate) fn submit<K: JobKind>(
+        &self,
+        args: &K::Args,
+        n: usize,
+        chunking: Chunking,
+    ) -> Result<handle::Submitted> {
+        self.inner.submit::<K>(args, n, chunking, self.parent)
+    }
+
+    /// A pool handle for code running inside job `parent` in a worker.
+    pub(crate) fn in_worker(inner: Arc<PoolInner>, parent: JobId) -> Pool {
+        Pool {
+            inner,
+            parent: Some(parent),
+        }
+    }
+}
+
+/// Chunking of one job.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chunking {
+    pub(crate) min_len: usize,
+    pub(crate) max_len: usize,
+}
+
+impl PoolInner {
+    /// The copy of the client's pool state a worker uses to start nested jobs. It never
+    /// tears anything down (its `owner_pid` is the client's).
+    pub(crate) fn for_worker(setup: &SchedulerSetup, scheduler_pid: i32) -> PoolInner {
+        let mut boxes = setup.worker_inboxes.clone();
+        boxes.push(setup.inbox.clone());
+        PoolInner {
+            mempool: setup.mempool.clone(),
+            control: setup.control,
+            _control_block: None,
+            worker_tx: setup.worker_inboxes.iter().map(|b| b.sender()).collect(),
+            sched_tx: setup.inbox.sender(),
+            _boxes: boxes,
+            scheduler_pid,
+            owner_pid: setup.client_pid,
+            config: setup.config.clone(),
+        }
+    }
+
+    pub(crate) fn default_chunking(&self) -> Chunking {
+        Chunking {
+            min_len: self.config.min_len,
+            max_len: self.config.max_len,
+        }
+    }
+
+    pub(crate) fn scheduler_alive(&self) -> bool {
+        self.control.header().closed.load(Ordering::SeqCst) == 0
+            && process::is_alive(self.scheduler_pid)
+    }
+
+    /// Submits a job of kind `K` over `n` items and tells the workers about it.
+    pub(crate) fn submit<K: JobKind>(
+        self: &Arc<Self>,
+        args: &K::Args,
+        n: usize,
+        chunking: Chunking,
+        parent: Option<JobId>,
+    ) -> Result<handle::Submitted> {
+        if chunking.min_len == 0 || chunking.max_len == 0 {
+            return Err(Error::config(
+                "chunk size 0: with_min_len / with_max_len need at least 1",
+            ));
+        }
+        // The cheap check only: waits notice a dead scheduler within their liveness step.
+        if self.control.header().closed.load(Ordering::Relaxed) != 0 {
+            return Err(Error::PoolShutDown {
+                reason: "the scheduler has shut down".into(),
+            });
+        }
+        let args_len = bincode::serialized_size(args).map_err(|e| Error::Malformed {
+            reason: e.to_string(),
+        })? as usize;
+        let table_at = args_len.next_multiple_of(8);
+        // One `[offset, len, gen]` triple per worker for its partial results.
+        let table_len = self.config.workers * 24;
+        let block = self
+            .mempool
+            .alloc_zeroed((table_at + table_len).max(1), 64)?;
+        // SAFETY: the block is ours and at least `args_len` bytes; nobody else sees it yet.
+        let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), args_len) };
+        bincode::serialize_into(&mut &mut buf[..], args).map_err(|e| Error::Malformed {
+            reason: e.to_string(),
+        })?;
+        let (slot_index, gen) = self.claim_slot()?;
+        let slot = self.control.slot(slot_index);
+        let id = JobId {
+            slot: slot_index as u32,
+            gen,
+        };
+        // Relaxed stores: published by `publish` (Release), see `job`'s module docs.
+        slot.entry
+            .store(entry::<K> as crate::kind::Entry as usize, Ordering::Relaxed);
+        slot.n_items.store(n as u64, Ordering::Relaxed);
+        slot.min_len
+            .store(chunking.min_len as u64, Ordering::Relaxed);
+        slot.max_len.store(
+            chunking.max_len.min(u64::MAX as usize) as u64,
+            Ordering::Relaxed,
+        );
+        slot.workers
+            .store(self.config.workers as u64, Ordering::Relaxed);
+        slot.args[0].store(block.offset(), Ordering::Relaxed);
+        slot.args[1].store(args_len as u64, Ordering::Relaxed);
+        slot.args[2].store(0, Ordering::Relaxed);
+        slot.table
+            .store(block.offset() + table_at as u64, Ordering::Relaxed);
+        slot.parent
+            .store(parent.map_or(NO_PARENT, JobId::pack), Ordering::Relaxed);
+        let root = parent.and_then(|p| self.control.job_root(p)).unwrap_or(gen);
+        slot.root.store(root, Ordering::Relaxed);
+        slot.owner
+            .store(process::getpid() as u64, Ordering::Relaxed);
+        slot.publish();
+        if n == 0 {
+            slot.complete_empty();
+        } else {
+            self.notify_workers(id, n.div_ceil(chunking.min_len));
+        }
+        Ok(handle::Submitted {
+            pool: Arc::clone(self),
+            id,
+            args: Some(block),
+            table_at,
+        })
+    }
+
+    /// Tells up to `max` workers about job `id` (not the calling worker, which runs its
+    /// own nested jobs directly).
+    fn notify_workers(&self, id: JobId, max: usize) {
+        let me = crate::worker::current_index();
+        for (_, tx) in self
+            .worker_tx
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| Some(*w) != me)
+            .take(max.max(1))
+        {
+            // A dead worker's box still queues the notice for its replacement; a full box
+            // waits (the worker drains it as it finishes jobs).
+            if tx.try_send(&WorkerMsg::Job(id)).is_err() {
+                let _ = tx.send_timeout(&WorkerMsg::Job(id), Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Finds a reusable job slot, waiting if all are in flight.
+    fn claim_slot(&self) -> Result<(usize, u64)> {
+        let header = self.control.header();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let start = header.slot_hint.fetch_add(1, Ordering::Relaxed) as usize;
+            for k in 0..JOB_SLOTS {
+                let i = (start + k) % JOB_SLOTS;
+                let slot = self.control.slot(i);
+                if matches!(slot.state(), SlotState::Free | SlotState::Retired) && !slot.is_pinned()
+                {
+                    if let Some(gen) = slot.try_claim(self.control.next_gen()) {
+                        return Ok((i, gen));
+                    }
+                }
+            }
+            if Instant::now() >= deadline || !self.scheduler_alive() {
+                return Err(Error::PoolShutDown {
+                    reason: format!("all {JOB_SLOTS} job slots stayed busy"),
+                });
+            }
+            header.slot_event.wait_until(
+                Duration::ZERO,
+                Some(Instant::now() + Duration::from_millis(10)),
+                || None::<()>,
+            );
+        }
+    }
+
+    pub(crate) fn send_scheduler(&self, msg: SchedMsg) -> Result<()> {
+        self.sched_tx.send_timeout(&msg, Duration::from_millis(500))
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        if process::getpid() != self.owner_pid {
+            // A forked copy (scheduler or worker) never tears the pool down.
+            return;
+        }
+        let _ = self
+            .sched_tx
+            .send_timeout(&SchedMsg::Shutdown, Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match process::try_wait(self.scheduler_pid) {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = process::kill(self.scheduler_pid, libc::SIGKILL);
+                    let _ = process::wait_blocking(self.scheduler_pid);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_micros(100)),
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Helpers shared by the integration tests: leak checks for processes and files.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Pids of this process's live (non-zombie) descendants.
+pub fn descendants() -> BTreeSet<i32> {
+    let me = std::process::id() as i32;
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        let ppid: i32 = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        parent_of.push((pid, ppid));
+    }
+    let mut found = BTreeSet::new();
+    let mut frontier = vec![me];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == p && found.insert(c) {
+                frontier.push(c);
+            }
+        }
+    }
+    found
+}
+
+/// Waits until `pid` no longer exists (or is a zombie); true if it went within `limit`.
+pub fn gone_within(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let alive = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rfind(')')
+                .map(|i| &stat[i + 2..i + 3] != "Z")
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if !alive {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Names of entries in /dev/shm and /tmp.
+pub fn shm_and_tmp() -> BTreeSet<String> {
+    let mut s = BTreeSet::new();
+    for dir in ["/dev/shm", "/tmp"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                s.insert(format!("{dir}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    s
+}
+
+/// Asserts that a closure leaves no new descendant process and no new file in /dev/shm
+/// or /tmp whose name mentions procyon.
+pub fn no_leaks<R>(f: impl FnOnce() -> R) -> R {
+    let files_before = shm_and_tmp();
+    let r = f();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = descendants();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leftover processes after the test: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let new: Vec<_> = shm_and_tmp()
+        .difference(&files_before)
+        .filter(|n| n.contains("procyon"))
+        .cloned()
+        .collect();
+    assert!(new.is_empty(), "new shared-memory/tmp files: {new:?}");
+    r
+}
+
+/// Sends `sig` to `pid` (a process of the pool under test).
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pids are the test's own
+    // descendants.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && !gone_within(pid, Duration::ZERO)
+}
+
+/// Waits until the pool has all its workers alive (a killed worker's replacement may
+/// take a moment to fork); panics after `limit` with the pids seen.
+pub fn assert_full_strength(pool: &procyon::Pool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, pids) = pool.pids();
+        let distinct: BTreeSet<i32> = pids.iter().copied().collect();
+        if pids.len() == pool.workers()
+            && distinct.len() == pids.len()
+            && pids.iter().all(|&p| alive(p))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool not at full strength after {limit:?}: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits for a job with a bound: a job that is never answered fails the test instead of
+/// hanging it.
+pub fn answer<R>(handle: procyon::JobHandle<R>, limit: Duration, what: &str) -> procyon::Result<R> {
+    match handle.wait_timeout(limit) {
+        Ok(r) => r,
+        Err(h) => {
+            let p = h.progress();
+            // Leak the handle: dropping it would cancel and wait again.
+            std::mem::forget(h);
+            panic!("{what}: no answer within {limit:?} (progress {p:?})")
+        }
+    }
+}
+
+/// A field of /proc/<pid>/status in kB (`VmRSS`, `RssAnon`, ...), if readable.
+pub fn status_kb(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Number of open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Pids of the zombie children of `parent`.
+pub fn zombie_children(parent: i32) -> Vec<i32> {
+    let mut z = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if fields.first() == Some(&"Z")
+            && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+        {
+            z.push(pid);
+        }
+    }
+    z
+}
+
+/// Everything in process `pid` that would make procyon's shared memory reachable from
+/// outside the process tree: shared mappings backed by a named file (anything but the
+/// anonymous `/dev/zero (deleted)` of `MAP_SHARED | MAP_ANONYMOUS`), mappings or open
+/// files in /dev/shm, memfds, SysV segments. Empty is the expected answer.
+pub fn named_shared_memory(pid: i32) -> Vec<String> {
+    let mut found = Vec::new();
+    let maps =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("readable /proc/<pid>/maps");
+    for line in maps.lines() {
+        let mut cols = line.split_whitespace();
+        let perms = cols.nth(1).unwrap_or("");
+        let path = line
+            .splitn(6, char::is_whitespace)
+            .nth(5)
+            .map(str::trim)
+            .unwrap_or("");
+        let suspicious_path = path.starts_with("/dev/shm")
+            || path.starts_with("/memfd:")
+            || path.starts_with("/SYSV")
+            || path.contains("procyon");
+        let named_shared =
+            perms.ends_with('s') && !path.is_empty() && path != "/dev/zero (deleted)";
+        if suspicious_path || named_shared {
+            found.push(format!("{pid} maps: {line}"));
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            if t.starts_with("/dev/shm") || t.starts_with("/memfd:") || t.contains("procyon") {
+                found.push(format!(
+                    "{pid} fd {}: {t}",
+                    fd.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,313 @@
+//! Nested jobs, cancellation, progress reports, timeouts and async handles.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use procyon::{Ctx, Error, Pool};
+
+fn pool(workers: usize) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .mempool_size(128 << 20)
+        .cancel_grace(Duration::from_millis(50))
+        .build()
+        .expect("pool builds")
+}
+
+/// Sum of 0..n computed through `depth` levels of nested jobs, each level splitting in 3.
+fn nested_sum(ctx: &Ctx, depth: u32, lo: u64, hi: u64) -> u64 {
+    if depth == 0 || hi - lo < 3 {
+        return (lo..hi).sum();
+    }
+    let step = (hi - lo).div_ceil(3);
+    let parts = ctx
+        .array_from_fn(3, |k| {
+            [
+                depth as u64 - 1,
+                lo + k as u64 * step,
+                (lo + (k as u64 + 1) * step).min(hi),
+            ]
+        })
+        .unwrap();
+    ctx.par_iter(&parts)
+        .with_max_len(1)
+        .map_ctx(|ctx: &Ctx, [d, a, b]: [u64; 3]| nested_sum(ctx, d as u32, a, b.max(a)))
+        .sum::<u64>()
+        .unwrap()
+}
+
+#[test]
+fn nesting_four_levels_deep_with_one_and_two_workers() {
+    common::no_leaks(|| {
+        for workers in [1, 2] {
+            let pool = pool(workers);
+            let base = pool.mempool().usage().in_use;
+            let got = pool
+                .spawn(|ctx: &Ctx| nested_sum(ctx, 4, 0, 10_000))
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(got, (0..10_000u64).sum::<u64>(), "workers = {workers}");
+            // Every level's arrays and job blocks were freed.
+            assert_eq!(pool.mempool().usage().in_use, base);
+        }
+    });
+}
+
+fn spin_forever(_: usize) {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+/// Runs a job correctly, and sees every worker alive within 20 ms of the failure that
+/// preceded the call (the scheduler re-forks killed workers at once).
+fn assert_serves(pool: &Pool) {
+    let s: u64 = pool
+        .par_range(0..10_000)
+        .map(|i: usize| i as u64)
+        .sum()
+        .unwrap();
+    assert_eq!(s, (0..10_000u64).sum::<u64>());
+    let deadline = Instant::now() + Duration::from_millis(20);
+    loop {
+        let (_, pids) = pool.pids();
+        if pids
+            .iter()
+            .all(|&p| p > 0 && !common::gone_within(p, Duration::ZERO))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool not at full strength: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn cancel_stops_tasks_that_never_check() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let (_, before) = pool.pids();
+        let handle = pool
+            .par_range(0..8)
+            .with_max_len(1)
+            .spawn_for_each(spin_forever)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        handle.cancel();
+        assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+        assert!(
+            start.elapsed() < Duration::from_millis(50 + 500),
+            "cancel took {:?}",
+            start.elapsed()
+        );
+        // The spinning workers were killed and replaced: full strength, new pids.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let (_, after) = pool.pids();
+            if after.iter().all(|p| !before.contains(p)) && after.iter().all(|&p| p > 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workers not replaced: {before:?} -> {after:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_serves(&pool);
+    });
+}
+
+fn parent_of_spinners(ctx: &Ctx) -> u64 {
+    // Four children that spin forever; cancelling the parent must stop them all.
+    ctx.par_range(0..4)
+        .with_max_len(1)
+        .for_each(spin_forever)
+        .map(|_| 1)
+        .unwrap_or(0)
+}
+
+#[test]
+fn cancelling_a_parent_stops_its_descendants_and_frees_their_memory() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let base = pool.mempool().usage();
+        let handle = pool.spawn(parent_of_spinners).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        handle.cancel();
+        assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+        assert_eq!(
+            pool.mempool().usage().in_use,
+            base.in_use,
+            "memory of the cancelled tree was not freed"
+        );
+        assert_serves(&pool);
+    });
+}
+
+fn cooperative(ctx: &Ctx) -> u64 {
+    let mut n = 0;
+    while !ctx.is_cancelled() {
+        n += 1;
+        std::hint::spin_loop();
+    }
+    n
+}
+
+#[test]
+fn cooperative_cancel_is_prompt() {
+    let pool = Pool::builder()
+        .workers(2)
+        .mempool_size(64 << 20)
+        .cancel_grace(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let (_, before) = pool.pids();
+    let handle = pool.spawn(cooperative).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    handle.cancel();
+    assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    // Well under the 5 s grace: the task saw the flag and returned; nobody was killed.
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(pool.pids().1, before);
+}
+
+fn slow_row(ctx: &Ctx, i: usize) -> u64 {
+    std::thread::sleep(Duration::from_millis(2));
+    ctx.progress(i as u64 + 1, 100);
+    ctx.report(&(i as u64)).unwrap();
+    i as u64
+}
+
+#[test]
+fn progress_is_monotonic_and_reports_arrive_in_order() {
+    let pool = pool(2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let (s, r) = (Arc::clone(&seen), Arc::clone(&reports));
+    let out = pool
+        .par_range(0..100)
+        .with_max_len(1)
+        .on_progress(move |p| s.lock().unwrap().push(p))
+        .on_report(move |v: u64| r.lock().unwrap().push(v))
+        .map_ctx(slow_row)
+        .collect_vec()
+        .unwrap();
+    assert_eq!(out, (0..100).collect::<Vec<_>>());
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2, "too few progress callbacks: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].items_done <= w[1].items_done));
+    let last = seen.last().unwrap();
+    assert_eq!((last.items_done, last.items_total), (100, 100));
+    assert_eq!(last.reported.map(|(_, t)| t), Some(100));
+    let mut reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 100);
+    // Each report is delivered once; order follows the report sequence, and one worker's
+    // reports are in its own order.
+    reports.sort_unstable();
+    assert_eq!(reports, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn timeout_fails_the_job_and_the_pool_recovers() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let start = Instant::now();
+        let r = pool
+            .par_range(0..4)
+            .with_max_len(1)
+            .timeout(Duration::from_millis(100))
+            .for_each(spin_forever);
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert_serves(&pool);
+    });
+}
+
+fn panics_deep(ctx: &Ctx) -> u64 {
+    ctx.par_range(0..10)
+        .map(|i: usize| {
+            if i == 7 {
+                panic!("inner failure {i}")
+            } else {
+                i as u64
+            }
+        })
+        .sum::<u64>()
+        .unwrap_or(u64::MAX)
+}
+
+fn propagates(ctx: &Ctx) -> u64 {
+    ctx.par_range(0..10)
+        .map(|i: usize| if i == 7 { panic!("deep {i}") } else { i as u64 })
+        .sum::<u64>()
+        .unwrap()
+}
+
+#[test]
+fn nested_errors_reach_the_parent_task_or_the_caller() {
+    let pool = pool(2);
+    // The parent task handles the error itself.
+    assert_eq!(pool.spawn(panics_deep).unwrap().wait().unwrap(), u64::MAX);
+    // The parent task does not: the caller gets the failure, with the inner message.
+    match pool.spawn(propagates).unwrap().wait() {
+        Err(Error::TaskPanicked { message, .. }) => {
+            assert!(message.contains("deep 7"), "{message}")
+        }
+        other => panic!("expected TaskPanicked, got {other:?}"),
+    }
+    assert_serves(&pool);
+}
+
+fn square_after(ctx: &Ctx) -> u64 {
+    let _ = ctx;
+    std::thread::sleep(Duration::from_millis(20));
+    49
+}
+
+#[test]
+fn async_handles_under_tokio() {
+    let pool = Arc::new(pool(2));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let counter = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let handles: Vec<_> = (0..6).map(|_| pool.spawn(square_after).unwrap()).collect();
+        // The single runtime thread is never blocked: a ticker keeps running meanwhile.
+        let c = Arc::clone(&counter);
+        let ticker = tokio::spawn(async move {
+            for _ in 0..10 {
+                c.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        let results = futures_join_all(handles).await;
+        assert!(results.into_iter().all(|r| r.unwrap() == 49));
+        ticker.await.unwrap();
+    });
+    assert_eq!(counter.load(Ordering::Relaxed), 10);
+}
+
+/// Awaits every future in turn (they all run in the pool at once anyway).
+async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    for f in fs {
+        out.push(f.await);
+    }
+    out
+}
