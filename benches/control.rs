@@ -1,0 +1,140 @@
+//! Control-path figures for issue "nested jobs, cancellation, progress":
+//!
+//! * cancel latency, from `cancel()` to `Err(Cancelled)` returned, for a cooperative
+//!   task (checks `ctx.is_cancelled()`) and for a task that never checks (killed after
+//!   the grace period), median of 20 each, and how long until the pool is back at full
+//!   strength;
+//! * progress overhead: W1 mandelbrot rows with and without an `on_progress` callback,
+//!   criterion medians in the same run.
+//!
+//! `PROCYON_BENCH_QUICK=1` uses a smaller image for the progress comparison.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use procyon::{Ctx, Error, Pool};
+
+const GRACE: Duration = Duration::from_millis(50);
+
+fn quick() -> bool {
+    std::env::var_os("PROCYON_BENCH_QUICK").is_some()
+}
+
+fn cooperative(ctx: &Ctx) -> u64 {
+    let mut n = 0u64;
+    while !ctx.is_cancelled() {
+        n = std::hint::black_box(n + 1);
+    }
+    n
+}
+
+fn never_checks(_: usize) {
+    let mut n = 0u64;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn full_strength(pool: &Pool, before: &[i32]) -> bool {
+    let (_, now) = pool.pids();
+    now.iter().all(|&p| p > 0 && std::path::Path::new(&format!("/proc/{p}")).exists()) && now.len() == before.len()
+}
+
+fn cancel_latency(_: &mut Criterion) {
+    let pool = Pool::builder().workers(2).mempool_size(64 << 20).cancel_grace(GRACE).build().unwrap();
+    let mut coop = Vec::new();
+    let mut forced = Vec::new();
+    let mut recovery = Vec::new();
+    for _ in 0..20 {
+        let h = pool.spawn(cooperative).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let t = Instant::now();
+        h.cancel();
+        assert!(matches!(h.wait(), Err(Error::Cancelled)));
+        coop.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let (_, before) = pool.pids();
+        let h = pool.par_range(0..2).with_max_len(1).spawn_for_each(never_checks).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let t = Instant::now();
+        h.cancel();
+        assert!(matches!(h.wait(), Err(Error::Cancelled)));
+        forced.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        while !full_strength(&pool, &before) {
+            std::thread::yield_now();
+        }
+        recovery.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "cancel latency (median of 20): cooperative {:.2} ms; never-checking {:.2} ms with a {} ms grace; back at full strength {:.2} ms later",
+        median(coop),
+        median(forced),
+        GRACE.as_millis(),
+        median(recovery)
+    );
+}
+
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Frame {
+    size: usize,
+    max_iter: u32,
+}
+
+fn row(f: &Frame, y: usize) -> u64 {
+    let mut sum = 0u64;
+    for x in 0..f.size {
+        let cr = -2.0 + 2.6 * x as f64 / f.size as f64;
+        let ci = -1.3 + 2.6 * y as f64 / f.size as f64;
+        let (mut zr, mut zi, mut n) = (0.0f64, 0.0f64, 0u32);
+        while zr * zr + zi * zi <= 4.0 && n < f.max_iter {
+            let t = zr * zr - zi * zi + cr;
+            zi = 2.0 * zr * zi + ci;
+            zr = t;
+            n += 1;
+        }
+        sum += n as u64;
+    }
+    sum
+}
+
+fn progress_overhead(c: &mut Criterion) {
+    let frame = if quick() { Frame { size: 512, max_iter: 500 } } else { Frame { size: 2048, max_iter: 2000 } };
+    let pool = Pool::builder().workers(2).mempool_size(64 << 20).build().unwrap();
+    let rows = pool.array_from_fn(frame.size, |y| y as u32).unwrap();
+    let mut g = c.benchmark_group("progress_overhead_w1");
+    g.sample_size(10);
+    if quick() {
+        g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    }
+    g.bench_function("without_progress", |b| {
+        b.iter(|| {
+            pool.par_iter(&rows)
+                .with_max_len(4)
+                .map_with(frame, |f: &Frame, y: u32| row(f, y as usize))
+                .sum::<u64>()
+                .unwrap()
+        })
+    });
+    g.bench_function("with_progress", |b| {
+        b.iter(|| {
+            pool.par_iter(&rows)
+                .with_max_len(4)
+                .on_progress(|p| {
+                    std::hint::black_box(p);
+                })
+                .map_with(frame, |f: &Frame, y: u32| row(f, y as usize))
+                .sum::<u64>()
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, cancel_latency, progress_overhead);
+criterion_main!(benches);
