@@ -92,6 +92,12 @@ impl Event {
                     return Some(v);
                 }
                 i = i.wrapping_add(1);
+                if i > 16 && i % 4 == 0 {
+                    // Past the first few microseconds, give the CPU away now and then: on a
+                    // machine with fewer cores than busy processes, the peer we wait for may
+                    // need this very core.
+                    std::thread::yield_now();
+                }
                 if i % 8 == 0 {
                     let now = Instant::now();
                     if now >= spin_end || deadline.is_some_and(|d| now >= d) {

@@ -69,6 +69,12 @@ pub use bytemuck::{Pod, Zeroable};
 pub use camlbox::{Camlbox, Receiver, Sender};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use iter::ParIter;
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
