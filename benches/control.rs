@@ -42,11 +42,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn full_strength(pool: &Pool, before: &[i32]) -> bool {
     let (_, now) = pool.pids();
-    now.iter().all(|&p| p > 0 && std::path::Path::new(&format!("/proc/{p}")).exists()) && now.len() == before.len()
+    now.iter()
+        .all(|&p| p > 0 && std::path::Path::new(&format!("/proc/{p}")).exists())
+        && now.len() == before.len()
 }
 
 fn cancel_latency(_: &mut Criterion) {
-    let pool = Pool::builder().workers(2).mempool_size(64 << 20).cancel_grace(GRACE).build().unwrap();
+    let pool = Pool::builder()
+        .workers(2)
+        .mempool_size(64 << 20)
+        .cancel_grace(GRACE)
+        .build()
+        .unwrap();
     let mut coop = Vec::new();
     let mut forced = Vec::new();
     let mut recovery = Vec::new();
@@ -59,7 +66,11 @@ fn cancel_latency(_: &mut Criterion) {
         coop.push(t.elapsed().as_secs_f64() * 1e3);
 
         let (_, before) = pool.pids();
-        let h = pool.par_range(0..2).with_max_len(1).spawn_for_each(never_checks).unwrap();
+        let h = pool
+            .par_range(0..2)
+            .with_max_len(1)
+            .spawn_for_each(never_checks)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         let t = Instant::now();
         h.cancel();
@@ -104,13 +115,28 @@ fn row(f: &Frame, y: usize) -> u64 {
 }
 
 fn progress_overhead(c: &mut Criterion) {
-    let frame = if quick() { Frame { size: 512, max_iter: 500 } } else { Frame { size: 2048, max_iter: 2000 } };
-    let pool = Pool::builder().workers(2).mempool_size(64 << 20).build().unwrap();
+    let frame = if quick() {
+        Frame {
+            size: 512,
+            max_iter: 500,
+        }
+    } else {
+        Frame {
+            size: 2048,
+            max_iter: 2000,
+        }
+    };
+    let pool = Pool::builder()
+        .workers(2)
+        .mempool_size(64 << 20)
+        .build()
+        .unwrap();
     let rows = pool.array_from_fn(frame.size, |y| y as u32).unwrap();
     let mut g = c.benchmark_group("progress_overhead_w1");
     g.sample_size(10);
     if quick() {
-        g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
     }
     g.bench_function("without_progress", |b| {
         b.iter(|| {
