@@ -335,19 +335,37 @@ impl PoolInner {
 
     /// Tells up to `max` workers about job `id` (not the calling worker, which runs its
     /// own nested jobs directly).
+    ///
+    /// A notice may be dropped when a worker's inbox is full (that worker is busy; the
+    /// others take the chunks), but a job submitted by a client must reach at least one
+    /// worker, or nobody would ever run it: if every inbox was full, the client waits for
+    /// room in one of them. A worker never waits here (two workers each waiting for room
+    /// in the other's inbox would never drain them); it runs its job itself.
+    /// If the scheduler dies meanwhile, the caller's wait reports it.
     fn notify_workers(&self, id: JobId, max: usize) {
         let me = crate::worker::current_index();
-        for (_, tx) in self
+        let msg = WorkerMsg::Job(id);
+        let targets: Vec<&Sender<WorkerMsg>> = self
             .worker_tx
             .iter()
             .enumerate()
             .filter(|(w, _)| Some(*w) != me)
+            .map(|(_, tx)| tx)
             .take(max.max(1))
-        {
-            // A dead worker's box still queues the notice for its replacement; a full box
-            // waits (the worker drains it as it finishes jobs).
-            if tx.try_send(&WorkerMsg::Job(id)).is_err() {
-                let _ = tx.send_timeout(&WorkerMsg::Job(id), Duration::from_millis(100));
+            .collect();
+        // A dead worker's box still queues the notice for its replacement.
+        let delivered = targets
+            .iter()
+            .filter(|tx| tx.try_send(&msg).is_ok())
+            .count();
+        if delivered > 0 || me.is_some() {
+            return;
+        }
+        let slot = self.control.slot(id.slot as usize);
+        for tx in targets.iter().cycle() {
+            let sent = tx.send_timeout(&msg, Duration::from_millis(10)).is_ok();
+            if sent || !slot.is_active_job(id.gen) || !self.scheduler_alive() {
+                return;
             }
         }
     }
