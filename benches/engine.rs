@@ -209,5 +209,33 @@ fn w5(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, w3, w4, w5);
+/// Pool build (mempool mapped, scheduler and 2 workers forked and ready) and drop (every
+/// process shut down and reaped), as medians of 50 each.
+fn lifecycle(_: &mut Criterion) {
+    let rounds = if quick() { 10 } else { 50 };
+    let (mut build, mut drop_t) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let pool = procyon::Pool::builder()
+            .workers(WORKERS)
+            .mempool_size(1 << 30)
+            .build()
+            .unwrap();
+        build.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        drop(pool);
+        drop_t.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    build.sort_by(f64::total_cmp);
+    drop_t.sort_by(f64::total_cmp);
+    println!(
+        "pool lifecycle over {rounds} rounds: build {:.2} ms median ({:.2} ms p90), drop {:.2} ms median ({:.2} ms p90)",
+        percentile(&build, 0.5),
+        percentile(&build, 0.9),
+        percentile(&drop_t, 0.5),
+        percentile(&drop_t, 0.9)
+    );
+}
+
+criterion_group!(benches, w3, w4, w5, lifecycle);
 criterion_main!(benches);
