@@ -107,6 +107,7 @@ mod control;
 mod receiver;
 mod ring;
 mod sender;
+mod wait;
 
 #[cfg(all(test, loom))]
 mod loom_tests;

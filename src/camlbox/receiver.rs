@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::ring::Recv;
+use super::wait::wait_on;
 use super::{Shared, STUCK_WRITER_CHECK};
-use crate::futex::DEFAULT_SPIN;
 use crate::sys::process;
 use crate::{Error, Result};
 
@@ -137,7 +137,7 @@ impl<M> Receiver<M> {
                 (Some(d), Some(s)) => Some(d.min(s)),
                 (d, s) => d.or(s),
             };
-            let step = data_ready.wait_until(DEFAULT_SPIN, wake, || match self.poll(decode) {
+            let step = wait_on(data_ready, wake, || match self.poll(decode) {
                 Some(result) => Some(Step::Done(result)),
                 None if stuck_at.is_none() && self.stuck.get().is_some() => Some(Step::Rearm),
                 None => None,

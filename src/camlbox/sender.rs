@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::ring::{Claim, ClaimError};
+use super::wait::{my_pid, register_pid_cache, wait_on};
 use super::{Shared, RECEIVER_PROBE};
-use crate::futex::DEFAULT_SPIN;
-use crate::sys::process;
 use crate::{Error, Result};
 
 /// The sending side of a [`Camlbox`](crate::Camlbox), for messages of type `M`.
@@ -27,6 +26,7 @@ pub struct Sender<M> {
 
 impl<M> Sender<M> {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
+        register_pid_cache();
         Sender {
             shared,
             _msg: PhantomData,
@@ -114,18 +114,15 @@ impl<M> Sender<M> {
             }
             let probe_at = Instant::now() + RECEIVER_PROBE;
             let wake = deadline.map_or(probe_at, |d| d.min(probe_at));
-            let got = control
-                .slot_freed
-                .0
-                .wait_until(DEFAULT_SPIN, Some(wake), || {
-                    if control.receiver_gone(false) {
-                        return Some(Err(Error::Disconnected));
-                    }
-                    match self.claim_now() {
-                        Err(Error::Full) => None,
-                        other => Some(other),
-                    }
-                });
+            let got = wait_on(&control.slot_freed.0, Some(wake), || {
+                if control.receiver_gone(false) {
+                    return Some(Err(Error::Disconnected));
+                }
+                match self.claim_now() {
+                    Err(Error::Full) => None,
+                    other => Some(other),
+                }
+            });
             if let Some(result) = got {
                 return result;
             }
@@ -257,14 +254,6 @@ fn encode_error(e: bincode::Error) -> Error {
     Error::Malformed {
         reason: format!("cannot encode message: {e}"),
     }
-}
-
-/// The writer id recorded in claimed slots. `getpid` is async-signal-safe; pids are
-/// positive, so never the 0 that marks "no writer".
-fn my_pid() -> u32 {
-    let pid = process::getpid();
-    debug_assert!(pid > 0);
-    pid as u32
 }
 
 impl<M> Clone for Sender<M> {
