@@ -19,6 +19,37 @@ use std::io;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong in a procyon call.
+///
+/// Every variant's message says what to do about it. Failures of a task are values
+/// ([`Error::TaskPanicked`], [`Error::WorkerDied`], [`Error::Cancelled`],
+/// [`Error::Timeout`]); so is every bad input, which is refused before any work starts
+/// and never panics, hangs or leaves a process behind.
+///
+/// # Bad input, and the variant it yields
+///
+/// | input | variant |
+/// |---|---|
+/// | `PoolBuilder::workers(0)` | [`Error::InvalidConfig`] |
+/// | more than 256 workers (`workers(100_000)`) | [`Error::InvalidConfig`] |
+/// | `mempool_size` below 1 MiB (`0`, `4096`) | [`Error::InvalidConfig`] |
+/// | `mempool_size` above the physical memory or above 64 TiB | [`Error::InvalidConfig`] |
+/// | `slot_size` below 64 bytes (`slot_size(8)`) or above 16 MiB; a camlbox above 1 GiB | [`Error::InvalidConfig`] |
+/// | `inbox_slots` below 2 or above 65,536 | [`Error::InvalidConfig`] |
+/// | `min_len(0)`, `max_len(0)`, or `min_len` above `max_len` on the builder | [`Error::InvalidConfig`] |
+/// | `with_min_len(0)` / `with_max_len(0)` on a parallel iterator (from its terminal operation) | [`Error::InvalidConfig`] |
+/// | `par_chunks_mut` with a chunk length of 0 | [`Error::InvalidConfig`] |
+/// | `Camlbox::new` with 0 slots or slots below 8 bytes; a second live receiver of a box | [`Error::InvalidConfig`] |
+/// | `Mempool::alloc` alignment not a power of two, or above 1 GiB | [`Error::InvalidConfig`] |
+/// | an array (or a `par_map` output, or `par_map_vec`'s encoded items) larger than what the mempool has free; a length whose byte size overflows | [`Error::OutOfMemory`] |
+/// | `par_map_into` with input and output of different lengths | [`Error::LengthMismatch`] |
+/// | an array of another pool passed to `par_map`, `par_map_into`, `par_chunks_mut`, `par_iter`, `SharedArray::adopt_in` | [`Error::InvalidDescriptor`] |
+/// | a descriptor of a freed array (`SharedArray::adopt` of a dropped array's `desc()`), even once its memory is reused | [`Error::InvalidDescriptor`] |
+/// | a descriptor adopted twice, or adopted while its array is still owned (`desc()` instead of `into_desc()`) | [`Error::InvalidDescriptor`] |
+/// | a forged descriptor (wrong generation, offset or length, unknown pool) or the wrong element type (`RawArrayDesc::typed`) | [`Error::InvalidDescriptor`] |
+/// | `ArrayDesc::chunk` / `chunk_mut` of a range outside the array | [`Error::OutOfRange`] |
+/// | a camlbox message larger than a slot | [`Error::MessageTooLarge`] |
+/// | a job submitted to a pool whose scheduler died (SIGKILL): the first within the 100 ms liveness step, later ones at once | [`Error::PoolShutDown`] |
+/// | `Ctx::report` while 4,096 reports of the job wait to be collected | [`Error::Full`] |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

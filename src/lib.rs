@@ -42,6 +42,7 @@
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
 //! items or closures that capture nothing (checked at compile time), and state through
 //! `map_with` or shared arrays.
+//! Who is trusted, and what a misbehaving task can and cannot corrupt: `docs/THREAT_MODEL.md`.
 
 mod array;
 mod camlbox;

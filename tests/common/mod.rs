@@ -133,13 +133,20 @@ pub fn assert_full_strength(pool: &procyon::Pool, limit: Duration) {
 /// Waits for a job with a bound: a job that is never answered fails the test instead of
 /// hanging it.
 pub fn answer<R>(handle: procyon::JobHandle<R>, limit: Duration, what: &str) -> procyon::Result<R> {
-    match handle.wait_timeout(limit) {
-        Ok(r) => r,
-        Err(h) => {
-            let p = h.progress();
-            // Leak the handle: dropping it would cancel and wait again.
-            std::mem::forget(h);
-            panic!("{what}: no answer within {limit:?} (progress {p:?})")
+    let deadline = Instant::now() + limit;
+    let mut handle = handle;
+    loop {
+        // `wait_timeout` may hand the handle back before its timeout (it does so after
+        // each 10 ms callback step when callbacks are set): wait again until our deadline.
+        match handle.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => return r,
+            Err(h) if Instant::now() < deadline => handle = h,
+            Err(h) => {
+                let p = h.progress();
+                // Leak the handle: dropping it would cancel and wait again.
+                std::mem::forget(h);
+                panic!("{what}: no answer within {limit:?} (progress {p:?})")
+            }
         }
     }
 }
