@@ -1222,7 +1222,6 @@ fn sleep_1500ms(_: usize) {
 /// 2-slot inboxes: most job notices meet a full inbox. Every job must still run once the
 /// workers are free.
 #[test]
-#[ignore = "bug: a job notice is dropped when a worker inbox stays full for 100 ms; the job never runs"]
 fn job_notices_survive_full_inboxes() {
     common::no_leaks(|| {
         let pool = Pool::builder()
