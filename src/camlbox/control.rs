@@ -4,7 +4,7 @@
 use std::mem::{align_of, size_of};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::ring::CachePadded;
+use super::layout::CachePadded;
 use crate::futex::Event;
 use crate::sys::process;
 

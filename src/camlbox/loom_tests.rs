@@ -1,10 +1,14 @@
 //! Loom model checks of the slot protocol (`ring.rs`) over heap memory.
 //!
-//! Run (CI calls exactly this):
+//! Run (CI calls exactly this; ~15 s on two idle cores, ~45 s with
+//! `LOOM_MAX_PREEMPTIONS=3` on a loaded machine):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test --release --lib camlbox::loom_tests
+//! RUSTFLAGS="--cfg loom" cargo test --release --lib --features tokio/sync camlbox::loom_tests
 //! ```
+//!
+//! (`--features tokio/sync`: the tokio dev-dependency does not build under `--cfg loom`
+//! without it; drop the flag if that dependency goes.)
 //!
 //! Shape of every model: senders and a receiver make a *bounded* number of attempts
 //! concurrently (no spin-waiting on each other, which would blow up loom's schedule

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ring::{ClaimError, Geometry, HeapRegion, Recv};
+use super::layout::Geometry;
+use super::ring::{ClaimError, HeapRegion, Recv};
 use super::*;
 
 const ME: u32 = 4242;
