@@ -206,6 +206,8 @@ impl Ring {
                             });
                         }
                         Err(_) => {
+                            // Someone claimed it first. Relaxed: a hint, validated by the
+                            // next claim CAS like the first load.
                             spin_hint();
                             t = tail.load(Ordering::Relaxed);
                         }
@@ -246,6 +248,8 @@ impl Ring {
                     if stale > MAX_STALE_RETRIES {
                         return Err(ClaimError::Corrupt);
                     }
+                    // Relaxed: as above; `spin_hint` gives the stores we lag behind time
+                    // to arrive (under loom, a yield makes the model move on).
                     spin_hint();
                     t = tail.load(Ordering::Relaxed);
                 }
