@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo nextest run --no-fail-fast
 cargo test --doc
+# tokio (a dev-dependency) builds under --cfg loom only with its "sync" feature.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
-  cargo test --release --lib loom
+  cargo test --release --lib --features tokio/sync camlbox::loom_tests

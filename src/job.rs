@@ -114,6 +114,12 @@ pub(crate) enum Failure {
     Setup {
         message: String,
     },
+    /// The mempool could not hold what the job had to store (its partial results).
+    OutOfMemory {
+        requested: u64,
+        available: u64,
+        capacity: u64,
+    },
 }
 
 const FAILURE_TEXT: usize = 440;
@@ -168,6 +174,9 @@ pub(crate) struct JobSlot {
     pub(crate) stop: AtomicU32,
     /// Reports waiting for the owner (bounded by `MAX_PENDING_REPORTS`).
     pub(crate) reports_pending: AtomicU32,
+    /// On a top-level job: jobs of its tree whose owner died and that the scheduler has
+    /// not cleaned up yet (the owner waits for zero before it collects the job).
+    pub(crate) orphans: AtomicU32,
     /// Progress a task reported itself with `Ctx::progress` (monotonic: `fetch_max`).
     pub(crate) user_done: AtomicU64,
     pub(crate) user_total: AtomicU64,
@@ -254,6 +263,7 @@ impl JobSlot {
         self.partials.store(0, Ordering::Relaxed);
         self.stop.store(0, Ordering::Relaxed);
         self.reports_pending.store(0, Ordering::Relaxed);
+        self.orphans.store(0, Ordering::Relaxed);
         self.user_done.store(0, Ordering::Relaxed);
         self.user_total.store(0, Ordering::Relaxed);
         self.report_seq.store(0, Ordering::Relaxed);

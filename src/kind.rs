@@ -137,8 +137,19 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
     }
     if !ordered.is_empty() {
         if let Err(e) = publish_partials(cx, slot, tag as u64, &ordered) {
-            slot.fail(&Failure::Setup {
-                message: format!("could not store partial results: {e}"),
+            slot.fail(&match e {
+                crate::Error::OutOfMemory {
+                    requested,
+                    available,
+                    capacity,
+                } => Failure::OutOfMemory {
+                    requested: requested as u64,
+                    available: available as u64,
+                    capacity: capacity as u64,
+                },
+                e => Failure::Setup {
+                    message: format!("could not store partial results: {e}"),
+                },
             });
             return;
         }

@@ -93,8 +93,9 @@ struct Scheduler {
     setup: SchedulerSetup,
     /// The pool state every worker inherits, for nested jobs.
     pool: std::sync::Arc<crate::pool::PoolInner>,
-    /// Slots whose owner died: failed, and retired once no worker is inside.
-    orphans: Vec<usize>,
+    /// Slots whose owner died, with the slot of their tree's root: failed, and retired
+    /// once no worker is inside.
+    orphans: Vec<(usize, Option<usize>)>,
     pids: Vec<i32>,
     /// Cancelled jobs whose remaining workers are killed at the deadline.
     kill_at: Vec<(JobId, Instant)>,
@@ -228,6 +229,10 @@ impl Scheduler {
     }
 
     fn next_timeout(&self) -> Duration {
+        if !self.orphans.is_empty() {
+            // An orphan's tree owner may be waiting for it to be retired.
+            return Duration::from_millis(1);
+        }
         let now = Instant::now();
         self.kill_at
             .iter()
@@ -262,6 +267,10 @@ impl Scheduler {
                             signal,
                             exit_code,
                         });
+                        // The job's other workers stop at their next chunk. One in a task
+                        // that never returns is not killed here (its task may be long but
+                        // finite, or a parent handling this failure); the owner's cancel
+                        // or timeout stops it.
                     }
                 }
             }
@@ -287,7 +296,11 @@ impl Scheduler {
                     signal,
                     exit_code,
                 });
-                self.orphans.push(i);
+                let root = control.root_slot(slot.root.load(Ordering::Relaxed));
+                if let Some(r) = root {
+                    control.slot(r).orphans.fetch_add(1, Ordering::SeqCst);
+                }
+                self.orphans.push((i, root));
             }
         }
         if replaced {
@@ -307,14 +320,22 @@ impl Scheduler {
 
     fn retire_orphans(&mut self) {
         let control = self.setup.control;
-        self.orphans.retain(|&i| {
+        self.orphans.retain(|&(i, root)| {
             let slot = control.slot(i);
             if slot.is_pinned() {
                 return true;
             }
             if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
+                free_orphan(&self.setup.mempool, slot, self.setup.worker_inboxes.len());
                 slot.retire();
                 control.header().slot_event.notify();
+            }
+            if let Some(r) = root {
+                let root_slot = control.slot(r);
+                let _ = root_slot
+                    .orphans
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                root_slot.event.notify();
             }
             false
         });
@@ -389,4 +410,32 @@ impl Scheduler {
             .closed
             .store(1, Ordering::SeqCst);
     }
+}
+
+/// Frees what an orphaned job (its owner died) still holds: the partial results its
+/// workers recorded, the reports nobody collected, and its argument block.
+fn free_orphan(mempool: &Mempool, slot: &crate::job::JobSlot, workers: usize) {
+    let _ = crate::progress::ReportInbox::default().collect(mempool, slot);
+    let args = slot.args[0].load(Ordering::Relaxed);
+    let table = slot.table.load(Ordering::Relaxed);
+    if args == 0 || table < args {
+        return;
+    }
+    for w in 0..workers {
+        // SAFETY: the table lies inside the orphan's argument block, still allocated (its
+        // owner died before freeing it) and no longer used by any worker (unpinned).
+        let words = unsafe { mempool.words_at(table as usize + w * 24, 3) };
+        let off = words[0].swap(0, Ordering::Relaxed);
+        if off != 0 {
+            let raw = crate::mempool::RawBlock::from_parts(
+                mempool.id(),
+                off,
+                words[1].load(Ordering::Relaxed),
+                words[2].load(Ordering::Relaxed),
+            );
+            let _ = mempool.free_raw(raw);
+        }
+    }
+    let len = table - args + (workers * 24) as u64;
+    let _ = mempool.free_owned(args, len, slot.args[2].load(Ordering::Relaxed));
 }

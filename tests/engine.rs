@@ -219,7 +219,7 @@ fn abort_on(x: u64) -> u64 {
 fn segv_on(x: u64) -> u64 {
     if x == 500 {
         // SAFETY: not safe at all, on purpose: the test raises a real SIGSEGV in a worker.
-        unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };
+        unsafe { std::ptr::write_volatile(std::ptr::NonNull::<u64>::dangling().as_ptr(), 1) };
     }
     x
 }
@@ -256,18 +256,23 @@ fn outside_sigkill_is_a_worker_death() {
         let x = pool.array_from_fn(1000, |i| i as u64).unwrap();
         let mut y = pool.array_zeroed::<u64>(1000).unwrap();
         let handle = pool.spawn_map_into(&x, &mut y, sleep_on).unwrap();
-        // Find the worker stuck in the sleeping task and kill it from outside.
-        std::thread::sleep(Duration::from_millis(200));
-        let (_, pids) = pool.pids();
-        let stuck: Vec<i32> = pids
-            .iter()
-            .copied()
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .map(|s| s.contains(") S "))
-                    .unwrap_or(false)
-            })
-            .collect();
+        // Find the worker stuck in the sleeping task (in clock_nanosleep, syscall 230, not
+        // in futex, 202, like an idle one) and kill it from outside.
+        let mut stuck = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while stuck.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let (_, pids) = pool.pids();
+            stuck = pids
+                .iter()
+                .copied()
+                .filter(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/syscall"))
+                        .map(|s| s.split_whitespace().next() == Some("230"))
+                        .unwrap_or(false)
+                })
+                .collect();
+        }
         assert!(!stuck.is_empty(), "no sleeping worker found");
         // SAFETY: plain kill(2) on a pid we own.
         unsafe { libc::kill(stuck[0], libc::SIGKILL) };

@@ -359,7 +359,6 @@ fn sleep_200ms(i: usize) -> u64 {
 /// its root job completes. What the dead worker's job had allocated (argument block,
 /// partial results) must still be freed.
 #[test]
-#[ignore = "bug: blocks of a job orphaned by a dead worker leak when the root job completes"]
 fn orphaned_nested_jobs_are_freed() {
     common::no_leaks(|| {
         let pool = pool(2, 64 << 20);
@@ -509,7 +508,6 @@ fn pid_after_5ms(_: usize) -> u32 {
 /// never ends. Cancelling the failed job must stop that worker (as a cancel of a running
 /// job does) so that the wait returns.
 #[test]
-#[ignore = "bug: cancel() after a worker death never stops the job's other workers; the wait hangs"]
 fn cancel_after_a_worker_death_stops_the_job() {
     common::no_leaks(|| {
         let pool = pool(2, 64 << 20);
@@ -997,7 +995,6 @@ fn mempool_running_out_mid_job() {
 /// Results that do not fit in the mempool fail the job with `OutOfMemory` (what the
 /// caller can act on: a larger mempool, smaller results), like inputs that do not fit.
 #[test]
-#[ignore = "bug: a worker's OutOfMemory while storing partial results surfaces as InvalidDescriptor"]
 fn results_that_do_not_fit_are_out_of_memory() {
     common::no_leaks(|| {
         let pool = pool(2, 16 << 20);
@@ -1258,7 +1255,6 @@ fn job_notices_survive_full_inboxes() {
 /// `wait_timeout` gives the handle back only once its timeout has passed, with or
 /// without progress callbacks.
 #[test]
-#[ignore = "bug: JobHandle::wait_timeout returns after one 10 ms step when on_progress/on_report are set"]
 fn wait_timeout_with_callbacks_waits_its_timeout() {
     common::no_leaks(|| {
         let pool = pool(1, 64 << 20);

@@ -30,6 +30,8 @@ pub(crate) struct Submitted {
     pub(crate) table_at: usize,
 }
 
+const GEN_MASK: u64 = (1 << 48) - 1;
+
 /// How often a waiting client checks that the scheduler is still alive.
 const LIVENESS_STEP: Duration = Duration::from_millis(100);
 /// Longest a failed job's owner waits for workers to leave its tree before giving up on
@@ -44,6 +46,13 @@ impl Submitted {
     /// The job's outcome if it has ended: COMPLETE, or FAILED with no worker inside.
     fn poll(&self) -> Option<std::result::Result<(), Failure>> {
         let slot = self.slot();
+        if slot.gen.load(Ordering::Relaxed) & GEN_MASK != self.id.gen & GEN_MASK {
+            // Never expected: only the owner (or the scheduler, for a dead owner) retires
+            // a slot. Fail loudly rather than read another job's outcome.
+            return Some(Err(Failure::Setup {
+                message: "the job's slot was reclaimed".into(),
+            }));
+        }
         match slot.state() {
             SlotState::Complete => Some(Ok(())),
             SlotState::Failed if !slot.is_pinned() => Some(Err(slot.failure())),
@@ -106,6 +115,15 @@ impl Submitted {
             Failure::TimedOut => Error::Timeout,
             Failure::Nested { message } => Error::TaskPanicked { message, job },
             Failure::Setup { message } => Error::InvalidDescriptor { reason: message },
+            Failure::OutOfMemory {
+                requested,
+                available,
+                capacity,
+            } => Error::OutOfMemory {
+                requested: requested as usize,
+                available: available as usize,
+                capacity: capacity as usize,
+            },
         }
     }
 
@@ -160,6 +178,14 @@ impl Submitted {
         let slot = self.slot();
         let failed = slot.state() == SlotState::Failed;
         let root = slot.root.load(Ordering::Relaxed);
+        if slot.parent().is_none() && slot.orphans.load(Ordering::SeqCst) > 0 {
+            // Jobs of our tree lost their owner to a crash: the scheduler frees what they
+            // held; wait for it so the caller sees the memory back (rare, bounded).
+            let deadline = Instant::now() + DRAIN_LIMIT;
+            while slot.orphans.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         if failed && slot.parent().is_none() {
             // Wait until no worker is inside any job of the tree (cancelled descendants
             // stop at their next chunk, stragglers are killed), then free what the tree
@@ -185,8 +211,12 @@ impl Submitted {
 
     /// Fails the job with `failure` (cancel or timeout); the scheduler cancels its
     /// descendants and kills workers still inside after the grace period.
+    ///
+    /// A job that had already failed (say a worker died) but still has workers inside is
+    /// stopped the same way: the request is sent unless the job completed.
     fn abort(&self, failure: Failure) {
-        if self.slot().fail(&failure) == FailOutcome::Recorded {
+        let slot = self.slot();
+        if slot.fail(&failure) == FailOutcome::Recorded || slot.state() != SlotState::Complete {
             let grace = self.pool.config.cancel_grace.as_millis() as u64;
             let _ = self.pool.send_scheduler(SchedMsg::Cancel {
                 job: self.id,
@@ -317,11 +347,11 @@ impl<R> JobHandle<R> {
     /// [`Error::Timeout`], [`Error::PoolShutDown`], or an error from collecting the
     /// results.
     pub fn wait(mut self) -> Result<R> {
-        loop {
-            if let Some(r) = self.wait_step(None) {
-                return r;
-            }
-        }
+        self.wait_step(None).unwrap_or_else(|| {
+            Err(Error::PoolShutDown {
+                reason: "handle already collected".into(),
+            })
+        })
     }
 
     /// Like [`wait`](JobHandle::wait), but gives the handle back if the job has not
@@ -388,18 +418,19 @@ impl<R> JobHandle<R> {
         }
     }
 
-    /// Waits until the job ends or `until` (`None`: a bounded step); `Some(result)` once
-    /// it ended (the handle is then spent).
+    /// Waits until the job ends (`Some(result)`, the handle is then spent) or `until`
+    /// passes (`None`; `until == None` waits for the end). Feeds the callbacks every
+    /// [`POLL_PERIOD`] meanwhile and enforces the job's timeout.
     fn wait_step(&mut self, until: Option<Instant>) -> Option<Result<R>> {
         let ticking = self.on_progress.is_some() || self.on_report.is_some();
-        let limit = match (until, self.deadline) {
-            (Some(u), Some(d)) => Some(u.min(d)),
-            (u, d) => u.or(d),
-        };
-        let sub = self.sub.take()?;
-        let outcome = {
+        loop {
+            let limit = match (until, self.deadline) {
+                (Some(u), Some(d)) => Some(u.min(d)),
+                (u, d) => u.or(d),
+            };
+            let sub = self.sub.take()?;
             let mut tick = || {};
-            let r = if ticking {
+            let outcome = if ticking {
                 // Deliver between bounded waits so callbacks run in this thread.
                 let step = Instant::now() + POLL_PERIOD;
                 sub.wait_until(Some(limit.map_or(step, |l| l.min(step))), true, &mut tick)
@@ -407,22 +438,17 @@ impl<R> JobHandle<R> {
                 sub.wait_until(limit, false, &mut tick)
             };
             self.sub = Some(sub);
-            r
-        };
-        match outcome {
-            Some(outcome) => Some(self.collect(outcome)),
-            None => {
-                self.deliver(false);
-                let now = Instant::now();
-                if self.deadline.is_some_and(|d| now >= d) {
-                    self.sub().abort(Failure::TimedOut);
-                    self.deadline = None;
-                    return None;
-                }
-                if until.is_some_and(|u| now >= u) {
-                    return None;
-                }
-                None
+            if let Some(outcome) = outcome {
+                return Some(self.collect(outcome));
+            }
+            self.deliver(false);
+            let now = Instant::now();
+            if self.deadline.is_some_and(|d| now >= d) {
+                self.sub().abort(Failure::TimedOut);
+                self.deadline = None;
+            }
+            if until.is_some_and(|u| now >= u) {
+                return None;
             }
         }
     }

@@ -310,7 +310,7 @@ impl PoolInner {
             .store(self.config.workers as u64, Ordering::Relaxed);
         slot.args[0].store(block.offset(), Ordering::Relaxed);
         slot.args[1].store(args_len as u64, Ordering::Relaxed);
-        slot.args[2].store(0, Ordering::Relaxed);
+        slot.args[2].store(block.generation(), Ordering::Relaxed);
         slot.table
             .store(block.offset() + table_at as u64, Ordering::Relaxed);
         slot.parent

@@ -175,6 +175,19 @@ impl Control {
         false
     }
 
+    /// The slot of the top-level job with generation `root`, if it is still there.
+    pub(crate) fn root_slot(&self, root: u64) -> Option<usize> {
+        (0..JOB_SLOTS).find(|&i| {
+            let s = self.slot(i);
+            s.gen.load(Ordering::Relaxed) & ((1 << 48) - 1) == root & ((1 << 48) - 1)
+                && s.parent().is_none()
+                && !matches!(
+                    s.state(),
+                    crate::job::SlotState::Free | crate::job::SlotState::Retired
+                )
+        })
+    }
+
     /// The root generation of live job `id`.
     pub(crate) fn job_root(&self, id: JobId) -> Option<u64> {
         let slot = self.slot(id.slot as usize % JOB_SLOTS);
@@ -183,14 +196,20 @@ impl Control {
     }
 
     /// Whether any job of the tree rooted at generation `root`, other than `except`
-    /// (the root's own slot, which its owner is collecting), still runs or has a worker
-    /// inside.
+    /// (the root's own slot, which its owner is collecting), still has a worker inside or
+    /// has not been retired by its owner (or, for an orphan, by the scheduler, which
+    /// frees what the orphan held before it retires it). Once this is false, nobody but
+    /// the caller touches the tree's blocks any more.
     pub(crate) fn tree_busy_except(&self, root: u64, except: JobId) -> bool {
         (0..JOB_SLOTS).any(|i| {
             let s = self.slot(i);
             i != except.slot as usize
                 && s.root.load(Ordering::Relaxed) == root
-                && (s.is_pinned() || s.state() == crate::job::SlotState::Active)
+                && (s.is_pinned()
+                    || !matches!(
+                        s.state(),
+                        crate::job::SlotState::Free | crate::job::SlotState::Retired
+                    ))
         })
     }
 }
