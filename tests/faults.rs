@@ -32,41 +32,7 @@ fn pool(workers: usize, mempool: usize) -> Pool {
         .expect("pool builds")
 }
 
-/// xorshift64*: enough randomness to place faults, replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(test: &str) -> Rng {
-        let seed = std::env::var("PROCYON_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("{test}: PROCYON_FAULT_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// A random delay in `0..=max`.
-    fn delay(&mut self, max: Duration) -> Duration {
-        Duration::from_micros(self.below(max.as_micros() as u64 + 1))
-    }
-}
+use common::Rng;
 
 /// SIGKILLs a random live worker of `pool`; its pid.
 fn kill_random_worker(pool: &Pool, rng: &mut Rng) -> i32 {

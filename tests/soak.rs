@@ -30,36 +30,7 @@ fn soak_duration() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// xorshift64*, seeded from the clock or `PROCYON_FAULT_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("PROCYON_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("soak: PROCYON_FAULT_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::Rng;
 
 fn slow(x: u64) -> u64 {
     let mut h = x;
@@ -169,7 +140,7 @@ fn max_worker_rss(pool: &Pool) -> (u64, u64) {
 fn soak() {
     common::no_leaks(|| {
         let duration = soak_duration();
-        let mut rng = Rng::new();
+        let mut rng = Rng::new("soak");
         let pool = Pool::builder()
             .workers(2)
             .mempool_size(128 << 20)

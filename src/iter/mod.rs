@@ -122,21 +122,28 @@ impl<'p, S: Source> ParIter<'p, S, Id> {
 }
 
 impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
+    /// The same iterator with another stage chain (an adapter added).
+    fn restage<St2: Stage<S::Item>>(
+        self,
+        state: impl FnOnce(St::State) -> St2::State,
+    ) -> ParIter<'p, S, St2> {
+        ParIter {
+            pool: self.pool,
+            source: self.source,
+            state: state(self.state),
+            chunking: self.chunking,
+            opts: self.opts,
+            _types: PhantomData,
+        }
+    }
+
     /// Applies `f` to every item.
     pub fn map<F: Fn(St::Out) -> U + TaskFn, U: 'static>(
         self,
         _f: F,
     ) -> ParIter<'p, S, Map<St, F, U>> {
         assert_stateless::<F>();
-        let state = self.state;
-        ParIter {
-            pool: self.pool,
-            source: self.source,
-            state,
-            chunking: self.chunking,
-            opts: self.opts,
-            _types: PhantomData,
-        }
+        self.restage(|s| s)
     }
 
     /// Applies `f(&ctx, item)`; `ctx` is serialized once and decoded once per worker.
@@ -147,15 +154,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         U: 'static,
     {
         assert_stateless::<F>();
-        let state = (self.state, ctx);
-        ParIter {
-            pool: self.pool,
-            source: self.source,
-            state,
-            chunking: self.chunking,
-            opts: self.opts,
-            _types: PhantomData,
-        }
+        self.restage(|s| (s, ctx))
     }
 
     /// Applies `f(&mut state, item)`, where `state = init()` runs once per worker
@@ -169,15 +168,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     {
         assert_stateless::<I>();
         assert_stateless::<F>();
-        let state = self.state;
-        ParIter {
-            pool: self.pool,
-            source: self.source,
-            state,
-            chunking: self.chunking,
-            opts: self.opts,
-            _types: PhantomData,
-        }
+        self.restage(|s| s)
     }
 
     /// Applies `f(&ctx, item)`, where `ctx` is the task's [`Ctx`](crate::Ctx): nested
@@ -189,15 +180,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         U: 'static,
     {
         assert_stateless::<F>();
-        let state = self.state;
-        ParIter {
-            pool: self.pool,
-            source: self.source,
-            state,
-            chunking: self.chunking,
-            opts: self.opts,
-            _types: PhantomData,
-        }
+        self.restage(|s| s)
     }
 
     /// Calls `f` with the job's progress while a terminal operation waits (at most every
@@ -230,15 +213,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         _pred: F,
     ) -> ParIter<'p, S, Filter<St, F>> {
         assert_stateless::<F>();
-        let state = self.state;
-        ParIter {
-            pool: self.pool,
-            source: self.source,
-            state,
-            chunking: self.chunking,
-            opts: self.opts,
-            _types: PhantomData,
-        }
+        self.restage(|s| s)
     }
 
     /// Chunks hold at least `n` items (fewer only at the very end).

@@ -236,3 +236,40 @@ pub fn named_shared_memory(pid: i32) -> Vec<String> {
     }
     found
 }
+
+/// xorshift64*, seeded from the clock or from `PROCYON_FAULT_SEED` (printed, so a failing
+/// run of the fault or soak tests can be replayed).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(test: &str) -> Rng {
+        let seed = std::env::var("PROCYON_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("{test}: PROCYON_FAULT_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A random delay in `0..=max`.
+    pub fn delay(&mut self, max: Duration) -> Duration {
+        Duration::from_micros(self.below(max.as_micros() as u64 + 1))
+    }
+}
