@@ -1,0 +1,385 @@
+//! W1 (mandelbrot) and W2 (matmul) from WORKLOADS.md, each in one criterion group that
+//! holds the sequential loop and, for every worker count from 1 to the number of CPUs,
+//! rayon with that many threads and procyon with that many worker processes. All three
+//! run the very kernels of `examples/mandelbrot` and `examples/matrix` (included below),
+//! so speedups and ratios to rayon come from one run on one machine.
+//!
+//! * `w1_mandelbrot/{sequential, rayon/W, procyon/W}`: 2048 x 2048, max_iter 2000, one
+//!   item per row (rayon: `par_chunks_mut(width)`; procyon: `par_range` with the frame
+//!   and the image's descriptor as `map_with` context, at most 16 rows per claim).
+//! * `w2_matmul/{sequential, rayon/W, procyon/W}`: n = 1024, i-k-j, a task is a block of
+//!   16 rows of C (rayon: `par_chunks_mut(16 * n)`; procyon: `par_range` over the blocks
+//!   with the three descriptors as `for_each_with` context).
+//!
+//! Criterion measures one benchmark after the other, so a burst of load from another
+//! user of the machine lands on one of them only. The last part therefore measures the
+//! three systems *interleaved* (sequential, rayon, procyon, again and again, at the
+//! largest worker count) and prints the median of the per-round speedups and ratios,
+//! which such bursts move much less. The load average is printed before each part.
+//!
+//! Every run checks its result against the sequential one. `PROCYON_BENCH_QUICK=1` takes
+//! shorter samples, fewer rounds, and **shrinks W1 to 1024 x 1024** (same mapping and
+//! max_iter, a quarter of the work, checksum taken from the sequential loop), so that the
+//! whole of `cargo bench` stays within minutes; W2 keeps its reference size. Quote full
+//! runs. `cargo test --benches` runs each benchmark once at the quick sizes, with no
+//! interleaved rounds. `examples/plot_speedup.rs` turns the results into BENCHMARKS.md's
+//! table and plot.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
+};
+use procyon::{Pool, SharedArray};
+use rayon::prelude::*;
+
+/// The W1 kernel and its procyon form, as the example runs them.
+#[path = "../examples/mandelbrot"]
+mod w1 {
+    pub mod kernel;
+    pub mod rows;
+}
+
+/// The W2 kernel and its procyon form, as the example runs them.
+#[path = "../examples/matrix"]
+mod w2 {
+    pub mod blocks;
+    pub mod kernel;
+}
+
+use w1::kernel::Frame;
+use w2::blocks::ROWS_PER_TASK;
+
+const W1_CHECKSUM: u64 = 1_898_038_182;
+const W2_N: usize = 1024;
+const W2_CHECKSUM: &str = "262682122.174589";
+
+fn quick() -> bool {
+    std::env::var_os("PROCYON_BENCH_QUICK").is_some()
+}
+
+/// Whether this is `cargo bench` rather than `cargo test --benches`, which runs each
+/// benchmark once, as a test (at the quick sizes, and without the interleaved rounds).
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// Worker counts to measure: 1 to the number of CPUs.
+fn worker_counts() -> std::ops::RangeInclusive<usize> {
+    1..=num_cpus::get()
+}
+
+/// Long iterations (W1 takes seconds): the fewest samples criterion allows, one flat
+/// batch each.
+fn configure(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, full: Duration) {
+    g.sampling_mode(SamplingMode::Flat).sample_size(10);
+    if quick() {
+        g.measurement_time(Duration::from_secs(1))
+            .warm_up_time(Duration::from_millis(500));
+    } else {
+        g.measurement_time(full)
+            .warm_up_time(Duration::from_secs(3));
+    }
+}
+
+/// Prints the load average, so that a run records how busy the machine was (these
+/// machines are shared: quote results with it).
+fn note_load(when: &str) {
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        eprintln!("load average {when}: {}", load.trim());
+    }
+}
+
+fn rayon_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool")
+}
+
+/// W1's three forms over one frame, each checked against the sequential image.
+struct W1 {
+    frame: Frame,
+    /// The sequential image and its checksum.
+    expected: (Vec<u32>, u64),
+    /// The image the sequential loop and rayon write.
+    image: Vec<u32>,
+}
+
+impl W1 {
+    fn new() -> W1 {
+        let frame = if quick() || !measuring() {
+            Frame {
+                width: 1024,
+                height: 1024,
+                ..Frame::W1
+            }
+        } else {
+            Frame::W1
+        };
+        let mut reference = vec![0u32; frame.pixels()];
+        let sum = w1::kernel::sequential(&frame, &mut reference);
+        if frame == Frame::W1 {
+            assert_eq!(sum, W1_CHECKSUM);
+        }
+        W1 {
+            frame,
+            expected: (reference, sum),
+            image: vec![0; frame.pixels()],
+        }
+    }
+
+    fn sequential(&mut self) {
+        let sum = w1::kernel::sequential(&self.frame, black_box(&mut self.image));
+        assert_eq!(sum, self.expected.1);
+    }
+
+    fn rayon(&mut self, rp: &rayon::ThreadPool) {
+        let frame = self.frame;
+        let image = &mut self.image;
+        let sum: u64 = rp.install(|| {
+            image
+                .par_chunks_mut(frame.width as usize)
+                .enumerate()
+                .map(|(y, out)| w1::kernel::row(&frame, y as u32, out))
+                .sum()
+        });
+        assert_eq!(sum, self.expected.1);
+    }
+
+    fn procyon_pool(&self, workers: usize) -> (Pool, SharedArray<u32>) {
+        let pool = w1::rows::pool(workers, self.frame.pixels()).expect("procyon pool");
+        let image = pool
+            .array_zeroed::<u32>(self.frame.pixels())
+            .expect("image");
+        (pool, image)
+    }
+
+    fn procyon(&self, pool: &Pool, image: &SharedArray<u32>) {
+        let sums = w1::rows::spawn(pool, self.frame, image)
+            .and_then(|h| h.wait())
+            .expect("W1 job");
+        assert_eq!(sums.iter().sum::<u64>(), self.expected.1);
+    }
+}
+
+/// W2's three forms at size n, each checked against the sequential C.
+struct W2 {
+    n: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    expected: Vec<f64>,
+    out: Vec<f64>,
+}
+
+impl W2 {
+    fn new() -> W2 {
+        let n = W2_N;
+        let a: Vec<f64> = (0..n * n).map(|x| w2::kernel::a(n, x)).collect();
+        let b: Vec<f64> = (0..n * n).map(|x| w2::kernel::b(n, x)).collect();
+        let mut expected = vec![0.0f64; n * n];
+        w2::kernel::sequential(n, &a, &b, &mut expected);
+        assert_eq!(
+            format!("{:.6}", w2::kernel::checksum(&expected)),
+            W2_CHECKSUM
+        );
+        W2 {
+            n,
+            a,
+            b,
+            expected,
+            out: vec![0.0; n * n],
+        }
+    }
+
+    fn sequential(&mut self) {
+        w2::kernel::sequential(self.n, &self.a, &self.b, black_box(&mut self.out));
+    }
+
+    fn rayon(&mut self, rp: &rayon::ThreadPool) {
+        let (n, a, b) = (self.n, &self.a, &self.b);
+        let out = &mut self.out;
+        rp.install(|| {
+            out.par_chunks_mut(ROWS_PER_TASK * n)
+                .enumerate()
+                .for_each(|(blk, c)| w2::kernel::rows(n, a, b, blk * ROWS_PER_TASK, c))
+        });
+    }
+
+    fn procyon_pool(&self, workers: usize) -> (Pool, [SharedArray<f64>; 3]) {
+        let pool = w2::blocks::pool(workers, self.n).expect("procyon pool");
+        let (a, b) = w2::blocks::inputs(&pool, self.n).expect("inputs");
+        let c = pool.array_zeroed::<f64>(self.n * self.n).expect("C");
+        (pool, [a, b, c])
+    }
+
+    fn procyon(&self, pool: &Pool, [a, b, c]: &mut [SharedArray<f64>; 3]) {
+        w2::blocks::multiply(pool, self.n, a, b, c).expect("W2 job");
+    }
+}
+
+/// Asserts that `out` is the sequential loop's output, then clears it (so that a run
+/// that wrote nothing cannot pass the next check).
+fn check<T: PartialEq + Default + Copy>(expected: &[T], out: &mut [T], who: &str) {
+    assert!(
+        out == expected,
+        "{who}'s output differs from the sequential one"
+    );
+    out.fill(T::default());
+}
+
+fn w1_mandelbrot(c: &mut Criterion) {
+    let mut w = W1::new();
+    note_load("before w1_mandelbrot");
+    let mut g = c.benchmark_group("w1_mandelbrot");
+    configure(&mut g, Duration::from_secs(60));
+    g.throughput(Throughput::Elements(w.frame.pixels() as u64));
+    // `ran`: whether criterion ran the benchmark (a filter may skip it), so its output
+    // is there to check.
+    let mut ran = false;
+    g.bench_function("sequential", |b| {
+        ran = true;
+        b.iter(|| w.sequential())
+    });
+    if std::mem::take(&mut ran) {
+        check(&w.expected.0, &mut w.image, "the sequential loop");
+    }
+    for workers in worker_counts() {
+        let rp = rayon_pool(workers);
+        g.bench_with_input(BenchmarkId::new("rayon", workers), &workers, |b, _| {
+            ran = true;
+            b.iter(|| w.rayon(&rp))
+        });
+        if std::mem::take(&mut ran) {
+            check(&w.expected.0, &mut w.image, "rayon");
+        }
+        drop(rp);
+        let (pool, mut image) = w.procyon_pool(workers);
+        g.bench_with_input(BenchmarkId::new("procyon", workers), &workers, |b, _| {
+            ran = true;
+            b.iter(|| w.procyon(&pool, &image))
+        });
+        if std::mem::take(&mut ran) {
+            check(&w.expected.0, &mut image, "procyon");
+        }
+    }
+    g.finish();
+}
+
+fn w2_matmul(c: &mut Criterion) {
+    let mut w = W2::new();
+    note_load("before w2_matmul");
+    let mut g = c.benchmark_group("w2_matmul");
+    configure(&mut g, Duration::from_secs(20));
+    // Counted as floating-point operations: the reported "elements/s" are FLOP/s.
+    g.throughput(Throughput::Elements(2 * (w.n as u64).pow(3)));
+    // `ran`: whether criterion ran the benchmark (a filter may skip it), so its output
+    // is there to check.
+    let mut ran = false;
+    g.bench_function("sequential", |b| {
+        ran = true;
+        b.iter(|| w.sequential())
+    });
+    if std::mem::take(&mut ran) {
+        check(&w.expected, &mut w.out, "the sequential loop");
+    }
+    for workers in worker_counts() {
+        let rp = rayon_pool(workers);
+        g.bench_with_input(BenchmarkId::new("rayon", workers), &workers, |b, _| {
+            ran = true;
+            b.iter(|| w.rayon(&rp))
+        });
+        if std::mem::take(&mut ran) {
+            check(&w.expected, &mut w.out, "rayon");
+        }
+        drop(rp);
+        let (pool, mut arrays) = w.procyon_pool(workers);
+        g.bench_with_input(BenchmarkId::new("procyon", workers), &workers, |b, _| {
+            ran = true;
+            b.iter(|| w.procyon(&pool, &mut arrays))
+        });
+        if std::mem::take(&mut ran) {
+            check(&w.expected, &mut arrays[2], "procyon");
+        }
+    }
+    g.finish();
+}
+
+/// Seconds taken by `f`.
+fn time(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Prints the medians of interleaved rounds: `rounds[i] = (sequential, rayon, procyon)`.
+fn report_rounds(name: &str, workers: usize, rounds: &[(f64, f64, f64)]) {
+    let col = |f: fn(&(f64, f64, f64)) -> f64| median(rounds.iter().map(f).collect());
+    println!(
+        "{name} interleaved, {} rounds at {workers} workers: median sequential {:.4} s, \
+         rayon {:.4} s, procyon {:.4} s; median per-round speedup rayon {:.2}x, \
+         procyon {:.2}x; procyon / rayon (rayon's time over procyon's) {:.3}",
+        rounds.len(),
+        col(|r| r.0),
+        col(|r| r.1),
+        col(|r| r.2),
+        col(|r| r.0 / r.1),
+        col(|r| r.0 / r.2),
+        col(|r| r.1 / r.2),
+    );
+}
+
+fn interleaved(_: &mut Criterion) {
+    if !measuring() {
+        return;
+    }
+    let workers = *worker_counts().end();
+    let rp = rayon_pool(workers);
+    note_load("before the interleaved rounds");
+
+    let rounds = if quick() { 3 } else { 7 };
+    let mut w = W1::new();
+    let (pool, mut image) = w.procyon_pool(workers);
+    w.procyon(&pool, &image); // warm-up: the workers' first touch of the image pages
+    let r: Vec<_> = (0..rounds)
+        .map(|_| {
+            (
+                time(|| w.sequential()),
+                time(|| w.rayon(&rp)),
+                time(|| w.procyon(&pool, &image)),
+            )
+        })
+        .collect();
+    check(&w.expected.0, &mut w.image, "rayon");
+    check(&w.expected.0, &mut image, "procyon");
+    report_rounds("w1_mandelbrot", workers, &r);
+    drop((pool, image));
+
+    let rounds = if quick() { 5 } else { 31 };
+    let mut w = W2::new();
+    let (pool, mut arrays) = w.procyon_pool(workers);
+    w.procyon(&pool, &mut arrays);
+    let r: Vec<_> = (0..rounds)
+        .map(|_| {
+            (
+                time(|| w.sequential()),
+                time(|| w.rayon(&rp)),
+                time(|| w.procyon(&pool, &mut arrays)),
+            )
+        })
+        .collect();
+    check(&w.expected, &mut w.out, "rayon");
+    check(&w.expected, &mut arrays[2], "procyon");
+    report_rounds("w2_matmul", workers, &r);
+    note_load("at the end");
+}
+
+criterion_group!(workloads, w1_mandelbrot, w2_matmul, interleaved);
+criterion_main!(workloads);

@@ -1,0 +1,300 @@
+//! Turns the results of `cargo bench --bench workloads` into BENCHMARKS.md's table and
+//! speedup plot.
+//!
+//! ```text
+//! cargo bench --bench workloads
+//! cargo run --release --example plot_speedup -- --out docs/speedup.png
+//! ```
+//!
+//! For every group (`w1_mandelbrot`, `w2_matmul`) it reads criterion's median estimate
+//! of `sequential`, `rayon/W` and `procyon/W` (`<criterion dir>/<group>/<bench>/new/
+//! estimates.json`), prints a Markdown table with the speedups over the sequential loop
+//! and procyon's ratio to rayon (rayon's time / procyon's time: above 1, procyon is
+//! faster), and draws speedup against workers with the ideal line. With `--list` it
+//! prints the median of every benchmark it finds instead (for `benches/engine.rs`).
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use plotters::prelude::*;
+use serde::Deserialize;
+
+/// The groups of `benches/workloads.rs`, with the names used in the table.
+const GROUPS: [(&str, &str); 2] = [
+    ("w1_mandelbrot", "W1 mandelbrot"),
+    ("w2_matmul", "W2 matmul"),
+];
+
+/// Fonts tried, in order, when `--font` is not given.
+const FONTS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+/// Table and plot from criterion's output of the workloads benchmark.
+#[derive(Parser, Debug)]
+#[command(long_about = None)]
+struct Args {
+    /// Criterion's output directory (default: `$CARGO_TARGET_DIR/criterion`, else
+    /// `target/criterion`).
+    #[arg(long)]
+    criterion_dir: Option<PathBuf>,
+    /// Where to write the plot (PNG).
+    #[arg(long, default_value = "docs/speedup.png")]
+    out: PathBuf,
+    /// A TrueType font for the plot's labels (default: DejaVu Sans from the system).
+    #[arg(long)]
+    font: Option<PathBuf>,
+    /// Instead: list the median of every benchmark found in the criterion directory
+    /// (for the engine benchmarks' W3 to W5), and draw nothing.
+    #[arg(long)]
+    list: bool,
+}
+
+/// The part of criterion's `estimates.json` we use.
+#[derive(Deserialize)]
+struct Estimates {
+    median: Estimate,
+}
+
+#[derive(Deserialize)]
+struct Estimate {
+    /// Nanoseconds per iteration.
+    point_estimate: f64,
+}
+
+/// Median seconds per iteration of one benchmark.
+fn median(dir: &Path, group: &str, bench: &str) -> Result<f64, Box<dyn Error>> {
+    let path = dir
+        .join(group)
+        .join(bench)
+        .join("new")
+        .join("estimates.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let est: Estimates =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(est.median.point_estimate * 1e-9)
+}
+
+/// One workload's medians: the sequential time and, per worker count, rayon's and
+/// procyon's.
+struct Workload {
+    name: &'static str,
+    sequential: f64,
+    parallel: BTreeMap<u32, (f64, f64)>,
+}
+
+fn load(dir: &Path, group: &str, name: &'static str) -> Result<Workload, Box<dyn Error>> {
+    let sequential = median(dir, group, "sequential")?;
+    let mut parallel = BTreeMap::new();
+    let rayon_dir = dir.join(group).join("rayon");
+    for entry in
+        std::fs::read_dir(&rayon_dir).map_err(|e| format!("{}: {e}", rayon_dir.display()))?
+    {
+        let Ok(workers) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let rayon = median(dir, group, &format!("rayon/{workers}"))?;
+        let procyon = median(dir, group, &format!("procyon/{workers}"))?;
+        parallel.insert(workers, (rayon, procyon));
+    }
+    Ok(Workload {
+        name,
+        sequential,
+        parallel,
+    })
+}
+
+fn print_table(workloads: &[Workload]) {
+    println!("| workload | workers | sequential | rayon | procyon | speedup rayon | speedup procyon | procyon / rayon |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for w in workloads {
+        for (workers, &(rayon, procyon)) in &w.parallel {
+            println!(
+                "| {} | {workers} | {} | {} | {} | {:.2}x | {:.2}x | {:.3} |",
+                w.name,
+                seconds(w.sequential),
+                seconds(rayon),
+                seconds(procyon),
+                w.sequential / rayon,
+                w.sequential / procyon,
+                rayon / procyon
+            );
+        }
+    }
+}
+
+/// A duration in the unit that suits it.
+fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else {
+        format!("{:.1} ms", s * 1e3)
+    }
+}
+
+fn plot(workloads: &[Workload], out: &Path) -> Result<(), Box<dyn Error>> {
+    let max_workers = workloads
+        .iter()
+        .flat_map(|w| w.parallel.keys())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let top = f64::from(max_workers) + 0.25;
+    let root = BitMapBackend::new(out, (800, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Speedup over the sequential loop (median of criterion samples)",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(54)
+        .build_cartesian_2d(0.75f64..f64::from(max_workers) + 0.25, 0.0f64..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("workers (processes for procyon, threads for rayon)")
+        .y_desc("speedup")
+        .x_labels(max_workers as usize + 1)
+        .x_label_formatter(&|x| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .label_style(("sans-serif", 16))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            [(1.0, 1.0), (f64::from(max_workers), f64::from(max_workers))],
+            BLACK.mix(0.4),
+        ))?
+        .label("ideal")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    // (rayon, procyon) per workload: blues for rayon, reds for procyon.
+    let colours = [
+        (RGBColor(31, 90, 200), RGBColor(215, 40, 40)),
+        (RGBColor(90, 170, 240), RGBColor(240, 140, 30)),
+    ];
+    for (w, (rayon_colour, procyon_colour)) in workloads.iter().zip(colours) {
+        for (system, colour, pick) in [("rayon", rayon_colour, 0), ("procyon", procyon_colour, 1)] {
+            let points: Vec<(f64, f64)> = w
+                .parallel
+                .iter()
+                .map(|(&n, &(r, p))| (f64::from(n), w.sequential / if pick == 0 { r } else { p }))
+                .collect();
+            let style = ShapeStyle::from(colour).stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))?
+                .label(format!("{} {system}", w.name))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, colour.filled())),
+            )?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 16))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Registers the labels' font (plotters' pure-Rust text backend has none built in).
+fn register_font(font: Option<&Path>) -> Result<(), Box<dyn Error>> {
+    let path = match font {
+        Some(p) => p.to_path_buf(),
+        None => FONTS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or(
+            "no DejaVu Sans font found in the usual places; pass --font <file.ttf> (any TrueType font)",
+        )?,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Plotters keeps fonts for the whole run; this tool registers one, once.
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(bytes.into_boxed_slice()),
+    )
+    .map_err(|_| format!("{}: not a TrueType font", path.display()))?;
+    Ok(())
+}
+
+/// Every `new/estimates.json` under `dir`, as `(benchmark id, median seconds)`, sorted.
+fn list(dir: &Path) -> Result<(), Box<dyn Error>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, f64)>) -> Result<(), Box<dyn Error>> {
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry?.path();
+            if !path.is_dir()
+                || path
+                    .file_name()
+                    .is_some_and(|n| n == "report" || n == "base")
+            {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                let parent = path.parent().unwrap_or(root);
+                let id = parent
+                    .strip_prefix(root)
+                    .unwrap_or(parent)
+                    .to_string_lossy()
+                    .into_owned();
+                let text = std::fs::read_to_string(path.join("estimates.json"))?;
+                let est: Estimates = serde_json::from_str(&text)?;
+                out.push((id, est.median.point_estimate * 1e-9));
+            } else {
+                walk(root, &path, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut all = Vec::new();
+    walk(dir, dir, &mut all)?;
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    println!("| benchmark | median |");
+    println!("|---|---:|");
+    for (id, s) in all {
+        let time = if s < 1e-3 {
+            format!("{:.1} us", s * 1e6)
+        } else {
+            seconds(s)
+        };
+        println!("| {id} | {time} |");
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    let dir = args.criterion_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+            .join("criterion")
+    });
+    if args.list {
+        return list(&dir);
+    }
+    let workloads = GROUPS
+        .iter()
+        .map(|&(group, name)| load(&dir, group, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    print_table(&workloads);
+    register_font(args.font.as_deref())?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    plot(&workloads, &args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
