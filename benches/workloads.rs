@@ -15,7 +15,8 @@
 //! user of the machine lands on one of them only. The last part therefore measures the
 //! three systems *interleaved* (sequential, rayon, procyon, again and again, at the
 //! largest worker count) and prints the median of the per-round speedups and ratios,
-//! which such bursts move much less. The load average is printed before each part.
+//! which such bursts move much less; they are also saved as `interleaved.json` in the
+//! group's criterion directory. The load average is printed before each part.
 //!
 //! Every run checks its result against the sequential one. `PROCYON_BENCH_QUICK=1` takes
 //! shorter samples, fewer rounds, and **shrinks W1 to 1024 x 1024** (same mapping and
@@ -26,6 +27,7 @@
 //! table and plot.
 
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{
@@ -319,21 +321,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Prints the medians of interleaved rounds: `rounds[i] = (sequential, rayon, procyon)`.
-fn report_rounds(name: &str, workers: usize, rounds: &[(f64, f64, f64)]) {
+/// Where criterion writes its results (as criterion finds it, short of asking `cargo
+/// metadata`): `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`, `target/criterion`.
+fn criterion_dir() -> PathBuf {
+    match (
+        std::env::var_os("CRITERION_HOME"),
+        std::env::var_os("CARGO_TARGET_DIR"),
+    ) {
+        (Some(home), _) => home.into(),
+        (None, Some(target)) => PathBuf::from(target).join("criterion"),
+        (None, None) => PathBuf::from("target/criterion"),
+    }
+}
+
+/// Prints the medians of interleaved rounds (`rounds[i] = (sequential, rayon, procyon)`
+/// seconds) and saves them beside criterion's results of `group`, as
+/// `interleaved.json`, for `examples/plot_speedup.rs`.
+fn report_rounds(group: &str, workers: usize, rounds: &[(f64, f64, f64)]) {
     let col = |f: fn(&(f64, f64, f64)) -> f64| median(rounds.iter().map(f).collect());
+    let (seq, rayon, procyon) = (col(|r| r.0), col(|r| r.1), col(|r| r.2));
+    let (speedup_rayon, speedup_procyon) = (col(|r| r.0 / r.1), col(|r| r.0 / r.2));
+    let ratio = col(|r| r.1 / r.2);
     println!(
-        "{name} interleaved, {} rounds at {workers} workers: median sequential {:.4} s, \
-         rayon {:.4} s, procyon {:.4} s; median per-round speedup rayon {:.2}x, \
-         procyon {:.2}x; procyon / rayon (rayon's time over procyon's) {:.3}",
+        "{group} interleaved, {} rounds at {workers} workers: median sequential {seq:.4} s, \
+         rayon {rayon:.4} s, procyon {procyon:.4} s; median per-round speedup rayon \
+         {speedup_rayon:.2}x, procyon {speedup_procyon:.2}x; procyon / rayon (rayon's time \
+         over procyon's) {ratio:.3}",
         rounds.len(),
-        col(|r| r.0),
-        col(|r| r.1),
-        col(|r| r.2),
-        col(|r| r.0 / r.1),
-        col(|r| r.0 / r.2),
-        col(|r| r.1 / r.2),
     );
+    let report = serde_json::json!({
+        "workers": workers,
+        "rounds": rounds.len(),
+        "sequential": seq,
+        "rayon": rayon,
+        "procyon": procyon,
+        "speedup_rayon": speedup_rayon,
+        "speedup_procyon": speedup_procyon,
+        "procyon_over_rayon": ratio,
+    });
+    let dir = criterion_dir().join(group);
+    let path = dir.join("interleaved.json");
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, report.to_string()))
+    {
+        eprintln!("could not write {}: {e}", path.display());
+    }
 }
 
 fn interleaved(_: &mut Criterion) {

@@ -10,8 +10,10 @@
 //! of `sequential`, `rayon/W` and `procyon/W` (`<criterion dir>/<group>/<bench>/new/
 //! estimates.json`), prints a Markdown table with the speedups over the sequential loop
 //! and procyon's ratio to rayon (rayon's time / procyon's time: above 1, procyon is
-//! faster), and draws speedup against workers with the ideal line. With `--list` it
-//! prints the median of every benchmark it finds instead (for `benches/engine.rs`).
+//! faster), and draws speedup against workers with the ideal line. The interleaved
+//! rounds the benchmark saves (`<group>/interleaved.json`) get a second table and
+//! triangles on the plot. With `--list` it prints the median of every benchmark it finds
+//! instead (for `benches/engine.rs`).
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -38,8 +40,8 @@ const FONTS: [&str; 3] = [
 #[derive(Parser, Debug)]
 #[command(long_about = None)]
 struct Args {
-    /// Criterion's output directory (default: `$CARGO_TARGET_DIR/criterion`, else
-    /// `target/criterion`).
+    /// Criterion's output directory (default: `$CRITERION_HOME`, else
+    /// `$CARGO_TARGET_DIR/criterion`, else `target/criterion`).
     #[arg(long)]
     criterion_dir: Option<PathBuf>,
     /// Where to write the plot (PNG).
@@ -79,12 +81,27 @@ fn median(dir: &Path, group: &str, bench: &str) -> Result<f64, Box<dyn Error>> {
     Ok(est.median.point_estimate * 1e-9)
 }
 
+/// The interleaved rounds `benches/workloads.rs` saves beside criterion's results: the
+/// medians of rounds of (sequential, rayon, procyon) run one right after the other.
+#[derive(Deserialize)]
+struct Interleaved {
+    workers: u32,
+    rounds: u32,
+    sequential: f64,
+    rayon: f64,
+    procyon: f64,
+    speedup_rayon: f64,
+    speedup_procyon: f64,
+    procyon_over_rayon: f64,
+}
+
 /// One workload's medians: the sequential time and, per worker count, rayon's and
-/// procyon's.
+/// procyon's; and the interleaved rounds, if the run saved them.
 struct Workload {
     name: &'static str,
     sequential: f64,
     parallel: BTreeMap<u32, (f64, f64)>,
+    interleaved: Option<Interleaved>,
 }
 
 fn load(dir: &Path, group: &str, name: &'static str) -> Result<Workload, Box<dyn Error>> {
@@ -101,10 +118,17 @@ fn load(dir: &Path, group: &str, name: &'static str) -> Result<Workload, Box<dyn
         let procyon = median(dir, group, &format!("procyon/{workers}"))?;
         parallel.insert(workers, (rayon, procyon));
     }
+    let interleaved = match std::fs::read_to_string(dir.join(group).join("interleaved.json")) {
+        Ok(text) => Some(
+            serde_json::from_str(&text).map_err(|e| format!("{group}/interleaved.json: {e}"))?,
+        ),
+        Err(_) => None,
+    };
     Ok(Workload {
         name,
         sequential,
         parallel,
+        interleaved,
     })
 }
 
@@ -124,6 +148,27 @@ fn print_table(workloads: &[Workload]) {
                 rayon / procyon
             );
         }
+    }
+    if workloads.iter().all(|w| w.interleaved.is_none()) {
+        return;
+    }
+    println!();
+    println!("| workload | workers | rounds | sequential | rayon | procyon | speedup rayon | speedup procyon | procyon / rayon |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for w in workloads {
+        let Some(i) = &w.interleaved else { continue };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {:.3} |",
+            w.name,
+            i.workers,
+            i.rounds,
+            seconds(i.sequential),
+            seconds(i.rayon),
+            seconds(i.procyon),
+            i.speedup_rayon,
+            i.speedup_procyon,
+            i.procyon_over_rayon
+        );
     }
 }
 
@@ -183,12 +228,30 @@ fn plot(workloads: &[Workload], out: &Path) -> Result<(), Box<dyn Error>> {
         (RGBColor(90, 170, 240), RGBColor(240, 140, 30)),
     ];
     for (w, (rayon_colour, procyon_colour)) in workloads.iter().zip(colours) {
-        for (system, colour, pick) in [("rayon", rayon_colour, 0), ("procyon", procyon_colour, 1)] {
-            let points: Vec<(f64, f64)> = w
-                .parallel
-                .iter()
-                .map(|(&n, &(r, p))| (f64::from(n), w.sequential / if pick == 0 { r } else { p }))
-                .collect();
+        let rayon = w
+            .parallel
+            .iter()
+            .map(|(&n, &(r, _))| (f64::from(n), w.sequential / r));
+        let procyon = w
+            .parallel
+            .iter()
+            .map(|(&n, &(_, p))| (f64::from(n), w.sequential / p));
+        let interleaved = w.interleaved.as_ref();
+        let series = [
+            (
+                "rayon",
+                rayon_colour,
+                rayon.collect::<Vec<_>>(),
+                interleaved.map(|i| (f64::from(i.workers), i.speedup_rayon)),
+            ),
+            (
+                "procyon",
+                procyon_colour,
+                procyon.collect::<Vec<_>>(),
+                interleaved.map(|i| (f64::from(i.workers), i.speedup_procyon)),
+            ),
+        ];
+        for (system, colour, points, rounds) in series {
             let style = ShapeStyle::from(colour).stroke_width(2);
             chart
                 .draw_series(LineSeries::new(points.clone(), style))?
@@ -199,7 +262,17 @@ fn plot(workloads: &[Workload], out: &Path) -> Result<(), Box<dyn Error>> {
                     .into_iter()
                     .map(|p| Circle::new(p, 4, colour.filled())),
             )?;
+            // The interleaved rounds: a triangle just right of the criterion point.
+            if let Some((x, speedup)) = rounds {
+                chart.draw_series([TriangleMarker::new((x + 0.04, speedup), 7, style)])?;
+            }
         }
+    }
+    if workloads.iter().any(|w| w.interleaved.is_some()) {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("triangles: median of the interleaved rounds")
+            .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLACK.stroke_width(2)));
     }
     chart
         .configure_series_labels()
@@ -278,9 +351,14 @@ fn list(dir: &Path) -> Result<(), Box<dyn Error>> {
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let dir = args.criterion_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-            .join("criterion")
+        match (
+            std::env::var_os("CRITERION_HOME"),
+            std::env::var_os("CARGO_TARGET_DIR"),
+        ) {
+            (Some(home), _) => home.into(),
+            (None, Some(target)) => PathBuf::from(target).join("criterion"),
+            (None, None) => PathBuf::from("target/criterion"),
+        }
     });
     if args.list {
         return list(&dir);
