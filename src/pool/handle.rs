@@ -68,7 +68,13 @@ impl Submitted {
         ticking: bool,
         tick: &mut dyn FnMut(),
     ) -> Option<Result<()>> {
-        let spin = self.pool.config.spin;
+        // While feeding callbacks every 10 ms, almost every step ends by its timeout:
+        // spinning at the start of each would only burn the CPU the workers need.
+        let spin = if ticking {
+            Duration::ZERO
+        } else {
+            self.pool.config.spin
+        };
         loop {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
             let until = deadline.map_or(step, |d| d.min(step));
