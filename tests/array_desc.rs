@@ -164,3 +164,26 @@ fn zeroed_is_zero_after_reuse_and_from_slice_round_trips() {
     let huge = SharedArray::<u64>::zeroed(&pool, usize::MAX / 4);
     assert!(matches!(huge, Err(Error::OutOfMemory { .. })));
 }
+
+#[test]
+fn large_arrays_start_on_a_page_small_ones_on_a_cache_line() {
+    // Page-aligned large arrays keep streaming kernels (`y[i] = f(x[i])`) clear of 4K
+    // aliasing between the loads of one array and the stores to the other.
+    let pool = Mempool::new(16 * MIB).unwrap();
+    let mut keep = Vec::new();
+    for len in [1usize, 7, 100, 1000, 8191, 8192, 8193, 100_000] {
+        let a = SharedArray::<u64>::zeroed(&pool, len).unwrap();
+        let addr = a.as_ptr() as usize;
+        if len * 8 >= 64 << 10 {
+            assert_eq!(addr % 4096, 0, "{len} u64 at {addr:#x}");
+        } else {
+            assert_eq!(addr % 64, 0, "{len} u64 at {addr:#x}");
+        }
+        keep.push(a);
+    }
+    let (x, y) = (&keep[6], &keep[7]);
+    assert_eq!(
+        (y.as_ptr() as usize).abs_diff(x.as_ptr() as usize) % 4096,
+        0
+    );
+}
