@@ -76,6 +76,19 @@ impl Event {
         &self,
         spin: Duration,
         deadline: Option<Instant>,
+        check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        self.wait_until_spinning_while(spin, || true, deadline, check)
+    }
+
+    /// As [`wait_until`](Event::wait_until), but the spin also ends (and the waiter
+    /// sleeps) as soon as `worth_spinning()` says spinning would only take a CPU from
+    /// the processes being waited for.
+    pub(crate) fn wait_until_spinning_while<T>(
+        &self,
+        spin: Duration,
+        mut worth_spinning: impl FnMut() -> bool,
+        deadline: Option<Instant>,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         if let Some(v) = check() {
@@ -90,6 +103,9 @@ impl Event {
                 }
                 if let Some(v) = check() {
                     return Some(v);
+                }
+                if !worth_spinning() {
+                    break;
                 }
                 i = i.wrapping_add(1);
                 if i > 16 && i % 4 == 0 {

@@ -87,7 +87,8 @@ impl PoolBuilder {
     }
 
     /// How long idle workers and waiting clients spin before they sleep on a futex
-    /// (default 50 us; zero sleeps at once).
+    /// (default 50 us; zero sleeps at once). When the workers occupy every CPU, a waiting
+    /// client spins at most 5 us: its spinning would take a CPU from a worker.
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
         self

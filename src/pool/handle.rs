@@ -73,7 +73,7 @@ impl Submitted {
         let spin = if ticking {
             Duration::ZERO
         } else {
-            self.pool.config.spin
+            self.pool.waiter_spin()
         };
         loop {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
@@ -81,9 +81,13 @@ impl Submitted {
             let r = if crate::worker::is_worker() {
                 crate::worker::help_until(self.id, Some(until), || self.poll())
             } else {
-                self.slot()
-                    .event
-                    .wait_until(spin, Some(until), || self.poll())
+                let slot = self.slot();
+                slot.event.wait_until_spinning_while(
+                    spin,
+                    || slot.spinning_leaves_cpus_free(),
+                    Some(until),
+                    || self.poll(),
+                )
             };
             if let Some(r) = r {
                 return Some(r.map_err(|f| self.error_of(f)));
@@ -512,7 +516,12 @@ fn wake_when_done(pool: Arc<PoolInner>, id: JobId, ticking: bool, state: Arc<Mut
         let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
         let done = slot
             .event
-            .wait_until(pool.config.spin, Some(step), ended)
+            .wait_until_spinning_while(
+                pool.waiter_spin(),
+                || slot.spinning_leaves_cpus_free(),
+                Some(step),
+                ended,
+            )
             .is_some()
             || !pool.scheduler_alive();
         let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());

@@ -67,6 +67,9 @@ pub(crate) struct PoolInner {
     pub(crate) config: PoolBuilder,
 }
 
+/// Spin budget of a waiting client when the workers occupy every CPU.
+const SHARED_CPU_WAITER_SPIN: Duration = Duration::from_micros(5);
+
 impl Pool {
     /// A builder with the defaults (one worker per CPU, half of RAM as mempool).
     pub fn builder() -> PoolBuilder {
@@ -399,6 +402,19 @@ impl PoolInner {
         }
     }
 
+    /// How long a process waiting for a job spins before it sleeps: the configured
+    /// budget while a CPU is left over for the waiter, otherwise only a few microseconds
+    /// (a tiny job still comes back within them). When there are no more CPUs than
+    /// workers, every microsecond spun is taken from a worker that shares the waiter's
+    /// CPU: with the full 50 us, W3 (100,000 tiny items) took 94 us, with 5 us 50 us.
+    pub(crate) fn waiter_spin(&self) -> Duration {
+        if self.config.workers < crate::sys::process::cpus() {
+            self.config.spin
+        } else {
+            self.config.spin.min(SHARED_CPU_WAITER_SPIN)
+        }
+    }
+
     pub(crate) fn send_scheduler(&self, msg: SchedMsg) -> Result<()> {
         self.sched_tx.send_timeout(&msg, Duration::from_millis(500))
     }
@@ -424,6 +440,37 @@ impl Drop for PoolInner {
                 }
                 Ok(None) => std::thread::sleep(Duration::from_micros(100)),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_client_spins_briefly_when_workers_fill_the_cpus() {
+        let cpus = crate::sys::process::cpus();
+        let pool = Pool::builder()
+            .workers(cpus)
+            .mempool_size(8 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(pool.inner().waiter_spin(), SHARED_CPU_WAITER_SPIN);
+        let custom = Pool::builder()
+            .workers(cpus)
+            .spin(Duration::from_micros(2))
+            .mempool_size(8 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(custom.inner().waiter_spin(), Duration::from_micros(2));
+        if cpus > 1 {
+            let spare = Pool::builder()
+                .workers(cpus - 1)
+                .mempool_size(8 << 20)
+                .build()
+                .unwrap();
+            assert_eq!(spare.inner().waiter_spin(), crate::futex::DEFAULT_SPIN);
         }
     }
 }
