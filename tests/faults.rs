@@ -394,12 +394,13 @@ fn spin_300ms(_: usize) {
     }
 }
 
+/// Fails (panics) when its nested job fails: swallowing the error would let it complete
+/// normally once a SIGKILL hit its child, before the test's cancel arrives.
 fn parent_of_slow_spinners(ctx: &Ctx) -> u64 {
-    ctx.par_range(0..4)
-        .with_max_len(1)
-        .for_each(spin_300ms)
-        .map(|_| 1)
-        .unwrap_or(0)
+    match ctx.par_range(0..4).with_max_len(1).for_each(spin_300ms) {
+        Ok(()) => 1,
+        Err(e) => panic!("nested job failed: {e}"),
+    }
 }
 
 #[test]
@@ -436,6 +437,16 @@ fn sigkill_workers_during_cancellation() {
             let start = Instant::now();
             match handle.answer("cancel under SIGKILL") {
                 Err(Error::Cancelled) => tally.cancelled += 1,
+                // The SIGKILL hit the child of `parent_of_slow_spinners` before the cancel
+                // came: the parent task saw its nested job fail and failed with it.
+                Err(Error::TaskPanicked { message, .. }) => {
+                    assert!(
+                        round % 3 == 0 && message.contains("nested job failed"),
+                        "round {round}: unexpected panic {message}"
+                    );
+                    assert!(message.contains("SIGKILL"), "round {round}: {message}");
+                    tally.nested_error += 1;
+                }
                 Err(e) => {
                     assert_killed(&e, &format!("round {round}"));
                     tally.worker_died += 1;
