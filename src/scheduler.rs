@@ -280,9 +280,13 @@ impl Scheduler {
         // The replacement first (it waits at its gate), so that when the failed job's
         // owner sees the last pin go, the pool is already back at full strength.
         let replaced = !self.shutting_down && self.fork_worker(w).is_ok();
+        // Orphans are counted on their root *before* any pin is cleared: clearing the dead
+        // worker's pin may end its failed root job, whose owner then frees the tree's
+        // memory only after the orphans' count is back to zero. Counted in the same loop,
+        // an orphan in a later slot than its root was missed, and its blocks were freed
+        // only after the owner had seen the job end.
         for i in 0..JOB_SLOTS {
             let slot = control.slot(i);
-            slot.clear_pin(w);
             // Jobs the dead worker submitted (nested jobs) have nobody left to collect
             // them: fail them so their helpers stop, and retire them once empty.
             if slot.owner.load(Ordering::Relaxed) == pid as u64
@@ -302,6 +306,9 @@ impl Scheduler {
                 }
                 self.orphans.push((i, root));
             }
+        }
+        for i in 0..JOB_SLOTS {
+            control.slot(i).clear_pin(w);
         }
         if replaced {
             self.open_gate(w);
