@@ -60,6 +60,7 @@ mod ops;
 mod pool;
 mod progress;
 mod scheduler;
+mod stream;
 #[allow(dead_code)]
 pub(crate) mod sys;
 mod task;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::array::{ArrayDesc, SharedArray};
 use crate::kind::{JobKind, WorkerCx};
 use crate::pool::{JobHandle, Pool};
+use crate::stream;
 use crate::task::{assert_stateless, conjure, TaskFn};
 use crate::{Error, Result};
 
@@ -65,7 +66,8 @@ impl<T: Pod> Resolved<T> {
 pub(crate) struct MapInto<T, U, F>(PhantomData<fn(T, U, F)>);
 
 impl<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn> JobKind for MapInto<T, U, F> {
-    type Args = (ArrayDesc<T>, ArrayDesc<U>);
+    /// Input, output, and whether to write the output past the cache ([`crate::stream`]).
+    type Args = (ArrayDesc<T>, ArrayDesc<U>, bool);
     type Local = (Resolved<T>, Resolved<U>, F);
     type Partial = ();
     const ORDERED: bool = false;
@@ -82,15 +84,17 @@ impl<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn> JobKind for MapInto<T, U, F> {
     }
 
     fn run(
-        _: &Self::Args,
+        args: &Self::Args,
         (src, dst, f): &mut Self::Local,
         range: Range<usize>,
     ) -> (Option<()>, bool) {
         // SAFETY: chunks are disjoint (self-scheduling hands out each index once) and the
         // input is read-only for the job.
         let (s, d) = unsafe { (src.slice(range.clone()), dst.slice_mut(range)) };
-        for (o, &i) in d.iter_mut().zip(s) {
-            *o = f(i);
+        if args.2 {
+            stream::map_streaming(s, d, &*f);
+        } else {
+            stream::map_cached(s, d, &*f);
         }
         (None, false)
     }
@@ -272,8 +276,12 @@ impl Pool {
             });
         }
         let chunking = self.inner().default_chunking();
-        let sub =
-            self.submit::<MapInto<T, U, F>>(&(src.desc(), dst.desc()), src.len(), chunking)?;
+        let stream = std::mem::size_of_val::<[U]>(dst) >= self.inner().config.stream_from;
+        let sub = self.submit::<MapInto<T, U, F>>(
+            &(src.desc(), dst.desc(), stream),
+            src.len(),
+            chunking,
+        )?;
         Ok(JobHandle::new(sub, Box::new(|_| Ok(()))))
     }
 

@@ -78,6 +78,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+
+    /// Streaming (non-temporal) output stores, forced on for every size: chunks start at
+    /// any element, so heads, whole blocks and tails of every alignment are written.
+    #[test]
+    fn streamed_outputs_match_sequential(len in 0usize..20_000, max_len in 1usize..3000, workers in 1usize..=3) {
+        common::no_leaks(|| {
+            let pool = Pool::builder()
+                .workers(workers)
+                .mempool_size(64 << 20)
+                .stream_outputs_from(0)
+                .max_len(max_len)
+                .build()
+                .unwrap();
+            let x = pool.array_from_fn(len, |i| i as u64 * 7).unwrap();
+            let y = pool.par_map(&x, |v: u64| 2.0 * v as f64 + 1.0).unwrap();
+            prop_assert!(y.iter().enumerate().all(|(i, &v)| v == 2.0 * (i * 7) as f64 + 1.0));
+            let w = pool.par_map(&x, |v: u64| [v as u16, (v >> 16) as u16, 9]).unwrap();
+            prop_assert!(w.iter().enumerate().all(|(i, v)| *v == [(i * 7) as u16, ((i * 7) >> 16) as u16, 9]));
+            let mut z = pool.array_zeroed::<[u8; 3]>(len).unwrap();
+            pool.par_map_into(&x, &mut z, |v: u64| [v as u8, (v >> 8) as u8, 1]).unwrap();
+            prop_assert!(z.iter().enumerate().all(|(i, v)| *v == [(i * 7) as u8, ((i * 7) >> 8) as u8, 1]));
+            Ok(())
+        })?;
+    }
+}
+
 #[test]
 fn reduce_keeps_input_order() {
     let pool = pool(2);

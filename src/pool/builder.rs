@@ -28,6 +28,7 @@ pub struct PoolBuilder {
     pub(crate) max_len: usize,
     pub(crate) spin: Duration,
     pub(crate) cancel_grace: Duration,
+    pub(crate) stream_from: usize,
 }
 
 impl Default for PoolBuilder {
@@ -41,6 +42,7 @@ impl Default for PoolBuilder {
             max_len: usize::MAX,
             spin: crate::futex::DEFAULT_SPIN,
             cancel_grace: Duration::from_millis(50),
+            stream_from: crate::stream::default_threshold(),
         }
     }
 }
@@ -97,6 +99,33 @@ impl PoolBuilder {
     /// How long a cancelled task may run before its worker is killed (default 50 ms).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// Outputs of `par_map` / `par_map_into` of at least this many bytes are written with
+    /// non-temporal stores, which skip reading each output line before writing it and do
+    /// not fill the cache (default: twice the last-level cache, 64 MiB on a 32 MiB L3).
+    ///
+    /// For outputs far larger than the cache this saves a third of the memory traffic
+    /// (W5, y = 2x + 1 over 512 MiB: about 1.3x the bandwidth); an output that is read
+    /// again right away and fits in the cache is better written normally. `usize::MAX`
+    /// turns streaming off, `0` streams every output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(2)
+    ///     .mempool_size(64 << 20)
+    ///     .stream_outputs_from(0)
+    ///     .build()?;
+    /// let x = pool.array_from_fn(100_000, |i| i as f64)?;
+    /// let y = pool.par_map(&x, |v: f64| 2.0 * v + 1.0)?;
+    /// assert!(y.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f64 + 1.0));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn stream_outputs_from(mut self, bytes: usize) -> Self {
+        self.stream_from = bytes;
         self
     }
 
