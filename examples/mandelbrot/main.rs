@@ -179,13 +179,14 @@ fn wait_with_progress<R>(mut handle: JobHandle<R>) -> (procyon::Result<R>, u64) 
     loop {
         match handle.wait_timeout(POLL) {
             Ok(result) => {
-                // The bar is transient: the caller prints the outcome.
-                bar.finish_and_clear();
+                // Read before finishing: `finish_and_clear` moves the bar to its end.
                 let done = if result.is_ok() {
                     total
                 } else {
                     bar.position()
                 };
+                // The bar is transient: the caller prints the outcome.
+                bar.finish_and_clear();
                 return (result, done);
             }
             Err(running) => {
