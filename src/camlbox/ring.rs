@@ -459,8 +459,8 @@ impl ReadGuard<'_> {
         Ok(unsafe { std::slice::from_raw_parts(self.ring.payload(self.index), self.len as usize) })
     }
 
-    /// Position of the message (for tests).
-    #[cfg(test)]
+    /// Position of the message (for the non-loom tests).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn pos(&self) -> u32 {
         self.pos
     }
