@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Path of a built example, next to this test binary (`target/<profile>/examples`).
@@ -28,6 +28,29 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Waits for `child` to exit; kills it and fails if it takes longer than `limit`.
+fn exit_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Everything left in a child's pipe.
+fn rest_of(pipe: Option<impl Read>) -> String {
+    let mut s = String::new();
+    pipe.expect("piped").read_to_string(&mut s).unwrap();
+    s
+}
+
 /// Runs to completion within `limit`; returns (success, stdout, stderr).
 fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     let mut child = cmd
@@ -35,31 +58,9 @@ fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("example starts");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("example did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let status = exit_within(&mut child, limit, "the example did not finish");
+    let out = rest_of(child.stdout.take());
+    let err = rest_of(child.stderr.take());
     (status.success(), out, err)
 }
 
@@ -127,24 +128,12 @@ fn ctrl_c_cancels_the_render_and_leaves_no_process() {
             "expected the example, its scheduler and 2 workers, found {tree:?}"
         );
         common::kill(child.id() as i32, libc::SIGINT);
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "Ctrl-C did not stop the example"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let status = exit_within(
+            &mut child,
+            Duration::from_secs(10),
+            "Ctrl-C did not stop it",
+        );
+        let err = rest_of(child.stderr.take());
         assert_eq!(status.code(), Some(130), "{err}");
         let line = err
             .split(['\n', '\r'])
