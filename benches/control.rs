@@ -91,47 +91,39 @@ fn cancel_latency(_: &mut Criterion) {
     );
 }
 
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
-struct Frame {
-    size: usize,
-    max_iter: u32,
-}
+/// The W1 kernel, as the example and the workloads bench run it (only `pixel` is used
+/// here: rows are summed, not stored).
+#[allow(dead_code)]
+#[path = "../examples/mandelbrot/kernel.rs"]
+mod kernel;
 
-fn row(f: &Frame, y: usize) -> u64 {
-    let mut sum = 0u64;
-    for x in 0..f.size {
-        let cr = -2.0 + 2.6 * x as f64 / f.size as f64;
-        let ci = -1.3 + 2.6 * y as f64 / f.size as f64;
-        let (mut zr, mut zi, mut n) = (0.0f64, 0.0f64, 0u32);
-        while zr * zr + zi * zi <= 4.0 && n < f.max_iter {
-            let t = zr * zr - zi * zi + cr;
-            zi = 2.0 * zr * zi + ci;
-            zr = t;
-            n += 1;
-        }
-        sum += n as u64;
-    }
-    sum
+use kernel::Frame;
+
+/// Checksum of row `y`.
+fn row(f: &Frame, y: u32) -> u64 {
+    (0..f.width)
+        .map(|x| u64::from(kernel::pixel(f, x, y)))
+        .sum()
 }
 
 fn progress_overhead(c: &mut Criterion) {
     let frame = if quick() {
         Frame {
-            size: 512,
+            width: 512,
+            height: 512,
             max_iter: 500,
         }
     } else {
-        Frame {
-            size: 2048,
-            max_iter: 2000,
-        }
+        Frame::W1
     };
     let pool = Pool::builder()
         .workers(2)
         .mempool_size(64 << 20)
         .build()
         .unwrap();
-    let rows = pool.array_from_fn(frame.size, |y| y as u32).unwrap();
+    let rows = pool
+        .array_from_fn(frame.height as usize, |y| y as u32)
+        .unwrap();
     let mut g = c.benchmark_group("progress_overhead_w1");
     g.sample_size(10);
     if quick() {
@@ -142,7 +134,7 @@ fn progress_overhead(c: &mut Criterion) {
         b.iter(|| {
             pool.par_iter(&rows)
                 .with_max_len(4)
-                .map_with(frame, |f: &Frame, y: u32| row(f, y as usize))
+                .map_with(frame, |f: &Frame, y: u32| row(f, y))
                 .sum::<u64>()
                 .unwrap()
         })
@@ -154,7 +146,7 @@ fn progress_overhead(c: &mut Criterion) {
                 .on_progress(|p| {
                     std::hint::black_box(p);
                 })
-                .map_with(frame, |f: &Frame, y: u32| row(f, y as usize))
+                .map_with(frame, |f: &Frame, y: u32| row(f, y))
                 .sum::<u64>()
                 .unwrap()
         })

@@ -27,7 +27,6 @@
 //! table and plot.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{
@@ -36,6 +35,10 @@ use criterion::{
 };
 use procyon::{Pool, SharedArray};
 use rayon::prelude::*;
+
+#[path = "support/criterion_dir.rs"]
+mod support;
+use support::criterion_dir;
 
 /// The W1 kernel and its procyon form, as the example runs them.
 #[path = "../examples/mandelbrot"]
@@ -101,6 +104,26 @@ fn rayon_pool(threads: usize) -> rayon::ThreadPool {
         .expect("rayon pool")
 }
 
+/// A workload in its three forms (the sequential loop, rayon, procyon), each run's
+/// output checked against the sequential one.
+trait Workload {
+    /// The criterion group (also where the interleaved rounds are saved).
+    const GROUP: &'static str;
+    /// criterion's measurement time per benchmark in full mode.
+    const FULL_TIME: Duration;
+    /// The arrays procyon's form works on.
+    type Arrays;
+    fn throughput(&self) -> Throughput;
+    fn sequential(&mut self);
+    fn rayon(&mut self, rp: &rayon::ThreadPool);
+    fn procyon_pool(&self, workers: usize) -> (Pool, Self::Arrays);
+    fn procyon(&self, pool: &Pool, arrays: &mut Self::Arrays);
+    /// Checks the output the sequential loop and rayon write (see [`check`]).
+    fn check_own(&mut self, who: &str);
+    /// Checks procyon's output.
+    fn check_procyon(&self, arrays: &mut Self::Arrays);
+}
+
 /// W1's three forms over one frame, each checked against the sequential image.
 struct W1 {
     frame: Frame,
@@ -132,6 +155,16 @@ impl W1 {
             image: vec![0; frame.pixels()],
         }
     }
+}
+
+impl Workload for W1 {
+    const GROUP: &'static str = "w1_mandelbrot";
+    const FULL_TIME: Duration = Duration::from_secs(60);
+    type Arrays = SharedArray<u32>;
+
+    fn throughput(&self) -> Throughput {
+        Throughput::Elements(self.frame.pixels() as u64)
+    }
 
     fn sequential(&mut self) {
         let sum = w1::kernel::sequential(&self.frame, black_box(&mut self.image));
@@ -159,11 +192,19 @@ impl W1 {
         (pool, image)
     }
 
-    fn procyon(&self, pool: &Pool, image: &SharedArray<u32>) {
+    fn procyon(&self, pool: &Pool, image: &mut SharedArray<u32>) {
         let sums = w1::rows::spawn(pool, self.frame, image)
             .and_then(|h| h.wait())
             .expect("W1 job");
         assert_eq!(sums.iter().sum::<u64>(), self.expected.1);
+    }
+
+    fn check_own(&mut self, who: &str) {
+        check(&self.expected.0, &mut self.image, who);
+    }
+
+    fn check_procyon(&self, image: &mut SharedArray<u32>) {
+        check(&self.expected.0, image, "procyon");
     }
 }
 
@@ -195,6 +236,17 @@ impl W2 {
             out: vec![0.0; n * n],
         }
     }
+}
+
+impl Workload for W2 {
+    const GROUP: &'static str = "w2_matmul";
+    const FULL_TIME: Duration = Duration::from_secs(20);
+    type Arrays = [SharedArray<f64>; 3];
+
+    /// Counted as floating-point operations: the reported "elements/s" are FLOP/s.
+    fn throughput(&self) -> Throughput {
+        Throughput::Elements(2 * (self.n as u64).pow(3))
+    }
 
     fn sequential(&mut self) {
         w2::kernel::sequential(self.n, &self.a, &self.b, black_box(&mut self.out));
@@ -220,6 +272,14 @@ impl W2 {
     fn procyon(&self, pool: &Pool, [a, b, c]: &mut [SharedArray<f64>; 3]) {
         w2::blocks::multiply(pool, self.n, a, b, c).expect("W2 job");
     }
+
+    fn check_own(&mut self, who: &str) {
+        check(&self.expected, &mut self.out, who);
+    }
+
+    fn check_procyon(&self, arrays: &mut [SharedArray<f64>; 3]) {
+        check(&self.expected, &mut arrays[2], "procyon");
+    }
 }
 
 /// Asserts that `out` is the sequential loop's output, then clears it (so that a run
@@ -232,12 +292,13 @@ fn check<T: PartialEq + Default + Copy>(expected: &[T], out: &mut [T], who: &str
     out.fill(T::default());
 }
 
-fn w1_mandelbrot(c: &mut Criterion) {
-    let mut w = W1::new();
-    note_load("before w1_mandelbrot");
-    let mut g = c.benchmark_group("w1_mandelbrot");
-    configure(&mut g, Duration::from_secs(60));
-    g.throughput(Throughput::Elements(w.frame.pixels() as u64));
+/// The group of workload `w`: the sequential loop, then rayon and procyon at every
+/// worker count, each benchmark's output checked after it ran.
+fn bench<W: Workload>(c: &mut Criterion, mut w: W) {
+    note_load(&format!("before {}", W::GROUP));
+    let mut g = c.benchmark_group(W::GROUP);
+    configure(&mut g, W::FULL_TIME);
+    g.throughput(w.throughput());
     // `ran`: whether criterion ran the benchmark (a filter may skip it), so its output
     // is there to check.
     let mut ran = false;
@@ -246,7 +307,7 @@ fn w1_mandelbrot(c: &mut Criterion) {
         b.iter(|| w.sequential())
     });
     if std::mem::take(&mut ran) {
-        check(&w.expected.0, &mut w.image, "the sequential loop");
+        w.check_own("the sequential loop");
     }
     for workers in worker_counts() {
         let rp = rayon_pool(workers);
@@ -255,46 +316,7 @@ fn w1_mandelbrot(c: &mut Criterion) {
             b.iter(|| w.rayon(&rp))
         });
         if std::mem::take(&mut ran) {
-            check(&w.expected.0, &mut w.image, "rayon");
-        }
-        drop(rp);
-        let (pool, mut image) = w.procyon_pool(workers);
-        g.bench_with_input(BenchmarkId::new("procyon", workers), &workers, |b, _| {
-            ran = true;
-            b.iter(|| w.procyon(&pool, &image))
-        });
-        if std::mem::take(&mut ran) {
-            check(&w.expected.0, &mut image, "procyon");
-        }
-    }
-    g.finish();
-}
-
-fn w2_matmul(c: &mut Criterion) {
-    let mut w = W2::new();
-    note_load("before w2_matmul");
-    let mut g = c.benchmark_group("w2_matmul");
-    configure(&mut g, Duration::from_secs(20));
-    // Counted as floating-point operations: the reported "elements/s" are FLOP/s.
-    g.throughput(Throughput::Elements(2 * (w.n as u64).pow(3)));
-    // `ran`: whether criterion ran the benchmark (a filter may skip it), so its output
-    // is there to check.
-    let mut ran = false;
-    g.bench_function("sequential", |b| {
-        ran = true;
-        b.iter(|| w.sequential())
-    });
-    if std::mem::take(&mut ran) {
-        check(&w.expected, &mut w.out, "the sequential loop");
-    }
-    for workers in worker_counts() {
-        let rp = rayon_pool(workers);
-        g.bench_with_input(BenchmarkId::new("rayon", workers), &workers, |b, _| {
-            ran = true;
-            b.iter(|| w.rayon(&rp))
-        });
-        if std::mem::take(&mut ran) {
-            check(&w.expected, &mut w.out, "rayon");
+            w.check_own("rayon");
         }
         drop(rp);
         let (pool, mut arrays) = w.procyon_pool(workers);
@@ -303,10 +325,18 @@ fn w2_matmul(c: &mut Criterion) {
             b.iter(|| w.procyon(&pool, &mut arrays))
         });
         if std::mem::take(&mut ran) {
-            check(&w.expected, &mut arrays[2], "procyon");
+            w.check_procyon(&mut arrays);
         }
     }
     g.finish();
+}
+
+fn w1_mandelbrot(c: &mut Criterion) {
+    bench(c, W1::new());
+}
+
+fn w2_matmul(c: &mut Criterion) {
+    bench(c, W2::new());
 }
 
 /// Seconds taken by `f`.
@@ -319,19 +349,6 @@ fn time(f: impl FnOnce()) -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// Where criterion writes its results (as criterion finds it, short of asking `cargo
-/// metadata`): `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`, `target/criterion`.
-fn criterion_dir() -> PathBuf {
-    match (
-        std::env::var_os("CRITERION_HOME"),
-        std::env::var_os("CARGO_TARGET_DIR"),
-    ) {
-        (Some(home), _) => home.into(),
-        (None, Some(target)) => PathBuf::from(target).join("criterion"),
-        (None, None) => PathBuf::from("target/criterion"),
-    }
 }
 
 /// Prints the medians of interleaved rounds (`rounds[i] = (sequential, rayon, procyon)`
@@ -368,6 +385,30 @@ fn report_rounds(group: &str, workers: usize, rounds: &[(f64, f64, f64)]) {
     }
 }
 
+/// `rounds` rounds of the three forms of `w` one right after the other, after a warm-up
+/// run of procyon's (the workers' first touch of the arrays' pages).
+fn interleaved_rounds<W: Workload>(
+    mut w: W,
+    rp: &rayon::ThreadPool,
+    workers: usize,
+    rounds: usize,
+) {
+    let (pool, mut arrays) = w.procyon_pool(workers);
+    w.procyon(&pool, &mut arrays);
+    let r: Vec<_> = (0..rounds)
+        .map(|_| {
+            (
+                time(|| w.sequential()),
+                time(|| w.rayon(rp)),
+                time(|| w.procyon(&pool, &mut arrays)),
+            )
+        })
+        .collect();
+    w.check_own("rayon");
+    w.check_procyon(&mut arrays);
+    report_rounds(W::GROUP, workers, &r);
+}
+
 fn interleaved(_: &mut Criterion) {
     if !measuring() {
         return;
@@ -375,41 +416,8 @@ fn interleaved(_: &mut Criterion) {
     let workers = *worker_counts().end();
     let rp = rayon_pool(workers);
     note_load("before the interleaved rounds");
-
-    let rounds = if quick() { 3 } else { 7 };
-    let mut w = W1::new();
-    let (pool, mut image) = w.procyon_pool(workers);
-    w.procyon(&pool, &image); // warm-up: the workers' first touch of the image pages
-    let r: Vec<_> = (0..rounds)
-        .map(|_| {
-            (
-                time(|| w.sequential()),
-                time(|| w.rayon(&rp)),
-                time(|| w.procyon(&pool, &image)),
-            )
-        })
-        .collect();
-    check(&w.expected.0, &mut w.image, "rayon");
-    check(&w.expected.0, &mut image, "procyon");
-    report_rounds("w1_mandelbrot", workers, &r);
-    drop((pool, image));
-
-    let rounds = if quick() { 5 } else { 31 };
-    let mut w = W2::new();
-    let (pool, mut arrays) = w.procyon_pool(workers);
-    w.procyon(&pool, &mut arrays);
-    let r: Vec<_> = (0..rounds)
-        .map(|_| {
-            (
-                time(|| w.sequential()),
-                time(|| w.rayon(&rp)),
-                time(|| w.procyon(&pool, &mut arrays)),
-            )
-        })
-        .collect();
-    check(&w.expected, &mut w.out, "rayon");
-    check(&w.expected, &mut arrays[2], "procyon");
-    report_rounds("w2_matmul", workers, &r);
+    interleaved_rounds(W1::new(), &rp, workers, if quick() { 3 } else { 7 });
+    interleaved_rounds(W2::new(), &rp, workers, if quick() { 5 } else { 31 });
     note_load("at the end");
 }
 

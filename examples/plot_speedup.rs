@@ -23,6 +23,9 @@ use clap::Parser;
 use plotters::prelude::*;
 use serde::Deserialize;
 
+#[path = "../benches/support/criterion_dir.rs"]
+mod support;
+
 /// The groups of `benches/workloads.rs`, with the names used in the table.
 const GROUPS: [(&str, &str); 2] = [
     ("w1_mandelbrot", "W1 mandelbrot"),
@@ -350,16 +353,10 @@ fn list(dir: &Path) -> Result<(), Box<dyn Error>> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let dir = args.criterion_dir.clone().unwrap_or_else(|| {
-        match (
-            std::env::var_os("CRITERION_HOME"),
-            std::env::var_os("CARGO_TARGET_DIR"),
-        ) {
-            (Some(home), _) => home.into(),
-            (None, Some(target)) => PathBuf::from(target).join("criterion"),
-            (None, None) => PathBuf::from("target/criterion"),
-        }
-    });
+    let dir = args
+        .criterion_dir
+        .clone()
+        .unwrap_or_else(support::criterion_dir);
     if args.list {
         return list(&dir);
     }

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::tasks::{abort_on, segv_on};
 use procyon::{Error, Pool};
 use proptest::prelude::*;
 
@@ -235,21 +236,6 @@ fn panic_is_an_error_and_pool_recovers() {
         }
         assert_full_strength(&pool);
     });
-}
-
-fn abort_on(x: u64) -> u64 {
-    if x == 500 {
-        std::process::abort();
-    }
-    x
-}
-
-fn segv_on(x: u64) -> u64 {
-    if x == 500 {
-        // SAFETY: not safe at all, on purpose: the test raises a real SIGSEGV in a worker.
-        unsafe { std::ptr::write_volatile(std::ptr::NonNull::<u64>::dangling().as_ptr(), 1) };
-    }
-    x
 }
 
 fn sleep_on(x: u64) -> u64 {

@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tasks::{abort_on, parent_of_spinners, segv_on, slow, spin_300ms, spin_forever};
 use common::{answer, assert_full_strength, kill};
 use procyon::{Ctx, Error, JobHandle, Pool, Progress};
 
@@ -41,25 +42,6 @@ fn kill_random_worker(pool: &Pool, rng: &mut Rng) -> i32 {
     let victim = live[rng.below(live.len() as u64) as usize];
     kill(victim, libc::SIGKILL);
     victim
-}
-
-/// Some arithmetic per item, so that a job lasts long enough to be hit.
-fn slow(x: u64) -> u64 {
-    let mut h = x;
-    for _ in 0..300 {
-        h = black_box(
-            h.wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407),
-        );
-    }
-    h >> 24
-}
-
-fn spin_forever(_: usize) {
-    let mut x = 0u64;
-    loop {
-        x = black_box(x.wrapping_add(1));
-    }
 }
 
 /// Outcomes of fault rounds, printed for the closing note.
@@ -369,29 +351,12 @@ fn orphaned_nested_jobs_are_freed() {
     });
 }
 
-fn parent_of_spinners(ctx: &Ctx) -> u64 {
-    ctx.par_range(0..4)
-        .with_max_len(1)
-        .for_each(spin_forever)
-        .map(|_| 1)
-        .unwrap_or(0)
-}
-
 fn cooperative(ctx: &Ctx) -> u64 {
     let mut n = 0u64;
     while !ctx.is_cancelled() {
         n = black_box(n + 1);
     }
     n
-}
-
-/// A task that never checks for cancellation and runs 300 ms.
-fn spin_300ms(_: usize) {
-    let end = Instant::now() + Duration::from_millis(300);
-    let mut x = 0u64;
-    while Instant::now() < end {
-        x = black_box(x.wrapping_add(1));
-    }
 }
 
 /// Fails (panics) when its nested job fails: swallowing the error would let it complete
@@ -623,22 +588,6 @@ fn sigkill_scheduler_answers_every_handle() {
 fn panic_on(x: u64) -> u64 {
     if x == 500 {
         panic!("boom at {x}");
-    }
-    x
-}
-
-fn abort_on(x: u64) -> u64 {
-    if x == 500 {
-        std::process::abort();
-    }
-    x
-}
-
-fn segv_on(x: u64) -> u64 {
-    if x == 500 {
-        // SAFETY: none, on purpose: a real invalid write (address 8), so the kernel sends
-        // SIGSEGV; Rust's handler sees no guard page there and lets it kill the worker.
-        unsafe { std::ptr::write_volatile(std::ptr::NonNull::<u64>::dangling().as_ptr(), 1) };
     }
     x
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tasks::{parent_of_spinners, spin_forever};
 use procyon::{Ctx, Error, Pool};
 
 fn pool(workers: usize) -> Pool {
@@ -55,13 +56,6 @@ fn nesting_four_levels_deep_with_one_and_two_workers() {
             assert_eq!(pool.mempool().usage().in_use, base);
         }
     });
-}
-
-fn spin_forever(_: usize) {
-    let mut x = 0u64;
-    loop {
-        x = std::hint::black_box(x.wrapping_add(1));
-    }
 }
 
 /// Runs a job correctly, and sees every worker alive within 20 ms of the failure that
@@ -124,15 +118,6 @@ fn cancel_stops_tasks_that_never_check() {
         }
         assert_serves(&pool);
     });
-}
-
-fn parent_of_spinners(ctx: &Ctx) -> u64 {
-    // Four children that spin forever; cancelling the parent must stop them all.
-    ctx.par_range(0..4)
-        .with_max_len(1)
-        .for_each(spin_forever)
-        .map(|_| 1)
-        .unwrap_or(0)
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tasks::{slow, spin_300ms};
 use common::{answer, assert_full_strength, kill};
 use procyon::{Ctx, Error, Pool};
 
@@ -31,24 +32,6 @@ fn soak_duration() -> Duration {
 }
 
 use common::Rng;
-
-fn slow(x: u64) -> u64 {
-    let mut h = x;
-    for _ in 0..200 {
-        h = black_box(
-            h.wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407),
-        );
-    }
-    h >> 24
-}
-
-fn spin_300ms(_: usize) {
-    let end = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-}
 
 fn cooperative(ctx: &Ctx) -> u64 {
     let mut n = 0u64;

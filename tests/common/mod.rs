@@ -1,13 +1,21 @@
 //! Helpers shared by the integration tests: leak checks for processes and files.
 #![allow(dead_code)]
 
+pub mod tasks;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// Pids of this process's live (non-zombie) descendants.
-pub fn descendants() -> BTreeSet<i32> {
-    let me = std::process::id() as i32;
-    let mut parent_of = Vec::new();
+/// One process as `/proc/<pid>/stat` describes it.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    zombie: bool,
+}
+
+/// Every process `/proc` lists (those that vanish while we read are skipped).
+fn processes() -> Vec<Proc> {
+    let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -15,22 +23,27 @@ pub fn descendants() -> BTreeSet<i32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
         let Some(close) = stat.rfind(')') else {
             continue;
         };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        if fields.first() == Some(&"Z") {
-            continue;
-        }
-        let ppid: i32 = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-        parent_of.push((pid, ppid));
+        let mut fields = stat[close + 2..].split_whitespace();
+        let zombie = fields.next() == Some("Z");
+        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        all.push(Proc { pid, ppid, zombie });
     }
+    all
+}
+
+/// Pids of this process's live (non-zombie) descendants.
+pub fn descendants() -> BTreeSet<i32> {
+    let live: Vec<Proc> = processes().into_iter().filter(|p| !p.zombie).collect();
     let mut found = BTreeSet::new();
-    let mut frontier = vec![me];
-    while let Some(p) = frontier.pop() {
-        for &(c, pp) in &parent_of {
-            if pp == p && found.insert(c) {
-                frontier.push(c);
+    let mut frontier = vec![std::process::id() as i32];
+    while let Some(parent) = frontier.pop() {
+        for p in &live {
+            if p.ppid == parent && found.insert(p.pid) {
+                frontier.push(p.pid);
             }
         }
     }
@@ -173,25 +186,11 @@ pub fn open_fds() -> usize {
 
 /// Pids of the zombie children of `parent`.
 pub fn zombie_children(parent: i32) -> Vec<i32> {
-    let mut z = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        if fields.first() == Some(&"Z")
-            && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
-        {
-            z.push(pid);
-        }
-    }
-    z
+    processes()
+        .into_iter()
+        .filter(|p| p.zombie && p.ppid == parent)
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// Everything in process `pid` that would make procyon's shared memory reachable from
