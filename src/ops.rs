@@ -249,17 +249,23 @@ impl Pool {
         dst: &mut SharedArray<U>,
         f: F,
     ) -> Result<()> {
-        self.spawn_map_into(src, dst, f)?.wait()
+        // SAFETY: the job is waited for before the borrows of `src` and `dst` end.
+        unsafe { self.spawn_map_into(src, dst, f) }?.wait()
     }
 
     /// Starts [`par_map_into`](Pool::par_map_into) and returns its handle.
     ///
-    /// The arrays must outlive the job: the handle borrows nothing, so keep them alive
-    /// until it has been waited for (dropping the handle cancels and waits).
+    /// # Safety
+    /// The workers read `src` and write `dst` until the job has ended, and the handle
+    /// borrows neither (a borrow could not be trusted: a leaked handle ends it early).
+    /// Keep both arrays alive, and do not read or write `dst`, until the handle has been
+    /// waited for or dropped (dropping it cancels the job and waits for it). Freeing
+    /// either array earlier lets the workers write into memory reused by something
+    /// else.
     ///
     /// # Errors
     /// As [`par_map_into`](Pool::par_map_into).
-    pub fn spawn_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
+    pub unsafe fn spawn_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
         &self,
         src: &SharedArray<T>,
         dst: &mut SharedArray<U>,

@@ -289,10 +289,9 @@ fn mismatched_lengths() {
                 }
                 other => panic!("expected LengthMismatch for {n}, got {other:?}"),
             }
-            assert!(matches!(
-                pool.spawn_map_into(&a, &mut b, |x: u32| x as u64),
-                Err(Error::LengthMismatch { .. })
-            ));
+            // SAFETY: the call is rejected before any job starts.
+            let spawned = unsafe { pool.spawn_map_into(&a, &mut b, |x: u32| x as u64) };
+            assert!(matches!(spawned, Err(Error::LengthMismatch { .. })));
         }
         serves(&pool);
     });

@@ -269,7 +269,8 @@ fn outside_sigkill_is_a_worker_death() {
         let pool = pool(2);
         let x = pool.array_from_fn(1000, |i| i as u64).unwrap();
         let mut y = pool.array_zeroed::<u64>(1000).unwrap();
-        let handle = pool.spawn_map_into(&x, &mut y, sleep_on).unwrap();
+        // SAFETY: `x` and `y` live to the end of the test, after the handle is answered.
+        let handle = unsafe { pool.spawn_map_into(&x, &mut y, sleep_on) }.unwrap();
         // Find the worker stuck in the sleeping task (in clock_nanosleep, syscall 230, not
         // in futex, 202, like an idle one) and kill it from outside.
         let mut stuck = Vec::new();

@@ -121,7 +121,8 @@ fn sigkill_workers_during_par_map() {
         let mut tally = Tally::default();
         for round in 0..40 {
             y.as_mut_slice().fill(0);
-            let handle = pool.spawn_map_into(&x, &mut y, slow).unwrap();
+            // SAFETY: `y` is read only after the handle is answered; both outlive it.
+            let handle = unsafe { pool.spawn_map_into(&x, &mut y, slow) }.unwrap();
             std::thread::sleep(rng.delay(job.mul_f32(1.2)));
             let victim = kill_random_worker(&pool, &mut rng);
             match answer(handle, ANSWER, "par_map under SIGKILL") {
@@ -523,7 +524,8 @@ fn sigkill_scheduler_answers_every_handle() {
                 ),
                 (
                     "queued par_map",
-                    Box::new(pool.spawn_map_into(&x, &mut y, slow).unwrap()),
+                    // SAFETY: every handle is answered below, while `x` and `y` live.
+                    Box::new(unsafe { pool.spawn_map_into(&x, &mut y, slow) }.unwrap()),
                 ),
                 (
                     "queued collect with progress",
@@ -1101,10 +1103,13 @@ fn concurrent_small_jobs_through_tiny_inboxes() {
                                 .spawn_collect_vec()
                                 .unwrap();
                             let b = pool.spawn(tiny_task).unwrap();
-                            let c = pool.spawn_map_into(&x, &mut y, |v: u64| v + 1).unwrap();
+                            // SAFETY: `c` is answered before `y` is read and before
+                            // `x` and `y` go, at the end of the round.
+                            let c =
+                                unsafe { pool.spawn_map_into(&x, &mut y, |v: u64| v + 1) }.unwrap();
                             let d = pool
-                                .par_iter(&x)
-                                .map(|v: u64| v % 5)
+                                .par_range(0..n)
+                                .map_with(t, |t: &u64, i: usize| (i as u64 + t) % 5)
                                 .spawn_collect_vec()
                                 .unwrap();
                             assert_eq!(

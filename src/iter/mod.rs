@@ -39,7 +39,7 @@ use crate::task::{assert_stateless, TaskFn};
 use crate::Result;
 
 #[doc(hidden)]
-pub use source::{ArraySource, Enumerated, RangeArgs, RangeSource, Source};
+pub use source::{ArraySource, Detached, Enumerated, RangeArgs, RangeSource, Source};
 #[doc(hidden)]
 pub use stage::{Filter, Id, Map, MapCtx, MapInit, MapWith, OneToOne, Stage};
 #[doc(hidden)]
@@ -300,19 +300,36 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 
     /// Starts [`for_each`](ParIter::for_each) and returns its handle.
     ///
+    /// Only over index ranges (`par_range`): a job over a shared array must end before
+    /// the array may go, which only the blocking terminals guarantee.
+    ///
+    /// ```compile_fail
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(8 << 20).build()?;
+    /// let x = pool.array_from_fn(10, |i| i as u64)?;
+    /// let h = pool.par_iter(&x).spawn_for_each(|_: u64| {})?; // the array could go first
+    /// drop(x);
+    /// h.wait()?;
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Pool::par_map`]'s submission errors.
-    pub fn spawn_for_each<F: Fn(St::Out) + TaskFn>(self, _f: F) -> Result<JobHandle<()>> {
+    pub fn spawn_for_each<F: Fn(St::Out) + TaskFn>(self, _f: F) -> Result<JobHandle<()>>
+    where
+        S: Detached,
+    {
         assert_stateless::<F>();
         self.spawn::<ForEach<F>, ()>(|_| Ok(()))
     }
 
-    /// Starts [`collect_vec`](ParIter::collect_vec) and returns its handle.
+    /// Starts [`collect_vec`](ParIter::collect_vec) and returns its handle (index ranges
+    /// only, as [`spawn_for_each`](ParIter::spawn_for_each)).
     ///
     /// # Errors
     /// As [`Pool::par_map`]'s submission errors.
     pub fn spawn_collect_vec(self) -> Result<JobHandle<Vec<St::Out>>>
     where
+        S: Detached,
         St::Out: Serialize + DeserializeOwned + 'static,
     {
         self.spawn::<CollectVec, _>(|parts| Ok(parts.into_iter().flatten().collect()))

@@ -34,6 +34,14 @@ pub trait Source: 'static {
     ) -> ControlFlow<()>;
 }
 
+/// Marks sources that refer to no memory of the caller's (index ranges), so a job over
+/// them may outlive the call that started it: only those get the `spawn_*` terminals.
+/// A job over a shared array reads it until it ends, and a handle cannot keep the array
+/// borrowed (a leaked handle would end the borrow early), so array jobs only run to
+/// completion inside the call (`for_each`, `collect_vec`, ...).
+#[doc(hidden)]
+pub trait Detached: Source {}
+
 /// Items of a shared array, by value.
 #[doc(hidden)]
 pub struct ArraySource<T>(PhantomData<fn(T)>);
@@ -68,6 +76,7 @@ impl<T: Pod> Source for ArraySource<T> {
 /// The integers of a range.
 #[doc(hidden)]
 pub struct RangeSource;
+impl Detached for RangeSource {}
 
 /// `start` and `len` of an index range.
 #[doc(hidden)]
@@ -114,6 +123,7 @@ impl Source for RangeSource {
 /// A source whose items come with their index.
 #[doc(hidden)]
 pub struct Enumerated<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Enumerated<S> {}
 
 impl<S: Source> Source for Enumerated<S> {
     type Item = (usize, S::Item);
