@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::ring::{Claim, ClaimError};
-use super::wait::{my_pid, register_pid_cache, wait_on};
+use super::wait::wait_on;
 use super::{Shared, RECEIVER_PROBE};
+use crate::sys::process::{cached_pid, register_pid_cache};
 use crate::{Error, Result};
 
 /// The sending side of a [`Camlbox`](crate::Camlbox), for messages of type `M`.
@@ -97,10 +98,13 @@ impl<M> Sender<M> {
 
     /// One claim attempt. Async-signal-safe.
     fn claim_now(&self) -> Result<Claim<'_>> {
-        self.shared.ring.try_claim(my_pid()).map_err(|e| match e {
-            ClaimError::Full => Error::Full,
-            ClaimError::Corrupt => Error::Disconnected,
-        })
+        self.shared
+            .ring
+            .try_claim(cached_pid() as u32)
+            .map_err(|e| match e {
+                ClaimError::Full => Error::Full,
+                ClaimError::Corrupt => Error::Disconnected,
+            })
     }
 
     /// Claims a slot, waiting until `deadline` (forever if `None`) for one to be freed.

@@ -312,19 +312,19 @@ fn debug_output() {
 
 #[test]
 fn cached_pid_is_reset_in_a_forked_child() {
-    use super::wait::{my_pid, register_pid_cache};
     use crate::sys::process::{self, Exit, Fork};
+    use crate::sys::process::{cached_pid, register_pid_cache};
     register_pid_cache();
-    assert_eq!(my_pid(), std::process::id(), "fills the cache");
+    assert_eq!(cached_pid() as u32, std::process::id(), "fills the cache");
     // SAFETY: the child only reads pids (no locks, no allocation) and `_exit`s.
     match unsafe { process::fork() }.unwrap() {
         Fork::Child => {
-            let ok = my_pid() == process::getpid() as u32;
+            let ok = cached_pid() == process::getpid();
             process::exit_now(if ok { 0 } else { 1 });
         }
         Fork::Parent(pid) => {
             assert_eq!(process::wait_blocking(pid).unwrap(), Exit::Code(0));
-            assert_eq!(my_pid(), std::process::id());
+            assert_eq!(cached_pid() as u32, std::process::id());
         }
     }
 }

@@ -11,7 +11,7 @@
 //! child. The same handler refreshes the cached pid in the child.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Once, Weak};
 
 use super::Inner;
@@ -29,10 +29,6 @@ static REGISTRY: Registry = Registry {
     locked: AtomicBool::new(false),
     pools: UnsafeCell::new(Vec::new()),
 };
-
-/// The pid of this process, refreshed in every child by the atfork handler (0 until
-/// first use).
-static PID: AtomicI32 = AtomicI32::new(0);
 
 static ATFORK: Once = Once::new();
 
@@ -63,9 +59,6 @@ extern "C" fn after_fork_parent() {
 }
 
 extern "C" fn after_fork_child() {
-    // Relaxed: the child is single-threaded here; later threads it starts synchronize
-    // with this store through thread creation.
-    PID.store(process::getpid(), Ordering::Relaxed);
     unlock_registry();
 }
 
@@ -83,8 +76,7 @@ fn install_atfork() {
         // ENOMEM is the only documented failure; without the handler the registry still
         // works, only `fork` from a multi-threaded process could catch its lock held.
         debug_assert_eq!(rc, 0, "pthread_atfork failed");
-        // Relaxed: Once's completion synchronizes with every later call_once.
-        PID.store(process::getpid(), Ordering::Relaxed);
+        process::register_pid_cache();
     });
 }
 
@@ -131,7 +123,5 @@ pub(super) fn lookup(id: u64) -> Option<std::sync::Arc<Inner>> {
 /// The pid of the calling process, without a system call in the common case.
 pub(crate) fn current_pid() -> i32 {
     install_atfork();
-    // Relaxed: the value is only ever this process's pid (set before any thread could
-    // read it, see `install_atfork` and `after_fork_child`).
-    PID.load(Ordering::Relaxed)
+    process::cached_pid()
 }

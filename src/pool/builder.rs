@@ -34,7 +34,7 @@ pub struct PoolBuilder {
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
-            workers: num_cpus::get(),
+            workers: crate::sys::process::cpus(),
             mempool_size: None,
             inbox_slots: 256,
             slot_size: 128,

@@ -321,7 +321,7 @@ impl PoolInner {
         let root = parent.and_then(|p| self.control.job_root(p)).unwrap_or(gen);
         slot.root.store(root, Ordering::Relaxed);
         slot.owner
-            .store(process::getpid() as u64, Ordering::Relaxed);
+            .store(process::cached_pid() as u64, Ordering::Relaxed);
         slot.publish();
         if n == 0 {
             slot.complete_empty();

@@ -1,6 +1,8 @@
 //! Processes: fork, wait, kill, parent-death signal.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Once;
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -112,7 +114,10 @@ fn is_zombie(pid: i32) -> bool {
             Some(i) => matches!(stat.get(i + 2), Some(b'Z') | Some(b'X')),
             None => false,
         },
-        Err(_) => true,
+        // Gone since `kill` found it (reaped): exited. Any other error (no /proc, a
+        // sandbox) says nothing about the process, which `kill` saw: not a zombie, since
+        // callers take "exited" as leave to reclaim what the process holds.
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
 }
 
@@ -139,8 +144,56 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// CPUs this process may run on (affinity and cgroup quota included), read once.
+/// CPUs this process may run on (affinity and cgroup quota included), read once: the
+/// same count `PoolBuilder`'s default number of workers comes from.
 pub(crate) fn cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CPUS.get_or_init(num_cpus::get)
+}
+
+/// This process's pid, cached (0: not known yet). `getpid` is a real system call (about
+/// 165 ns on the reference VM), which every camlbox send and every block's ownership check
+/// would otherwise pay.
+static PID: AtomicI32 = AtomicI32::new(0);
+/// Whether the atfork handler that resets [`PID`] in children is in place.
+static RESET_ON_FORK: AtomicBool = AtomicBool::new(false);
+static REGISTER: Once = Once::new();
+
+extern "C" fn forget_pid() {
+    // Relaxed: runs in the child's only thread, before `fork` returns there.
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// Installs the `pthread_atfork` child handler that clears the cached pid. Called when a
+/// sender is made, so before any send can fill the cache, and never from a signal handler.
+pub(crate) fn register_pid_cache() {
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe, as
+        // atfork child handlers must be).
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+        // Relaxed: read on this process's send paths; if another thread races past the
+        // `Once` with `false`, it merely skips the cache.
+        RESET_ON_FORK.store(rc == 0, Ordering::Relaxed);
+    });
+}
+
+/// This process's pid, from the cache when [`register_pid_cache`] has run (camlbox
+/// writer ids, block owners). Async-signal-safe: an atomic load, or `getpid` and a store.
+///
+/// A process made by a raw `clone`/`SYS_fork` (skipping atfork handlers) would record its
+/// parent's pid; its dead claims would then wait for the parent to die to be reclaimed.
+/// procyon forks through libc's `fork`, which runs the handler.
+pub(crate) fn cached_pid() -> i32 {
+    // Relaxed: the pid is the same for every thread of the process; a stale 0 only costs a
+    // `getpid`.
+    let cached = PID.load(Ordering::Relaxed);
+    if cached > 0 {
+        return cached;
+    }
+    let pid = getpid();
+    debug_assert!(pid > 0);
+    if RESET_ON_FORK.load(Ordering::Relaxed) {
+        PID.store(pid, Ordering::Relaxed);
+    }
+    pid
 }
