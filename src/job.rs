@@ -26,9 +26,13 @@
 //! A worker that acts on a notice first sets its bit in `pins` (SeqCst), then checks
 //! `state == ACTIVE && gen == notice.gen`; it clears the bit when it leaves the job.
 //! A RETIRED slot is reclaimed only while no bit is set (checked before the claiming
-//! CAS). Either the worker's pin comes first in the SeqCst order, and the claimer sees it
-//! and skips the slot, or the claimer's CAS comes first and the worker sees INIT or a new
-//! generation and drops the notice: a worker never runs a half-rewritten header. The
+//! CAS). The pin, the worker's state load, the retiring store and the claimer's state load
+//! and pin check are all SeqCst, so they sit in one total order. If the worker's load
+//! sees its job ACTIVE, its pin precedes that load, which precedes the slot's retiring,
+//! which precedes the claimer's pin check: the claimer sees the pin and skips the slot.
+//! A worker that sees anything else (not ACTIVE, or a new generation, published with
+//! Release after it was written) drops the notice: a worker never runs a half-rewritten
+//! header. The
 //! scheduler clears the bit of a dead worker in every slot, so a crash never pins a slot
 //! forever.
 //!
@@ -106,10 +110,6 @@ pub(crate) enum Failure {
     },
     Cancelled,
     TimedOut,
-    /// A nested job inside a task failed and the task propagated it (text of the error).
-    Nested {
-        message: String,
-    },
     /// The task set up failed (context could not be decoded, descriptor invalid, ...).
     Setup {
         message: String,
@@ -142,8 +142,6 @@ pub(crate) struct JobSlot {
     // Written by the owner in INIT, read-only while ACTIVE.
     pub(crate) gen: AtomicU64,
     state: AtomicU32,
-    /// Depth in the job tree (0 for a job submitted by a client).
-    pub(crate) depth: AtomicU32,
     pub(crate) entry: AtomicUsize,
     pub(crate) n_items: AtomicU64,
     pub(crate) min_len: AtomicU64,
@@ -168,10 +166,6 @@ pub(crate) struct JobSlot {
     pub(crate) next: AtomicU64,
     _pad1: [u64; 7],
     pub(crate) done: AtomicU64,
-    /// Head (mempool offset) of the stack of published partial-result blocks.
-    pub(crate) partials: AtomicU64,
-    /// Set to stop claiming without failing (short-circuiting `any`/`find_any`).
-    pub(crate) stop: AtomicU32,
     /// Reports waiting for the owner (bounded by `MAX_PENDING_REPORTS`).
     pub(crate) reports_pending: AtomicU32,
     /// On a top-level job: jobs of its tree whose owner died and that the scheduler has
@@ -260,8 +254,6 @@ impl JobSlot {
         self.gen.store(gen, Ordering::Relaxed);
         self.next.store(0, Ordering::Relaxed);
         self.done.store(0, Ordering::Relaxed);
-        self.partials.store(0, Ordering::Relaxed);
-        self.stop.store(0, Ordering::Relaxed);
         self.reports_pending.store(0, Ordering::Relaxed);
         self.orphans.store(0, Ordering::Relaxed);
         self.user_done.store(0, Ordering::Relaxed);
@@ -313,11 +305,6 @@ impl JobSlot {
         self.joined[worker / 64].fetch_or(bit, Ordering::SeqCst) & bit == 0
     }
 
-    /// Clears a dead worker's pin (scheduler only).
-    pub(crate) fn clear_pin(&self, worker: usize) {
-        self.unpin(worker);
-    }
-
     pub(crate) fn is_pinned(&self) -> bool {
         self.pins.iter().any(|w| w.load(Ordering::SeqCst) != 0)
     }
@@ -326,7 +313,7 @@ impl JobSlot {
     /// workers running it: spinning pays off for short jobs (a hand-off in well under a
     /// microsecond instead of a 25-30 us futex wake), but while the job's workers fill
     /// every CPU a spinning waiter only slows them down.
-    pub(crate) fn spinning_leaves_cpus_free(&self) -> bool {
+    fn spinning_leaves_cpus_free(&self) -> bool {
         // Relaxed: a heuristic; a stale count only makes one spin step longer or shorter.
         let busy: u32 = self
             .pins
@@ -336,6 +323,22 @@ impl JobSlot {
         (busy as usize) < crate::sys::process::cpus()
     }
 
+    /// Waits on the job's event until `check` gives a value or `deadline` passes,
+    /// spinning up to `spin` first, but only while that leaves the job's workers a CPU.
+    pub(crate) fn wait<T>(
+        &self,
+        spin: std::time::Duration,
+        deadline: std::time::Instant,
+        check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        self.event.wait_until_spinning_while(
+            spin,
+            || self.spinning_leaves_cpus_free(),
+            Some(deadline),
+            check,
+        )
+    }
+
     /// The parent job, if any.
     pub(crate) fn parent(&self) -> Option<JobId> {
         JobId::unpack(self.parent.load(Ordering::Relaxed))
@@ -343,7 +346,13 @@ impl JobSlot {
 
     /// Whether the slot currently runs job `id`.
     pub(crate) fn is_active_job(&self, gen: u64) -> bool {
-        self.state() == SlotState::Active
+        // SeqCst, not Acquire: a worker calls this right after its SeqCst pin, and the
+        // pin protocol (module docs) needs this load in the same total order as the pin,
+        // the retiring store and the claimer's pin check. An Acquire load may be satisfied
+        // before the pin is visible (store-load reordering), so a claimer could miss the
+        // pin of a worker that saw the old job ACTIVE. (SeqCst also gives the Acquire that
+        // pairs with `publish`, so `gen` below is the published one.)
+        SlotState::from_u32(self.state.load(Ordering::SeqCst)) == SlotState::Active
             && self.gen.load(Ordering::Relaxed) & ((1 << 48) - 1) == gen & ((1 << 48) - 1)
     }
 
@@ -357,10 +366,7 @@ impl JobSlot {
         let workers = self.workers.load(Ordering::Relaxed).max(1);
         let mut cur = self.next.load(Ordering::Relaxed);
         loop {
-            if cur >= n
-                || self.stop.load(Ordering::Relaxed) != 0
-                || self.state() != SlotState::Active
-            {
+            if cur >= n || self.state() != SlotState::Active {
                 return None;
             }
             let size = ((n - cur) / (2 * workers)).clamp(min, max).min(n - cur);
@@ -382,7 +388,6 @@ impl JobSlot {
     /// more, and the caller takes every unclaimed item as done-without-running. Returns
     /// how many items it took; the caller adds them to `done` with its own.
     pub(crate) fn stop_and_take_rest(&self) -> u64 {
-        self.stop.store(1, Ordering::Relaxed);
         let n = self.n_items.load(Ordering::Relaxed);
         // Relaxed: `swap` is atomic, so exactly one caller gets each unclaimed item; the
         // accounting is published through `done` like any chunk.
@@ -484,9 +489,6 @@ fn encode_failure(failure: &Failure, buf: &mut [u8; FAILURE_TEXT]) -> usize {
     };
     let short = match failure {
         Failure::Panicked { message } => Failure::Panicked {
-            message: shorten(message),
-        },
-        Failure::Nested { message } => Failure::Nested {
             message: shorten(message),
         },
         Failure::Setup { message } => Failure::Setup {

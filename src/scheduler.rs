@@ -308,7 +308,7 @@ impl Scheduler {
             }
         }
         for i in 0..JOB_SLOTS {
-            control.slot(i).clear_pin(w);
+            control.slot(i).unpin(w);
         }
         if replaced {
             self.open_gate(w);

@@ -231,12 +231,7 @@ pub(crate) fn help_until<T>(
         }
         // Sleep briefly on the child's event; new sub-tree work arrives in the inbox.
         let step = Instant::now() + Duration::from_millis(1);
-        if let Some(r) = slot.event.wait_until_spinning_while(
-            st.setup.pool.waiter_spin(),
-            || slot.spinning_leaves_cpus_free(),
-            Some(step),
-            &mut done,
-        ) {
+        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
             return Some(r);
         }
     }

@@ -81,13 +81,7 @@ impl Submitted {
             let r = if crate::worker::is_worker() {
                 crate::worker::help_until(self.id, Some(until), || self.poll())
             } else {
-                let slot = self.slot();
-                slot.event.wait_until_spinning_while(
-                    spin,
-                    || slot.spinning_leaves_cpus_free(),
-                    Some(until),
-                    || self.poll(),
-                )
+                self.slot().wait(spin, until, || self.poll())
             };
             if let Some(r) = r {
                 return Some(r.map_err(|f| self.error_of(f)));
@@ -123,7 +117,6 @@ impl Submitted {
             },
             Failure::Cancelled => Error::Cancelled,
             Failure::TimedOut => Error::Timeout,
-            Failure::Nested { message } => Error::TaskPanicked { message, job },
             Failure::Setup { message } => Error::InvalidDescriptor { reason: message },
             Failure::OutOfMemory {
                 requested,
@@ -514,16 +507,7 @@ fn wake_when_done(pool: Arc<PoolInner>, id: JobId, ticking: bool, state: Arc<Mut
     };
     loop {
         let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
-        let done = slot
-            .event
-            .wait_until_spinning_while(
-                pool.waiter_spin(),
-                || slot.spinning_leaves_cpus_free(),
-                Some(step),
-                ended,
-            )
-            .is_some()
-            || !pool.scheduler_alive();
+        let done = slot.wait(pool.waiter_spin(), step, ended).is_some() || !pool.scheduler_alive();
         let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = if done {
             guard.waker.take()
