@@ -88,7 +88,6 @@ pub(crate) fn push_report<T: Serialize>(
             reason: e.to_string(),
         })? as usize;
         let block = mempool.alloc_tagged(NODE_HEADER + len, 64, tag)?;
-        let seq = slot.report_seq.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the block is ours, `NODE_HEADER + len` bytes, not yet shared.
         let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), NODE_HEADER + len) };
         bincode::serialize_into(&mut &mut buf[NODE_HEADER..], value).map_err(|e| {
@@ -96,6 +95,9 @@ pub(crate) fn push_report<T: Serialize>(
                 reason: e.to_string(),
             }
         })?;
+        // Numbered only once nothing can fail any more: the owner delivers in sequence, so
+        // a number never pushed would hold back every later report.
+        let seq = slot.report_seq.fetch_add(1, Ordering::Relaxed);
         let raw = block.into_raw();
         // SAFETY: the node header lies in the block we own (8-aligned, 64-aligned base).
         let words = unsafe { mempool.words_at(raw.offset() as usize, 4) };
