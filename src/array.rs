@@ -91,15 +91,12 @@ pub struct SharedArray<T: Pod> {
 }
 
 impl<T: Pod> SharedArray<T> {
-    /// Allocates room for `len` elements; contents unspecified (valid for `T: Pod`).
-    fn alloc(pool: &Mempool, len: usize) -> Result<Self> {
+    /// Allocates room for `len` elements; contents unspecified (whatever the memory held:
+    /// valid for `T: Pod`). For outputs a job overwrites whole, which need no zeroing.
+    pub(crate) fn for_overwrite(pool: &Mempool, len: usize) -> Result<Self> {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
-            .ok_or(Error::OutOfMemory {
-                requested: usize::MAX,
-                available: 0,
-                capacity: pool.capacity(),
-            })?;
+            .ok_or_else(|| mempool::pool_out_of_memory(usize::MAX, 0, pool.capacity()))?;
         let block = if bytes == 0 {
             None
         } else {
@@ -128,7 +125,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn zeroed(pool: &Mempool, len: usize) -> Result<Self> {
-        let mut array = Self::alloc(pool, len)?;
+        let mut array = Self::for_overwrite(pool, len)?;
         if let Some(block) = &mut array.block {
             block.zero_unknown();
         }
@@ -149,7 +146,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn from_slice(pool: &Mempool, values: &[T]) -> Result<Self> {
-        let mut array = Self::alloc(pool, values.len())?;
+        let mut array = Self::for_overwrite(pool, values.len())?;
         array.as_mut_slice().copy_from_slice(values);
         Ok(array)
     }
@@ -162,7 +159,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Panics
     /// If `f` panics (the allocation is freed).
     pub fn from_fn(pool: &Mempool, len: usize, mut f: impl FnMut(usize) -> T) -> Result<Self> {
-        let mut array = Self::alloc(pool, len)?;
+        let mut array = Self::for_overwrite(pool, len)?;
         for (i, slot) in array.as_mut_slice().iter_mut().enumerate() {
             *slot = f(i);
         }

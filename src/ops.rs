@@ -133,7 +133,8 @@ impl<T: Pod, F: Fn(usize, &mut [T]) + TaskFn> JobKind for ChunksMut<T, F> {
 /// Arguments of a `par_map_vec` job: where the encoded items are.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct VecArgs {
-    /// Mempool offset of `n + 1` little-endian u64 positions followed by the items.
+    /// Mempool offset of `n + 1` native-endian u64 positions (read as atomics), followed
+    /// by the items.
     offset: u64,
     n: u64,
 }
@@ -233,7 +234,8 @@ impl Pool {
         f: F,
     ) -> Result<SharedArray<U>> {
         assert_stateless::<F>();
-        let mut dst = SharedArray::<U>::zeroed(self.mempool(), src.len())?;
+        // Every element is written by the job (and a failed job's output is dropped).
+        let mut dst = SharedArray::<U>::for_overwrite(self.mempool(), src.len())?;
         self.par_map_into(src, &mut dst, f)?;
         Ok(dst)
     }
@@ -377,7 +379,7 @@ impl Pool {
         // SAFETY: the block is ours, `index_len + total` bytes, not shared yet.
         let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), block.len()) };
         for (i, pos) in sizes.iter().enumerate() {
-            buf[i * 8..i * 8 + 8].copy_from_slice(&pos.to_le_bytes());
+            buf[i * 8..i * 8 + 8].copy_from_slice(&pos.to_ne_bytes());
         }
         for (item, pos) in items.iter().zip(&sizes) {
             let at = index_len + *pos as usize;

@@ -439,7 +439,8 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
             return Err(e);
         }
         let n = S::len(&self.source);
-        let out = SharedArray::<St::Out>::zeroed(self.pool.mempool(), n)?;
+        // One-to-one stages write every element (and a failed job's output is dropped).
+        let out = SharedArray::<St::Out>::for_overwrite(self.pool.mempool(), n)?;
         let args = (self.source, self.state, out.desc());
         let sub = self
             .pool

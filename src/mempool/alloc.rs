@@ -192,8 +192,11 @@ impl Mempool {
     ///
     /// # Safety
     /// No handle ([`Block`], `SharedArray`) to a block with this tag may be used after the
-    /// call, in any process: its memory may be handed to someone else. (Dropping such a
-    /// handle is fine: the stale free is detected and ignored.)
+    /// call, in any process: its memory may be handed to someone else. Dropping such a
+    /// handle *after* the call is fine (the stale free is detected and ignored), but not
+    /// *during* it: freeing a large block gives its pages back outside the lock, so a
+    /// concurrent `free_tagged` could hand the block to a new owner whose data those pages
+    /// then lose. Call it once no process of the tree uses or drops the blocks any more.
     ///
     /// # Errors
     /// [`Error::Io`] if the pool is unusable (its lock is unrecoverable).

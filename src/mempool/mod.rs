@@ -268,7 +268,7 @@ pub struct Usage {
     pub allocations: usize,
 }
 
-fn pool_out_of_memory(requested: usize, available: u64, capacity: usize) -> Error {
+pub(crate) fn pool_out_of_memory(requested: usize, available: u64, capacity: usize) -> Error {
     Error::OutOfMemory {
         requested,
         available: available as usize,
