@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use procyon::{Ctx, Error, Pool};
 
-const GRACE: Duration = Duration::from_millis(50);
+#[path = "support/mod.rs"]
+mod support;
+use support::{median, quick};
 
-fn quick() -> bool {
-    std::env::var_os("PROCYON_BENCH_QUICK").is_some()
-}
+const GRACE: Duration = Duration::from_millis(50);
 
 fn cooperative(ctx: &Ctx) -> u64 {
     let mut n = 0u64;
@@ -35,16 +35,30 @@ fn never_checks(_: usize) {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn full_strength(pool: &Pool, before: &[i32]) -> bool {
+/// Whether every worker in `before` has been replaced by a live process.
+fn replaced(pool: &Pool, before: &[i32]) -> bool {
     let (_, now) = pool.pids();
     now.iter()
-        .all(|&p| p > 0 && std::path::Path::new(&format!("/proc/{p}")).exists())
-        && now.len() == before.len()
+        .zip(before)
+        .all(|(&p, &old)| p > 0 && p != old && std::path::Path::new(&format!("/proc/{p}")).exists())
+}
+
+fn pid_after_1ms(_: usize) -> u32 {
+    std::thread::sleep(Duration::from_millis(1));
+    std::process::id()
+}
+
+/// Whether a job of one 1 ms item per worker ran on as many distinct workers.
+fn serves_on_every_worker(pool: &Pool) -> bool {
+    let mut pids = pool
+        .par_range(0..pool.workers())
+        .with_max_len(1)
+        .map(pid_after_1ms)
+        .collect_vec()
+        .unwrap();
+    pids.sort_unstable();
+    pids.dedup();
+    pids.len() == pool.workers()
 }
 
 fn cancel_latency(_: &mut Criterion) {
@@ -56,7 +70,7 @@ fn cancel_latency(_: &mut Criterion) {
         .unwrap();
     let mut coop = Vec::new();
     let mut forced = Vec::new();
-    let mut recovery = Vec::new();
+    let (mut replacement, mut serving) = (Vec::new(), Vec::new());
     for _ in 0..20 {
         let h = pool.spawn(cooperative).unwrap();
         std::thread::sleep(Duration::from_millis(5));
@@ -76,18 +90,25 @@ fn cancel_latency(_: &mut Criterion) {
         h.cancel();
         assert!(matches!(h.wait(), Err(Error::Cancelled)));
         forced.push(t.elapsed().as_secs_f64() * 1e3);
+        // Both workers were killed; how long until their replacements exist, and until
+        // a job runs on every worker again (that job's 1 ms tasks included).
         let t = Instant::now();
-        while !full_strength(&pool, &before) {
+        while !replaced(&pool, &before) {
             std::thread::yield_now();
         }
-        recovery.push(t.elapsed().as_secs_f64() * 1e3);
+        replacement.push(t.elapsed().as_secs_f64() * 1e3);
+        while !serves_on_every_worker(&pool) {}
+        serving.push(t.elapsed().as_secs_f64() * 1e3);
     }
     println!(
-        "cancel latency (median of 20): cooperative {:.2} ms; never-checking {:.2} ms with a {} ms grace; back at full strength {:.2} ms later",
+        "cancel latency (median of 20): cooperative {:.2} ms; never-checking {:.2} ms with a {} ms \
+         grace; killed workers replaced {:.2} ms later, a job (1 ms tasks) served by every \
+         worker {:.2} ms later",
         median(coop),
         median(forced),
         GRACE.as_millis(),
-        median(recovery)
+        median(replacement),
+        median(serving)
     );
 }
 

@@ -1,15 +1,17 @@
-//! Engine benchmarks on the reference workloads (WORKLOADS.md), each group holding the
+//! Engine benchmarks on the reference workloads (docs/WORKLOADS.md), each group holding the
 //! sequential loop, rayon with the same number of threads, and procyon, so ratios come
 //! from one run on one machine.
 //!
 //! * W3 tiny tasks: 100,000 items, `i + 1`, summed; default chunking and one item per
 //!   chunk (`with_max_len(1)`).
-//! * W4 round trip: one small job at a time, submit to result. Besides criterion's
-//!   estimate, a direct loop of 10,000 jobs prints the median and p99 in microseconds.
+//! * W4 round trip: one small job at a time, submit to result: the sum of `v + 1` over 16
+//!   values on both (and, for procyon alone, its smallest job, a 16-element
+//!   `par_map_into`). Besides criterion's estimate, a direct loop of 10,000 jobs prints
+//!   the median and p99 in microseconds.
 //! * W5 bandwidth: y = 2x + 1 over 64 Mi f64 (512 MiB in, 512 MiB out); throughput is
 //!   counted as input + output bytes. The arrays are allocated (and populated) once,
-//!   before timing; the first, untimed run also pays each worker's page-table faults on
-//!   the shared pages (printed separately as "cold").
+//!   before timing; the first run also pays each worker's page-table faults on the shared
+//!   pages (printed separately as "cold"). Interleaved rounds check every run's output.
 //!
 //! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2.
 
@@ -19,11 +21,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 
-const WORKERS: usize = 2;
+#[path = "support/mod.rs"]
+mod support;
+use support::{median, quick, rayon_pool, time};
 
-fn quick() -> bool {
-    std::env::var_os("PROCYON_BENCH_QUICK").is_some()
-}
+const WORKERS: usize = 2;
 
 fn pool() -> procyon::Pool {
     procyon::Pool::builder()
@@ -33,17 +35,10 @@ fn pool() -> procyon::Pool {
         .expect("pool")
 }
 
-fn rayon_pool() -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(WORKERS)
-        .build()
-        .unwrap()
-}
-
 fn w3(c: &mut Criterion) {
     const N: usize = 100_000;
     let pool = pool();
-    let rp = rayon_pool();
+    let rp = rayon_pool(WORKERS);
     let mut g = c.benchmark_group("w3_tiny_tasks");
     g.throughput(Throughput::Elements(N as u64));
     if quick() {
@@ -104,9 +99,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// W4's job for rayon: the sum of `v + 1` over 16 values.
+fn w4_rayon(rp: &rayon::ThreadPool) -> u64 {
+    rp.install(|| {
+        (0..16u64)
+            .into_par_iter()
+            .map(|v| black_box(v) + 1)
+            .sum::<u64>()
+    })
+}
+
+/// The same job on procyon (each worker that takes part hands back a partial sum).
+fn w4_procyon(pool: &procyon::Pool) -> u64 {
+    pool.par_range(0..16)
+        .map(|v: usize| black_box(v as u64) + 1)
+        .sum()
+        .unwrap()
+}
+
 fn w4(c: &mut Criterion) {
     let pool = pool();
-    let rp = rayon_pool();
+    let rp = rayon_pool(WORKERS);
     let x = pool.array_from_fn(16, |i| i as u64).unwrap();
     let mut y = pool.array_zeroed::<u64>(16).unwrap();
     let mut g = c.benchmark_group("w4_round_trip");
@@ -115,43 +128,32 @@ fn w4(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(1))
             .warm_up_time(Duration::from_millis(300));
     }
-    g.bench_function("rayon", |b| {
-        b.iter(|| {
-            rp.install(|| {
-                (0..16u64)
-                    .into_par_iter()
-                    .map(|v| black_box(v) + 1)
-                    .sum::<u64>()
-            })
-        })
-    });
-    g.bench_function("procyon", |b| {
+    g.bench_function("rayon", |b| b.iter(|| w4_rayon(&rp)));
+    g.bench_function("procyon", |b| b.iter(|| w4_procyon(&pool)));
+    // The smallest job procyon has: no result to hand back, output written in place.
+    g.bench_function("procyon/par_map_into", |b| {
         b.iter(|| pool.par_map_into(&x, &mut y, |v: u64| v + 1).unwrap())
     });
     g.finish();
+    assert!(y.iter().enumerate().all(|(i, &v)| v == i as u64 + 1));
 
-    // Latency distribution: one job at a time, 10,000 times (1,000 in quick mode).
+    // Latency distribution: one job at a time, 10,000 times (1,000 in quick mode), the
+    // same job (a sum of 16) for both, alternating.
     let rounds = if quick() { 1_000 } else { 10_000 };
     let mut lat = Vec::with_capacity(rounds);
     let mut lat_rayon = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
-        pool.par_map_into(&x, &mut y, |v: u64| v + 1).unwrap();
+        assert_eq!(w4_procyon(&pool), 136);
         lat.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        black_box(rp.install(|| {
-            (0..16u64)
-                .into_par_iter()
-                .map(|v| black_box(v) + 1)
-                .sum::<u64>()
-        }));
+        assert_eq!(w4_rayon(&rp), 136);
         lat_rayon.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    assert!(y.iter().enumerate().all(|(i, &v)| v == i as u64 + 1));
     lat.sort_by(f64::total_cmp);
     lat_rayon.sort_by(f64::total_cmp);
     println!(
-        "w4 latency over {rounds} jobs: procyon median {:.1} us p99 {:.1} us; rayon median {:.1} us p99 {:.1} us",
+        "w4 latency over {rounds} jobs (sum of 16): procyon median {:.1} us p99 {:.1} us; rayon median {:.1} us p99 {:.1} us",
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         percentile(&lat_rayon, 0.5),
@@ -159,21 +161,54 @@ fn w4(c: &mut Criterion) {
     );
 }
 
+/// W5's kernel, `y = 2x + 1`, for every system.
+fn w5_kernel(v: f64) -> f64 {
+    2.0 * v + 1.0
+}
+
+const W5_CHECKSUM: f64 = 68_719_476_736.0;
+
+fn w5_sequential(xs: &[f64], ys: &mut [f64]) {
+    for (o, &i) in ys.iter_mut().zip(xs) {
+        *o = w5_kernel(i);
+    }
+}
+
+fn w5_rayon(rp: &rayon::ThreadPool, xs: &[f64], ys: &mut [f64]) {
+    rp.install(|| {
+        ys.par_iter_mut()
+            .zip(xs.par_iter())
+            .for_each(|(o, &i)| *o = w5_kernel(i))
+    })
+}
+
+fn w5_procyon(
+    pool: &procyon::Pool,
+    x: &procyon::SharedArray<f64>,
+    y: &mut procyon::SharedArray<f64>,
+) {
+    pool.par_map_into(x, y, w5_kernel).unwrap()
+}
+
+/// Asserts that `out` holds W5's output, then clears it (so that a run that wrote
+/// nothing cannot pass the next check).
+fn w5_check(out: &mut [f64], who: &str) {
+    assert_eq!(out.iter().sum::<f64>(), W5_CHECKSUM, "{who}'s W5 output");
+    out.fill(0.0);
+}
+
 fn w5(c: &mut Criterion) {
     const N: usize = 64 << 20;
     let bytes = (2 * N * 8) as u64;
     let pool = pool();
-    let rp = rayon_pool();
+    let rp = rayon_pool(WORKERS);
     let x = pool.array_from_fn(N, |i| (i % 1024) as f64).unwrap();
     let mut y = pool.array_zeroed::<f64>(N).unwrap();
-    let t = Instant::now();
-    pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)
-        .unwrap();
-    let cold = t.elapsed();
-    assert_eq!(y.iter().sum::<f64>(), 68_719_476_736.0);
+    let cold = time(|| w5_procyon(&pool, &x, &mut y));
+    w5_check(&mut y, "procyon's cold run");
     println!(
         "w5 cold first run (page-table faults in the workers): {:.1} GB/s",
-        bytes as f64 / cold.as_secs_f64() / 1e9
+        bytes as f64 / cold / 1e9
     );
     let xs: Vec<f64> = (0..N).map(|i| (i % 1024) as f64).collect();
     let mut ys = vec![0.0f64; N];
@@ -184,64 +219,28 @@ fn w5(c: &mut Criterion) {
         g.measurement_time(Duration::from_secs(2))
             .warm_up_time(Duration::from_millis(500));
     }
-    g.bench_function("sequential", |b| {
-        b.iter(|| {
-            for (o, &i) in ys.iter_mut().zip(&xs) {
-                *o = 2.0 * i + 1.0;
-            }
-        })
-    });
-    g.bench_function("rayon", |b| {
-        b.iter(|| {
-            rp.install(|| {
-                ys.par_iter_mut()
-                    .zip(xs.par_iter())
-                    .for_each(|(o, &i)| *o = 2.0 * i + 1.0)
-            })
-        })
-    });
+    g.bench_function("sequential", |b| b.iter(|| w5_sequential(&xs, &mut ys)));
+    g.bench_function("rayon", |b| b.iter(|| w5_rayon(&rp, &xs, &mut ys)));
     g.bench_with_input(BenchmarkId::new("procyon", WORKERS), &(), |b, _| {
-        b.iter(|| {
-            pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)
-                .unwrap()
-        })
+        b.iter(|| w5_procyon(&pool, &x, &mut y))
     });
     g.finish();
 
     // The three one after the other, again and again: a burst of load from elsewhere on
     // this shared machine then hits all three alike, so the ratio is steadier than the
-    // one between criterion's groups, measured seconds apart.
+    // one between criterion's groups, measured seconds apart. Each run is checked (not
+    // timed) before the next.
     let rounds = if quick() { 9 } else { 25 };
     let (mut seq, mut ray, mut pro) = (Vec::new(), Vec::new(), Vec::new());
-    let time = |f: &mut dyn FnMut()| {
-        let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64()
-    };
     for _ in 0..rounds {
-        seq.push(time(&mut || {
-            for (o, &i) in ys.iter_mut().zip(&xs) {
-                *o = 2.0 * i + 1.0;
-            }
-        }));
-        ray.push(time(&mut || {
-            rp.install(|| {
-                ys.par_iter_mut()
-                    .zip(xs.par_iter())
-                    .for_each(|(o, &i)| *o = 2.0 * i + 1.0)
-            })
-        }));
-        pro.push(time(&mut || {
-            pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)
-                .unwrap()
-        }));
+        seq.push(time(|| w5_sequential(&xs, &mut ys)));
+        w5_check(&mut ys, "sequential");
+        ray.push(time(|| w5_rayon(&rp, &xs, &mut ys)));
+        w5_check(&mut ys, "rayon");
+        pro.push(time(|| w5_procyon(&pool, &x, &mut y)));
+        w5_check(&mut y, "procyon");
     }
-    assert_eq!(y.iter().sum::<f64>(), 68_719_476_736.0);
-    assert_eq!(ys.iter().sum::<f64>(), 68_719_476_736.0);
-    let gbs = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        bytes as f64 / percentile(&v, 0.5) / 1e9
-    };
+    let gbs = |v: Vec<f64>| bytes as f64 / median(v) / 1e9;
     let (s, r, p) = (gbs(seq), gbs(ray), gbs(pro));
     println!(
         "w5 interleaved over {rounds} rounds (medians): sequential {s:.1} GB/s, rayon {r:.1} GB/s, \

@@ -1,4 +1,4 @@
-//! W1 (mandelbrot) and W2 (matmul) from WORKLOADS.md, each in one criterion group that
+//! W1 (mandelbrot) and W2 (matmul) from docs/WORKLOADS.md, each in one criterion group that
 //! holds the sequential loop and, for every worker count from 1 to the number of CPUs,
 //! rayon with that many threads and procyon with that many worker processes. All three
 //! run the very kernels of `examples/mandelbrot` and `examples/matrix` (included below),
@@ -27,7 +27,7 @@
 //! table and plot.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
@@ -36,9 +36,9 @@ use criterion::{
 use procyon::{Pool, SharedArray};
 use rayon::prelude::*;
 
-#[path = "support/criterion_dir.rs"]
+#[path = "support/mod.rs"]
 mod support;
-use support::criterion_dir;
+use support::{criterion_dir, median, quick, rayon_pool, time};
 
 /// The W1 kernel and its procyon form, as the example runs them.
 #[path = "../examples/mandelbrot"]
@@ -54,16 +54,9 @@ mod w2 {
     pub mod kernel;
 }
 
-use w1::kernel::Frame;
+use w1::kernel::{Frame, W1_CHECKSUM};
 use w2::blocks::ROWS_PER_TASK;
-
-const W1_CHECKSUM: u64 = 1_898_038_182;
-const W2_N: usize = 1024;
-const W2_CHECKSUM: &str = "262682122.174589";
-
-fn quick() -> bool {
-    std::env::var_os("PROCYON_BENCH_QUICK").is_some()
-}
+use w2::kernel::{W2_CHECKSUM, W2_N};
 
 /// Whether this is `cargo bench` rather than `cargo test --benches`, which runs each
 /// benchmark once, as a test (at the quick sizes, and without the interleaved rounds).
@@ -95,13 +88,6 @@ fn note_load(when: &str) {
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         eprintln!("load average {when}: {}", load.trim());
     }
-}
-
-fn rayon_pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("rayon pool")
 }
 
 /// A workload in its three forms (the sequential loop, rayon, procyon), each run's
@@ -339,18 +325,6 @@ fn w2_matmul(c: &mut Criterion) {
     bench(c, W2::new());
 }
 
-/// Seconds taken by `f`.
-fn time(f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Prints the medians of interleaved rounds (`rounds[i] = (sequential, rayon, procyon)`
 /// seconds) and saves them beside criterion's results of `group`, as
 /// `interleaved.json`, for `examples/plot_speedup.rs`.
@@ -386,7 +360,8 @@ fn report_rounds(group: &str, workers: usize, rounds: &[(f64, f64, f64)]) {
 }
 
 /// `rounds` rounds of the three forms of `w` one right after the other, after a warm-up
-/// run of procyon's (the workers' first touch of the arrays' pages).
+/// run of procyon's (the workers' first touch of the arrays' pages). Every run's output
+/// is checked, and cleared, before the next run (untimed).
 fn interleaved_rounds<W: Workload>(
     mut w: W,
     rp: &rayon::ThreadPool,
@@ -395,17 +370,18 @@ fn interleaved_rounds<W: Workload>(
 ) {
     let (pool, mut arrays) = w.procyon_pool(workers);
     w.procyon(&pool, &mut arrays);
+    w.check_procyon(&mut arrays);
     let r: Vec<_> = (0..rounds)
         .map(|_| {
-            (
-                time(|| w.sequential()),
-                time(|| w.rayon(rp)),
-                time(|| w.procyon(&pool, &mut arrays)),
-            )
+            let seq = time(|| w.sequential());
+            w.check_own("the sequential loop");
+            let rayon = time(|| w.rayon(rp));
+            w.check_own("rayon");
+            let procyon = time(|| w.procyon(&pool, &mut arrays));
+            w.check_procyon(&mut arrays);
+            (seq, rayon, procyon)
         })
         .collect();
-    w.check_own("rayon");
-    w.check_procyon(&mut arrays);
     report_rounds(W::GROUP, workers, &r);
 }
 

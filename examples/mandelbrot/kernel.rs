@@ -1,7 +1,10 @@
-//! The W1 kernel (WORKLOADS.md), free of any parallel machinery, so that the example,
+//! The W1 kernel (docs/WORKLOADS.md), free of any parallel machinery, so that the example,
 //! the sequential baseline and every benchmark run the very same code.
 
 use serde::{Deserialize, Serialize};
+
+/// The W1 checksum: the sum of all iteration counts of the 2048 x 2048 image.
+pub const W1_CHECKSUM: u64 = 1_898_038_182;
 
 /// The image to compute: its size and the iteration bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

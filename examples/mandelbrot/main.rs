@@ -1,4 +1,4 @@
-//! W1 mandelbrot (WORKLOADS.md) on a procyon pool, with a live progress bar, Ctrl-C
+//! W1 mandelbrot (docs/WORKLOADS.md) on a procyon pool, with a live progress bar, Ctrl-C
 //! cancellation, an optional colour PNG, and an optional comparison with the sequential
 //! loop.
 //!
@@ -26,10 +26,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use procyon::JobHandle;
 
-use kernel::Frame;
-
-/// The W1 checksum: the sum of all iteration counts of the 2048 x 2048 image.
-const W1_CHECKSUM: u64 = 1_898_038_182;
+use kernel::{Frame, W1_CHECKSUM};
 
 /// How often the progress bar is refreshed (and Ctrl-C noticed).
 const POLL: Duration = Duration::from_millis(50);

@@ -1,5 +1,10 @@
-//! The W2 kernel (WORKLOADS.md), free of any parallel machinery, so that the example,
+//! The W2 kernel (docs/WORKLOADS.md), free of any parallel machinery, so that the example,
 //! the sequential baseline and every benchmark run the very same code.
+
+/// The W2 size.
+pub const W2_N: usize = 1024;
+/// The W2 checksum, as printed with 6 decimals.
+pub const W2_CHECKSUM: &str = "262682122.174589";
 
 /// `A[i][j]` of W2.
 pub fn a(n: usize, x: usize) -> f64 {

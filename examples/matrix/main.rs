@@ -1,4 +1,4 @@
-//! W2 matmul (WORKLOADS.md) on a procyon pool: `C = A x B`, f64, row-major, i-k-j loop
+//! W2 matmul (docs/WORKLOADS.md) on a procyon pool: `C = A x B`, f64, row-major, i-k-j loop
 //! order; A and B are read-only shared arrays, C a shared output, and a task is a block
 //! of rows of C (see `blocks.rs`).
 //!
@@ -17,10 +17,7 @@ use std::time::Instant;
 use clap::builder::TypedValueParser;
 use clap::Parser;
 
-/// The W2 size.
-const W2_N: usize = 1024;
-/// The W2 checksum, as printed with 6 decimals.
-const W2_CHECKSUM: &str = "262682122.174589";
+use kernel::{W2_CHECKSUM, W2_N};
 
 /// W2 matrix product on a pool of worker processes.
 #[derive(Parser, Debug)]
