@@ -17,6 +17,7 @@
 //! stores. Other architectures, and element types whose layout does not fit the buffer,
 //! take the ordinary loop.
 
+use std::mem::{align_of, size_of, MaybeUninit};
 use std::sync::OnceLock;
 
 use bytemuck::Pod;
@@ -67,84 +68,202 @@ pub(crate) fn map_cached<T: Pod, U: Pod>(src: &[T], dst: &mut [U], f: &impl Fn(T
 /// with the caller's later stores (an `sfence` ends the streaming).
 pub(crate) fn map_streaming<T: Pod, U: Pod>(src: &[T], dst: &mut [U], f: &impl Fn(T) -> U) {
     debug_assert_eq!(src.len(), dst.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        x86::map_streaming(src, dst, f)
+    StreamWriter::new(dst).extend_mapped(src, f);
+}
+
+/// Bytes of the staging buffer.
+const BUF_BYTES: usize = 1024;
+
+/// Where values wait until a whole block of 16-byte words can be streamed out.
+#[repr(C, align(16))]
+struct Staging([MaybeUninit<u8>; BUF_BYTES]);
+
+/// Fills a slice front to back, writing it past the cache in blocks of `BUF_BYTES` where
+/// the layout allows (see the module docs); the unaligned head and the last partial block
+/// use ordinary stores. Dropping it (also while unwinding) writes out what is staged and
+/// fences the streaming stores.
+pub(crate) struct StreamWriter<'a, U: Pod> {
+    dst: &'a mut [U],
+    /// Elements of `dst` written (directly or streamed).
+    done: usize,
+    /// Elements waiting in `buf`, bound for `dst[done..]`.
+    staged: usize,
+    /// First index of `dst` that starts on 16 bytes (`usize::MAX`: never stream).
+    head: usize,
+    /// Elements per streamed block.
+    per_block: usize,
+    streamed: bool,
+    buf: Staging,
+}
+
+impl<'a, U: Pod> StreamWriter<'a, U> {
+    pub(crate) fn new(dst: &'a mut [U]) -> Self {
+        let (head, per_block) = block_layout::<U>(dst.as_ptr() as usize).unwrap_or((usize::MAX, 0));
+        StreamWriter {
+            dst,
+            done: 0,
+            staged: 0,
+            head,
+            per_block,
+            streamed: false,
+            buf: Staging([MaybeUninit::uninit(); BUF_BYTES]),
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        map_cached(src, dst, f)
+
+    /// Appends one value.
+    ///
+    /// # Panics
+    /// If the slice is already full.
+    #[inline]
+    pub(crate) fn push(&mut self, v: U) {
+        assert!(
+            self.done + self.staged < self.dst.len(),
+            "StreamWriter: more values than room"
+        );
+        if self.done < self.head {
+            self.dst[self.done] = v;
+            self.done += 1;
+            return;
+        }
+        // SAFETY: `staged < per_block` here (a full block is flushed at once), and
+        // `per_block * size_of::<U>() <= BUF_BYTES`; the buffer is 16-byte aligned, which
+        // `U` (align <= 16, checked by `block_layout`) accepts; `U: Pod` has no drop.
+        unsafe {
+            self.buf
+                .0
+                .as_mut_ptr()
+                .cast::<U>()
+                .add(self.staged)
+                .write(v)
+        };
+        self.staged += 1;
+        if self.staged == self.per_block {
+            self.flush_block();
+        }
+    }
+
+    /// Appends `f(x)` for every `x` of `src`: as `push` one by one, but whole blocks are
+    /// computed in a loop the compiler can vectorize.
+    pub(crate) fn extend_mapped<T: Pod>(&mut self, src: &[T], f: &impl Fn(T) -> U) {
+        let mut rest = src;
+        // One by one up to a block boundary (or to the end when nothing streams).
+        while let Some((&x, tail)) = rest.split_first() {
+            if self.staged == 0 && self.done >= self.head {
+                break;
+            }
+            self.push(f(x));
+            rest = tail;
+        }
+        while self.per_block > 0 && rest.len() >= self.per_block {
+            assert!(
+                self.done + self.per_block <= self.dst.len(),
+                "StreamWriter: more values than room"
+            );
+            let (block, tail) = rest.split_at(self.per_block);
+            let staged = self.buf.0.as_mut_ptr().cast::<U>();
+            for (k, &x) in block.iter().enumerate() {
+                // SAFETY: as in `push`: `k < per_block`, aligned, no drop.
+                unsafe { staged.add(k).write(f(x)) };
+            }
+            self.staged = self.per_block;
+            self.flush_block();
+            rest = tail;
+        }
+        for &x in rest {
+            self.push(f(x));
+        }
+    }
+
+    /// Streams the full staging buffer to `dst[done..done + per_block]`.
+    fn flush_block(&mut self) {
+        let bytes = self.per_block * size_of::<U>();
+        let out = self.dst[self.done..self.done + self.per_block].as_mut_ptr();
+        debug_assert_eq!(out as usize % 16, 0);
+        // SAFETY: `out` starts on 16 bytes (`head` is the first such element and blocks are
+        // whole numbers of 16-byte words) and the `bytes` from it are the slice just
+        // borrowed; the buffer holds `per_block` initialized values, `bytes` in all.
+        unsafe { copy_past_cache(out.cast(), self.buf.0.as_ptr().cast(), bytes) };
+        self.done += self.per_block;
+        self.staged = 0;
+        self.streamed = true;
     }
 }
 
+impl<U: Pod> Drop for StreamWriter<'_, U> {
+    fn drop(&mut self) {
+        let staged = self.buf.0.as_ptr().cast::<U>();
+        for k in 0..self.staged {
+            // SAFETY: the first `staged` values of the buffer were written by `push`.
+            self.dst[self.done + k] = unsafe { staged.add(k).read() };
+        }
+        self.done += self.staged;
+        self.staged = 0;
+        if self.streamed {
+            fence();
+        }
+    }
+}
+
+/// For `U` at address `addr`: the index of the first element that starts on 16 bytes,
+/// and how many elements make a streamed block (a whole number of 16-byte words within
+/// `BUF_BYTES`); `None` when nothing can be streamed (no streaming stores on this
+/// architecture, zero-sized or over-aligned `U`, a layout that never meets 16 bytes).
+fn block_layout<U>(addr: usize) -> Option<(usize, usize)> {
+    let size = size_of::<U>();
+    if !cfg!(target_arch = "x86_64") || size == 0 || align_of::<U>() > 16 {
+        return None;
+    }
+    // Elements per whole number of 16-byte words.
+    let unit = 16 / gcd(size, 16);
+    if unit * size > BUF_BYTES {
+        return None;
+    }
+    // Addresses of consecutive elements repeat modulo 16 every `unit` elements, so if
+    // none of the first `unit` is aligned (a 4-byte element at an odd address), none is.
+    let head = (0..unit).find(|&h| (addr + h * size) % 16 == 0)?;
+    Some((head, (BUF_BYTES / (unit * size)) * unit))
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Copies `bytes` (a multiple of 16) from `src` to `dst`, both 16-byte aligned, with
+/// non-temporal stores.
+///
+/// # Safety
+/// Both ranges valid and 16-byte aligned, `bytes % 16 == 0`, not overlapping.
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_sfence, _mm_stream_si128};
-    use std::mem::{align_of, size_of, MaybeUninit};
-
-    use bytemuck::Pod;
-
-    /// Bytes of the staging buffer (in 16-byte words).
-    const BUF_WORDS: usize = 64;
-
-    /// Orders the streaming stores before anything the caller does next, also when `f`
-    /// panics half way (the job then fails, but the memory is reused).
-    struct Fence;
-    impl Drop for Fence {
-        fn drop(&mut self) {
-            // SAFETY: `sfence` has no preconditions; SSE is part of x86-64.
-            unsafe { _mm_sfence() };
-        }
+unsafe fn copy_past_cache(dst: *mut u8, src: *const u8, bytes: usize) {
+    use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_stream_si128};
+    let (dst, src) = (dst.cast::<__m128i>(), src.cast::<__m128i>());
+    for w in 0..bytes / 16 {
+        // SAFETY: word `w` lies in both ranges, which are aligned (caller's contract);
+        // SSE2 is part of x86-64.
+        unsafe { _mm_stream_si128(dst.add(w), _mm_load_si128(src.add(w))) };
     }
+}
 
-    pub(super) fn map_streaming<T: Pod, U: Pod>(src: &[T], dst: &mut [U], f: &impl Fn(T) -> U) {
-        let size = size_of::<U>();
-        // Elements per whole number of 16-byte words, and per buffer.
-        let unit = if size == 0 { 0 } else { 16 / gcd(size, 16) };
-        if size == 0 || align_of::<U>() > 16 || unit * size > BUF_WORDS * 16 {
-            return super::map_cached(src, dst, f);
-        }
-        let per_buf = (BUF_WORDS * 16 / (unit * size)) * unit;
-        let n = dst.len();
-        // Ordinary stores until the output is 16-byte aligned. Addresses of consecutive
-        // elements repeat modulo 16 every `unit` elements, so if none of the first `unit`
-        // is aligned (a 4-byte element at an odd address), none is: no streaming then.
-        let addr = dst.as_ptr() as usize;
-        let Some(head) = (0..unit).find(|&h| (addr + h * size) % 16 == 0) else {
-            return super::map_cached(src, dst, f);
-        };
-        let head = head.min(n);
-        super::map_cached(&src[..head], &mut dst[..head], f);
-        let _fence = Fence;
-        let mut buf = [MaybeUninit::<__m128i>::uninit(); BUF_WORDS];
-        let mut i = head;
-        while n - i >= per_buf {
-            let staged = buf.as_mut_ptr().cast::<U>();
-            for k in 0..per_buf {
-                // SAFETY: `buf` holds `per_buf * size <= BUF_WORDS * 16` bytes and is
-                // 16-byte aligned, which `U` (align <= 16) accepts; `U: Pod` has no drop.
-                unsafe { staged.add(k).write(f(src[i + k])) };
-            }
-            let out = dst[i..].as_mut_ptr().cast::<__m128i>();
-            debug_assert_eq!(out as usize % 16, 0);
-            for (w, word) in buf.iter().take(per_buf * size / 16).enumerate() {
-                // SAFETY: `out` is 16-byte aligned (the head made it so, and every block
-                // is a whole number of words); the `per_buf * size` bytes from it are
-                // `dst[i..i + per_buf]`, ours to write. The source word was written
-                // above (the block is a whole number of words of initialized `U`s).
-                unsafe { _mm_stream_si128(out.add(w), _mm_load_si128(word.as_ptr())) };
-            }
-            i += per_buf;
-        }
-        super::map_cached(&src[i..], &mut dst[i..], f);
-    }
+/// Without streaming stores (never called: `block_layout` streams nothing there).
+///
+/// # Safety
+/// As the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn copy_past_cache(dst: *mut u8, src: *const u8, bytes: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, bytes) };
+}
 
-    fn gcd(mut a: usize, mut b: usize) -> usize {
-        while b != 0 {
-            (a, b) = (b, a % b);
-        }
-        a
-    }
+/// Orders earlier streaming stores before every later store (they are weakly ordered).
+fn fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` has no preconditions; SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
 }
 
 #[cfg(test)]
@@ -160,6 +279,14 @@ mod tests {
                 map_cached(&src[off..], &mut want[off..], &f);
                 map_streaming(&src[off..], &mut got[off..], &f);
                 assert_eq!(got, want, "len {len} offset {off}");
+                // One value at a time, as collect_array pushes them.
+                let mut pushed = vec![U::zeroed(); len + off];
+                let mut w = StreamWriter::new(&mut pushed[off..]);
+                for &x in &src[off..] {
+                    w.push(f(x));
+                }
+                drop(w);
+                assert_eq!(pushed, want, "pushed, len {len} offset {off}");
             }
         }
     }
@@ -188,6 +315,16 @@ mod tests {
         map_streaming(&src, dst, &|x: u64| (x as u32).to_le_bytes());
         for (i, v) in dst.iter().enumerate() {
             assert_eq!(u32::from_le_bytes(*v), i as u32);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "more values than room")]
+    fn a_writer_refuses_values_past_the_end() {
+        let mut dst = [0u64; 300];
+        let mut w = StreamWriter::new(&mut dst);
+        for x in 0..301 {
+            w.push(x);
         }
     }
 

@@ -99,6 +99,8 @@ proptest! {
             prop_assert!(y.iter().enumerate().all(|(i, &v)| v == 2.0 * (i * 7) as f64 + 1.0));
             let w = pool.par_map(&x, |v: u64| [v as u16, (v >> 16) as u16, 9]).unwrap();
             prop_assert!(w.iter().enumerate().all(|(i, v)| *v == [(i * 7) as u16, ((i * 7) >> 16) as u16, 9]));
+            let c = pool.par_iter(&x).map(|v: u64| v as u32 ^ 0x5a5a).collect_array().unwrap();
+            prop_assert!(c.iter().enumerate().all(|(i, &v)| v == (i * 7) as u32 ^ 0x5a5a));
             let mut z = pool.array_zeroed::<[u8; 3]>(len).unwrap();
             pool.par_map_into(&x, &mut z, |v: u64| [v as u8, (v >> 8) as u8, 1]).unwrap();
             prop_assert!(z.iter().enumerate().all(|(i, v)| *v == [(i * 7) as u8, ((i * 7) >> 8) as u8, 1]));

@@ -35,6 +35,7 @@ use crate::array::{ArrayDesc, SharedArray};
 use crate::kind::{JobKind, WorkerCx};
 use crate::ops::Resolved;
 use crate::pool::{Chunking, JobHandle, Pool};
+use crate::stream::StreamWriter;
 use crate::task::{assert_stateless, TaskFn};
 use crate::Result;
 
@@ -441,7 +442,9 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         let n = S::len(&self.source);
         // One-to-one stages write every element (and a failed job's output is dropped).
         let out = SharedArray::<St::Out>::for_overwrite(self.pool.mempool(), n)?;
-        let args = (self.source, self.state, out.desc());
+        let stream =
+            std::mem::size_of_val::<[St::Out]>(&out) >= self.pool.inner().config.stream_from;
+        let args = (self.source, self.state, out.desc(), stream);
         let sub = self
             .pool
             .submit::<CollectArray<S, St>>(&args, n, self.chunking)?;
@@ -494,7 +497,9 @@ impl<S: Source, St: Stage<S::Item> + OneToOne> JobKind for CollectArray<S, St>
 where
     St::Out: Pod,
 {
-    type Args = (S::Args, St::State, ArrayDesc<St::Out>);
+    /// Source, stages, output, and whether to write it past the cache
+    /// ([`crate::stream`]).
+    type Args = (S::Args, St::State, ArrayDesc<St::Out>, bool);
     type Local = (S::Local, St::Local, Resolved<St::Out>);
     type Partial = ();
     const ORDERED: bool = false;
@@ -512,14 +517,24 @@ where
     ) -> (Option<()>, bool) {
         // SAFETY: chunk `range` is handed to this worker only.
         let dst = unsafe { out.slice_mut(range.clone()) };
-        let mut i = 0;
-        let _ = S::feed(src, range, |item| {
-            St::push(&args.1, st, item, &mut |o| {
-                dst[i] = o;
-                i += 1;
-                ControlFlow::Continue(())
-            })
-        });
+        if args.3 {
+            let mut w = StreamWriter::new(dst);
+            let _ = S::feed(src, range, |item| {
+                St::push(&args.1, st, item, &mut |o| {
+                    w.push(o);
+                    ControlFlow::Continue(())
+                })
+            });
+        } else {
+            let mut i = 0;
+            let _ = S::feed(src, range, |item| {
+                St::push(&args.1, st, item, &mut |o| {
+                    dst[i] = o;
+                    i += 1;
+                    ControlFlow::Continue(())
+                })
+            });
+        }
         (None, false)
     }
 }
