@@ -111,6 +111,15 @@ impl<Item> Terminal<Item> for Count {
     }
 }
 
+/// Combines two accumulators of which either may be empty, `left` first.
+fn combine<T>(left: Option<T>, right: Option<T>, op: impl FnOnce(T, T) -> T) -> Option<T> {
+    match (left, right) {
+        (Some(l), Some(r)) => Some(op(l, r)),
+        (l, None) => l,
+        (None, r) => r,
+    }
+}
+
 /// `min()` / `max()`: `MAX = true` keeps the largest.
 #[doc(hidden)]
 pub struct MinMax<const MAX: bool>;
@@ -122,20 +131,11 @@ impl<Item: Ord + Serialize + DeserializeOwned, const MAX: bool> Terminal<Item> f
         None
     }
     fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
-        let a = acc.take();
-        *acc = Self::merge(a, Some(item));
+        *acc = Self::merge(acc.take(), Some(item));
         ControlFlow::Continue(())
     }
     fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
-        match (left, right) {
-            (Some(l), Some(r)) => Some(if MAX {
-                std::cmp::max(l, r)
-            } else {
-                std::cmp::min(l, r)
-            }),
-            (l, None) => l,
-            (None, r) => r,
-        }
+        combine(left, right, if MAX { std::cmp::max } else { std::cmp::min })
     }
 }
 
@@ -154,16 +154,11 @@ where
         None
     }
     fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
-        let a = acc.take();
-        *acc = Self::merge(a, Some(item));
+        *acc = Self::merge(acc.take(), Some(item));
         ControlFlow::Continue(())
     }
     fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
-        match (left, right) {
-            (Some(l), Some(r)) => Some(conjure::<Op>()(l, r)),
-            (l, None) => l,
-            (None, r) => r,
-        }
+        combine(left, right, conjure::<Op>())
     }
 }
 
