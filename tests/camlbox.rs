@@ -82,6 +82,24 @@ impl Child {
     }
 }
 
+/// Forks a child that opens `inbox`'s receiver and then runs `body` with it; returns once
+/// the receiver is open (the child signals through a second box).
+fn spawn_receiver<M: Serialize + for<'de> Deserialize<'de>>(
+    inbox: &Camlbox,
+    body: impl FnOnce(procyon::Receiver<M>) -> i32,
+) -> Child {
+    let ready = Camlbox::new(2, 16).unwrap();
+    let ready_rx = ready.receiver::<u8>().unwrap();
+    let (inbox, ready_tx) = (inbox.clone(), ready.sender::<u8>());
+    let child = Child::spawn(move || {
+        let rx = inbox.receiver::<M>().unwrap();
+        ready_tx.send(&0).unwrap();
+        body(rx)
+    });
+    ready_rx.recv_timeout(LONG).unwrap();
+    child
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         if !self.reaped {
@@ -178,17 +196,11 @@ fn sender_killed_mid_write_does_not_wedge_the_box() {
 fn sender_killed_mid_write_while_the_receiver_sleeps() {
     let _serial = serial();
     let inbox = Camlbox::new(2, 32).unwrap();
-    let ready = Camlbox::new(2, 32).unwrap();
-    let ready_rx = ready.receiver::<u64>().unwrap();
-    let (box2, ready_tx) = (inbox.clone(), ready.sender::<u64>());
-    let receiver = Child::spawn(move || {
-        let rx = box2.receiver::<u64>().unwrap();
-        ready_tx.send(&0).unwrap();
+    let receiver = spawn_receiver(&inbox, |rx| {
         // Asleep on the futex when the doomed sender claims; woken by the next publish.
         let got: Vec<u64> = (0..3).map(|_| rx.recv_timeout(LONG).unwrap()).collect();
         i32::from(got != [7, 8, 9])
     });
-    ready_rx.recv_timeout(LONG).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let doomed = inbox.sender::<KillsItsWriter>();
     let killed = Child::spawn(move || {
@@ -269,17 +281,9 @@ fn disconnected_when_the_receiver_is_dropped() {
 fn disconnected_when_the_receiver_process_dies() {
     let _serial = serial();
     let inbox = Camlbox::new(4, 16).unwrap();
-    let ready = Camlbox::new(2, 16).unwrap();
-    let ready_rx = ready.receiver::<u8>().unwrap();
-    let (box2, ready_tx) = (inbox.clone(), ready.sender::<u8>());
-    let receiver = Child::spawn(move || {
-        let _rx = box2.receiver::<u8>().unwrap();
-        ready_tx.send(&0).unwrap();
-        loop {
-            std::thread::park(); // holds the receiver, receives nothing
-        }
+    let receiver = spawn_receiver::<u8>(&inbox, |_rx| loop {
+        std::thread::park(); // holds the receiver, receives nothing
     });
-    ready_rx.recv_timeout(LONG).unwrap();
     match inbox.receiver::<u8>() {
         Err(Error::InvalidConfig { .. }) => {}
         other => panic!("a live receiver must not be taken over: {other:?}"),
@@ -372,15 +376,8 @@ fn a_malformed_message_costs_only_itself() {
 fn an_idle_receiver_uses_no_cpu() {
     let _serial = serial();
     let inbox = Camlbox::new(4, 16).unwrap();
-    let ready = Camlbox::new(2, 16).unwrap();
-    let ready_rx = ready.receiver::<u8>().unwrap();
-    let (box2, ready_tx) = (inbox.clone(), ready.sender::<u8>());
-    let receiver = Child::spawn(move || {
-        let rx = box2.receiver::<u64>().unwrap();
-        ready_tx.send(&0).unwrap();
-        i32::from(rx.recv_timeout(LONG).unwrap() != 42)
-    });
-    ready_rx.recv_timeout(LONG).unwrap();
+    let receiver =
+        spawn_receiver::<u64>(&inbox, |rx| i32::from(rx.recv_timeout(LONG).unwrap() != 42));
     let before = receiver.cpu_time();
     std::thread::sleep(Duration::from_secs(1));
     let used = receiver.cpu_time() - before;
