@@ -276,6 +276,9 @@ impl Scheduler {
             }
         }
         entry.depth.store(0, Ordering::SeqCst);
+        // Until a replacement is forked (which may fail, then `refill` retries), the
+        // index has no process: `Pool::pids` must not report the dead one.
+        entry.pid.store(0, Ordering::SeqCst);
         self.pids[w] = 0;
         // The replacement first (it waits at its gate), so that when the failed job's
         // owner sees the last pin go, the pool is already back at full strength.

@@ -176,7 +176,8 @@ impl Pool {
         &self.inner.mempool
     }
 
-    /// Pids of the scheduler and the current workers (for monitoring and tests).
+    /// Pids of the scheduler and the current workers (for monitoring and tests); 0 for a
+    /// worker index whose process died and has not been replaced yet.
     pub fn pids(&self) -> (i32, Vec<i32>) {
         let c = &self.inner.control;
         (

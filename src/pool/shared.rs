@@ -17,7 +17,8 @@ pub(crate) const MAX_DEPTH: usize = 16;
 /// scheduler after the worker died.
 #[repr(C, align(64))]
 pub(crate) struct WorkerEntry {
-    /// Pid of the current process for this index (0 before the first fork).
+    /// Pid of the current process for this index (0 before the first fork and between a
+    /// death and the replacement's fork).
     pub(crate) pid: AtomicI32,
     /// Number of valid entries in `stack`.
     pub(crate) depth: AtomicU32,
