@@ -61,9 +61,7 @@ impl Ctx {
         for _ in 0..64 {
             let Some(j) = cur else { return false };
             let slot = control.slot(j.slot as usize);
-            if slot.gen.load(std::sync::atomic::Ordering::Relaxed) & ((1 << 48) - 1)
-                != j.gen & ((1 << 48) - 1)
-            {
+            if !slot.holds(j.gen) {
                 return true;
             }
             if slot.state() != SlotState::Active {

@@ -199,15 +199,20 @@ pub(crate) struct JobId {
     pub(crate) gen: u64,
 }
 
+/// Generations are below this (48 bits, so that a [`JobId`] packs into one word): they
+/// count from 1 and wrap long after any slot's earlier job has been collected.
+pub(crate) const GEN_LIMIT: u64 = 1 << 48;
+
 impl JobId {
-    /// Packs into one word (gen keeps its low 48 bits: the table never lives that long).
+    /// Packs into one word.
     pub(crate) fn pack(self) -> u64 {
-        (u64::from(self.slot) << 48) | (self.gen & ((1 << 48) - 1))
+        debug_assert!(self.gen < GEN_LIMIT);
+        (u64::from(self.slot) << 48) | self.gen
     }
     pub(crate) fn unpack(v: u64) -> Option<JobId> {
         (v != NO_PARENT && v != 0).then_some(JobId {
             slot: (v >> 48) as u32,
-            gen: v & ((1 << 48) - 1),
+            gen: v & (GEN_LIMIT - 1),
         })
     }
     /// A number for error messages.
@@ -353,7 +358,13 @@ impl JobSlot {
         // pin of a worker that saw the old job ACTIVE. (SeqCst also gives the Acquire that
         // pairs with `publish`, so `gen` below is the published one.)
         SlotState::from_u32(self.state.load(Ordering::SeqCst)) == SlotState::Active
-            && self.gen.load(Ordering::Relaxed) & ((1 << 48) - 1) == gen & ((1 << 48) - 1)
+            && self.holds(gen)
+    }
+
+    /// Whether the slot's current (or last) job has generation `gen`.
+    pub(crate) fn holds(&self, gen: u64) -> bool {
+        // Relaxed: callers order it after a state load (or only compare identities).
+        self.gen.load(Ordering::Relaxed) == gen
     }
 
     /// Claims the next chunk of items by guided self-scheduling, or `None` when all are

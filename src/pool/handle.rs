@@ -30,8 +30,6 @@ pub(crate) struct Submitted {
     pub(crate) table_at: usize,
 }
 
-const GEN_MASK: u64 = (1 << 48) - 1;
-
 /// How often a waiting client checks that the scheduler is still alive.
 const LIVENESS_STEP: Duration = Duration::from_millis(100);
 /// Longest a failed job's owner waits for workers to leave its tree before giving up on
@@ -46,7 +44,7 @@ impl Submitted {
     /// The job's outcome if it has ended: COMPLETE, or FAILED with no worker inside.
     fn poll(&self) -> Option<std::result::Result<(), Failure>> {
         let slot = self.slot();
-        if slot.gen.load(Ordering::Relaxed) & GEN_MASK != self.id.gen & GEN_MASK {
+        if !slot.holds(self.id.gen) {
             // Never expected: only the owner (or the scheduler, for a dead owner) retires
             // a slot. Fail loudly rather than read another job's outcome.
             return Some(Err(Failure::Setup {
@@ -502,7 +500,7 @@ fn wake_when_done(pool: Arc<PoolInner>, id: JobId, ticking: bool, state: Arc<Mut
     let ended = || match slot.state() {
         SlotState::Complete => Some(()),
         SlotState::Failed if !slot.is_pinned() => Some(()),
-        _ if slot.gen.load(Ordering::Relaxed) != id.gen => Some(()),
+        _ if !slot.holds(id.gen) => Some(()),
         _ => None,
     };
     loop {

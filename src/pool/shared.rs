@@ -145,7 +145,7 @@ impl Control {
     }
 
     pub(crate) fn next_gen(&self) -> u64 {
-        self.header().next_gen.fetch_add(1, Ordering::Relaxed) + 1
+        self.header().next_gen.fetch_add(1, Ordering::Relaxed) % (crate::job::GEN_LIMIT - 1) + 1
     }
 }
 
@@ -168,7 +168,7 @@ impl Control {
                 return false;
             }
             let slot = self.slot(j.slot as usize);
-            if slot.gen.load(Ordering::Relaxed) & ((1 << 48) - 1) != j.gen & ((1 << 48) - 1) {
+            if !slot.holds(j.gen) {
                 return false;
             }
             cur = slot.parent();
@@ -180,7 +180,7 @@ impl Control {
     pub(crate) fn root_slot(&self, root: u64) -> Option<usize> {
         (0..JOB_SLOTS).find(|&i| {
             let s = self.slot(i);
-            s.gen.load(Ordering::Relaxed) & ((1 << 48) - 1) == root & ((1 << 48) - 1)
+            s.holds(root)
                 && s.parent().is_none()
                 && !matches!(
                     s.state(),
@@ -192,7 +192,7 @@ impl Control {
     /// The root generation of live job `id`.
     pub(crate) fn job_root(&self, id: JobId) -> Option<u64> {
         let slot = self.slot(id.slot as usize % JOB_SLOTS);
-        (slot.gen.load(Ordering::Relaxed) & ((1 << 48) - 1) == id.gen & ((1 << 48) - 1))
+        slot.holds(id.gen)
             .then(|| slot.root.load(Ordering::Relaxed))
     }
 
