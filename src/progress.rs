@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::job::JobSlot;
-use crate::mempool::{Mempool, RawBlock};
+use crate::mempool::{Block, Mempool, RawBlock};
 
 /// Most reports that may wait for the owner at once, per job.
 pub(crate) const MAX_PENDING_REPORTS: u32 = 4096;
@@ -124,45 +124,67 @@ pub(crate) fn push_report<T: Serialize>(
     })
 }
 
+/// One report, still in the mempool block the worker wrote it to (freed on drop).
+pub(crate) struct Report(Block);
+
+impl Report {
+    /// The serialized value.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0.as_bytes()[NODE_HEADER..]
+    }
+}
+
 /// The owner's side: collects reports and delivers them in sequence order.
 #[derive(Default)]
 pub(crate) struct ReportInbox {
     next_seq: u64,
-    waiting: BTreeMap<u64, Vec<u8>>,
+    waiting: BTreeMap<u64, Report>,
 }
 
 impl ReportInbox {
     /// Pops every pushed report and returns those now deliverable, in order.
-    pub(crate) fn collect(&mut self, mempool: &Mempool, slot: &JobSlot) -> Vec<Vec<u8>> {
-        // Acquire: pairs with the pushers' Release CAS.
-        let mut off = slot.reports.swap(0, Ordering::Acquire);
-        while off != 0 {
-            // SAFETY: `off` is a node pushed by a worker: a live block whose header the
-            // pusher wrote before publishing it; nobody else pops.
-            let words = unsafe { mempool.words_at(off as usize, 4) };
-            let (len, gen, next, seq) = (
-                words[0].load(Ordering::Relaxed),
-                words[1].load(Ordering::Relaxed),
-                words[2].load(Ordering::Relaxed),
-                words[3].load(Ordering::Relaxed),
-            );
-            if let Ok(block) = mempool.adopt(RawBlock::from_parts(mempool.id(), off, len, gen)) {
-                self.waiting
-                    .insert(seq, block.as_bytes()[NODE_HEADER..].to_vec());
-                slot.reports_pending.fetch_sub(1, Ordering::Relaxed);
-            }
-            off = next;
-        }
+    pub(crate) fn collect(&mut self, mempool: &Mempool, slot: &JobSlot) -> Vec<Report> {
+        pop_all(mempool, slot, |seq, report| {
+            self.waiting.insert(seq, report);
+        });
         let mut out = Vec::new();
-        while let Some(bytes) = self.waiting.remove(&self.next_seq) {
-            out.push(bytes);
+        while let Some(report) = self.waiting.remove(&self.next_seq) {
+            out.push(report);
             self.next_seq += 1;
         }
         out
     }
 
     /// Everything still held back (the job has ended: no gap will ever fill).
-    pub(crate) fn drain(&mut self) -> Vec<Vec<u8>> {
+    pub(crate) fn drain(&mut self) -> Vec<Report> {
         std::mem::take(&mut self.waiting).into_values().collect()
+    }
+}
+
+/// Frees every report pushed to `slot` and not collected (nobody will read them).
+pub(crate) fn discard_reports(mempool: &Mempool, slot: &JobSlot) {
+    pop_all(mempool, slot, |_, report| drop(report));
+}
+
+/// Pops every report pushed to `slot`, adopting its block, and hands each to `each` with
+/// its sequence number.
+fn pop_all(mempool: &Mempool, slot: &JobSlot, mut each: impl FnMut(u64, Report)) {
+    // Acquire: pairs with the pushers' Release CAS.
+    let mut off = slot.reports.swap(0, Ordering::Acquire);
+    while off != 0 {
+        // SAFETY: `off` is a node pushed by a worker: a live block whose header the
+        // pusher wrote before publishing it; nobody else pops.
+        let words = unsafe { mempool.words_at(off as usize, 4) };
+        let (len, gen, next, seq) = (
+            words[0].load(Ordering::Relaxed),
+            words[1].load(Ordering::Relaxed),
+            words[2].load(Ordering::Relaxed),
+            words[3].load(Ordering::Relaxed),
+        );
+        if let Ok(block) = mempool.adopt(RawBlock::from_parts(mempool.id(), off, len, gen)) {
+            slot.reports_pending.fetch_sub(1, Ordering::Relaxed);
+            each(seq, Report(block));
+        }
+        off = next;
     }
 }

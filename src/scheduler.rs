@@ -425,7 +425,7 @@ impl Scheduler {
 /// Frees what an orphaned job (its owner died) still holds: the partial results its
 /// workers recorded, the reports nobody collected, and its argument block.
 fn free_orphan(mempool: &Mempool, slot: &crate::job::JobSlot, workers: usize) {
-    let _ = crate::progress::ReportInbox::default().collect(mempool, slot);
+    crate::progress::discard_reports(mempool, slot);
     let args = slot.args[0].load(Ordering::Relaxed);
     let table = slot.table.load(Ordering::Relaxed);
     if args == 0 || table < args {

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::job::{FailOutcome, Failure, JobId, JobSlot, SlotState};
 use crate::mempool::{Block, RawBlock};
 use crate::pool::PoolInner;
-use crate::progress::{Progress, ReportInbox, POLL_PERIOD};
+use crate::progress::{discard_reports, Progress, ReportInbox, POLL_PERIOD};
 use crate::scheduler::SchedMsg;
 
 /// A job that was submitted and not yet collected. Dropping it without collecting
@@ -175,7 +175,7 @@ impl Submitted {
         for w in 0..self.pool.config.workers {
             let _ = self.take_partial_block(w);
         }
-        let _ = ReportInbox::default().collect(&self.pool.mempool, self.slot());
+        discard_reports(&self.pool.mempool, self.slot());
         let slot = self.slot();
         let failed = slot.state() == SlotState::Failed;
         let root = slot.root.load(Ordering::Relaxed);
@@ -402,12 +402,12 @@ impl<R> JobHandle<R> {
     fn deliver(&mut self, fin: bool) {
         let Some(sub) = self.sub.as_ref() else { return };
         if let Some(f) = self.on_report.as_mut() {
-            let mut bytes = self.reports.collect(&sub.pool.mempool, sub.slot());
+            let mut reports = self.reports.collect(&sub.pool.mempool, sub.slot());
             if fin {
-                bytes.extend(self.reports.drain());
+                reports.extend(self.reports.drain());
             }
-            for b in bytes {
-                f(&b);
+            for r in reports {
+                f(r.bytes());
             }
         }
         if let Some(f) = self.on_progress.as_mut() {
