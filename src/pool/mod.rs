@@ -349,24 +349,21 @@ impl PoolInner {
     fn notify_workers(&self, id: JobId, max: usize) {
         let me = crate::worker::current_index();
         let msg = WorkerMsg::Job(id);
-        let targets: Vec<&Sender<WorkerMsg>> = self
-            .worker_tx
-            .iter()
-            .enumerate()
-            .filter(|(w, _)| Some(*w) != me)
-            .map(|(_, tx)| tx)
-            .take(max.max(1))
-            .collect();
+        let targets = || {
+            self.worker_tx
+                .iter()
+                .enumerate()
+                .filter(move |(w, _)| Some(*w) != me)
+                .map(|(_, tx)| tx)
+                .take(max.max(1))
+        };
         // A dead worker's box still queues the notice for its replacement.
-        let delivered = targets
-            .iter()
-            .filter(|tx| tx.try_send(&msg).is_ok())
-            .count();
+        let delivered = targets().filter(|tx| tx.try_send(&msg).is_ok()).count();
         if delivered > 0 || me.is_some() {
             return;
         }
         let slot = self.control.slot(id.slot as usize);
-        for tx in targets.iter().cycle() {
+        for tx in targets().cycle() {
             let sent = tx.send_timeout(&msg, Duration::from_millis(10)).is_ok();
             if sent || !slot.is_active_job(id.gen) || !self.scheduler_alive() {
                 return;
