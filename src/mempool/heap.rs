@@ -362,7 +362,10 @@ impl<'a> Locked<'a> {
                 let used = w_old.saturating_sub(self.hdr.heap_start);
                 let step = (used / 8).clamp(pages::STEP_MIN, pages::STEP_MAX);
                 let target = round_up(touch_end, page).expect("inside the region");
-                w_new = target.max(w_old + step).min(self.hdr.region_len);
+                // An eighth of the heap in use is not a whole number of pages: round the
+                // step, or the next populate would start off a page boundary.
+                let ahead = round_up(w_old + step, page).expect("far below u64::MAX");
+                w_new = target.max(ahead).min(self.hdr.region_len);
                 now[2] = Some(w_old..w_new);
             } else {
                 w_new = w_old;

@@ -124,6 +124,11 @@ impl Locked<'_> {
         let heap = self.heap();
         let stats = &hdr.stats;
         let watermark = stats.populated.load(Relaxed);
+        if watermark % self.page != 0 || watermark > hdr.region_len {
+            return Err(format!(
+                "populate watermark {watermark} not a page boundary in the region"
+            ));
+        }
         let mut report = HeapReport {
             recoveries: stats.recoveries.load(Relaxed),
             ..HeapReport::default()
