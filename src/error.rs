@@ -7,7 +7,8 @@
 //!   [`Error::LengthMismatch`], [`Error::InvalidDescriptor`], [`Error::OutOfRange`],
 //!   [`Error::MessageTooLarge`];
 //! * **resources**: [`Error::OutOfMemory`] (the mempool is full), [`Error::Full`] (a
-//!   camlbox has no free slot), [`Error::Io`] (a system call failed);
+//!   camlbox has no free slot), [`Error::TooManyJobs`] (65,536 jobs in flight),
+//!   [`Error::Io`] (a system call failed);
 //! * **peers**: [`Error::Disconnected`] (the receiving process is gone),
 //!   [`Error::PoolShutDown`], [`Error::Malformed`] (a message could not be decoded);
 //! * **task outcomes**: [`Error::TaskPanicked`], [`Error::WorkerDied`],
@@ -50,6 +51,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | a camlbox message larger than a slot | [`Error::MessageTooLarge`] |
 /// | a job submitted to a pool whose scheduler died (SIGKILL): the first within the 100 ms liveness step, later ones at once | [`Error::PoolShutDown`] |
 /// | `Ctx::report` while 4,096 reports of the job wait to be collected | [`Error::Full`] |
+/// | a job submitted while 65,536 jobs (nested ones included) are in flight; the job table grows in the mempool up to that, so the mempool's own limit may come first | [`Error::TooManyJobs`] or [`Error::OutOfMemory`] |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -112,6 +114,20 @@ pub enum Error {
         size: usize,
         /// Largest message a slot holds.
         max: usize,
+    },
+
+    /// More jobs (nested ones included) are in flight at once than a pool can track.
+    ///
+    /// The job table grows in the mempool as needed, up to `limit` jobs; the error comes
+    /// at once, and the pool stays usable: wait for (or drop) some outstanding handles
+    /// and submit again.
+    #[error(
+        "{limit} jobs are in flight, the most a pool tracks at once: wait for or drop some \
+         outstanding job handles before submitting more"
+    )]
+    TooManyJobs {
+        /// Most jobs in flight at once.
+        limit: usize,
     },
 
     /// A camlbox has no free slot (try again later, or use a blocking send).

@@ -310,6 +310,19 @@ impl JobSlot {
         self.joined[worker / 64].fetch_or(bit, Ordering::SeqCst) & bit == 0
     }
 
+    /// Whether `worker` has joined the job (a hint for the run-set scan; `join` decides).
+    pub(crate) fn has_joined(&self, worker: usize) -> bool {
+        self.joined[worker / 64].load(Ordering::SeqCst) & (1 << (worker % 64)) != 0
+    }
+
+    /// Whether some chunk of the job is not handed out yet. Once false it stays false
+    /// for this generation (`next` only grows).
+    pub(crate) fn chunks_left(&self) -> bool {
+        // Relaxed: a hint; whoever acts on it claims with a CAS on `next` or re-checks
+        // under a pin.
+        self.next.load(Ordering::Relaxed) < self.n_items.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn is_pinned(&self) -> bool {
         self.pins.iter().any(|w| w.load(Ordering::SeqCst) != 0)
     }

@@ -27,9 +27,9 @@ use crate::camlbox::{Camlbox, Sender};
 use crate::job::{Failure, JobId, SlotState};
 use crate::kind::WorkerCx;
 use crate::mempool::Mempool;
-use crate::pool::shared::{Control, JOB_SLOTS};
+use crate::pool::shared::Control;
 use crate::sys::process::{self, Exit, Fork};
-use crate::worker::{worker_main, WorkerMsg, WorkerSetup};
+use crate::worker::{worker_main, WorkerSetup};
 
 /// How often an idle scheduler checks that its client is alive.
 pub(crate) const LIVENESS_PERIOD: Duration = Duration::from_millis(100);
@@ -50,7 +50,6 @@ pub(crate) struct SchedulerSetup {
     pub(crate) mempool: Mempool,
     pub(crate) control: Control,
     pub(crate) inbox: Camlbox,
-    pub(crate) worker_inboxes: Vec<Camlbox>,
     pub(crate) client_pid: i32,
     pub(crate) config: crate::pool::PoolBuilder,
 }
@@ -137,7 +136,7 @@ impl Scheduler {
                     std::io::Error::from_raw_os_error(e as i32),
                 )
             })?;
-        let n = setup.worker_inboxes.len();
+        let n = setup.config.workers;
         let pool = std::sync::Arc::new(crate::pool::PoolInner::for_worker(
             &setup,
             process::getpid(),
@@ -182,7 +181,6 @@ impl Scheduler {
                 mempool: self.setup.mempool.clone(),
             },
             control: self.setup.control,
-            inbox: self.setup.worker_inboxes[w].clone(),
             scheduler_pid: process::getpid(),
             pool: std::sync::Arc::clone(&self.pool),
         };
@@ -259,8 +257,7 @@ impl Scheduler {
         };
         if !self.shutting_down {
             for job in entry.jobs() {
-                if (job.slot as usize) < JOB_SLOTS {
-                    let slot = control.slot(job.slot as usize);
+                if let Some(slot) = control.try_slot(job.slot as usize) {
                     if slot.is_active_job(job.gen) {
                         slot.fail(&Failure::WorkerDied {
                             pid,
@@ -288,7 +285,7 @@ impl Scheduler {
         // memory only after the orphans' count is back to zero. Counted in the same loop,
         // an orphan in a later slot than its root was missed, and its blocks were freed
         // only after the owner had seen the job end.
-        for i in 0..JOB_SLOTS {
+        for i in 0..control.slot_count() {
             let slot = control.slot(i);
             // Jobs the dead worker submitted (nested jobs) have nobody left to collect
             // them: fail them so their helpers stop, and retire them once empty.
@@ -310,7 +307,7 @@ impl Scheduler {
                 self.orphans.push((i, root));
             }
         }
-        for i in 0..JOB_SLOTS {
+        for i in 0..control.slot_count() {
             control.slot(i).unpin(w);
         }
         if replaced {
@@ -336,9 +333,8 @@ impl Scheduler {
                 return true;
             }
             if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
-                free_orphan(&self.setup.mempool, slot, self.setup.worker_inboxes.len());
-                slot.retire();
-                control.header().slot_event.notify();
+                free_orphan(&self.setup.mempool, slot, self.setup.config.workers);
+                control.retire(i);
             }
             if let Some(r) = root {
                 let root_slot = control.slot(r);
@@ -355,7 +351,7 @@ impl Scheduler {
     /// grace period are killed.
     fn cancel(&mut self, job: JobId, grace_ms: u64) {
         let control = self.setup.control;
-        for i in 0..JOB_SLOTS {
+        for i in 0..control.slot_count() {
             let slot = control.slot(i);
             let id = JobId {
                 slot: i as u32,
@@ -392,9 +388,10 @@ impl Scheduler {
 
     fn shutdown(&mut self) {
         self.shutting_down = true;
-        for inbox in &self.setup.worker_inboxes {
-            let _ = inbox.sender::<WorkerMsg>().try_send(&WorkerMsg::Shutdown);
-        }
+        // Workers leave their idle wait (and any help loop) once the pool is closed.
+        let header = self.setup.control.header();
+        header.closed.store(1, Ordering::SeqCst);
+        header.work.notify();
         let deadline = Instant::now() + Duration::from_millis(200);
         while self.pids.iter().any(|&p| p != 0) && Instant::now() < deadline {
             self.reap();

@@ -5,55 +5,44 @@
 //! clean single-threaded copy. Its life:
 //!
 //! 1. set a parent-death signal (SIGKILL when the scheduler goes), silence the panic
-//!    hook (panics become job failures, not stderr noise), take over its inbox;
+//!    hook (panics become job failures, not stderr noise);
 //! 2. record its pid in the worker table and count itself started;
-//! 3. loop: take a [`WorkerMsg`] (deferred notices first, then the inbox); for a job
-//!    notice, pin the slot, check it still runs that job, join it once, run the job's
-//!    trampoline, unpin.
+//! 3. loop: find a ready job in the pool's run set (spinning briefly, then sleeping on
+//!    the `work` event; see `pool::shared`), pin its slot, check it still runs that
+//!    job, join it once, run the job's trampoline, unpin; leave once the pool closes.
+//!
+//! No job is addressed to a worker: whichever worker is idle takes whichever job is
+//! ready, so one busy worker never holds up a job another could run.
 //!
 //! ## Nested jobs
 //!
 //! A task may start a job of its own (`ctx.par_map(..)`). The worker then runs that
 //! child job's chunks itself, and while other workers finish theirs it keeps working,
-//! but **only on jobs of its own sub-tree** (the child and its descendants): notices for
-//! anything else are deferred to its main loop. A tree of any depth therefore finishes
+//! but **only on jobs of its own sub-tree** (the child and its descendants): anything
+//! else in the run set is left to idle workers. A tree of any depth therefore finishes
 //! even if every worker is waiting on a child, and with a single worker: in the worst
 //! case each worker runs its whole sub-tree alone.
 //!
 //! A panic inside a task is caught by the trampoline and fails only that job. Anything
 //! worse (abort, segfault, SIGKILL) ends the process; the scheduler sees it, fails the
 //! jobs on this worker's stack and those it had submitted, and forks a replacement on
-//! the same inbox.
+//! the same index.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::camlbox::Receiver;
 use crate::job::{JobId, JobSlot};
 use crate::kind::{Entry, WorkerCx};
-use crate::pool::shared::{Control, JOB_SLOTS};
+use crate::pool::shared::Control;
 use crate::pool::PoolInner;
 use crate::sys::process;
-
-/// Messages in a worker's inbox.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub(crate) enum WorkerMsg {
-    /// A job the worker may help with.
-    Job(JobId),
-    /// Exit now.
-    Shutdown,
-}
 
 /// Everything a worker needs, prepared by the scheduler before it forks.
 pub(crate) struct WorkerSetup {
     pub(crate) cx: WorkerCx,
     pub(crate) control: Control,
-    pub(crate) inbox: crate::camlbox::Camlbox,
     pub(crate) scheduler_pid: i32,
     pub(crate) pool: Arc<PoolInner>,
     /// Which fork of this index we are (see `WorkerEntry::gate`).
@@ -63,9 +52,6 @@ pub(crate) struct WorkerSetup {
 /// The worker's process-wide state (a worker is single-threaded).
 struct State {
     setup: &'static WorkerSetup,
-    inbox: Receiver<WorkerMsg>,
-    /// Notices put aside while helping a nested job.
-    deferred: RefCell<VecDeque<JobId>>,
     /// The jobs this worker is inside, innermost last, with their root generation.
     jobs: RefCell<Vec<(JobId, u64)>>,
 }
@@ -76,11 +62,6 @@ thread_local! {
 
 fn state() -> Option<&'static State> {
     STATE.with(|s| *s.borrow())
-}
-
-/// This process's worker index, if it is a worker.
-pub(crate) fn current_index() -> Option<usize> {
-    state().map(|s| s.setup.cx.index)
 }
 
 /// The job the calling task belongs to (innermost), with the pool state to submit nested
@@ -122,11 +103,8 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         (entry.gate.load(Ordering::SeqCst) >= setup.incarnation).then_some(())
     });
     let setup: &'static WorkerSetup = Box::leak(Box::new(setup));
-    let inbox: Receiver<WorkerMsg> = setup.inbox.receiver()?;
     let st: &'static State = Box::leak(Box::new(State {
         setup,
-        inbox,
-        deferred: RefCell::new(VecDeque::new()),
         jobs: RefCell::new(Vec::new()),
     }));
     STATE.with(|s| *s.borrow_mut() = Some(st));
@@ -139,29 +117,32 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         .started
         .fetch_add(1, Ordering::SeqCst);
     setup.control.header().ready_event.notify();
+    let control = setup.control;
+    let header = control.header();
+    let w = setup.cx.index;
     loop {
-        let deferred = st.deferred.borrow_mut().pop_front();
-        if let Some(id) = deferred {
-            run_notice(st, id);
-            continue;
-        }
-        match st.inbox.recv() {
-            Ok(WorkerMsg::Job(id)) => run_notice(st, id),
-            Ok(WorkerMsg::Shutdown) => return Ok(()),
-            // A malformed notice is dropped; the box keeps working.
-            Err(crate::Error::Malformed { .. }) => {}
-            Err(e) => return Err(e),
+        // The scan is the event's condition, so a job made runnable while we go to sleep
+        // is seen (see `futex`'s protocol).
+        let next = header.work.wait_until(setup.pool.config.spin, None, || {
+            if header.closed.load(Ordering::SeqCst) != 0 {
+                return Some(None);
+            }
+            control.find_work(w, |_| true).map(Some)
+        });
+        match next {
+            Some(Some(id)) => run_job(st, id),
+            _ => return Ok(()),
         }
     }
 }
 
-/// Acts on one job notice (see `job`'s module docs for the pin protocol).
-fn run_notice(st: &State, id: JobId) {
+/// Runs job `id` if the slot still holds it (see `job`'s module docs for the pin
+/// protocol).
+fn run_job(st: &State, id: JobId) {
     let setup = st.setup;
-    if id.slot as usize >= JOB_SLOTS {
+    let Some(slot) = setup.control.try_slot(id.slot as usize) else {
         return;
-    }
-    let slot = setup.control.slot(id.slot as usize);
+    };
     let w = setup.cx.index;
     slot.pin(w);
     if slot.is_active_job(id.gen) && slot.join(w) {
@@ -207,30 +188,28 @@ pub(crate) fn help_until<T>(
 ) -> Option<T> {
     let st = state().expect("help_until outside a worker");
     let control = st.setup.control;
+    let w = st.setup.cx.index;
     // Our own child first: nobody else may be free to run it.
-    run_notice(st, target);
+    run_job(st, target);
     let slot = control.slot(target.slot as usize);
     loop {
         if let Some(r) = done() {
             return Some(r);
         }
-        match st.inbox.try_recv() {
-            Ok(Some(WorkerMsg::Job(id))) => {
-                if control.is_in_tree(id, target) {
-                    run_notice(st, id);
-                } else {
-                    st.deferred.borrow_mut().push_back(id);
-                }
-                continue;
-            }
-            Ok(Some(WorkerMsg::Shutdown)) => process::exit_now(0),
-            Ok(None) | Err(_) => {}
+        // Only our own sub-tree: whatever else is ready waits for an idle worker.
+        if let Some(id) = control.find_work(w, |id| control.is_in_tree(id, target)) {
+            run_job(st, id);
+            continue;
+        }
+        if control.header().closed.load(Ordering::SeqCst) != 0 {
+            process::exit_now(0);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        // Sleep briefly on the child's event; new sub-tree work arrives in the inbox.
+        // Sleep briefly on the child's event; new sub-tree work is found by the next scan.
         let step = Instant::now() + Duration::from_millis(1);
+        let step = deadline.map_or(step, |d| d.min(step));
         if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
             return Some(r);
         }

@@ -1389,9 +1389,10 @@ fn shared_memory_is_anonymous() {
                 shared_anon.contains(&capacity),
                 "process {pid}: no anonymous mapping of the mempool: {shared_anon:?}"
             );
-            // The mempool, the scheduler's inbox and one inbox per worker.
+            // The mempool and the scheduler's inbox (workers find jobs in the mempool's
+            // run set and have no inbox).
             assert!(
-                shared_anon.len() >= 4,
+                shared_anon.len() >= 2,
                 "process {pid}: the camlboxes are not anonymous shared mappings: {shared_anon:?}"
             );
         }

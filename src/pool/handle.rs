@@ -205,8 +205,7 @@ impl Submitted {
         self.args = None;
         let slot = self.slot();
         if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
-            slot.retire();
-            self.pool.control.header().slot_event.notify();
+            self.pool.control.retire(self.id.slot as usize);
         }
     }
 

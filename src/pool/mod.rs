@@ -18,9 +18,8 @@ use crate::kind::{entry, JobKind};
 use crate::mempool::{Block, Mempool};
 use crate::scheduler::{scheduler_main, SchedMsg, SchedulerSetup};
 use crate::sys::process::{self, Fork};
-use crate::worker::WorkerMsg;
 use crate::{Error, Result};
-use shared::{Control, JOB_SLOTS};
+use shared::{Control, MAX_JOBS, SEGMENT_SLOTS};
 
 /// A pool of worker processes, the way rayon has a pool of threads.
 ///
@@ -59,9 +58,8 @@ pub(crate) struct PoolInner {
     pub(crate) control: Control,
     /// Keeps the control block allocated (`None` in the copies inside workers).
     _control_block: Option<Block>,
-    pub(crate) worker_tx: Vec<Sender<WorkerMsg>>,
     sched_tx: Sender<SchedMsg>,
-    _boxes: Vec<Camlbox>,
+    _sched_box: Camlbox,
     scheduler_pid: i32,
     owner_pid: i32,
     pub(crate) config: PoolBuilder,
@@ -94,19 +92,21 @@ impl Pool {
         let control_block = mempool.alloc_zeroed(Control::size(n), 64)?;
         // SAFETY: the block is `Control::size(n)` zeroed bytes, 64-aligned, and kept
         // alive by `_control_block` for as long as the pool (and every view) exists.
-        let control = unsafe { Control::new(control_block.as_ptr(), n) };
+        let control = unsafe {
+            Control::new(
+                control_block.as_ptr(),
+                mempool.base(),
+                mempool.capacity(),
+                n,
+            )
+        };
         let sched_box = Camlbox::new(config.inbox_slots, config.slot_size)?;
-        let worker_boxes = (0..n)
-            .map(|_| Camlbox::new(config.inbox_slots, config.slot_size))
-            .collect::<Result<Vec<_>>>()?;
-        let worker_tx = worker_boxes.iter().map(|b| b.sender()).collect();
         let sched_tx = sched_box.sender();
         let client_pid = process::getpid();
         let setup = SchedulerSetup {
             mempool: mempool.clone(),
             control,
             inbox: sched_box.clone(),
-            worker_inboxes: worker_boxes.clone(),
             client_pid,
             config: config.clone(),
         };
@@ -118,17 +118,14 @@ impl Pool {
                 Fork::Parent(pid) => pid,
             };
         drop(setup);
-        let mut boxes = worker_boxes;
-        boxes.push(sched_box);
         let pool = Pool {
             parent: None,
             inner: Arc::new(PoolInner {
                 mempool,
                 control,
                 _control_block: Some(control_block),
-                worker_tx,
                 sched_tx,
-                _boxes: boxes,
+                _sched_box: sched_box,
                 scheduler_pid,
                 owner_pid: client_pid,
                 config,
@@ -188,6 +185,32 @@ impl Pool {
         )
     }
 
+    /// Jobs in flight: submitted (by any process of the pool, nested jobs included) and
+    /// not yet collected. For monitoring, and to check that nothing is left behind.
+    ///
+    /// There is no fixed cap below [`Error::TooManyJobs`]'s 65,536: the job table grows
+    /// in the mempool as needed (a few hundred bytes per job slot, kept for reuse).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let handles = (0..3u64)
+    ///     .map(|_| pool.spawn(|_ctx: &procyon::Ctx| 1u64))
+    ///     .collect::<procyon::Result<Vec<_>>>()?;
+    /// assert!(pool.jobs_in_flight() <= 3);
+    /// let total: u64 = handles.into_iter().map(|h| h.wait()).sum::<procyon::Result<u64>>()?;
+    /// assert_eq!(total, 3);
+    /// assert_eq!(pool.jobs_in_flight(), 0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn jobs_in_flight(&self) -> usize {
+        let c = &self.inner.control;
+        (0..c.slot_count())
+            .filter(|&i| !matches!(c.slot(i).state(), SlotState::Free | SlotState::Retired))
+            .count()
+    }
+
     pub(crate) fn inner(&self) -> &Arc<PoolInner> {
         &self.inner
     }
@@ -234,15 +257,12 @@ impl PoolInner {
     /// The copy of the client's pool state a worker uses to start nested jobs. It never
     /// tears anything down (its `owner_pid` is the client's).
     pub(crate) fn for_worker(setup: &SchedulerSetup, scheduler_pid: i32) -> PoolInner {
-        let mut boxes = setup.worker_inboxes.clone();
-        boxes.push(setup.inbox.clone());
         PoolInner {
             mempool: setup.mempool.clone(),
             control: setup.control,
             _control_block: None,
-            worker_tx: setup.worker_inboxes.iter().map(|b| b.sender()).collect(),
             sched_tx: setup.inbox.sender(),
-            _boxes: boxes,
+            _sched_box: setup.inbox.clone(),
             scheduler_pid,
             owner_pid: setup.client_pid,
             config: setup.config.clone(),
@@ -327,7 +347,7 @@ impl PoolInner {
         if n == 0 {
             slot.complete_empty();
         } else {
-            self.notify_workers(id, n.div_ceil(chunking.min_len));
+            self.control.make_runnable(slot_index);
         }
         Ok(handle::Submitted {
             pool: Arc::clone(self),
@@ -337,48 +357,18 @@ impl PoolInner {
         })
     }
 
-    /// Tells up to `max` workers about job `id` (not the calling worker, which runs its
-    /// own nested jobs directly).
+    /// Finds a free job slot, growing the job table when every slot is in flight.
     ///
-    /// A notice may be dropped when a worker's inbox is full (that worker is busy; the
-    /// others take the chunks), but a job submitted by a client must reach at least one
-    /// worker, or nobody would ever run it: if every inbox was full, the client waits for
-    /// room in one of them. A worker never waits here (two workers each waiting for room
-    /// in the other's inbox would never drain them); it runs its job itself.
-    /// If the scheduler dies meanwhile, the caller's wait reports it.
-    fn notify_workers(&self, id: JobId, max: usize) {
-        let me = crate::worker::current_index();
-        let msg = WorkerMsg::Job(id);
-        let targets = || {
-            self.worker_tx
-                .iter()
-                .enumerate()
-                .filter(move |(w, _)| Some(*w) != me)
-                .map(|(_, tx)| tx)
-                .take(max.max(1))
-        };
-        // A dead worker's box still queues the notice for its replacement.
-        let delivered = targets().filter(|tx| tx.try_send(&msg).is_ok()).count();
-        if delivered > 0 || me.is_some() {
-            return;
-        }
-        let slot = self.control.slot(id.slot as usize);
-        for tx in targets().cycle() {
-            let sent = tx.send_timeout(&msg, Duration::from_millis(10)).is_ok();
-            if sent || !slot.is_active_job(id.gen) || !self.scheduler_alive() {
-                return;
-            }
-        }
-    }
-
-    /// Finds a reusable job slot, waiting if all are in flight.
+    /// Never waits: the table grows in the mempool up to [`MAX_JOBS`] jobs in flight;
+    /// past that (or when the mempool cannot hold another segment) the caller gets the
+    /// error at once.
     fn claim_slot(&self) -> Result<(usize, u64)> {
         let header = self.control.header();
-        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let count = self.control.slot_count();
             let start = header.slot_hint.fetch_add(1, Ordering::Relaxed) as usize;
-            for k in 0..JOB_SLOTS {
-                let i = (start + k) % JOB_SLOTS;
+            for k in 0..count {
+                let i = (start + k) % count;
                 let slot = self.control.slot(i);
                 if matches!(slot.state(), SlotState::Free | SlotState::Retired) && !slot.is_pinned()
                 {
@@ -387,16 +377,9 @@ impl PoolInner {
                     }
                 }
             }
-            if Instant::now() >= deadline || !self.scheduler_alive() {
-                return Err(Error::PoolShutDown {
-                    reason: format!("all {JOB_SLOTS} job slots stayed busy"),
-                });
+            if !self.control.grow(&self.mempool, count / SEGMENT_SLOTS)? {
+                return Err(Error::TooManyJobs { limit: MAX_JOBS });
             }
-            header.slot_event.wait_until(
-                Duration::ZERO,
-                Some(Instant::now() + Duration::from_millis(10)),
-                || None::<()>,
-            );
         }
     }
 

@@ -1,17 +1,59 @@
-//! The pool's control block in the mempool: counters, the worker table, the job table.
+//! The pool's control block in the mempool: counters, the worker table, the job table
+//! and the run set through which idle workers find work.
 //!
 //! Allocated by the client at build time, before the scheduler is forked, so it sits at
-//! the same address in every process of the pool. Plain `#[repr(C)]` atomics only.
+//! the same address in every process of the pool. Plain `#[repr(C)]` atomics only; the
+//! job table's segments are named by mempool offsets, never by pointers.
+//!
+//! ## The job table grows
+//!
+//! The table is a directory of up to [`MAX_SEGMENTS`] segments of [`SEGMENT_SLOTS`]
+//! slots. Segment 0 lives in the control block; a submitter that finds every slot in
+//! flight allocates the next segment from the mempool (zeroed, untagged, never freed
+//! while the pool lives), publishes its offset with a CAS on the empty directory entry
+//! (a loser frees its block and uses the winner's), then raises `segments` to cover it.
+//! A slot index therefore stays valid for the life of the pool, and scans cover
+//! `0..slot_count()`. The only limit is [`MAX_JOBS`] (the 16 bits a [`JobId`] packs its
+//! slot into), refused at once with [`crate::Error::TooManyJobs`].
+//!
+//! ## The run set: any idle worker takes any ready job
+//!
+//! One bit per slot says "this job may still have unclaimed chunks". Protocol:
+//!
+//! * the submitter publishes the job (ACTIVE, Release), *then* sets its bit (SeqCst)
+//!   and notifies `work`;
+//! * an idle worker scans the bits (spinning, then sleeping on `work`; the scan is the
+//!   event's condition, so the [`Event`] protocol loses no wakeup), and for a set bit
+//!   whose slot is ACTIVE with chunks left and not yet joined by it, it pins the slot
+//!   and joins (`job`'s pin protocol validates the generation);
+//! * a bit is cleared either by a worker that holds a pin on the slot and has seen the
+//!   job ACTIVE with every chunk claimed (`next >= n` never goes back for a generation),
+//!   or by whoever retires the slot, before the retiring store. A slot is reclaimed only
+//!   when retired and unpinned, and its new job sets the bit only after publishing, so
+//!   neither clear can erase the bit of a later job.
+//!
+//! A worker waiting for its own nested job scans the same bits but takes only jobs of
+//! its sub-tree (the seed's rule that makes trees of any depth finish); everything else
+//! stays for the idle workers. No job is ever addressed to one worker, and a submitter
+//! never waits for a worker.
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::futex::Event;
-use crate::job::{JobId, JobSlot};
+use crate::job::{JobId, JobSlot, SlotState};
 
-/// Number of job slots: jobs (including nested ones) that may be in flight at once.
-pub(crate) const JOB_SLOTS: usize = 512;
+/// Slots per segment of the job table.
+pub(crate) const SEGMENT_SLOTS: usize = 512;
+/// Most jobs (including nested ones) in flight at once: a [`JobId`] packs its slot in 16
+/// bits.
+pub(crate) const MAX_JOBS: usize = 1 << 16;
+/// Most segments of the job table.
+pub(crate) const MAX_SEGMENTS: usize = MAX_JOBS / SEGMENT_SLOTS;
+const RUN_WORDS: usize = MAX_JOBS / 64;
 /// Deepest job nesting a worker tracks for crash attribution.
 pub(crate) const MAX_DEPTH: usize = 16;
+/// Bytes of one segment of the job table.
+const SEGMENT_BYTES: usize = SEGMENT_SLOTS * std::mem::size_of::<JobSlot>();
 
 /// One worker's row in the worker table. Written by that worker (pid, stack) and by the
 /// scheduler after the worker died.
@@ -81,8 +123,15 @@ pub(crate) struct ControlHeader {
     pub(crate) ready_event: Event,
     /// Rotating start index for slot search.
     pub(crate) slot_hint: AtomicU32,
-    /// Woken whenever a slot is retired (for submitters waiting for a free slot).
-    pub(crate) slot_event: Event,
+    /// Woken when there may be new work for idle workers (a job became runnable, or the
+    /// pool is closing).
+    pub(crate) work: Event,
+    /// Segments of the job table in use (segment 0 is always there).
+    segments: AtomicU32,
+    /// Mempool offsets of the job table's segments (0: not allocated yet).
+    directory: [AtomicU64; MAX_SEGMENTS],
+    /// The run set: one bit per slot (see the module docs).
+    runnable: [AtomicU64; RUN_WORDS],
 }
 
 /// Typed view of the control block: header, worker table, job table, laid out
@@ -90,6 +139,9 @@ pub(crate) struct ControlHeader {
 #[derive(Clone, Copy)]
 pub(crate) struct Control {
     base: *const u8,
+    /// Base of the mempool region the segment offsets are relative to.
+    region: *const u8,
+    region_len: usize,
     workers: usize,
 }
 
@@ -100,9 +152,9 @@ unsafe impl Send for Control {}
 unsafe impl Sync for Control {}
 
 impl Control {
-    /// Bytes needed for `workers` workers.
+    /// Bytes needed for `workers` workers (with the first segment of the job table).
     pub(crate) fn size(workers: usize) -> usize {
-        Self::slots_offset(workers) + JOB_SLOTS * std::mem::size_of::<JobSlot>()
+        Self::slots_offset(workers) + SEGMENT_BYTES
     }
 
     fn workers_offset() -> usize {
@@ -115,11 +167,32 @@ impl Control {
 
     /// # Safety
     /// `base` must point to at least `Control::size(workers)` zeroed (or previously so
-    /// initialised) bytes of shared memory, 64-byte aligned, that stay mapped for as long
-    /// as the view is used.
-    pub(crate) unsafe fn new(base: *const u8, workers: usize) -> Control {
+    /// initialised) bytes of shared memory, 64-byte aligned, inside the mempool region
+    /// `region .. region + region_len`, all of which stays mapped for as long as the view
+    /// is used.
+    pub(crate) unsafe fn new(
+        base: *const u8,
+        region: *const u8,
+        region_len: usize,
+        workers: usize,
+    ) -> Control {
         debug_assert_eq!(base as usize % 64, 0);
-        Control { base, workers }
+        debug_assert!(base as usize >= region as usize);
+        let c = Control {
+            base,
+            region,
+            region_len,
+            workers,
+        };
+        let first = (base as usize + Self::slots_offset(workers) - region as usize) as u64;
+        // Relaxed: the block is zero-initialised by its creator before any other process
+        // exists (or sees it), and later views only find the same value here.
+        let h = c.header();
+        if h.directory[0].load(Ordering::Relaxed) == 0 {
+            h.directory[0].store(first, Ordering::Relaxed);
+            h.segments.store(1, Ordering::Relaxed);
+        }
+        c
     }
 
     pub(crate) fn header(&self) -> &ControlHeader {
@@ -134,10 +207,132 @@ impl Control {
         unsafe { &*(self.base.add(Self::workers_offset()) as *const WorkerEntry).add(i) }
     }
 
+    /// Slot `i`, which must be below [`Control::slot_count`] (an index taken from a
+    /// [`JobId`] this process made or validated).
+    ///
+    /// # Panics
+    /// If slot `i` does not exist: an internal invariant, never user input.
     pub(crate) fn slot(&self, i: usize) -> &JobSlot {
-        assert!(i < JOB_SLOTS);
-        // SAFETY: in bounds (asserted) of the job table laid out by `size`; atomics only.
-        unsafe { &*(self.base.add(Self::slots_offset(self.workers)) as *const JobSlot).add(i) }
+        self.try_slot(i)
+            .unwrap_or_else(|| panic!("job slot {i} is not allocated"))
+    }
+
+    /// Slot `i`, or `None` if the table has no such slot (an index read from shared
+    /// memory that a task may have scribbled over).
+    pub(crate) fn try_slot(&self, i: usize) -> Option<&JobSlot> {
+        let seg = i / SEGMENT_SLOTS;
+        if seg >= MAX_SEGMENTS {
+            return None;
+        }
+        // Acquire: pairs with the AcqRel CAS that published the segment, so its zeroed
+        // contents are visible.
+        let off = self.header().directory[seg].load(Ordering::Acquire) as usize;
+        if off == 0 || off.checked_add(SEGMENT_BYTES)? > self.region_len || off % 64 != 0 {
+            return None;
+        }
+        // SAFETY: the segment `off .. off + SEGMENT_BYTES` lies inside the mapped region
+        // (checked just above), is 64-aligned (checked), was zeroed before its offset was
+        // published, and holds `SEGMENT_SLOTS` slots made only of atomics; `i %
+        // SEGMENT_SLOTS` is in bounds.
+        Some(unsafe { &*(self.region.add(off) as *const JobSlot).add(i % SEGMENT_SLOTS) })
+    }
+
+    /// Number of slots the job table has now (a multiple of [`SEGMENT_SLOTS`]).
+    pub(crate) fn slot_count(&self) -> usize {
+        // Acquire: a scanner that sees the count also sees the directory entries below it.
+        self.header().segments.load(Ordering::Acquire) as usize * SEGMENT_SLOTS
+    }
+
+    /// Adds segment `seg` to the job table (allocated from `mempool`) unless another
+    /// process did first. `Ok(false)` if the table is at its limit.
+    pub(crate) fn grow(
+        &self,
+        mempool: &crate::mempool::Mempool,
+        seg: usize,
+    ) -> crate::Result<bool> {
+        if seg >= MAX_SEGMENTS {
+            return Ok(false);
+        }
+        let h = self.header();
+        if h.directory[seg].load(Ordering::Acquire) == 0 {
+            // Untagged: the table outlives any job tree, so `free_tagged` must not take it.
+            let mut block = mempool.alloc_tagged(SEGMENT_BYTES, 64, 0)?;
+            block.zero_unknown();
+            let off = block.offset();
+            if h.directory[seg]
+                .compare_exchange(0, off, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Never freed while the pool lives: the region goes with the pool.
+                let _ = block.into_raw();
+            }
+        }
+        // AcqRel: publishes the directory entry before the count that covers it.
+        h.segments.fetch_max(seg as u32 + 1, Ordering::AcqRel);
+        Ok(true)
+    }
+
+    /// Puts job `slot` in the run set and wakes idle workers. Call after publishing it.
+    pub(crate) fn make_runnable(&self, slot: usize) {
+        self.header().runnable[slot / 64].fetch_or(1 << (slot % 64), Ordering::SeqCst);
+        self.header().work.notify();
+    }
+
+    /// Takes `slot` out of the run set (see the module docs for who may).
+    pub(crate) fn clear_runnable(&self, slot: usize) {
+        self.header().runnable[slot / 64].fetch_and(!(1 << (slot % 64)), Ordering::SeqCst);
+    }
+
+    /// Retires a collected slot: out of the run set first, then RETIRED.
+    pub(crate) fn retire(&self, slot: usize) {
+        self.clear_runnable(slot);
+        self.slot(slot).retire();
+    }
+
+    /// A job worker `worker` may join: in the run set, ACTIVE with chunks left, not
+    /// joined by `worker` before, and accepted by `wanted`. Tidies the run set on the
+    /// way (exhausted jobs leave it). The result is a hint: the caller pins the slot and
+    /// validates the generation before running anything.
+    pub(crate) fn find_work(
+        &self,
+        worker: usize,
+        mut wanted: impl FnMut(JobId) -> bool,
+    ) -> Option<JobId> {
+        let words = self.slot_count() / 64;
+        let h = self.header();
+        for w in 0..words {
+            let mut bits = h.runnable[w].load(Ordering::SeqCst);
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let i = w * 64 + b;
+                let Some(slot) = self.try_slot(i) else {
+                    continue;
+                };
+                let gen = slot.gen.load(Ordering::Acquire);
+                if slot.state() != SlotState::Active || slot.has_joined(worker) {
+                    continue;
+                }
+                let id = JobId {
+                    slot: i as u32,
+                    gen,
+                };
+                if slot.chunks_left() {
+                    if wanted(id) {
+                        return Some(id);
+                    }
+                    continue;
+                }
+                // Every chunk is handed out: take it out of the run set, under a pin so
+                // that the slot cannot be given to a new job meanwhile.
+                slot.pin(worker);
+                if slot.is_active_job(gen) && !slot.chunks_left() {
+                    self.clear_runnable(i);
+                }
+                slot.unpin(worker);
+            }
+        }
+        None
     }
 
     pub(crate) fn workers(&self) -> usize {
@@ -164,10 +359,9 @@ impl Control {
             if j == ancestor {
                 return true;
             }
-            if j.slot as usize >= JOB_SLOTS {
+            let Some(slot) = self.try_slot(j.slot as usize) else {
                 return false;
-            }
-            let slot = self.slot(j.slot as usize);
+            };
             if !slot.holds(j.gen) {
                 return false;
             }
@@ -178,20 +372,17 @@ impl Control {
 
     /// The slot of the top-level job with generation `root`, if it is still there.
     pub(crate) fn root_slot(&self, root: u64) -> Option<usize> {
-        (0..JOB_SLOTS).find(|&i| {
+        (0..self.slot_count()).find(|&i| {
             let s = self.slot(i);
             s.holds(root)
                 && s.parent().is_none()
-                && !matches!(
-                    s.state(),
-                    crate::job::SlotState::Free | crate::job::SlotState::Retired
-                )
+                && !matches!(s.state(), SlotState::Free | SlotState::Retired)
         })
     }
 
     /// The root generation of live job `id`.
     pub(crate) fn job_root(&self, id: JobId) -> Option<u64> {
-        let slot = self.slot(id.slot as usize % JOB_SLOTS);
+        let slot = self.try_slot(id.slot as usize)?;
         slot.holds(id.gen)
             .then(|| slot.root.load(Ordering::Relaxed))
     }
@@ -202,15 +393,11 @@ impl Control {
     /// frees what the orphan held before it retires it). Once this is false, nobody but
     /// the caller touches the tree's blocks any more.
     pub(crate) fn tree_busy_except(&self, root: u64, except: JobId) -> bool {
-        (0..JOB_SLOTS).any(|i| {
+        (0..self.slot_count()).any(|i| {
             let s = self.slot(i);
             i != except.slot as usize
                 && s.root.load(Ordering::Relaxed) == root
-                && (s.is_pinned()
-                    || !matches!(
-                        s.state(),
-                        crate::job::SlotState::Free | crate::job::SlotState::Retired
-                    ))
+                && (s.is_pinned() || !matches!(s.state(), SlotState::Free | SlotState::Retired))
         })
     }
 }
