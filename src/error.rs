@@ -179,9 +179,16 @@ pub enum Error {
     #[error("job cancelled")]
     Cancelled,
 
-    /// A wait ran out of time (a receive with timeout, or a job over its timeout).
-    #[error("timed out")]
-    Timeout,
+    /// A wait ran out of time: a job ran past its time limit (`job` names it; its
+    /// workers were stopped as by a cancel), or a camlbox send or receive with a
+    /// timeout found no room or no message (`job` is `None`).
+    #[error("{}", describe_timeout(*.job, *.limit))]
+    Timeout {
+        /// The job that ran out of time, if the limit was a job's.
+        job: Option<u64>,
+        /// The limit that passed.
+        limit: std::time::Duration,
+    },
 
     /// A system call failed.
     #[error("{context}: {source}")]
@@ -192,6 +199,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+fn describe_timeout(job: Option<u64>, limit: std::time::Duration) -> String {
+    match job {
+        Some(job) => format!(
+            "job {job} ran past its time limit of {limit:?} and was stopped (raise the limit \
+             with `timeout` / `with_timeout` / `PoolBuilder::job_timeout`, or split the work)"
+        ),
+        None => format!("timed out after {limit:?}"),
+    }
 }
 
 fn describe_death(signal: Option<i32>, exit_code: Option<i32>) -> String {

@@ -109,7 +109,10 @@ pub(crate) enum Failure {
         exit_code: Option<i32>,
     },
     Cancelled,
-    TimedOut,
+    /// The owner's time limit (in microseconds) passed.
+    TimedOut {
+        limit_us: u64,
+    },
     /// The task set up failed (context could not be decoded, descriptor invalid, ...).
     Setup {
         message: String,
@@ -266,6 +269,10 @@ impl JobSlot {
         self.report_seq.store(0, Ordering::Relaxed);
         self.reports.store(0, Ordering::Relaxed);
         self.root.store(gen, Ordering::Relaxed);
+        // The claimer owns the slot from here: a scheduler looking for the jobs of dead
+        // owners must never see the previous job's owner on a slot being filled.
+        self.owner
+            .store(crate::sys::process::cached_pid() as u64, Ordering::Relaxed);
         self.failure.len.store(0, Ordering::Relaxed);
         self.table.store(0, Ordering::Relaxed);
         for w in &self.joined {

@@ -27,6 +27,12 @@ pub(crate) trait JobKind: 'static {
     /// Whether partials must be kept per chunk, in input order (else they are merged
     /// inside each worker with [`JobKind::merge`]).
     const ORDERED: bool;
+    /// Whether the job's tasks touch memory the submitter may free as soon as its wait
+    /// returns (shared arrays borrowed for the call). A job that borrows nothing (a
+    /// `spawn`) can be *detached* when its owner stops waiting (drop, timeout): the
+    /// scheduler frees what it holds once its workers have left, and the owner returns
+    /// at once. A borrowing job's owner waits for its workers to leave instead.
+    const BORROWS: bool = true;
 
     /// Runs once per worker per job, before its first chunk.
     fn init(args: &Self::Args, cx: &WorkerCx) -> crate::Result<Self::Local>;

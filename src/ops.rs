@@ -426,6 +426,7 @@ impl<F: Fn(&crate::Ctx) -> R + TaskFn, R: Serialize + DeserializeOwned + 'static
     type Local = (crate::Ctx, F);
     type Partial = R;
     const ORDERED: bool = true;
+    const BORROWS: bool = false;
 
     fn init(_: &(), _: &WorkerCx) -> Result<Self::Local> {
         Ok((crate::Ctx::current()?, conjure::<F>()))
@@ -460,22 +461,91 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         assert_stateless::<F>();
-        let chunking = crate::pool::Chunking {
-            min_len: 1,
-            max_len: 1,
-        };
-        let sub = self.submit::<SpawnJob<F, R>>(&(), 1, chunking)?;
-        Ok(JobHandle::new(
-            sub,
-            Box::new(|sub| {
-                sub.partials::<R>()?
-                    .into_iter()
-                    .next()
-                    .map(|(_, r)| r)
-                    .ok_or_else(|| Error::Malformed {
-                        reason: "spawned task left no result".into(),
-                    })
-            }),
-        ))
+        let sub = self.submit::<SpawnJob<F, R>>(&(), 1, ONE_TASK)?;
+        Ok(spawned(sub))
+    }
+
+    /// Runs `f(&ctx, &arg)` as a job of its own in a worker and returns its handle:
+    /// [`spawn`](Pool::spawn) with an argument. `arg` is any serde value (a request's
+    /// parameters, say), encoded once into the job's argument block in the mempool and
+    /// decoded in the worker; the task function itself must capture nothing.
+    ///
+    /// Dropping the handle without waiting cancels the job and returns at once (the
+    /// scheduler frees what the job held once its worker has left), so an abandoned
+    /// request stops its work without blocking the caller's thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// use procyon::{Ctx, Pool};
+    /// let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let words = vec!["process".to_string(), "pool".to_string()];
+    /// let handle = pool.spawn_with(words, |_ctx: &Ctx, words: &Vec<String>| {
+    ///     words.iter().map(|w| w.len()).sum::<usize>()
+    /// })?;
+    /// assert_eq!(handle.wait()?, 11);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::PoolShutDown`] if the pool can take no job; [`Error::OutOfMemory`] if the
+    /// argument does not fit in the mempool; [`Error::TooManyJobs`] past 65,536 jobs in
+    /// flight.
+    pub fn spawn_with<A, F, R>(&self, arg: A, _f: F) -> Result<JobHandle<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        F: Fn(&crate::Ctx, &A) -> R + TaskFn,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_stateless::<F>();
+        let sub = self.submit::<SpawnWithJob<A, F, R>>(&arg, 1, ONE_TASK)?;
+        Ok(spawned(sub))
+    }
+}
+
+/// The chunking of a job of one task.
+const ONE_TASK: crate::pool::Chunking = crate::pool::Chunking {
+    min_len: 1,
+    max_len: 1,
+};
+
+/// The handle of a spawned job: its one partial is the task's value.
+fn spawned<R: DeserializeOwned + Send + 'static>(sub: crate::pool::Submitted) -> JobHandle<R> {
+    JobHandle::new(
+        sub,
+        Box::new(|sub| {
+            sub.partials::<R>()?
+                .into_iter()
+                .next()
+                .map(|(_, r)| r)
+                .ok_or_else(|| Error::Malformed {
+                    reason: "spawned task left no result".into(),
+                })
+        }),
+    )
+}
+
+/// One task, `f(&ctx, &arg)`, whose value comes back to the caller.
+pub(crate) struct SpawnWithJob<A, F, R>(PhantomData<fn(A, F) -> R>);
+
+impl<A, F, R> JobKind for SpawnWithJob<A, F, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    F: Fn(&crate::Ctx, &A) -> R + TaskFn,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type Args = A;
+    type Local = (crate::Ctx, F);
+    type Partial = R;
+    const ORDERED: bool = true;
+    const BORROWS: bool = false;
+
+    fn init(_: &A, _: &WorkerCx) -> Result<Self::Local> {
+        Ok((crate::Ctx::current()?, conjure::<F>()))
+    }
+
+    fn run(arg: &A, (ctx, f): &mut Self::Local, _: Range<usize>) -> (Option<R>, bool) {
+        (Some(f(ctx, arg)), false)
     }
 }

@@ -43,6 +43,12 @@ pub(crate) enum SchedMsg {
     Shutdown,
     /// Cancel a job: fail it and kill the workers still inside it after `grace_ms`.
     Cancel { job: JobId, grace_ms: u64 },
+    /// A worker entered a bounded wait for a nested job that no worker has taken yet:
+    /// fork a spare worker if none is free for it.
+    SpareWanted,
+    /// The owner of `job` (failed, borrowing nothing) stopped waiting for it: free what
+    /// it holds and retire it once no worker is inside.
+    Adopt { job: JobId },
 }
 
 /// What the scheduler needs, prepared by the client before it forks.
@@ -96,6 +102,11 @@ struct Scheduler {
     /// once no worker is inside.
     orphans: Vec<(usize, Option<usize>)>,
     pids: Vec<i32>,
+    /// Top-level jobs whose owner stopped waiting ([`SchedMsg::Adopt`]): retired, with
+    /// everything their tree allocated freed, once no worker is inside the tree.
+    detached: Vec<JobId>,
+    /// When [`Scheduler::collect_dead_clients`] last looked.
+    clients_checked: Instant,
     /// Cancelled jobs whose remaining workers are killed at the deadline.
     kill_at: Vec<(JobId, Instant)>,
     shutting_down: bool,
@@ -136,7 +147,8 @@ impl Scheduler {
                     std::io::Error::from_raw_os_error(e as i32),
                 )
             })?;
-        let n = setup.config.workers;
+        let n = setup.control.entries();
+        let regular = setup.config.workers;
         let pool = std::sync::Arc::new(crate::pool::PoolInner::for_worker(
             &setup,
             process::getpid(),
@@ -145,11 +157,13 @@ impl Scheduler {
             setup,
             pool,
             orphans: Vec::new(),
+            detached: Vec::new(),
+            clients_checked: Instant::now(),
             pids: vec![0; n],
             kill_at: Vec::new(),
             shutting_down: false,
         };
-        for w in 0..n {
+        for w in 0..regular {
             s.fork_worker(w)?;
             s.open_gate(w);
         }
@@ -183,6 +197,7 @@ impl Scheduler {
             control: self.setup.control,
             scheduler_pid: process::getpid(),
             pool: std::sync::Arc::clone(&self.pool),
+            spare: self.is_spare(w),
         };
         // SAFETY: the scheduler is single-threaded, so the child is a complete copy.
         match unsafe { process::fork() }.map_err(|e| crate::Error::io("fork of a worker", e))? {
@@ -212,12 +227,16 @@ impl Scheduler {
                     return;
                 }
                 Ok(SchedMsg::Cancel { job, grace_ms }) => self.cancel(job, grace_ms),
-                Ok(SchedMsg::ChildExited) | Err(_) => {}
+                Ok(SchedMsg::Adopt { job }) => self.adopt(job),
+                Ok(SchedMsg::SpareWanted) | Ok(SchedMsg::ChildExited) | Err(_) => {}
             }
             self.reap();
             self.kill_overdue();
             self.retire_orphans();
+            self.retire_detached();
             self.refill();
+            self.ensure_spares();
+            self.collect_dead_clients();
             if process::getppid() != self.setup.client_pid {
                 // The client is gone: take the pool down with it.
                 self.kill_all();
@@ -227,7 +246,7 @@ impl Scheduler {
     }
 
     fn next_timeout(&self) -> Duration {
-        if !self.orphans.is_empty() {
+        if !self.orphans.is_empty() || !self.detached.is_empty() {
             // An orphan's tree owner may be waiting for it to be retired.
             return Duration::from_millis(1);
         }
@@ -278,8 +297,10 @@ impl Scheduler {
         entry.pid.store(0, Ordering::SeqCst);
         self.pids[w] = 0;
         // The replacement first (it waits at its gate), so that when the failed job's
-        // owner sees the last pin go, the pool is already back at full strength.
-        let replaced = !self.shutting_down && self.fork_worker(w).is_ok();
+        // owner sees the last pin go, the pool is already back at full strength. A spare
+        // is not replaced: `ensure_spares` forks one again while a bounded wait needs it.
+        entry.waiting_on.store(0, Ordering::SeqCst);
+        let replaced = !self.shutting_down && !self.is_spare(w) && self.fork_worker(w).is_ok();
         // Orphans are counted on their root *before* any pin is cleared: clearing the dead
         // worker's pin may end its failed root job, whose owner then frees the tree's
         // memory only after the orphans' count is back to zero. Counted in the same loop,
@@ -316,9 +337,35 @@ impl Scheduler {
         // A failed fork leaves the index empty; `run` retries it every period.
     }
 
+    fn is_spare(&self, w: usize) -> bool {
+        w >= self.setup.config.workers
+    }
+
+    /// Forks spare workers while fewer are alive than workers wait with a deadline for a
+    /// nested job (each such waiter runs no chunk itself, see `worker::help_until`). A
+    /// spare runs only those waits' sub-trees and exits once it has been idle for
+    /// [`SPARE_LINGER`](crate::worker::SPARE_LINGER).
+    fn ensure_spares(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        let wanted = self.setup.control.bounded_waits();
+        let regular = self.setup.config.workers;
+        let mut alive = self.pids[regular..].iter().filter(|&&p| p != 0).count();
+        for w in regular..self.pids.len() {
+            if alive >= wanted {
+                break;
+            }
+            if self.pids[w] == 0 && self.fork_worker(w).is_ok() {
+                self.open_gate(w);
+                alive += 1;
+            }
+        }
+    }
+
     /// Re-forks workers whose replacement could not be forked earlier.
     fn refill(&mut self) {
-        for w in 0..self.pids.len() {
+        for w in 0..self.setup.config.workers {
             if self.pids[w] == 0 && !self.shutting_down && self.fork_worker(w).is_ok() {
                 self.open_gate(w);
             }
@@ -333,7 +380,7 @@ impl Scheduler {
                 return true;
             }
             if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
-                free_orphan(&self.setup.mempool, slot, self.setup.config.workers);
+                free_orphan(&self.setup.mempool, slot, control.entries());
                 control.retire(i);
             }
             if let Some(r) = root {
@@ -343,6 +390,107 @@ impl Scheduler {
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 root_slot.event.notify();
             }
+            false
+        });
+    }
+
+    /// Takes over job `job` from its owner (see [`SchedMsg::Adopt`]). A nested job is
+    /// handled like an orphan (counted on its root, whose owner waits for it); a
+    /// top-level one also has its tree's allocations freed.
+    fn adopt(&mut self, job: JobId) {
+        let control = self.setup.control;
+        let Some(slot) = control.try_slot(job.slot as usize) else {
+            return;
+        };
+        if !slot.holds(job.gen) || slot.owner.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        self.adopt_unchecked(job);
+    }
+
+    fn adopt_unchecked(&mut self, job: JobId) {
+        let control = self.setup.control;
+        let slot = control.slot(job.slot as usize);
+        if slot.parent().is_some() {
+            let root = control.root_slot(slot.root.load(Ordering::Relaxed));
+            if let Some(r) = root {
+                control.slot(r).orphans.fetch_add(1, Ordering::SeqCst);
+            }
+            self.orphans.push((job.slot as usize, root));
+        } else {
+            self.detached.push(job);
+        }
+    }
+
+    /// Cleans up after client processes other than the one that built the pool (a
+    /// child it forked that used the pool) which died with jobs in flight: their jobs
+    /// are cancelled (workers still inside are killed after the grace period) and
+    /// adopted, so their slots, argument blocks and tree allocations come back. Looks at
+    /// most once per [`LIVENESS_PERIOD`].
+    fn collect_dead_clients(&mut self) {
+        if self.shutting_down || self.clients_checked.elapsed() < LIVENESS_PERIOD {
+            return;
+        }
+        self.clients_checked = Instant::now();
+        let control = self.setup.control;
+        let mut dead: Vec<u64> = Vec::new();
+        let mut alive: Vec<u64> = vec![0, self.setup.client_pid as u64];
+        alive.extend(self.pids.iter().map(|&p| p as u64));
+        for i in 0..control.slot_count() {
+            let slot = control.slot(i);
+            // INIT is left alone: its owner field may not be this claimer's yet, and a
+            // live claimer would publish over whatever we did (an owner that dies in the
+            // microseconds between claim and publish costs one slot).
+            if !matches!(
+                slot.state(),
+                SlotState::Active | SlotState::Complete | SlotState::Failed
+            ) {
+                continue;
+            }
+            let owner = slot.owner.load(Ordering::Relaxed);
+            if alive.contains(&owner) {
+                continue;
+            }
+            if !dead.contains(&owner) {
+                if process::is_alive(owner as i32) {
+                    alive.push(owner);
+                    continue;
+                }
+                dead.push(owner);
+            }
+            // The owner is gone: nobody will collect the job.
+            let id = JobId {
+                slot: i as u32,
+                gen: slot.gen.load(Ordering::Relaxed),
+            };
+            slot.owner.store(0, Ordering::Relaxed);
+            self.cancel(id, self.setup.config.cancel_grace.as_millis() as u64);
+            self.adopt_unchecked(id);
+        }
+    }
+
+    fn retire_detached(&mut self) {
+        let control = self.setup.control;
+        let mempool = &self.setup.mempool;
+        self.detached.retain(|&id| {
+            let slot = control.slot(id.slot as usize);
+            let root = slot.root.load(Ordering::Relaxed);
+            let ended = matches!(slot.state(), SlotState::Complete | SlotState::Failed);
+            if slot.is_pinned()
+                || !ended
+                || slot.orphans.load(Ordering::SeqCst) > 0
+                || control.tree_busy_except(root, id)
+            {
+                return true;
+            }
+            free_orphan(mempool, slot, control.entries());
+            if slot.state() == SlotState::Failed {
+                // SAFETY: blocks tagged with the tree's root were allocated by its tasks;
+                // the tree has failed, no worker is inside any of its jobs, and its owner
+                // handed it to us, so nothing else frees or uses them.
+                let _ = unsafe { mempool.free_tagged(root) };
+            }
+            control.retire(id.slot as usize);
             false
         });
     }

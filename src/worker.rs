@@ -47,7 +47,13 @@ pub(crate) struct WorkerSetup {
     pub(crate) pool: Arc<PoolInner>,
     /// Which fork of this index we are (see `WorkerEntry::gate`).
     pub(crate) incarnation: u64,
+    /// A spare worker: runs only the sub-trees of bounded nested waits, and exits once
+    /// idle for [`SPARE_LINGER`].
+    pub(crate) spare: bool,
 }
+
+/// How long a spare worker stays without work before it exits.
+pub(crate) const SPARE_LINGER: Duration = Duration::from_millis(100);
 
 /// The worker's process-wide state (a worker is single-threaded).
 struct State {
@@ -120,17 +126,25 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     let control = setup.control;
     let header = control.header();
     let w = setup.cx.index;
+    let spare = setup.spare;
     loop {
         // The scan is the event's condition, so a job made runnable while we go to sleep
         // is seen (see `futex`'s protocol).
-        let next = header.work.wait_until(setup.pool.config.spin, None, || {
+        let linger = spare.then(|| Instant::now() + SPARE_LINGER);
+        let next = header.work.wait_until(setup.pool.config.spin, linger, || {
             if header.closed.load(Ordering::SeqCst) != 0 {
                 return Some(None);
             }
-            control.find_work(w, |_| true).map(Some)
+            if spare {
+                control.find_work(w, |id| control.wanted_by_a_bounded_wait(id))
+            } else {
+                control.find_work(w, |_| true)
+            }
+            .map(Some)
         });
         match next {
             Some(Some(id)) => run_job(st, id),
+            // Closed, or a spare that lingered long enough.
             _ => return Ok(()),
         }
     }
@@ -179,19 +193,30 @@ pub(crate) fn is_worker() -> bool {
     state().is_some()
 }
 
-/// Waits for nested job `target` (submitted by the calling task), working on it and on
-/// its descendants meanwhile. `done` says whether the job has ended.
+/// Waits for nested job `target` (submitted by the calling task) until `done` gives its
+/// outcome or `until` passes.
+///
+/// An unbounded wait (`bounded == false`: the caller waits for the end, `until` is only
+/// a liveness step) works meanwhile: on the child first, then on jobs of the child's
+/// sub-tree, never on anything else. A *bounded* wait (the caller has a deadline:
+/// `wait_timeout`, `try_wait`, a job timeout) runs no chunk itself, since one item that
+/// never returns would hold it past its deadline: the child runs in other workers, or in
+/// a spare worker the scheduler forks for this wait (see `scheduler`).
 pub(crate) fn help_until<T>(
     target: JobId,
-    deadline: Option<Instant>,
+    bounded: bool,
+    until: Instant,
     mut done: impl FnMut() -> Option<T>,
 ) -> Option<T> {
     let st = state().expect("help_until outside a worker");
     let control = st.setup.control;
     let w = st.setup.cx.index;
+    let slot = control.slot(target.slot as usize);
+    if bounded {
+        return wait_bounded(st, target, until, done);
+    }
     // Our own child first: nobody else may be free to run it.
     run_job(st, target);
-    let slot = control.slot(target.slot as usize);
     loop {
         if let Some(r) = done() {
             return Some(r);
@@ -204,12 +229,66 @@ pub(crate) fn help_until<T>(
         if control.header().closed.load(Ordering::SeqCst) != 0 {
             process::exit_now(0);
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if Instant::now() >= until {
             return None;
         }
         // Sleep briefly on the child's event; new sub-tree work is found by the next scan.
-        let step = Instant::now() + Duration::from_millis(1);
-        let step = deadline.map_or(step, |d| d.min(step));
+        let step = (Instant::now() + Duration::from_millis(1)).min(until);
+        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
+            return Some(r);
+        }
+    }
+}
+
+/// A bounded wait for nested job `target`: sleeps on its event, running nothing. While
+/// it waits, the job's sub-tree is open to spare workers, and if nobody has taken the
+/// job's chunks the scheduler is asked for one.
+fn wait_bounded<T>(
+    st: &State,
+    target: JobId,
+    until: Instant,
+    mut done: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let control = st.setup.control;
+    let slot = control.slot(target.slot as usize);
+    let me = control.worker(st.setup.cx.index);
+    // Cleared on every way out (the scheduler clears it too if this process dies).
+    struct Waiting<'a>(&'a crate::pool::shared::WorkerEntry);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.waiting_on.store(0, Ordering::SeqCst);
+        }
+    }
+    // Ask for a spare only if the chunks are still there after a moment: an idle worker
+    // usually takes them within microseconds. A bounded wait runs no task, so it never
+    // nests in another one of this worker.
+    let mut waiting: Option<Waiting<'_>> = None;
+    let ask_at = Instant::now() + Duration::from_micros(200);
+    loop {
+        if let Some(r) = done() {
+            return Some(r);
+        }
+        if control.header().closed.load(Ordering::SeqCst) != 0 {
+            process::exit_now(0);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return None;
+        }
+        if waiting.is_none()
+            && now >= ask_at
+            && slot.is_active_job(target.gen)
+            && slot.chunks_left()
+        {
+            debug_assert_eq!(me.waiting_on.load(Ordering::SeqCst), 0);
+            me.waiting_on.store(target.pack(), Ordering::SeqCst);
+            waiting = Some(Waiting(me));
+            st.setup
+                .pool
+                .nudge_scheduler(crate::scheduler::SchedMsg::SpareWanted);
+        }
+        let step = (now + Duration::from_millis(1)).min(until);
+        let step = if now < ask_at { step.min(ask_at) } else { step };
         if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
             return Some(r);
         }

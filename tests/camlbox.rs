@@ -224,7 +224,7 @@ fn full_too_large_and_timeouts() {
     let start = Instant::now();
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(start.elapsed() >= Duration::from_millis(30));
 
@@ -245,7 +245,7 @@ fn full_too_large_and_timeouts() {
     let start = Instant::now();
     assert!(matches!(
         tx.send_timeout(&vec![3], Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(start.elapsed() >= Duration::from_millis(30));
     assert_eq!(inbox.len(), 2);

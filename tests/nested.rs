@@ -216,7 +216,7 @@ fn timeout_fails_the_job_and_the_pool_recovers() {
             .with_max_len(1)
             .timeout(Duration::from_millis(100))
             .for_each(spin_forever);
-        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
         assert!(start.elapsed() < Duration::from_secs(2));
         assert_serves(&pool);
     });

@@ -18,6 +18,20 @@ fn pool(workers: usize) -> Pool {
         .unwrap()
 }
 
+/// Waits (bounded) until every job has been collected: jobs whose handle was dropped or
+/// timed out are cleaned up by the scheduler once their workers have left.
+fn settle(pool: &Pool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.jobs_in_flight() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} jobs still in flight after 5 s",
+            pool.jobs_in_flight()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn sleep_500ms(_: &Ctx) -> u32 {
     std::thread::sleep(Duration::from_millis(500));
     std::process::id()
@@ -169,7 +183,7 @@ fn many_client_threads_mix_spawns_maps_cancels_and_timeouts() {
                                     .unwrap()
                                     .timeout(Duration::from_millis(2))
                                     .wait();
-                                assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+                                assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
                             }
                         }
                     }
@@ -179,7 +193,7 @@ fn many_client_threads_mix_spawns_maps_cancels_and_timeouts() {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(pool.jobs_in_flight(), 0);
+        settle(&pool);
         common::assert_full_strength(&pool, Duration::from_secs(5));
     });
 }
@@ -225,7 +239,7 @@ fn a_tokio_server_spawning_and_timing_out_never_deadlocks() {
         assert_eq!(outcome.0 + outcome.1, 200);
         assert!(outcome.1 >= 67, "every 3 s job must time out: {outcome:?}");
         drop(rt);
-        assert_eq!(pool.jobs_in_flight(), 0);
+        settle(&pool);
         common::assert_full_strength(&pool, Duration::from_secs(5));
     });
 }

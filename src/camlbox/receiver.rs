@@ -116,7 +116,7 @@ impl<M> Receiver<M> {
     /// let inbox = procyon::Camlbox::new(4, 64).unwrap();
     /// let rx = inbox.receiver::<u8>().unwrap();
     /// let r = rx.recv_bytes_timeout(Duration::from_millis(1));
-    /// assert!(matches!(r, Err(procyon::Error::Timeout)));
+    /// assert!(matches!(r, Err(procyon::Error::Timeout { .. })));
     /// ```
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.recv_until(deadline_after(timeout), &mut |b: &[u8]| Ok(b.to_vec()))
@@ -128,6 +128,7 @@ impl<M> Receiver<M> {
         deadline: Option<Instant>,
         decode: &mut dyn FnMut(&[u8]) -> Result<R>,
     ) -> Result<R> {
+        let began = Instant::now();
         let data_ready = &self.shared.control().data_ready.0;
         loop {
             // While the head slot is being written, sleep no longer than the moment we
@@ -146,7 +147,11 @@ impl<M> Receiver<M> {
                 Some(Step::Done(result)) => return result,
                 Some(Step::Rearm) => {}
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Err(Error::Timeout)
+                    return Err(Error::Timeout {
+                        job: None,
+                        limit: deadline
+                            .map_or(Duration::ZERO, |d| d.saturating_duration_since(began)),
+                    })
                 }
                 None => {}
             }
@@ -284,7 +289,7 @@ impl<M: DeserializeOwned> Receiver<M> {
     /// let inbox = Camlbox::new(4, 64).unwrap();
     /// let rx = inbox.receiver::<u8>().unwrap();
     /// let start = Instant::now();
-    /// assert!(matches!(rx.recv_timeout(Duration::from_millis(20)), Err(Error::Timeout)));
+    /// assert!(matches!(rx.recv_timeout(Duration::from_millis(20)), Err(Error::Timeout { .. })));
     /// assert!(start.elapsed() >= Duration::from_millis(20));
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<M> {

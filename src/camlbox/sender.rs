@@ -110,6 +110,7 @@ impl<M> Sender<M> {
     /// Claims a slot, waiting until `deadline` (forever if `None`) for one to be freed.
     #[cold]
     fn claim_blocking(&self, deadline: Option<Instant>) -> Result<Claim<'_>> {
+        let began = Instant::now();
         let control = self.shared.control();
         loop {
             // About to wait: is anyone going to free a slot?
@@ -130,8 +131,11 @@ impl<M> Sender<M> {
             if let Some(result) = got {
                 return result;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout);
+            if let Some(d) = deadline.filter(|&d| Instant::now() >= d) {
+                return Err(Error::Timeout {
+                    job: None,
+                    limit: d.saturating_duration_since(began),
+                });
             }
         }
     }
@@ -211,7 +215,7 @@ impl<M: Serialize> Sender<M> {
     /// let tx = inbox.sender::<u8>();
     /// tx.send_timeout(&1, Duration::from_millis(5)).unwrap();
     /// let full = tx.send_timeout(&2, Duration::from_millis(5));
-    /// assert!(matches!(full, Err(Error::Timeout)));
+    /// assert!(matches!(full, Err(Error::Timeout { .. })));
     /// ```
     pub fn send_timeout(&self, msg: &M, timeout: Duration) -> Result<()> {
         self.send_until(msg, Instant::now().checked_add(timeout))

@@ -280,7 +280,7 @@ fn dead_sender_slot_is_reclaimed_by_recv() {
         .die();
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(20)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
 }
 

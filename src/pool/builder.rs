@@ -29,6 +29,7 @@ pub struct PoolBuilder {
     pub(crate) spin: Duration,
     pub(crate) cancel_grace: Duration,
     pub(crate) stream_from: usize,
+    pub(crate) job_timeout: Option<Duration>,
 }
 
 impl Default for PoolBuilder {
@@ -43,6 +44,7 @@ impl Default for PoolBuilder {
             spin: crate::futex::DEFAULT_SPIN,
             cancel_grace: Duration::from_millis(50),
             stream_from: crate::stream::default_threshold(),
+            job_timeout: None,
         }
     }
 }
@@ -126,6 +128,30 @@ impl PoolBuilder {
     /// ```
     pub fn stream_outputs_from(mut self, bytes: usize) -> Self {
         self.stream_from = bytes;
+        self
+    }
+
+    /// A time limit for every job of the pool (default: none): a `par_map`,
+    /// `par_chunks_mut`, `par_map_vec`, iterator terminal or spawned job that runs longer
+    /// fails with [`Error::Timeout`] and its workers are stopped as by a cancel (killed
+    /// and replaced after the cancel grace period if they do not return). Override it
+    /// per call with [`Pool::with_timeout`] or [`ParIter::timeout`](crate::ParIter::timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(2)
+    ///     .mempool_size(64 << 20)
+    ///     .job_timeout(Duration::from_millis(200))
+    ///     .build()?;
+    /// let r = pool.spawn(|_ctx: &procyon::Ctx| std::thread::sleep(Duration::from_secs(10)))?.wait();
+    /// assert!(matches!(r, Err(procyon::Error::Timeout { .. })));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn job_timeout(mut self, limit: Duration) -> Self {
+        self.job_timeout = Some(limit);
         self
     }
 

@@ -28,6 +28,11 @@ pub(crate) struct Submitted {
     pub(crate) id: JobId,
     pub(crate) args: Option<Block>,
     pub(crate) table_at: usize,
+    /// Time limit the submitting pool handle gives its jobs.
+    pub(crate) timeout: Option<Duration>,
+    /// The job borrows nothing of the owner's (`JobKind::BORROWS` is false): the owner
+    /// may stop waiting before its workers have left, handing the clean-up over.
+    pub(crate) detachable: bool,
 }
 
 /// How often a waiting client checks that the scheduler is still alive.
@@ -77,7 +82,7 @@ impl Submitted {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
             let until = deadline.map_or(step, |d| d.min(step));
             let r = if crate::worker::is_worker() {
-                crate::worker::help_until(self.id, Some(until), || self.poll())
+                crate::worker::help_until(self.id, deadline.is_some(), until, || self.poll())
             } else {
                 self.slot().wait(spin, until, || self.poll())
             };
@@ -114,7 +119,10 @@ impl Submitted {
                 job,
             },
             Failure::Cancelled => Error::Cancelled,
-            Failure::TimedOut => Error::Timeout,
+            Failure::TimedOut { limit_us } => Error::Timeout {
+                job: Some(job),
+                limit: Duration::from_micros(limit_us),
+            },
             Failure::Setup { message } => Error::InvalidDescriptor { reason: message },
             Failure::OutOfMemory {
                 requested,
@@ -131,7 +139,7 @@ impl Submitted {
     /// Takes the partial results the workers published, in chunk order.
     pub(crate) fn partials<P: DeserializeOwned>(&self) -> Result<Vec<(u64, P)>> {
         let mut all = Vec::new();
-        for w in 0..self.pool.config.workers {
+        for w in 0..self.pool.control.entries() {
             let Some(block) = self.take_partial_block(w)? else {
                 continue;
             };
@@ -172,7 +180,7 @@ impl Submitted {
     /// Releases everything the job holds: partial blocks, reports, the argument block,
     /// the slot; after a failure of a top-level job, everything its tree allocated.
     fn release(&mut self) {
-        for w in 0..self.pool.config.workers {
+        for w in 0..self.pool.control.entries() {
             let _ = self.take_partial_block(w);
         }
         discard_reports(&self.pool.mempool, self.slot());
@@ -226,6 +234,42 @@ impl Submitted {
     }
 }
 
+impl Submitted {
+    /// Hands a job that has been failed (cancel, timeout) but may still have workers
+    /// inside over to the scheduler, which frees what it holds (its argument block,
+    /// partials, reports, and for a top-level job what its tree allocated) once they have
+    /// left; `false` (and nothing changed) if the job borrows memory of ours or the
+    /// scheduler cannot be told.
+    fn detach(&mut self) -> bool {
+        if !self.detachable {
+            return false;
+        }
+        let Some(args) = self.args.take() else {
+            return true;
+        };
+        let slot = self.slot();
+        // Relaxed: the scheduler reads it after our message, which synchronizes.
+        slot.owner.store(0, Ordering::Relaxed);
+        let raw = args.into_raw();
+        if self
+            .pool
+            .send_scheduler(SchedMsg::Adopt { job: self.id })
+            .is_ok()
+        {
+            return true;
+        }
+        slot.owner
+            .store(crate::sys::process::cached_pid() as u64, Ordering::Relaxed);
+        match self.pool.mempool.adopt(raw) {
+            Ok(block) => self.args = Some(block),
+            // Cannot happen for our own detached block; the scheduler-less pool is going
+            // away with its mempool anyway.
+            Err(_) => return true,
+        }
+        false
+    }
+}
+
 impl Drop for Submitted {
     fn drop(&mut self) {
         if self.args.is_none() {
@@ -233,6 +277,9 @@ impl Drop for Submitted {
         }
         if self.poll().is_none() {
             self.abort(Failure::Cancelled);
+            if self.detach() {
+                return;
+            }
             // Free nothing the workers might still write to: wait for them to leave (the
             // scheduler kills the stragglers after the grace period).
             let _ = self.wait_until(
@@ -273,7 +320,8 @@ pub struct JobHandle<R> {
     on_report: Option<ReportFn>,
     reports: ReportInbox,
     last_progress: Option<Progress>,
-    deadline: Option<Instant>,
+    /// When the job's time limit passes, and the limit (for the error).
+    deadline: Option<(Instant, Duration)>,
     waker: Option<Arc<Mutex<WakerState>>>,
 }
 
@@ -285,6 +333,7 @@ struct WakerState {
 
 impl<R> JobHandle<R> {
     pub(crate) fn new(sub: Submitted, finish: Finish<R>) -> Self {
+        let deadline = sub.timeout.map(|t| (Instant::now() + t, t));
         JobHandle {
             sub: Some(sub),
             finish: Some(finish),
@@ -292,7 +341,7 @@ impl<R> JobHandle<R> {
             on_report: None,
             reports: ReportInbox::default(),
             last_progress: None,
-            deadline: None,
+            deadline,
             waker: None,
         }
     }
@@ -306,7 +355,7 @@ impl<R> JobHandle<R> {
         self.on_progress = on_progress.or(self.on_progress);
         self.on_report = on_report.or(self.on_report);
         if let Some(t) = timeout {
-            self.deadline = Some(Instant::now() + t);
+            self.deadline = Some((Instant::now() + t, t));
         }
         self
     }
@@ -336,7 +385,7 @@ impl<R> JobHandle<R> {
     /// Fails the job with [`Error::Timeout`] if it has not ended `timeout` from now
     /// (its workers are stopped like a cancel's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.deadline = Some(Instant::now() + timeout);
+        self.deadline = Some((Instant::now() + timeout, timeout));
         self
     }
 
@@ -424,7 +473,7 @@ impl<R> JobHandle<R> {
     fn wait_step(&mut self, until: Option<Instant>) -> Option<Result<R>> {
         let ticking = self.on_progress.is_some() || self.on_report.is_some();
         loop {
-            let limit = match (until, self.deadline) {
+            let limit = match (until, self.deadline.map(|(d, _)| d)) {
                 (Some(u), Some(d)) => Some(u.min(d)),
                 (u, d) => u.or(d),
             };
@@ -443,9 +492,26 @@ impl<R> JobHandle<R> {
             }
             self.deliver(false);
             let now = Instant::now();
-            if self.deadline.is_some_and(|d| now >= d) {
-                self.sub().abort(Failure::TimedOut);
+            if let Some((_, limit)) = self.deadline.filter(|&(d, _)| now >= d) {
+                self.sub().abort(Failure::TimedOut {
+                    limit_us: limit.as_micros().min(u64::MAX as u128) as u64,
+                });
                 self.deadline = None;
+                if self.sub().detachable {
+                    // Nothing of ours is borrowed: answer now, the scheduler cleans up.
+                    self.deliver(true);
+                    let job = self.sub().id.number();
+                    let mut sub = self.sub.take().expect("checked above");
+                    self.finish = None;
+                    if !sub.detach() {
+                        self.sub = Some(sub);
+                        continue;
+                    }
+                    return Some(Err(Error::Timeout {
+                        job: Some(job),
+                        limit,
+                    }));
+                }
             }
             if until.is_some_and(|u| now >= u) {
                 return None;

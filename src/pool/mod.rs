@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use builder::PoolBuilder;
 pub use handle::JobHandle;
-pub(crate) use handle::{ProgressFn, ReportFn};
+pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
 
 use crate::camlbox::{Camlbox, Sender};
 use crate::job::{JobId, SlotState, NO_PARENT};
@@ -51,6 +51,8 @@ pub struct Pool {
     inner: Arc<PoolInner>,
     /// The job whose task this handle runs in (a `Ctx`'s pool), `None` for the client.
     pub(crate) parent: Option<JobId>,
+    /// Time limit of the jobs submitted through this handle (see [`Pool::with_timeout`]).
+    timeout: Option<Duration>,
 }
 
 pub(crate) struct PoolInner {
@@ -120,6 +122,7 @@ impl Pool {
         drop(setup);
         let pool = Pool {
             parent: None,
+            timeout: config.job_timeout,
             inner: Arc::new(PoolInner {
                 mempool,
                 control,
@@ -186,7 +189,9 @@ impl Pool {
     }
 
     /// Jobs in flight: submitted (by any process of the pool, nested jobs included) and
-    /// not yet collected. For monitoring, and to check that nothing is left behind.
+    /// not yet collected. For monitoring, and to check that nothing is left behind. A
+    /// job whose handle was dropped (or timed out) while its workers were still inside
+    /// counts until the scheduler has freed it, moments after they left.
     ///
     /// There is no fixed cap below [`Error::TooManyJobs`]'s 65,536: the job table grows
     /// in the mempool as needed (a few hundred bytes per job slot, kept for reuse).
@@ -234,14 +239,46 @@ impl Pool {
         n: usize,
         chunking: Chunking,
     ) -> Result<handle::Submitted> {
-        self.inner.submit::<K>(args, n, chunking, self.parent)
+        let mut sub = self.inner.submit::<K>(args, n, chunking, self.parent)?;
+        sub.timeout = self.timeout;
+        Ok(sub)
+    }
+
+    /// A handle to the same pool whose jobs (every `par_map`, `par_chunks_mut`,
+    /// `par_map_vec`, iterator terminal and `spawn` started through it) fail with
+    /// [`Error::Timeout`] if they run longer than `limit`; their workers are then
+    /// stopped as by a cancel. Inside a task (`ctx.with_timeout(..)`) it bounds the
+    /// nested jobs. The pool-wide default is [`PoolBuilder::job_timeout`]; a parallel
+    /// iterator's own [`timeout`](crate::ParIter::timeout) takes precedence.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let x = pool.array_from_fn(4, |i| i as u64)?;
+    /// let forever = |v: u64| loop { if v == u64::MAX { return v; } std::hint::spin_loop() };
+    /// let r = pool.with_timeout(Duration::from_millis(100)).par_map(&x, forever);
+    /// assert!(matches!(r, Err(procyon::Error::Timeout { .. })));
+    /// // The pool itself has no limit, and serves on.
+    /// assert_eq!(pool.par_map(&x, |v: u64| v + 1)?[3], 4);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn with_timeout(&self, limit: Duration) -> Pool {
+        Pool {
+            inner: Arc::clone(&self.inner),
+            parent: self.parent,
+            timeout: Some(limit),
+        }
     }
 
     /// A pool handle for code running inside job `parent` in a worker.
     pub(crate) fn in_worker(inner: Arc<PoolInner>, parent: JobId) -> Pool {
+        let timeout = inner.config.job_timeout;
         Pool {
             inner,
             parent: Some(parent),
+            timeout,
         }
     }
 }
@@ -304,8 +341,9 @@ impl PoolInner {
             reason: e.to_string(),
         })? as usize;
         let table_at = args_len.next_multiple_of(8);
-        // One `[offset, len, gen]` triple per worker for its partial results.
-        let table_len = self.config.workers * 24;
+        // One `[offset, len, gen]` triple per worker row (spares included) for its partial
+        // results.
+        let table_len = self.control.entries() * 24;
         let block = self
             .mempool
             .alloc_zeroed((table_at + table_len).max(1), 64)?;
@@ -354,6 +392,8 @@ impl PoolInner {
             id,
             args: Some(block),
             table_at,
+            timeout: None,
+            detachable: !K::BORROWS,
         })
     }
 
@@ -394,6 +434,12 @@ impl PoolInner {
         } else {
             self.config.spin.min(SHARED_CPU_WAITER_SPIN)
         }
+    }
+
+    /// Sends `msg` to the scheduler if its inbox has room, without waiting (for hints
+    /// the scheduler also finds on its own within a liveness period).
+    pub(crate) fn nudge_scheduler(&self, msg: SchedMsg) {
+        let _ = self.sched_tx.try_send(&msg);
     }
 
     pub(crate) fn send_scheduler(&self, msg: SchedMsg) -> Result<()> {

@@ -73,6 +73,9 @@ pub(crate) struct WorkerEntry {
     /// of the new process.
     pub(crate) gate: AtomicU64,
     pub(crate) gate_event: Event,
+    /// Packed [`JobId`] of the nested job this worker waits for with a deadline (0:
+    /// none); spare workers run that job's sub-tree.
+    pub(crate) waiting_on: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<WorkerEntry>() % 64 == 0);
@@ -157,12 +160,19 @@ impl Control {
         Self::slots_offset(workers) + SEGMENT_BYTES
     }
 
+    /// Rows of the worker table for a pool of `workers`: the workers, then as many spare
+    /// rows (within [`MAX_WORKERS`](crate::job::MAX_WORKERS) pin bits) for the spare
+    /// workers the scheduler forks for bounded nested waits.
+    pub(crate) fn entries_for(workers: usize) -> usize {
+        workers + workers.min(crate::job::MAX_WORKERS - workers)
+    }
+
     fn workers_offset() -> usize {
         std::mem::size_of::<ControlHeader>()
     }
 
     fn slots_offset(workers: usize) -> usize {
-        Self::workers_offset() + workers * std::mem::size_of::<WorkerEntry>()
+        Self::workers_offset() + Self::entries_for(workers) * std::mem::size_of::<WorkerEntry>()
     }
 
     /// # Safety
@@ -202,7 +212,7 @@ impl Control {
     }
 
     pub(crate) fn worker(&self, i: usize) -> &WorkerEntry {
-        assert!(i < self.workers);
+        assert!(i < self.entries());
         // SAFETY: in bounds (asserted) of the worker table laid out by `size`; atomics only.
         unsafe { &*(self.base.add(Self::workers_offset()) as *const WorkerEntry).add(i) }
     }
@@ -335,8 +345,31 @@ impl Control {
         None
     }
 
+    /// Number of (regular) workers.
     pub(crate) fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Rows of the worker table: the workers, then the spare rows. Every per-worker
+    /// table (pins, partial results) has this many entries.
+    pub(crate) fn entries(&self) -> usize {
+        Self::entries_for(self.workers)
+    }
+
+    /// Whether job `id` belongs to the sub-tree some worker is waiting for with a
+    /// deadline (what a spare worker may run).
+    pub(crate) fn wanted_by_a_bounded_wait(&self, id: JobId) -> bool {
+        (0..self.entries()).any(|w| {
+            JobId::unpack(self.worker(w).waiting_on.load(Ordering::SeqCst))
+                .is_some_and(|target| self.is_in_tree(id, target))
+        })
+    }
+
+    /// Rows whose process is in a bounded wait for a nested job.
+    pub(crate) fn bounded_waits(&self) -> usize {
+        (0..self.entries())
+            .filter(|&w| self.worker(w).waiting_on.load(Ordering::SeqCst) != 0)
+            .count()
     }
 
     pub(crate) fn next_gen(&self) -> u64 {
