@@ -13,6 +13,9 @@
 //!   before timing; the first run also pays each worker's page-table faults on the shared
 //!   pages (printed separately as "cold"). Interleaved rounds check every run's output.
 //!
+//! * W6 a pool as a service: 200 independent 1 ms jobs at once, and a 10 us job beside a
+//!   long one, against rayon's `spawn` with a channel.
+//!
 //! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2.
 
 use std::hint::black_box;
@@ -140,17 +143,22 @@ fn w4(c: &mut Criterion) {
     assert!(y.iter().enumerate().all(|(i, &v)| v == i as u64 + 1));
 
     // Latency distribution: one job at a time, 10,000 times (1,000 in quick mode), the
-    // same job (a sum of 16) for both, alternating.
+    // same job (a sum of 16) for both, in blocks of 1,000 jobs per system: alternating job
+    // by job would have each system's idle threads spin on the CPUs the other needs.
     let rounds = if quick() { 1_000 } else { 10_000 };
     let mut lat = Vec::with_capacity(rounds);
     let mut lat_rayon = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        assert_eq!(w4_procyon(&pool), 136);
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-        let t = Instant::now();
-        assert_eq!(w4_rayon(&rp), 136);
-        lat_rayon.push(t.elapsed().as_secs_f64() * 1e6);
+    for _ in 0..rounds.div_ceil(1_000) {
+        for _ in 0..1_000 {
+            let t = Instant::now();
+            assert_eq!(w4_procyon(&pool), 136);
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        for _ in 0..1_000 {
+            let t = Instant::now();
+            assert_eq!(w4_rayon(&rp), 136);
+            lat_rayon.push(t.elapsed().as_secs_f64() * 1e6);
+        }
     }
     lat.sort_by(f64::total_cmp);
     lat_rayon.sort_by(f64::total_cmp);
@@ -279,5 +287,107 @@ fn lifecycle(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, w3, w4, w5, lifecycle);
+/// A fixed busy loop of `iters` steps (calibrated once to take about 1 ms), the same
+/// code in both systems, never a sleep.
+fn busy(iters: u64) -> u64 {
+    let mut x = black_box(1u64);
+    for i in 0..iters {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+    }
+    black_box(x)
+}
+
+/// Iterations of [`busy`] that take `target` on this machine (median of 5 tries).
+fn calibrate(target: Duration) -> u64 {
+    let probe = 1_000_000u64;
+    let secs = median(
+        (0..5)
+            .map(|_| {
+                time(|| {
+                    busy(probe);
+                })
+            })
+            .collect(),
+    );
+    ((probe as f64) * target.as_secs_f64() / secs).max(1.0) as u64
+}
+
+fn w6_task(_: &procyon::Ctx, iters: &u64) -> u64 {
+    busy(*iters)
+}
+
+/// W6, a pool as a service: (a) 200 jobs of 1 ms submitted at once from one thread on 2
+/// workers, all waited (limit: 200 x 1 ms / 2 = 100 ms), against rayon's `spawn` with a
+/// channel; (b) the latency of a 10 us job submitted while a 100 ms job runs on the other
+/// worker. Rounds alternate between the systems in blocks (one system's whole round, then
+/// the other's), never job by job.
+fn w6(_: &mut Criterion) {
+    const JOBS: usize = 200;
+    let pool = pool();
+    let rp = rayon_pool(WORKERS);
+    let ms = calibrate(Duration::from_millis(1));
+    let rounds = if quick() { 5 } else { 15 };
+    let (mut p_all, mut r_all) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        p_all.push(time(|| {
+            let handles: Vec<_> = (0..JOBS)
+                .map(|_| pool.spawn_with(ms, w6_task).unwrap())
+                .collect();
+            for h in handles {
+                black_box(h.wait().unwrap());
+            }
+        }));
+        r_all.push(time(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for _ in 0..JOBS {
+                let tx = tx.clone();
+                rp.spawn(move || tx.send(busy(ms)).unwrap());
+            }
+            for _ in 0..JOBS {
+                black_box(rx.recv().unwrap());
+            }
+        }));
+    }
+    let (p, r) = (median(p_all) * 1e3, median(r_all) * 1e3);
+    println!(
+        "w6a {JOBS} jobs of 1 ms on {WORKERS} workers, medians of {rounds}: procyon {p:.1} ms, \
+         rayon spawn+channel {r:.1} ms, limit {:.1} ms; procyon/limit {:.2}, procyon/rayon {:.2}",
+        JOBS as f64 / WORKERS as f64,
+        p / (JOBS as f64 / WORKERS as f64),
+        p / r
+    );
+
+    let short = (ms / 100).max(1);
+    let long = ms * 100;
+    let samples = if quick() { 10 } else { 40 };
+    let (mut p_lat, mut r_lat) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let blocker = pool.spawn_with(long, w6_task).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        p_lat.push(time(|| {
+            black_box(pool.spawn_with(short, w6_task).unwrap().wait().unwrap());
+        }));
+        black_box(blocker.wait().unwrap());
+    }
+    for _ in 0..samples {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        rp.spawn(move || tx2.send(busy(long)).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        r_lat.push(time(|| {
+            let (stx, srx) = std::sync::mpsc::channel();
+            rp.spawn(move || stx.send(busy(short)).unwrap());
+            black_box(srx.recv().unwrap());
+        }));
+        black_box(rx.recv().unwrap());
+        drop(tx);
+    }
+    println!(
+        "w6b a 10 us job beside a running 100 ms job, medians of {samples}: procyon {:.1} us, rayon {:.1} us",
+        median(p_lat) * 1e6,
+        median(r_lat) * 1e6
+    );
+}
+
+criterion_group!(benches, w3, w4, w5, w6, lifecycle);
 criterion_main!(benches);

@@ -303,11 +303,18 @@ impl JobSlot {
     }
 
     /// Clears `worker`'s pin; wakes the owner when a failed job loses its last pin.
-    pub(crate) fn unpin(&self, worker: usize) {
+    pub(crate) fn unpin(&self, worker: usize, ended: &Event) {
         self.pins[worker / 64].fetch_and(!(1 << (worker % 64)), Ordering::SeqCst);
         if !self.is_pinned() && self.state() != SlotState::Active {
-            self.event.notify();
+            self.notify_end(ended);
         }
+    }
+
+    /// Wakes whoever waits for the job's end: its owner on the job's own event, the
+    /// pool's async waiter on the pool-wide `ended` event.
+    fn notify_end(&self, ended: &Event) {
+        self.event.notify();
+        ended.notify();
     }
 
     /// Marks `worker` as joined; `false` if it had joined before (then it must not run
@@ -428,7 +435,7 @@ impl JobSlot {
 
     /// Adds `items` finished items; the call that completes the job moves it to COMPLETE
     /// and wakes the owner.
-    pub(crate) fn add_done(&self, items: u64) {
+    pub(crate) fn add_done(&self, items: u64, ended: &Event) {
         if items == 0 {
             return;
         }
@@ -446,23 +453,23 @@ impl JobSlot {
                 )
                 .is_ok()
         {
-            self.event.notify();
+            self.notify_end(ended);
         }
     }
 
     /// Completes a job of zero items (no worker will ever call `add_done`).
-    pub(crate) fn complete_empty(&self) {
+    pub(crate) fn complete_empty(&self, ended: &Event) {
         let _ = self.state.compare_exchange(
             SlotState::Active as u32,
             SlotState::Complete as u32,
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.event.notify();
+        self.notify_end(ended);
     }
 
     /// Fails the job with `failure` unless it already ended. Allocation-free.
-    pub(crate) fn fail(&self, failure: &Failure) -> FailOutcome {
+    pub(crate) fn fail(&self, failure: &Failure, ended: &Event) -> FailOutcome {
         if self
             .state
             .compare_exchange(
@@ -486,7 +493,7 @@ impl JobSlot {
         self.failure.len.store(len as u32, Ordering::Relaxed);
         self.state
             .store(SlotState::Failed as u32, Ordering::Release);
-        self.event.notify();
+        self.notify_end(ended);
         FailOutcome::Recorded
     }
 
@@ -558,7 +565,7 @@ mod tests {
             assert_eq!(r.start, covered);
             covered = r.end;
             sizes.push(r.len());
-            s.add_done(r.len() as u64);
+            s.add_done(r.len() as u64, &Event::new());
         }
         assert_eq!(covered, 1000);
         assert_eq!(sizes[0], 250);
@@ -574,10 +581,13 @@ mod tests {
         s.publish();
         let long = "x".repeat(10_000);
         assert_eq!(
-            s.fail(&Failure::Panicked { message: long }),
+            s.fail(&Failure::Panicked { message: long }, &Event::new()),
             FailOutcome::Recorded
         );
-        assert_eq!(s.fail(&Failure::Cancelled), FailOutcome::AlreadyEnded);
+        assert_eq!(
+            s.fail(&Failure::Cancelled, &Event::new()),
+            FailOutcome::AlreadyEnded
+        );
         match s.failure() {
             Failure::Panicked { message } => {
                 assert!(message.ends_with("...") && message.len() < FAILURE_TEXT)
@@ -592,10 +602,10 @@ mod tests {
         s.try_claim(1).unwrap();
         s.publish();
         s.pin(3);
-        s.complete_empty();
+        s.complete_empty(&Event::new());
         s.retire();
         assert!(s.try_claim(2).is_none());
-        s.unpin(3);
+        s.unpin(3, &Event::new());
         assert_eq!(s.try_claim(2), Some(2));
     }
 

@@ -57,6 +57,7 @@ pub(crate) type Entry = unsafe fn(&WorkerCx, &JobSlot, usize);
 pub(crate) struct WorkerCx {
     pub(crate) index: usize,
     pub(crate) mempool: Mempool,
+    pub(crate) control: crate::pool::shared::Control,
 }
 
 /// Runs chunks of job `slot` (kind `K`) until none is left, in the calling worker.
@@ -68,6 +69,7 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
     let Some(first) = slot.claim_chunk() else {
         return;
     };
+    let ended = &cx.control.header().ended;
     // While we hold a claimed chunk, `done` cannot reach `n`: the owner waits, and the
     // argument block stays alive.
     // SAFETY: the argument block belongs to this job and is alive (see above); it was
@@ -75,22 +77,28 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
     let args: K::Args = match unsafe { read_args(cx, slot) } {
         Ok(a) => a,
         Err(message) => {
-            slot.fail(&Failure::Setup { message });
+            slot.fail(&Failure::Setup { message }, ended);
             return;
         }
     };
     let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(&args, cx))) {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => {
-            slot.fail(&Failure::Setup {
-                message: e.to_string(),
-            });
+            slot.fail(
+                &Failure::Setup {
+                    message: e.to_string(),
+                },
+                ended,
+            );
             return;
         }
         Err(payload) => {
-            slot.fail(&Failure::Panicked {
-                message: panic_message(&*payload),
-            });
+            slot.fail(
+                &Failure::Panicked {
+                    message: panic_message(&*payload),
+                },
+                ended,
+            );
             return;
         }
     };
@@ -120,9 +128,12 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
                 stop
             }
             Err(payload) => {
-                slot.fail(&Failure::Panicked {
-                    message: panic_message(&*payload),
-                });
+                slot.fail(
+                    &Failure::Panicked {
+                        message: panic_message(&*payload),
+                    },
+                    ended,
+                );
                 return;
             }
         };
@@ -134,7 +145,7 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
         cur = slot.claim_chunk();
         if cur.is_some() && pending >= flush_every {
             // Safe to flush: we hold the next chunk, so this cannot complete the job.
-            slot.add_done(pending);
+            slot.add_done(pending, ended);
             pending = 0;
         }
     }
@@ -143,26 +154,29 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
     }
     if !ordered.is_empty() {
         if let Err(e) = publish_partials(cx, slot, tag as u64, &ordered) {
-            slot.fail(&match e {
-                crate::Error::OutOfMemory {
-                    requested,
-                    available,
-                    capacity,
-                } => Failure::OutOfMemory {
-                    requested: requested as u64,
-                    available: available as u64,
-                    capacity: capacity as u64,
+            slot.fail(
+                &match e {
+                    crate::Error::OutOfMemory {
+                        requested,
+                        available,
+                        capacity,
+                    } => Failure::OutOfMemory {
+                        requested: requested as u64,
+                        available: available as u64,
+                        capacity: capacity as u64,
+                    },
+                    e => Failure::Setup {
+                        message: format!("could not store partial results: {e}"),
+                    },
                 },
-                e => Failure::Setup {
-                    message: format!("could not store partial results: {e}"),
-                },
-            });
+                ended,
+            );
             return;
         }
     }
     // Our last addition: everything we wrote and published is visible to whoever sees
     // the job complete.
-    slot.add_done(pending);
+    slot.add_done(pending, ended);
 }
 
 /// Decodes the job's arguments from its block.

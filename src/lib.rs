@@ -83,6 +83,6 @@ pub use mempool::{Block, Mempool, RawBlock, Usage};
 pub use mempool::{
     CrashPoint as __CrashPoint, HeapReport as __HeapReport, TestLockGuard as __TestLockGuard,
 };
-pub use pool::{JobHandle, Pool, PoolBuilder};
+pub use pool::{JobHandle, Pool, PoolBuilder, ProgressStream, ReportStream};
 pub use progress::Progress;
 pub use task::TaskFn;

@@ -193,6 +193,7 @@ impl Scheduler {
             cx: WorkerCx {
                 index: w,
                 mempool: self.setup.mempool.clone(),
+                control: self.setup.control,
             },
             control: self.setup.control,
             scheduler_pid: process::getpid(),
@@ -278,11 +279,14 @@ impl Scheduler {
             for job in entry.jobs() {
                 if let Some(slot) = control.try_slot(job.slot as usize) {
                     if slot.is_active_job(job.gen) {
-                        slot.fail(&Failure::WorkerDied {
-                            pid,
-                            signal,
-                            exit_code,
-                        });
+                        slot.fail(
+                            &Failure::WorkerDied {
+                                pid,
+                                signal,
+                                exit_code,
+                            },
+                            &control.header().ended,
+                        );
                         // The job's other workers stop at their next chunk. One in a task
                         // that never returns is not killed here (its task may be long but
                         // finite, or a parent handling this failure); the owner's cancel
@@ -316,11 +320,14 @@ impl Scheduler {
                     SlotState::Active | SlotState::Complete | SlotState::Failed
                 )
             {
-                slot.fail(&Failure::WorkerDied {
-                    pid,
-                    signal,
-                    exit_code,
-                });
+                slot.fail(
+                    &Failure::WorkerDied {
+                        pid,
+                        signal,
+                        exit_code,
+                    },
+                    &control.header().ended,
+                );
                 let root = control.root_slot(slot.root.load(Ordering::Relaxed));
                 if let Some(r) = root {
                     control.slot(r).orphans.fetch_add(1, Ordering::SeqCst);
@@ -329,7 +336,7 @@ impl Scheduler {
             }
         }
         for i in 0..control.slot_count() {
-            control.slot(i).unpin(w);
+            control.slot(i).unpin(w, &control.header().ended);
         }
         if replaced {
             self.open_gate(w);
@@ -506,7 +513,7 @@ impl Scheduler {
                 gen: slot.gen.load(Ordering::Relaxed),
             };
             if slot.state() == SlotState::Active && control.is_in_tree(id, job) {
-                slot.fail(&Failure::Cancelled);
+                slot.fail(&Failure::Cancelled, &control.header().ended);
             }
         }
         self.kill_at

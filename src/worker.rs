@@ -162,7 +162,7 @@ fn run_job(st: &State, id: JobId) {
     if slot.is_active_job(id.gen) && slot.join(w) {
         run_joined(st, slot, id);
     }
-    slot.unpin(w);
+    slot.unpin(w, &setup.control.header().ended);
 }
 
 fn run_joined(st: &State, slot: &JobSlot, id: JobId) {

@@ -243,3 +243,110 @@ fn a_tokio_server_spawning_and_timing_out_never_deadlocks() {
         common::assert_full_strength(&pool, Duration::from_secs(5));
     });
 }
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn sleep_1ms(_: &Ctx) -> u32 {
+    std::thread::sleep(Duration::from_millis(1));
+    std::process::id()
+}
+
+#[test]
+fn a_thousand_awaited_handles_add_at_most_a_few_threads() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let before = threads();
+        let (during, total) = rt.block_on(async {
+            let tasks: Vec<_> = (0..1000)
+                .map(|_| tokio::spawn(pool.spawn(sleep_1ms).unwrap()))
+                .collect();
+            // Let every task poll its handle once (all pending: 1000 ms of work on 2
+            // workers).
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let during = threads();
+            let mut total = 0;
+            for t in tasks {
+                total += u64::from(t.await.unwrap().unwrap() > 0);
+            }
+            (during, total)
+        });
+        assert_eq!(total, 1000);
+        assert!(
+            during <= before + 4,
+            "1,000 awaited handles took {before} -> {during} threads"
+        );
+    });
+}
+
+fn progress_rows(ctx: &Ctx) -> u64 {
+    for row in 1..=30 {
+        std::thread::sleep(Duration::from_millis(2));
+        ctx.progress(row, 30);
+        if row % 10 == 0 {
+            ctx.report(&row).unwrap();
+        }
+    }
+    30
+}
+
+async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
+}
+
+#[test]
+fn progress_and_reports_arrive_as_streams_that_end_with_the_job() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut handle = pool.spawn(progress_rows).unwrap();
+            let mut seen: Vec<(u64, Instant)> = Vec::new();
+            let mut progress = handle.progress_stream();
+            while let Some(p) = next(&mut progress).await {
+                if let Some((done, total)) = p.reported {
+                    assert_eq!(total, 30);
+                    seen.push((done, Instant::now()));
+                }
+            }
+            assert!(seen.len() >= 2, "{seen:?}");
+            assert!(
+                seen.windows(2).all(|w| w[0].0 <= w[1].0),
+                "in order: {seen:?}"
+            );
+            // At most one snapshot per 10 ms while it runs; the final one comes at the end.
+            let running = &seen[..seen.len() - 1];
+            assert!(
+                running
+                    .windows(2)
+                    .all(|w| w[1].1 - w[0].1 >= Duration::from_millis(9)),
+                "at most one per 10 ms"
+            );
+            assert_eq!(
+                seen.last().unwrap().0,
+                30,
+                "the last snapshot is the final one"
+            );
+            assert_eq!((&mut handle).await.unwrap(), 30);
+
+            let mut handle = pool.spawn(progress_rows).unwrap();
+            let mut got = Vec::new();
+            let mut reports = handle.reports::<u64>();
+            while let Some(r) = next(&mut reports).await {
+                got.push(r);
+            }
+            assert_eq!(got, vec![10, 20, 30]);
+            assert_eq!(handle.await.unwrap(), 30);
+        });
+    });
+}

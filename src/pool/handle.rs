@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -224,7 +224,9 @@ impl Submitted {
     /// stopped the same way: the request is sent unless the job completed.
     fn abort(&self, failure: Failure) {
         let slot = self.slot();
-        if slot.fail(&failure) == FailOutcome::Recorded || slot.state() != SlotState::Complete {
+        if slot.fail(&failure, &self.pool.control.header().ended) == FailOutcome::Recorded
+            || slot.state() != SlotState::Complete
+        {
             let grace = self.pool.config.cancel_grace.as_millis() as u64;
             let _ = self.pool.send_scheduler(SchedMsg::Cancel {
                 job: self.id,
@@ -322,13 +324,8 @@ pub struct JobHandle<R> {
     last_progress: Option<Progress>,
     /// When the job's time limit passes, and the limit (for the error).
     deadline: Option<(Instant, Duration)>,
-    waker: Option<Arc<Mutex<WakerState>>>,
-}
-
-#[derive(Default)]
-struct WakerState {
-    waker: Option<Waker>,
-    thread_started: bool,
+    /// Our registration with the pool's async waiter, if any.
+    waiter_key: Option<u64>,
 }
 
 impl<R> JobHandle<R> {
@@ -342,7 +339,7 @@ impl<R> JobHandle<R> {
             reports: ReportInbox::default(),
             last_progress: None,
             deadline,
-            waker: None,
+            waiter_key: None,
         }
     }
 
@@ -352,8 +349,12 @@ impl<R> JobHandle<R> {
         on_report: Option<ReportFn>,
         timeout: Option<Duration>,
     ) -> Self {
-        self.on_progress = on_progress.or(self.on_progress);
-        self.on_report = on_report.or(self.on_report);
+        if on_progress.is_some() {
+            self.on_progress = on_progress;
+        }
+        if on_report.is_some() {
+            self.on_report = on_report;
+        }
         if let Some(t) = timeout {
             self.deadline = Some((Instant::now() + t, t));
         }
@@ -529,8 +530,10 @@ impl<R> JobHandle<R> {
     }
 }
 
-/// Awaiting a handle does not block the runtime: a helper thread sleeps on the job's
-/// futex and wakes the task (every 10 ms while progress callbacks are set, so they run).
+/// Awaiting a handle does not block the runtime and costs no thread of its own: a handle
+/// that is not ready registers its waker with the pool's one waiter thread, which wakes
+/// it when the job ends (and every 10 ms while progress or report callbacks are set, or
+/// at the job's deadline, so they run and the timeout is enforced in the polling thread).
 impl<R: Unpin> Future for JobHandle<R> {
     type Output = Result<R>;
 
@@ -542,52 +545,64 @@ impl<R: Unpin> Future for JobHandle<R> {
             }));
         }
         if let Some(r) = this.wait_step(Some(Instant::now())) {
+            this.forget_waker();
             return Poll::Ready(r);
         }
-        let state = this.waker.get_or_insert_with(Default::default).clone();
-        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
-        guard.waker = Some(cx.waker().clone());
-        if !guard.thread_started {
-            guard.thread_started = true;
-            let pool = Arc::clone(&this.sub().pool);
-            let id = this.sub().id;
-            let ticking =
-                this.on_progress.is_some() || this.on_report.is_some() || this.deadline.is_some();
-            let state = Arc::clone(&state);
-            std::thread::spawn(move || wake_when_done(pool, id, ticking, state));
-        }
+        let ticking = this.on_progress.is_some() || this.on_report.is_some();
+        let tick = ticking.then(|| Instant::now() + POLL_PERIOD);
+        let due = match (tick, this.deadline.map(|(d, _)| d)) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
+        };
+        this.register_waker(cx.waker(), due);
         Poll::Pending
     }
 }
 
-fn wake_when_done(pool: Arc<PoolInner>, id: JobId, ticking: bool, state: Arc<Mutex<WakerState>>) {
-    let slot = pool.control.slot(id.slot as usize);
-    let ended = || match slot.state() {
-        SlotState::Complete => Some(()),
-        SlotState::Failed if !slot.is_pinned() => Some(()),
-        _ if !slot.holds(id.gen) => Some(()),
-        _ => None,
-    };
-    loop {
-        let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
-        let done = slot.wait(pool.waiter_spin(), step, ended).is_some() || !pool.scheduler_alive();
-        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = if done {
-            guard.waker.take()
-        } else {
-            guard.waker.clone()
-        } {
-            if done || ticking {
-                w.wake();
-            }
+impl<R> JobHandle<R> {
+    /// Whether the job has ended (its outcome can be collected without waiting), or the
+    /// handle is spent.
+    pub(crate) fn has_ended(&self) -> bool {
+        match self.sub.as_ref() {
+            Some(sub) => sub.poll().is_some(),
+            None => true,
         }
-        if done {
-            guard.thread_started = false;
-            return;
+    }
+
+    /// The job's progress now, `None` once the handle is spent.
+    pub(crate) fn progress_now(&self) -> Option<Progress> {
+        self.sub.as_ref().map(|sub| Progress::of(sub.slot()))
+    }
+
+    /// Reports now deliverable in order (all that are left once `fin`), taken from the
+    /// handle so that neither callbacks nor the end of the wait see them again.
+    pub(crate) fn take_reports(&mut self, fin: bool) -> Vec<crate::progress::Report> {
+        let Some(sub) = self.sub.as_ref() else {
+            return Vec::new();
+        };
+        let mut reports = self.reports.collect(&sub.pool.mempool, sub.slot());
+        if fin {
+            reports.extend(self.reports.drain());
         }
-        if Arc::strong_count(&state) == 1 {
-            // The handle is gone.
-            return;
+        reports
+    }
+
+    /// Has the pool's waiter wake `waker` when the job ends (or at `due`).
+    pub(crate) fn register_waker(&mut self, waker: &Waker, due: Option<Instant>) {
+        let sub = self.sub.as_ref().expect("registered while running");
+        let waiter = Arc::clone(&sub.pool.waiter);
+        waiter.register(&mut self.waiter_key, sub.id, waker, due);
+    }
+
+    fn forget_waker(&mut self) {
+        if let Some(sub) = self.sub.as_ref() {
+            sub.pool.waiter.deregister(self.waiter_key.take());
         }
+    }
+}
+
+impl<R> Drop for JobHandle<R> {
+    fn drop(&mut self) {
+        self.forget_waker();
     }
 }

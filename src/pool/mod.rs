@@ -1,14 +1,17 @@
 //! The client side of a pool: build it, submit jobs, wait for them, shut it down.
 
 mod builder;
+mod events;
 mod handle;
 pub(crate) mod shared;
+mod waiter;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use builder::PoolBuilder;
+pub use events::{ProgressStream, ReportStream};
 pub use handle::JobHandle;
 pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
 
@@ -62,6 +65,8 @@ pub(crate) struct PoolInner {
     _control_block: Option<Block>,
     sched_tx: Sender<SchedMsg>,
     _sched_box: Camlbox,
+    /// Wakes the futures of awaited handles and streams (one thread for all of them).
+    pub(crate) waiter: Arc<waiter::Waiter>,
     scheduler_pid: i32,
     owner_pid: i32,
     pub(crate) config: PoolBuilder,
@@ -129,6 +134,7 @@ impl Pool {
                 _control_block: Some(control_block),
                 sched_tx,
                 _sched_box: sched_box,
+                waiter: waiter::Waiter::new(control, scheduler_pid),
                 scheduler_pid,
                 owner_pid: client_pid,
                 config,
@@ -300,6 +306,7 @@ impl PoolInner {
             _control_block: None,
             sched_tx: setup.inbox.sender(),
             _sched_box: setup.inbox.clone(),
+            waiter: waiter::Waiter::new(setup.control, scheduler_pid),
             scheduler_pid,
             owner_pid: setup.client_pid,
             config: setup.config.clone(),
@@ -383,7 +390,7 @@ impl PoolInner {
             .store(process::cached_pid() as u64, Ordering::Relaxed);
         slot.publish();
         if n == 0 {
-            slot.complete_empty();
+            slot.complete_empty(&self.control.header().ended);
         } else {
             self.control.make_runnable(slot_index);
         }
@@ -453,6 +460,8 @@ impl Drop for PoolInner {
             // A forked copy (scheduler or worker) never tears the pool down.
             return;
         }
+        // Before the mempool goes: the waiter thread reads the control block.
+        self.waiter.stop();
         let _ = self
             .sched_tx
             .send_timeout(&SchedMsg::Shutdown, Duration::from_millis(100));

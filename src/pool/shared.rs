@@ -129,6 +129,9 @@ pub(crate) struct ControlHeader {
     /// Woken when there may be new work for idle workers (a job became runnable, or the
     /// pool is closing).
     pub(crate) work: Event,
+    /// Woken whenever a job of the pool ends (completes, fails, or a failed job loses
+    /// its last pin), after the job's own event: the pool's async waiter sleeps on it.
+    pub(crate) ended: Event,
     /// Segments of the job table in use (segment 0 is always there).
     segments: AtomicU32,
     /// Mempool offsets of the job table's segments (0: not allocated yet).
@@ -339,7 +342,7 @@ impl Control {
                 if slot.is_active_job(gen) && !slot.chunks_left() {
                     self.clear_runnable(i);
                 }
-                slot.unpin(worker);
+                slot.unpin(worker, &h.ended);
             }
         }
         None
