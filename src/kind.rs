@@ -95,7 +95,7 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
         Err(payload) => {
             slot.fail(
                 &Failure::Panicked {
-                    message: panic_message(&*payload),
+                    message: crate::unwind::describe(&*payload),
                 },
                 ended,
             );
@@ -130,7 +130,7 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
             Err(payload) => {
                 slot.fail(
                     &Failure::Panicked {
-                        message: panic_message(&*payload),
+                        message: crate::unwind::describe(&*payload),
                     },
                     ended,
                 );
@@ -218,15 +218,4 @@ fn publish_partials<P: Serialize>(
     entry[1].store(raw.len() as u64, Ordering::Relaxed);
     entry[2].store(raw.generation(), Ordering::Relaxed);
     Ok(())
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
 }

@@ -64,6 +64,7 @@ mod stream;
 #[allow(dead_code)]
 pub(crate) mod sys;
 mod task;
+mod unwind;
 mod worker;
 
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};

@@ -94,7 +94,7 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         // The scheduler died before we could ask to follow it.
         return Ok(());
     }
-    std::panic::set_hook(Box::new(|_| {}));
+    crate::unwind::install_worker_hook();
     // The scheduler's SIGCHLD handler is not ours: a task that runs a subprocess must
     // not wake the scheduler.
     // SAFETY: restoring the default disposition installs no handler code.

@@ -1398,3 +1398,30 @@ fn shared_memory_is_anonymous() {
         }
     });
 }
+
+fn panics_at_seven(x: u64) -> u64 {
+    if x == 7 {
+        panic!("seven is not allowed");
+    }
+    x
+}
+
+/// A task's panic reaches the caller with its text and the place it was raised, as a
+/// rayon user sees it on stderr; nothing is printed by the worker.
+#[test]
+fn a_task_panic_names_its_file_and_line() {
+    common::no_leaks(|| {
+        let pool = pool(2, 64 << 20);
+        let x = pool.array_from_fn(16, |i| i as u64).unwrap();
+        match pool.par_map(&x, panics_at_seven) {
+            Err(Error::TaskPanicked { message, .. }) => {
+                assert!(
+                    message.starts_with("seven is not allowed (at "),
+                    "{message}"
+                );
+                assert!(message.contains("tests/faults.rs:"), "{message}");
+            }
+            other => panic!("expected TaskPanicked, got {other:?}"),
+        }
+    });
+}
