@@ -22,7 +22,7 @@ use std::ops::Deref;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::job::{JobId, SlotState};
+use crate::jobs::{JobId, SlotState};
 use crate::pool::Pool;
 
 /// A task's view of the pool: nested jobs, cancellation, progress. See the module docs.

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::job::{Failure, JobSlot};
+use crate::jobs::{BlockRef, Failure, JobSlot};
 use crate::mempool::Mempool;
 
 /// What a job computes. Implemented by zero-sized marker types.
@@ -57,7 +57,7 @@ pub(crate) type Entry = unsafe fn(&WorkerCx, &JobSlot, usize);
 pub(crate) struct WorkerCx {
     pub(crate) index: usize,
     pub(crate) mempool: Mempool,
-    pub(crate) control: crate::pool::shared::Control,
+    pub(crate) control: crate::jobs::Control,
 }
 
 /// Runs chunks of job `slot` (kind `K`) until none is left, in the calling worker.
@@ -184,8 +184,13 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
 /// # Safety
 /// The job's argument block must be alive and fully written.
 unsafe fn read_args<A: DeserializeOwned>(cx: &WorkerCx, slot: &JobSlot) -> Result<A, String> {
-    let off = slot.args[0].load(Ordering::Relaxed) as usize;
-    let len = slot.args[1].load(Ordering::Relaxed) as usize;
+    // Relaxed: written in INIT, published with ACTIVE (we loaded it with Acquire).
+    let off = slot
+        .args
+        .load(&cx.mempool)
+        .ok_or("the job has no argument block")?
+        .offset() as usize;
+    let len = slot.args_len.load(Ordering::Relaxed) as usize;
     // SAFETY: forwarded: the block [off, off+len) is alive, written, and not written
     // concurrently (arguments are read-only once the job is ACTIVE).
     let bytes = unsafe { cx.mempool.bytes_at(off, len) }.map_err(|e| e.to_string())?;
@@ -208,14 +213,12 @@ fn publish_partials<P: Serialize>(
     bincode::serialize_into(&mut &mut buf[..], parts).map_err(|e| crate::Error::Malformed {
         reason: e.to_string(),
     })?;
-    let table = slot.table.load(Ordering::Relaxed) as usize;
-    let raw = block.into_raw();
-    // SAFETY: the table was allocated by the owner with one triple per worker index and
-    // stays alive until the job ends; only this worker writes its own triple.
-    let entry = unsafe { cx.mempool.words_at(table + cx.index * 24, 3) };
+    let table = slot.table.load(Ordering::Relaxed);
+    // SAFETY: the owner allocated the table with one reference per worker row inside the
+    // argument block, which stays alive until the job ends (we hold a claimed chunk, so
+    // it cannot end); only this worker writes its own entry.
+    let entry = unsafe { BlockRef::in_table(&cx.mempool, table, cx.index) };
     // Relaxed: published by our final `add_done` (AcqRel) before the owner reads it.
-    entry[0].store(raw.offset(), Ordering::Relaxed);
-    entry[1].store(raw.len() as u64, Ordering::Relaxed);
-    entry[2].store(raw.generation(), Ordering::Relaxed);
+    entry.store(block.into_raw());
     Ok(())
 }

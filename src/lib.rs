@@ -51,7 +51,7 @@ mod error;
 #[allow(dead_code)]
 pub(crate) mod futex;
 mod iter;
-mod job;
+mod jobs;
 mod kind;
 #[allow(dead_code)]
 mod loom;

@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::job::JobSlot;
+use crate::jobs::JobSlot;
 use crate::mempool::{Block, Mempool, RawBlock};
 
 /// Most reports that may wait for the owner at once, per job.

@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::camlbox::{Camlbox, Sender};
-use crate::job::{Failure, JobId, SlotState};
+use crate::jobs::{BlockRef, Control, Failure, JobId, SlotState};
 use crate::kind::WorkerCx;
 use crate::mempool::Mempool;
-use crate::pool::shared::Control;
 use crate::sys::process::{self, Exit, Fork};
 use crate::worker::{worker_main, WorkerSetup};
 
@@ -386,7 +385,7 @@ impl Scheduler {
             if slot.is_pinned() {
                 return true;
             }
-            if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
+            if slot.state().has_ended() {
                 free_orphan(&self.setup.mempool, slot, control.entries());
                 control.retire(i);
             }
@@ -468,7 +467,7 @@ impl Scheduler {
             // The owner is gone: nobody will collect the job.
             let id = JobId {
                 slot: i as u32,
-                gen: slot.gen.load(Ordering::Relaxed),
+                gen: slot.gen(),
             };
             slot.owner.store(0, Ordering::Relaxed);
             self.cancel(id, self.setup.config.cancel_grace.as_millis() as u64);
@@ -482,7 +481,7 @@ impl Scheduler {
         self.detached.retain(|&id| {
             let slot = control.slot(id.slot as usize);
             let root = slot.root.load(Ordering::Relaxed);
-            let ended = matches!(slot.state(), SlotState::Complete | SlotState::Failed);
+            let ended = slot.state().has_ended();
             if slot.is_pinned()
                 || !ended
                 || slot.orphans.load(Ordering::SeqCst) > 0
@@ -510,7 +509,7 @@ impl Scheduler {
             let slot = control.slot(i);
             let id = JobId {
                 slot: i as u32,
-                gen: slot.gen.load(Ordering::Relaxed),
+                gen: slot.gen(),
             };
             if slot.state() == SlotState::Active && control.is_in_tree(id, job) {
                 slot.fail(&Failure::Cancelled, &control.header().ended);
@@ -576,28 +575,27 @@ impl Scheduler {
 
 /// Frees what an orphaned job (its owner died) still holds: the partial results its
 /// workers recorded, the reports nobody collected, and its argument block.
-fn free_orphan(mempool: &Mempool, slot: &crate::job::JobSlot, workers: usize) {
+fn free_orphan(mempool: &Mempool, slot: &crate::jobs::JobSlot, rows: usize) {
     crate::progress::discard_reports(mempool, slot);
-    let args = slot.args[0].load(Ordering::Relaxed);
+    let Some(args) = slot.args.load(mempool) else {
+        return;
+    };
     let table = slot.table.load(Ordering::Relaxed);
-    if args == 0 || table < args {
+    if table < args.offset() || table + (rows * BlockRef::SIZE) as u64 > args.offset() + args.len()
+    {
         return;
     }
-    for w in 0..workers {
-        // SAFETY: the table lies inside the orphan's argument block, still allocated (its
-        // owner died before freeing it) and no longer used by any worker (unpinned).
-        let words = unsafe { mempool.words_at(table as usize + w * 24, 3) };
-        let off = words[0].swap(0, Ordering::Relaxed);
-        if off != 0 {
-            let raw = crate::mempool::RawBlock::from_parts(
-                mempool.id(),
-                off,
-                words[1].load(Ordering::Relaxed),
-                words[2].load(Ordering::Relaxed),
-            );
+    for w in 0..rows {
+        // SAFETY: the table lies inside the orphan's argument block (checked just above),
+        // still allocated (its owner died or handed it over before freeing it) and no
+        // longer used by any worker (unpinned).
+        let entry = unsafe { BlockRef::in_table(mempool, table, w) };
+        if let Some(raw) = entry.take(mempool) {
             let _ = mempool.free_raw(raw);
         }
     }
-    let len = table - args + (workers * 24) as u64;
-    let _ = mempool.free_owned(args, len, slot.args[2].load(Ordering::Relaxed));
+    slot.args.clear();
+    // Owned by a dead process, or detached by one that handed the job over: either way
+    // nobody else frees it.
+    let _ = mempool.free_owned(args.offset(), args.len(), args.generation());
 }

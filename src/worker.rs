@@ -33,9 +33,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::job::{JobId, JobSlot};
+use crate::jobs::Control;
+use crate::jobs::{JobId, JobSlot};
 use crate::kind::{Entry, WorkerCx};
-use crate::pool::shared::Control;
 use crate::pool::PoolInner;
 use crate::sys::process;
 
@@ -188,11 +188,6 @@ fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
     }
 }
 
-/// Whether the calling process is a worker (nested waits must help, not sleep).
-pub(crate) fn is_worker() -> bool {
-    state().is_some()
-}
-
 /// Waits for nested job `target` (submitted by the calling task) until `done` gives its
 /// outcome or `until` passes.
 ///
@@ -253,7 +248,7 @@ fn wait_bounded<T>(
     let slot = control.slot(target.slot as usize);
     let me = control.worker(st.setup.cx.index);
     // Cleared on every way out (the scheduler clears it too if this process dies).
-    struct Waiting<'a>(&'a crate::pool::shared::WorkerEntry);
+    struct Waiting<'a>(&'a crate::jobs::WorkerEntry);
     impl Drop for Waiting<'_> {
         fn drop(&mut self) {
             self.0.waiting_on.store(0, Ordering::SeqCst);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::job::MAX_WORKERS;
+use crate::jobs::MAX_WORKERS;
 use crate::pool::Pool;
 use crate::{Error, Result};
 

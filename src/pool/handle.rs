@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::job::{FailOutcome, Failure, JobId, JobSlot, SlotState};
-use crate::mempool::{Block, RawBlock};
+use crate::jobs::{BlockRef, FailOutcome, Failure, JobId, JobSlot, SlotState};
+use crate::mempool::Block;
 use crate::pool::PoolInner;
 use crate::progress::{discard_reports, Progress, ReportInbox, POLL_PERIOD};
 use crate::scheduler::SchedMsg;
@@ -33,6 +33,18 @@ pub(crate) struct Submitted {
     /// The job borrows nothing of the owner's (`JobKind::BORROWS` is false): the owner
     /// may stop waiting before its workers have left, handing the clean-up over.
     pub(crate) detachable: bool,
+    /// How to wait for it (help in a worker, sleep in a client).
+    pub(crate) waiting: Waiting,
+}
+
+/// How the owner of a job waits for it, decided by who submitted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// A client thread: sleep on the job's event (after a brief spin).
+    Sleep,
+    /// A task in a worker (a nested job): work on the job's sub-tree meanwhile
+    /// (`worker::help_until`), so that trees of any depth finish.
+    Help,
 }
 
 /// How often a waiting client checks that the scheduler is still alive.
@@ -59,6 +71,11 @@ impl Submitted {
         match slot.state() {
             SlotState::Complete => Some(Ok(())),
             SlotState::Failed if !slot.is_pinned() => Some(Err(slot.failure())),
+            SlotState::Corrupt => Some(Err(Failure::Setup {
+                message: "the job's header in shared memory was overwritten (a task wrote \
+                          outside its own data); the pool's shared state may be damaged"
+                    .into(),
+            })),
             _ => None,
         }
     }
@@ -81,7 +98,7 @@ impl Submitted {
         loop {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
             let until = deadline.map_or(step, |d| d.min(step));
-            let r = if crate::worker::is_worker() {
+            let r = if self.waiting == Waiting::Help {
                 crate::worker::help_until(self.id, deadline.is_some(), until, || self.poll())
             } else {
                 self.slot().wait(spin, until, || self.poll())
@@ -157,23 +174,14 @@ impl Submitted {
         let Some(args) = &self.args else {
             return Ok(None);
         };
-        // SAFETY: the table lies inside our argument block (allocated with one triple per
-        // worker), which we own and which is alive.
-        let words = unsafe {
-            self.pool
-                .mempool
-                .words_at(args.offset() as usize + self.table_at + w * 24, 3)
+        // SAFETY: the table lies inside our argument block (allocated with one reference
+        // per worker row), which we own and which is alive.
+        let entry = unsafe {
+            BlockRef::in_table(&self.pool.mempool, args.offset() + self.table_at as u64, w)
         };
-        let off = words[0].swap(0, Ordering::Relaxed);
-        if off == 0 {
+        let Some(raw) = entry.take(&self.pool.mempool) else {
             return Ok(None);
-        }
-        let raw = RawBlock::from_parts(
-            self.pool.mempool.id(),
-            off,
-            words[1].load(Ordering::Relaxed),
-            words[2].load(Ordering::Relaxed),
-        );
+        };
         self.pool.mempool.adopt(raw).map(Some)
     }
 
@@ -212,7 +220,7 @@ impl Submitted {
         }
         self.args = None;
         let slot = self.slot();
-        if matches!(slot.state(), SlotState::Complete | SlotState::Failed) {
+        if slot.state().has_ended() {
             self.pool.control.retire(self.id.slot as usize);
         }
     }

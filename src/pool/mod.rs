@@ -3,7 +3,6 @@
 mod builder;
 mod events;
 mod handle;
-pub(crate) mod shared;
 mod waiter;
 
 use std::sync::atomic::Ordering;
@@ -16,13 +15,13 @@ pub use handle::JobHandle;
 pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
 
 use crate::camlbox::{Camlbox, Sender};
-use crate::job::{JobId, SlotState, NO_PARENT};
+use crate::jobs::{BlockRef, Control, MAX_JOBS, SEGMENT_SLOTS};
+use crate::jobs::{JobId, NO_PARENT};
 use crate::kind::{entry, JobKind};
 use crate::mempool::{Block, Mempool};
 use crate::scheduler::{scheduler_main, SchedMsg, SchedulerSetup};
 use crate::sys::process::{self, Fork};
 use crate::{Error, Result};
-use shared::{Control, MAX_JOBS, SEGMENT_SLOTS};
 
 /// A pool of worker processes, the way rayon has a pool of threads.
 ///
@@ -218,7 +217,7 @@ impl Pool {
     pub fn jobs_in_flight(&self) -> usize {
         let c = &self.inner.control;
         (0..c.slot_count())
-            .filter(|&i| !matches!(c.slot(i).state(), SlotState::Free | SlotState::Retired))
+            .filter(|&i| !c.slot(i).state().is_reusable())
             .count()
     }
 
@@ -348,9 +347,8 @@ impl PoolInner {
             reason: e.to_string(),
         })? as usize;
         let table_at = args_len.next_multiple_of(8);
-        // One `[offset, len, gen]` triple per worker row (spares included) for its partial
-        // results.
-        let table_len = self.control.entries() * 24;
+        // One block reference per worker row (spares included) for its partial results.
+        let table_len = self.control.entries() * BlockRef::SIZE;
         let block = self
             .mempool
             .alloc_zeroed((table_at + table_len).max(1), 64)?;
@@ -377,9 +375,8 @@ impl PoolInner {
         );
         slot.workers
             .store(self.config.workers as u64, Ordering::Relaxed);
-        slot.args[0].store(block.offset(), Ordering::Relaxed);
-        slot.args[1].store(args_len as u64, Ordering::Relaxed);
-        slot.args[2].store(block.generation(), Ordering::Relaxed);
+        slot.args.store(block.raw());
+        slot.args_len.store(args_len as u64, Ordering::Relaxed);
         slot.table
             .store(block.offset() + table_at as u64, Ordering::Relaxed);
         slot.parent
@@ -401,6 +398,11 @@ impl PoolInner {
             table_at,
             timeout: None,
             detachable: !K::BORROWS,
+            waiting: if parent.is_some() {
+                handle::Waiting::Help
+            } else {
+                handle::Waiting::Sleep
+            },
         })
     }
 
@@ -417,8 +419,7 @@ impl PoolInner {
             for k in 0..count {
                 let i = (start + k) % count;
                 let slot = self.control.slot(i);
-                if matches!(slot.state(), SlotState::Free | SlotState::Retired) && !slot.is_pinned()
-                {
+                if slot.state().is_reusable() && !slot.is_pinned() {
                     if let Some(gen) = slot.try_claim(self.control.next_gen()) {
                         return Ok((i, gen));
                     }

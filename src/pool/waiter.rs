@@ -30,8 +30,8 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::job::{JobId, SlotState};
-use crate::pool::shared::Control;
+use crate::jobs::Control;
+use crate::jobs::{JobId, SlotState};
 use crate::sys::process;
 
 /// Longest the waiter sleeps without looking at the scheduler's liveness.

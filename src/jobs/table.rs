@@ -1,5 +1,5 @@
 //! The pool's control block in the mempool: counters, the worker table, the job table
-//! and the run set through which idle workers find work.
+//! (and the run set, whose protocol is in `jobs::run_set`).
 //!
 //! Allocated by the client at build time, before the scheduler is forked, so it sits at
 //! the same address in every process of the pool. Plain `#[repr(C)]` atomics only; the
@@ -16,31 +16,11 @@
 //! `0..slot_count()`. The only limit is [`MAX_JOBS`] (the 16 bits a [`JobId`] packs its
 //! slot into), refused at once with [`crate::Error::TooManyJobs`].
 //!
-//! ## The run set: any idle worker takes any ready job
-//!
-//! One bit per slot says "this job may still have unclaimed chunks". Protocol:
-//!
-//! * the submitter publishes the job (ACTIVE, Release), *then* sets its bit (SeqCst)
-//!   and notifies `work`;
-//! * an idle worker scans the bits (spinning, then sleeping on `work`; the scan is the
-//!   event's condition, so the [`Event`] protocol loses no wakeup), and for a set bit
-//!   whose slot is ACTIVE with chunks left and not yet joined by it, it pins the slot
-//!   and joins (`job`'s pin protocol validates the generation);
-//! * a bit is cleared either by a worker that holds a pin on the slot and has seen the
-//!   job ACTIVE with every chunk claimed (`next >= n` never goes back for a generation),
-//!   or by whoever retires the slot, before the retiring store. A slot is reclaimed only
-//!   when retired and unpinned, and its new job sets the bit only after publishing, so
-//!   neither clear can erase the bit of a later job.
-//!
-//! A worker waiting for its own nested job scans the same bits but takes only jobs of
-//! its sub-tree (the seed's rule that makes trees of any depth finish); everything else
-//! stays for the idle workers. No job is ever addressed to one worker, and a submitter
-//! never waits for a worker.
-
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::futex::Event;
-use crate::job::{JobId, JobSlot, SlotState};
+use crate::jobs::id::JobId;
+use crate::jobs::slot::JobSlot;
 
 /// Slots per segment of the job table.
 pub(crate) const SEGMENT_SLOTS: usize = 512;
@@ -49,7 +29,7 @@ pub(crate) const SEGMENT_SLOTS: usize = 512;
 pub(crate) const MAX_JOBS: usize = 1 << 16;
 /// Most segments of the job table.
 pub(crate) const MAX_SEGMENTS: usize = MAX_JOBS / SEGMENT_SLOTS;
-const RUN_WORDS: usize = MAX_JOBS / 64;
+pub(crate) const RUN_WORDS: usize = MAX_JOBS / 64;
 /// Deepest job nesting a worker tracks for crash attribution.
 pub(crate) const MAX_DEPTH: usize = 16;
 /// Bytes of one segment of the job table.
@@ -136,8 +116,8 @@ pub(crate) struct ControlHeader {
     segments: AtomicU32,
     /// Mempool offsets of the job table's segments (0: not allocated yet).
     directory: [AtomicU64; MAX_SEGMENTS],
-    /// The run set: one bit per slot (see the module docs).
-    runnable: [AtomicU64; RUN_WORDS],
+    /// The run set: one bit per slot (see `jobs::run_set`).
+    pub(crate) runnable: [AtomicU64; RUN_WORDS],
 }
 
 /// Typed view of the control block: header, worker table, job table, laid out
@@ -164,10 +144,10 @@ impl Control {
     }
 
     /// Rows of the worker table for a pool of `workers`: the workers, then as many spare
-    /// rows (within [`MAX_WORKERS`](crate::job::MAX_WORKERS) pin bits) for the spare
+    /// rows (within [`MAX_WORKERS`](crate::jobs::state::MAX_WORKERS) pin bits) for the spare
     /// workers the scheduler forks for bounded nested waits.
     pub(crate) fn entries_for(workers: usize) -> usize {
-        workers + workers.min(crate::job::MAX_WORKERS - workers)
+        workers + workers.min(crate::jobs::state::MAX_WORKERS - workers)
     }
 
     fn workers_offset() -> usize {
@@ -285,69 +265,6 @@ impl Control {
         Ok(true)
     }
 
-    /// Puts job `slot` in the run set and wakes idle workers. Call after publishing it.
-    pub(crate) fn make_runnable(&self, slot: usize) {
-        self.header().runnable[slot / 64].fetch_or(1 << (slot % 64), Ordering::SeqCst);
-        self.header().work.notify();
-    }
-
-    /// Takes `slot` out of the run set (see the module docs for who may).
-    pub(crate) fn clear_runnable(&self, slot: usize) {
-        self.header().runnable[slot / 64].fetch_and(!(1 << (slot % 64)), Ordering::SeqCst);
-    }
-
-    /// Retires a collected slot: out of the run set first, then RETIRED.
-    pub(crate) fn retire(&self, slot: usize) {
-        self.clear_runnable(slot);
-        self.slot(slot).retire();
-    }
-
-    /// A job worker `worker` may join: in the run set, ACTIVE with chunks left, not
-    /// joined by `worker` before, and accepted by `wanted`. Tidies the run set on the
-    /// way (exhausted jobs leave it). The result is a hint: the caller pins the slot and
-    /// validates the generation before running anything.
-    pub(crate) fn find_work(
-        &self,
-        worker: usize,
-        mut wanted: impl FnMut(JobId) -> bool,
-    ) -> Option<JobId> {
-        let words = self.slot_count() / 64;
-        let h = self.header();
-        for w in 0..words {
-            let mut bits = h.runnable[w].load(Ordering::SeqCst);
-            while bits != 0 {
-                let b = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let i = w * 64 + b;
-                let Some(slot) = self.try_slot(i) else {
-                    continue;
-                };
-                let gen = slot.gen.load(Ordering::Acquire);
-                if slot.state() != SlotState::Active || slot.has_joined(worker) {
-                    continue;
-                }
-                let id = JobId {
-                    slot: i as u32,
-                    gen,
-                };
-                if slot.chunks_left() {
-                    if wanted(id) {
-                        return Some(id);
-                    }
-                    continue;
-                }
-                // Every chunk is handed out: take it out of the run set, under a pin so
-                // that the slot cannot be given to a new job meanwhile.
-                slot.pin(worker);
-                if slot.is_active_job(gen) && !slot.chunks_left() {
-                    self.clear_runnable(i);
-                }
-                slot.unpin(worker, &h.ended);
-            }
-        }
-        None
-    }
-
     /// Number of (regular) workers.
     pub(crate) fn workers(&self) -> usize {
         self.workers
@@ -376,7 +293,8 @@ impl Control {
     }
 
     pub(crate) fn next_gen(&self) -> u64 {
-        self.header().next_gen.fetch_add(1, Ordering::Relaxed) % (crate::job::GEN_LIMIT - 1) + 1
+        self.header().next_gen.fetch_add(1, Ordering::Relaxed) % (crate::jobs::id::GEN_LIMIT - 1)
+            + 1
     }
 }
 
@@ -410,9 +328,7 @@ impl Control {
     pub(crate) fn root_slot(&self, root: u64) -> Option<usize> {
         (0..self.slot_count()).find(|&i| {
             let s = self.slot(i);
-            s.holds(root)
-                && s.parent().is_none()
-                && !matches!(s.state(), SlotState::Free | SlotState::Retired)
+            s.holds(root) && s.parent().is_none() && !s.state().is_reusable()
         })
     }
 
@@ -433,7 +349,7 @@ impl Control {
             let s = self.slot(i);
             i != except.slot as usize
                 && s.root.load(Ordering::Relaxed) == root
-                && (s.is_pinned() || !matches!(s.state(), SlotState::Free | SlotState::Retired))
+                && (s.is_pinned() || !s.state().is_reusable())
         })
     }
 }

@@ -1,0 +1,91 @@
+//! The run set: any idle worker takes any ready job.
+//!
+//! One bit per slot says "this job may still have unclaimed chunks". Protocol:
+//!
+//! * the submitter publishes the job (ACTIVE, Release), *then* sets its bit (SeqCst)
+//!   and notifies `work`;
+//! * an idle worker scans the bits (spinning, then sleeping on `work`; the scan is the
+//!   event's condition, so the `futex::Event` protocol loses no wakeup), and for a set bit
+//!   whose slot is ACTIVE with chunks left and not yet joined by it, it pins the slot
+//!   and joins (the pin protocol of `jobs::state` validates the generation);
+//! * a bit is cleared either by a worker that holds a pin on the slot and has seen the
+//!   job ACTIVE with every chunk claimed (`next >= n` never goes back for a generation),
+//!   or by whoever retires the slot, before the retiring store. A slot is reclaimed only
+//!   when retired and unpinned, and its new job sets the bit only after publishing, so
+//!   neither clear can erase the bit of a later job.
+//!
+//! A worker waiting for its own nested job scans the same bits but takes only jobs of
+//! its sub-tree (the seed's rule that makes trees of any depth finish); everything else
+//! stays for the idle workers. No job is ever addressed to one worker, and a submitter
+//! never waits for a worker.
+
+use std::sync::atomic::Ordering;
+
+use crate::jobs::id::JobId;
+use crate::jobs::state::SlotState;
+use crate::jobs::table::Control;
+
+impl Control {
+    /// Puts job `slot` in the run set and wakes idle workers. Call after publishing it.
+    pub(crate) fn make_runnable(&self, slot: usize) {
+        self.header().runnable[slot / 64].fetch_or(1 << (slot % 64), Ordering::SeqCst);
+        self.header().work.notify();
+    }
+
+    /// Takes `slot` out of the run set (see the module docs for who may).
+    pub(crate) fn clear_runnable(&self, slot: usize) {
+        self.header().runnable[slot / 64].fetch_and(!(1 << (slot % 64)), Ordering::SeqCst);
+    }
+
+    /// Retires a collected slot: out of the run set first, then RETIRED.
+    pub(crate) fn retire(&self, slot: usize) {
+        self.clear_runnable(slot);
+        self.slot(slot).retire();
+    }
+
+    /// A job worker `worker` may join: in the run set, ACTIVE with chunks left, not
+    /// joined by `worker` before, and accepted by `wanted`. Tidies the run set on the
+    /// way (exhausted jobs leave it). The result is a hint: the caller pins the slot and
+    /// validates the generation before running anything.
+    pub(crate) fn find_work(
+        &self,
+        worker: usize,
+        mut wanted: impl FnMut(JobId) -> bool,
+    ) -> Option<JobId> {
+        let words = self.slot_count() / 64;
+        let h = self.header();
+        for w in 0..words {
+            let mut bits = h.runnable[w].load(Ordering::SeqCst);
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let i = w * 64 + b;
+                let Some(slot) = self.try_slot(i) else {
+                    continue;
+                };
+                let gen = slot.gen();
+                if slot.state() != SlotState::Active || slot.has_joined(worker) {
+                    continue;
+                }
+                let id = JobId {
+                    slot: i as u32,
+                    gen,
+                };
+                if slot.chunks_left() {
+                    if wanted(id) {
+                        return Some(id);
+                    }
+                    continue;
+                }
+                // Every chunk is handed out: take it out of the run set, under a pin so
+                // that the slot cannot be given to a new job meanwhile.
+                slot.pin(worker);
+                if slot.is_active_job(gen) && !slot.chunks_left() {
+                    self.clear_runnable(i);
+                }
+                slot.unpin(worker, &h.ended);
+            }
+        }
+        None
+    }
+}
