@@ -33,7 +33,7 @@
 //! no worker ever runs a half-rewritten header. `loom_tests` model-checks this.
 
 use crate::jobs::id::GEN_LIMIT;
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{fence, AtomicU64, Ordering};
 
 /// Most workers (and spare workers) a pool may have: one pin bit each.
 pub(crate) const MAX_WORKERS: usize = 256;
@@ -137,6 +137,11 @@ impl StateWord {
     /// claimer writes the header from here until [`StateWord::publish`].
     #[must_use]
     pub(crate) fn claim(&self, pins: &Pins, gen: u64) -> bool {
+        // The claimer's half of the pin protocol's store-load pair: whatever this thread
+        // stored before (the retiring of the slot) is ordered before the pin check below.
+        // SeqCst accesses alone order it in the C++ model too; the fence makes the
+        // argument rest on fences, which loom checks exactly.
+        fence(Ordering::SeqCst);
         let cur = Stamp(self.0.load(Ordering::SeqCst));
         if !cur.state().is_reusable() || pins.any() {
             return false;
@@ -238,6 +243,9 @@ impl Pins {
 
     pub(crate) fn pin(&self, worker: usize) {
         self.0[worker / 64].fetch_or(1 << (worker % 64), Ordering::SeqCst);
+        // The worker's half of the store-load pair: the pin is ordered before its check of
+        // the state word (see `StateWord::claim`).
+        fence(Ordering::SeqCst);
     }
 
     pub(crate) fn unpin(&self, worker: usize) {
