@@ -57,6 +57,7 @@ mod kind;
 mod loom;
 mod mempool;
 mod ops;
+mod panic_hook;
 mod pool;
 mod progress;
 mod scheduler;

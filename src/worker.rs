@@ -4,8 +4,8 @@
 //! A worker is forked by the scheduler (a single-threaded process), so it starts as a
 //! clean single-threaded copy. Its life:
 //!
-//! 1. set a parent-death signal (SIGKILL when the scheduler goes), silence the panic
-//!    hook (panics become job failures, not stderr noise), take over its inbox;
+//! 1. (forked by `process::fork_tied`, it already has a parent-death signal: SIGKILL when
+//!    the scheduler goes; its panics are quiet through `panic_hook`) take over its inbox;
 //! 2. record its pid in the worker table and count itself started;
 //! 3. loop: take a [`WorkerMsg`] (deferred notices first, then the inbox); for a job
 //!    notice, pin the slot, check it still runs that job, join it once, run the job's
@@ -54,7 +54,6 @@ pub(crate) struct WorkerSetup {
     pub(crate) cx: WorkerCx,
     pub(crate) control: Control,
     pub(crate) inbox: crate::camlbox::Camlbox,
-    pub(crate) scheduler_pid: i32,
     pub(crate) pool: Arc<PoolInner>,
     /// Which fork of this index we are (see `WorkerEntry::gate`).
     pub(crate) incarnation: u64,
@@ -101,13 +100,8 @@ pub(crate) fn worker_main(setup: WorkerSetup) -> ! {
 }
 
 fn run(setup: WorkerSetup) -> crate::Result<()> {
-    process::set_parent_death_signal(libc::SIGKILL)
-        .map_err(|e| crate::Error::io("prctl(PR_SET_PDEATHSIG)", e))?;
-    if process::getppid() != setup.scheduler_pid {
-        // The scheduler died before we could ask to follow it.
-        return Ok(());
-    }
-    std::panic::set_hook(Box::new(|_| {}));
+    // `process::fork_tied` armed the parent-death signal and checked our parent; the
+    // panic hook is the scheduler's (see `panic_hook`).
     // The scheduler's SIGCHLD handler is not ours: a task that runs a subprocess must
     // not wake the scheduler.
     // SAFETY: restoring the default disposition installs no handler code.

@@ -43,11 +43,23 @@ use shared::{Control, JOB_SLOTS};
 ///
 /// `build` forks. In a program that already runs threads, only the calling thread exists
 /// in the child, and a lock another thread held stays locked there. The scheduler is
-/// built so that this window is harmless: between `fork` and its own set-up it takes no
-/// lock another thread could hold except glibc's `malloc` locks, which glibc itself
-/// resets across `fork`; it never prints and never touches the environment. Workers are
-/// forked by the single-threaded scheduler. So building a pool from a test harness thread
-/// or from inside a tokio runtime is safe.
+/// built so that this window is harmless to the pool itself: the client holds std's
+/// stdout and stderr locks across the fork (so a task that prints never finds them
+/// held), the panic hook is never set in a forked process (procyon's quiet hook is
+/// installed in the client, see below), glibc resets its `malloc` locks, and between
+/// `fork` and its own set-up the scheduler takes no other lock; workers are forked by the
+/// single-threaded scheduler. What stays hazardous: a task that takes a lock of the
+/// client's (a `Mutex` in a static, a logger) that some client thread held at the moment
+/// of the build waits for it forever.
+///
+/// Panics in the pool's processes are caught at the task boundary and become errors; to
+/// keep them off stderr, the first build installs a panic hook in the client that is quiet
+/// inside pool processes and calls the hook it replaced everywhere else. A hook the
+/// program sets later replaces it, and then also runs for a task's panic in a worker.
+///
+/// The scheduler and the workers die with their parent (`PR_SET_PDEATHSIG`): Linux sends
+/// that signal when the *thread* that forked ends, so build a pool on a thread that
+/// outlives it (the main thread, or the thread that also drops it).
 pub struct Pool {
     inner: Arc<PoolInner>,
     /// The job whose task this handle runs in (a `Ctx`'s pool), `None` for the client.
@@ -110,13 +122,10 @@ impl Pool {
             client_pid,
             config: config.clone(),
         };
-        // SAFETY: see "Forking in a threaded program" on `Pool`: the child runs only the
-        // scheduler, which takes no lock another thread of ours could hold.
-        let scheduler_pid =
-            match unsafe { process::fork() }.map_err(|e| Error::io("fork of the scheduler", e))? {
-                Fork::Child => scheduler_main(setup),
-                Fork::Parent(pid) => pid,
-            };
+        let scheduler_pid = match fork_scheduler()? {
+            Fork::Child => scheduler_main(setup),
+            Fork::Parent(pid) => pid,
+        };
         drop(setup);
         let mut boxes = worker_boxes;
         boxes.push(sched_box);
@@ -221,6 +230,25 @@ impl Pool {
             parent: Some(parent),
         }
     }
+}
+
+/// Forks the scheduler from the calling client thread (see "Forking in a threaded
+/// program" on [`Pool`]).
+fn fork_scheduler() -> Result<Fork> {
+    use std::io::Write;
+    // In the client, where the hook lock behaves (never in the child: `panic_hook`).
+    crate::panic_hook::install();
+    // Held across the fork, so that no other thread holds them at that instant: the child
+    // inherits them held by its own (only) thread and releases them with these guards.
+    // Flushed first, or the child would print the client's buffered output again.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.flush();
+    let _stderr = std::io::stderr().lock();
+    // SAFETY: the child runs only the scheduler, which takes no lock another thread of
+    // ours could hold: stdout and stderr are ours (above), glibc resets its `malloc`
+    // locks, the mempool registry's lock is taken around every fork (`pthread_atfork`),
+    // and it never sets the panic hook, touches the environment or takes a user's lock.
+    unsafe { process::fork_tied() }.map_err(|e| Error::io("fork of the scheduler", e))
 }
 
 /// Chunking of one job.

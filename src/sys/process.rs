@@ -38,6 +38,31 @@ pub(crate) unsafe fn fork() -> io::Result<Fork> {
     }
 }
 
+/// Forks a child that is tied to the calling process: in the child, before anything else
+/// (no lock taken, nothing allocated), it asks for SIGKILL when its parent goes
+/// (`PR_SET_PDEATHSIG`) and checks that its parent is still the process that forked it,
+/// exiting at once if not (the parent died before the death signal was armed).
+///
+/// Linux sends the parent-death signal when the parent *thread* that forked ends, not the
+/// parent process: a child forked from a short-lived thread dies with that thread.
+///
+/// # Safety
+/// As [`fork`].
+pub(crate) unsafe fn fork_tied() -> io::Result<Fork> {
+    let parent = getpid();
+    // SAFETY: forwarded to the caller, see `# Safety`.
+    match unsafe { fork() }? {
+        Fork::Child => {
+            // Both calls are raw system calls: no lock, no allocation.
+            if set_parent_death_signal(libc::SIGKILL).is_err() || getppid() != parent {
+                exit_now(0);
+            }
+            Ok(Fork::Child)
+        }
+        parent_side => Ok(parent_side),
+    }
+}
+
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
