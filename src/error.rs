@@ -50,6 +50,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | a camlbox message larger than a slot | [`Error::MessageTooLarge`] |
 /// | a job submitted to a pool whose scheduler died (SIGKILL): the first within the 100 ms liveness step, later ones at once | [`Error::PoolShutDown`] |
 /// | `Ctx::report` while 4,096 reports of the job wait to be collected | [`Error::Full`] |
+/// | a fork-server build whose server cannot start, runs another image, or cannot map the pool at the client's addresses | [`Error::ForkServer`] |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -166,6 +167,18 @@ pub enum Error {
     /// A wait ran out of time (a receive with timeout, or a job over its timeout).
     #[error("timed out")]
     Timeout,
+
+    /// The fork server (see [`StartMode::ForkServer`](crate::StartMode::ForkServer))
+    /// could not start the pool's processes: it could not be started, died, runs another
+    /// executable image than the client, or could not map the pool's memory.
+    #[error(
+        "the fork server could not start the pool: {reason}; build with \
+             PoolBuilder::start_mode(StartMode::Fork) to fork from the caller instead"
+    )]
+    ForkServer {
+        /// What went wrong.
+        reason: String,
+    },
 
     /// A system call failed.
     #[error("{context}: {source}")]

@@ -61,6 +61,8 @@ mod panic_hook;
 mod pool;
 mod progress;
 mod scheduler;
+mod server;
+mod space;
 mod stream;
 #[allow(dead_code)]
 pub(crate) mod sys;
@@ -84,6 +86,8 @@ pub use mempool::{Block, Mempool, RawBlock, Usage};
 pub use mempool::{
     CrashPoint as __CrashPoint, HeapReport as __HeapReport, TestLockGuard as __TestLockGuard,
 };
-pub use pool::{JobHandle, Pool, PoolBuilder};
+pub use pool::{JobHandle, Pool, PoolBuilder, StartMode};
 pub use progress::Progress;
+#[doc(hidden)]
+pub use server::fork_server_pid as __fork_server_pid;
 pub use task::TaskFn;

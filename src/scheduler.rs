@@ -54,6 +54,8 @@ pub(crate) struct SchedulerSetup {
     pub(crate) inbox: Camlbox,
     pub(crate) worker_inboxes: Vec<Camlbox>,
     pub(crate) client_pid: i32,
+    /// The process that forks the scheduler: the client, or the fork server.
+    pub(crate) parent_pid: i32,
     pub(crate) config: crate::pool::PoolBuilder,
 }
 
@@ -224,8 +226,8 @@ impl Scheduler {
             self.kill_overdue();
             self.retire_orphans();
             self.refill();
-            if process::getppid() != self.setup.client_pid {
-                // The client is gone: take the pool down with it.
+            if process::getppid() != self.setup.parent_pid {
+                // The client (or its fork server) is gone: take the pool down with it.
                 self.kill_all();
                 return;
             }

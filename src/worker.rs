@@ -172,11 +172,11 @@ fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
     st.jobs.borrow_mut().push((id, root));
     let old_tag = crate::mempool::set_default_tag(root);
     let addr = slot.entry.load(Ordering::Relaxed);
-    // SAFETY: the owner stored the address of `kind::entry::<K>` (an `Entry`) in INIT; we
-    // loaded ACTIVE with Acquire and checked the generation while pinned, so the header is
-    // that job's and cannot be rewritten until we unpin. Every process of the pool is a
-    // fork of one image, so the address is valid here.
-    let entry: Entry = unsafe { std::mem::transmute::<usize, Entry>(addr) };
+    // SAFETY: the owner stored `kind::encode_entry(entry::<K>)` in INIT; we loaded ACTIVE
+    // with Acquire and checked the generation while pinned, so the header is that job's
+    // and cannot be rewritten until we unpin. Every process of the pool runs the same
+    // image (forks of one, or a fork server checked to run the client's).
+    let entry: Entry = unsafe { crate::kind::decode_entry(addr as u64) };
     // SAFETY: the slot is ACTIVE (checked), pinned by us, and written for the kind whose
     // trampoline `entry` is.
     unsafe { entry(&setup.cx, slot, root as usize) };

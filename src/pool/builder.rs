@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// assert_eq!(pool.workers(), 2);
 /// # Ok::<(), procyon::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PoolBuilder {
     pub(crate) workers: usize,
     pub(crate) mempool_size: Option<usize>,
@@ -29,6 +29,7 @@ pub struct PoolBuilder {
     pub(crate) spin: Duration,
     pub(crate) cancel_grace: Duration,
     pub(crate) stream_from: usize,
+    pub(crate) start_mode: StartMode,
 }
 
 impl Default for PoolBuilder {
@@ -43,8 +44,38 @@ impl Default for PoolBuilder {
             spin: crate::futex::DEFAULT_SPIN,
             cancel_grace: Duration::from_millis(50),
             stream_from: crate::stream::default_threshold(),
+            start_mode: StartMode::default(),
         }
     }
+}
+
+/// How a pool's processes are started: see [`PoolBuilder::start_mode`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StartMode {
+    /// The scheduler is forked by procyon's fork server: a fresh execution of this
+    /// program's executable, started (with `posix_spawn`, from whatever thread) at the
+    /// first such build and caught by procyon before `main` runs, single-threaded. Safe in
+    /// any program (threads, held locks, a large heap); build and drop cost nothing that
+    /// grows with the client's memory.
+    ///
+    /// Workers see what that fresh execution sees: statics as they are at start-up, the
+    /// environment and the open (not close-on-exec) files the client had when it started
+    /// the server, and whatever reaches them through the job (arguments, `map_with`
+    /// contexts, shared arrays). They do **not** see anything the client set up in memory
+    /// after it started (statics, heap data, `OnceLock`s, loggers).
+    #[default]
+    ForkServer,
+    /// The scheduler is forked from the client thread that calls `build`, so workers
+    /// inherit a copy-on-write snapshot of the client's memory at that moment (large
+    /// read-only state costs nothing to share, Parmap's way).
+    ///
+    /// Hazards: the fork copies the client's page tables (about 25 ms per GiB of touched
+    /// heap, at build and again at drop); a task that takes a lock some other client thread
+    /// held at that moment (a `Mutex` in a static, a logger) waits forever (std's stdout
+    /// and stderr locks are taken around the fork, so printing is safe); the pool's
+    /// processes die when the *thread* that built it ends (Linux's parent-death signal
+    /// follows the forking thread). See "Forking in a threaded program" on [`Pool`].
+    Fork,
 }
 
 /// Smallest camlbox slot that holds every control message.
@@ -126,6 +157,30 @@ impl PoolBuilder {
     /// ```
     pub fn stream_outputs_from(mut self, bytes: usize) -> Self {
         self.stream_from = bytes;
+        self
+    }
+
+    /// How the pool's processes are started (default [`StartMode::ForkServer`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Pool, StartMode};
+    ///
+    /// static TABLE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    /// TABLE.set(42).unwrap();
+    /// // Fork: the workers inherit the client's memory, `TABLE` included.
+    /// let pool = Pool::builder().workers(1).mempool_size(16 << 20).start_mode(StartMode::Fork).build()?;
+    /// let seen = pool.par_range(0..1).map(|_: usize| *TABLE.get().unwrap_or(&0)).sum::<u64>()?;
+    /// assert_eq!(seen, 42);
+    /// // ForkServer (the default): a fresh image, where `TABLE` was never set.
+    /// let pool = Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// let seen = pool.par_range(0..1).map(|_: usize| *TABLE.get().unwrap_or(&0)).sum::<u64>()?;
+    /// assert_eq!(seen, 0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn start_mode(mut self, mode: StartMode) -> Self {
+        self.start_mode = mode;
         self
     }
 

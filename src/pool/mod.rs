@@ -3,12 +3,13 @@
 mod builder;
 mod handle;
 pub(crate) mod shared;
+mod start;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use builder::PoolBuilder;
+pub use builder::{PoolBuilder, StartMode};
 pub use handle::JobHandle;
 pub(crate) use handle::{ProgressFn, ReportFn};
 
@@ -16,8 +17,8 @@ use crate::camlbox::{Camlbox, Sender};
 use crate::job::{JobId, SlotState, NO_PARENT};
 use crate::kind::{entry, JobKind};
 use crate::mempool::{Block, Mempool};
-use crate::scheduler::{scheduler_main, SchedMsg, SchedulerSetup};
-use crate::sys::process::{self, Fork};
+use crate::scheduler::{SchedMsg, SchedulerSetup};
+use crate::sys::process;
 use crate::worker::WorkerMsg;
 use crate::{Error, Result};
 use shared::{Control, JOB_SLOTS};
@@ -74,7 +75,7 @@ pub(crate) struct PoolInner {
     pub(crate) worker_tx: Vec<Sender<WorkerMsg>>,
     sched_tx: Sender<SchedMsg>,
     _boxes: Vec<Camlbox>,
-    scheduler_pid: i32,
+    scheduler: start::SchedulerProc,
     owner_pid: i32,
     pub(crate) config: PoolBuilder,
 }
@@ -98,18 +99,19 @@ impl Pool {
 
     fn build(config: PoolBuilder) -> Result<Pool> {
         config.validate()?;
-        let mempool = match config.mempool_size {
-            Some(size) => Mempool::new(size)?,
-            None => Mempool::with_default_capacity()?,
-        };
+        let backing = start::backing(config.start_mode);
+        let size = config
+            .mempool_size
+            .unwrap_or_else(Mempool::default_capacity);
+        let mempool = Mempool::create(size, backing)?;
         let n = config.workers;
         let control_block = mempool.alloc_zeroed(Control::size(n), 64)?;
         // SAFETY: the block is `Control::size(n)` zeroed bytes, 64-aligned, and kept
         // alive by `_control_block` for as long as the pool (and every view) exists.
         let control = unsafe { Control::new(control_block.as_ptr(), n) };
-        let sched_box = Camlbox::new(config.inbox_slots, config.slot_size)?;
+        let sched_box = Camlbox::create(config.inbox_slots, config.slot_size, backing)?;
         let worker_boxes = (0..n)
-            .map(|_| Camlbox::new(config.inbox_slots, config.slot_size))
+            .map(|_| Camlbox::create(config.inbox_slots, config.slot_size, backing))
             .collect::<Result<Vec<_>>>()?;
         let worker_tx = worker_boxes.iter().map(|b| b.sender()).collect();
         let sched_tx = sched_box.sender();
@@ -120,13 +122,11 @@ impl Pool {
             inbox: sched_box.clone(),
             worker_inboxes: worker_boxes.clone(),
             client_pid,
+            parent_pid: client_pid,
             config: config.clone(),
         };
-        let scheduler_pid = match fork_scheduler()? {
-            Fork::Child => scheduler_main(setup),
-            Fork::Parent(pid) => pid,
-        };
-        drop(setup);
+        let control_offset = control_block.as_ptr() as usize - mempool.base_addr();
+        let scheduler = start::start_scheduler(setup, control_offset)?;
         let mut boxes = worker_boxes;
         boxes.push(sched_box);
         let pool = Pool {
@@ -138,7 +138,7 @@ impl Pool {
                 worker_tx,
                 sched_tx,
                 _boxes: boxes,
-                scheduler_pid,
+                scheduler,
                 owner_pid: client_pid,
                 config,
             }),
@@ -190,7 +190,7 @@ impl Pool {
     pub fn pids(&self) -> (i32, Vec<i32>) {
         let c = &self.inner.control;
         (
-            self.inner.scheduler_pid,
+            self.inner.scheduler.pid(),
             (0..c.workers())
                 .map(|w| c.worker(w).pid.load(Ordering::SeqCst))
                 .collect(),
@@ -232,25 +232,6 @@ impl Pool {
     }
 }
 
-/// Forks the scheduler from the calling client thread (see "Forking in a threaded
-/// program" on [`Pool`]).
-fn fork_scheduler() -> Result<Fork> {
-    use std::io::Write;
-    // In the client, where the hook lock behaves (never in the child: `panic_hook`).
-    crate::panic_hook::install();
-    // Held across the fork, so that no other thread holds them at that instant: the child
-    // inherits them held by its own (only) thread and releases them with these guards.
-    // Flushed first, or the child would print the client's buffered output again.
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.flush();
-    let _stderr = std::io::stderr().lock();
-    // SAFETY: the child runs only the scheduler, which takes no lock another thread of
-    // ours could hold: stdout and stderr are ours (above), glibc resets its `malloc`
-    // locks, the mempool registry's lock is taken around every fork (`pthread_atfork`),
-    // and it never sets the panic hook, touches the environment or takes a user's lock.
-    unsafe { process::fork_tied() }.map_err(|e| Error::io("fork of the scheduler", e))
-}
-
 /// Chunking of one job.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Chunking {
@@ -271,7 +252,7 @@ impl PoolInner {
             worker_tx: setup.worker_inboxes.iter().map(|b| b.sender()).collect(),
             sched_tx: setup.inbox.sender(),
             _boxes: boxes,
-            scheduler_pid,
+            scheduler: start::SchedulerProc::Child(scheduler_pid),
             owner_pid: setup.client_pid,
             config: setup.config.clone(),
         }
@@ -285,8 +266,7 @@ impl PoolInner {
     }
 
     pub(crate) fn scheduler_alive(&self) -> bool {
-        self.control.header().closed.load(Ordering::SeqCst) == 0
-            && process::is_alive(self.scheduler_pid)
+        self.control.header().closed.load(Ordering::SeqCst) == 0 && self.scheduler.alive()
     }
 
     /// Submits a job of kind `K` over `n` items and tells the workers about it.
@@ -329,8 +309,10 @@ impl PoolInner {
             gen,
         };
         // Relaxed stores: published by `publish` (Release), see `job`'s module docs.
-        slot.entry
-            .store(entry::<K> as crate::kind::Entry as usize, Ordering::Relaxed);
+        slot.entry.store(
+            crate::kind::encode_entry(entry::<K>) as _,
+            Ordering::Relaxed,
+        );
         slot.n_items.store(n as u64, Ordering::Relaxed);
         slot.min_len
             .store(chunking.min_len as u64, Ordering::Relaxed);
@@ -455,18 +437,7 @@ impl Drop for PoolInner {
         let _ = self
             .sched_tx
             .send_timeout(&SchedMsg::Shutdown, Duration::from_millis(100));
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match process::try_wait(self.scheduler_pid) {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = process::kill(self.scheduler_pid, libc::SIGKILL);
-                    let _ = process::wait_blocking(self.scheduler_pid);
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_micros(100)),
-            }
-        }
+        self.scheduler.end_within(Duration::from_secs(2));
     }
 }
 

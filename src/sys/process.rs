@@ -152,6 +152,15 @@ pub(crate) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(Some(signal)).map_err(io_err)
 }
 
+/// Sets signal `sig` to be ignored (`SIG_IGN`; kept across `exec`).
+pub(crate) fn ignore_signal(sig: i32) -> io::Result<()> {
+    let signal = Signal::try_from(sig).map_err(io_err)?;
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) }
+        .map(|_| ())
+        .map_err(io_err)
+}
+
 /// The pid of this process.
 pub(crate) fn getpid() -> i32 {
     nix::unistd::getpid().as_raw()
