@@ -4,7 +4,9 @@
 //! answer correctly and drop within a bound; a hang is a failure (a watchdog aborts the
 //! test process). A SIGKILLed client takes every process of its pool with it within 1 s.
 //!
-//! Rounds are modest so the file runs in well under a minute on two busy cores.
+//! Every scenario runs in both start modes: the fork server (the default) and
+//! `StartMode::Fork`. Rounds are modest so the file runs in well under a minute on two
+//! busy cores.
 
 mod common;
 
@@ -15,17 +17,22 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use procyon::{Error, Pool};
+use procyon::{Error, Pool, StartMode};
+
+const MODES: [StartMode; 2] = [StartMode::ForkServer, StartMode::Fork];
 
 /// Rounds of build, job, drop per scenario.
-const ROUNDS: usize = 25;
+const ROUNDS: usize = 100;
 /// Longest a whole scenario may take before the watchdog calls it a hang.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
 /// Items per job.
 const ITEMS: usize = 64;
 
-fn builder() -> procyon::PoolBuilder {
-    Pool::builder().workers(2).mempool_size(16 << 20)
+fn builder(mode: StartMode) -> procyon::PoolBuilder {
+    Pool::builder()
+        .workers(2)
+        .mempool_size(16 << 20)
+        .start_mode(mode)
 }
 
 /// Runs `f`; aborts the whole test process if it has not returned within `limit` (a hang
@@ -89,13 +96,14 @@ fn busy_while_locked() {
 }
 
 /// Builds, runs one job of `task` over `0..ITEMS` (checked against `expect`), drops.
-fn rounds<F>(what: &str, task: F, expect: impl Fn(usize) -> u64)
+fn rounds<F>(mode: StartMode, what: &str, task: F, expect: impl Fn(usize) -> u64)
 where
     F: Fn(usize) -> u64 + procyon::TaskFn,
 {
-    bounded(what, SCENARIO_LIMIT, || {
+    let what = format!("{what} ({mode:?})");
+    bounded(&what, SCENARIO_LIMIT, || {
         for round in 0..ROUNDS {
-            let pool = builder()
+            let pool = builder(mode)
                 .build()
                 .unwrap_or_else(|e| panic!("{what}, round {round}: build failed: {e}"));
             let total = pool
@@ -143,14 +151,17 @@ fn task_prints(i: usize) -> u64 {
 #[test]
 fn a_client_thread_printing() {
     let _client = Background::start(client_prints);
-    rounds("printing", task_prints, square);
+    for mode in MODES {
+        rounds(mode, "printing", task_prints, square);
+    }
 }
 
 // -- locks ----------------------------------------------------------------------------
 
 /// A lock the client thread holds most of the time.
 static CLIENT_LOCK: Mutex<u64> = Mutex::new(0);
-/// A lock the tasks take.
+/// A lock the tasks take in `StartMode::Fork`, where a task must not take a lock a client
+/// thread may hold at the fork (see `Pool`'s docs).
 static TASK_LOCK: Mutex<u64> = Mutex::new(0);
 
 fn client_locks() {
@@ -165,10 +176,23 @@ fn task_locks(i: usize) -> u64 {
     square(i)
 }
 
+/// The fork server's image never saw the client's lock taken: tasks may take it.
+fn task_takes_the_clients_lock(i: usize) -> u64 {
+    let mut g = CLIENT_LOCK.lock().unwrap();
+    *g += 1;
+    square(i)
+}
+
 #[test]
 fn a_client_thread_holding_a_mutex() {
     let _client = Background::start(client_locks);
-    rounds("mutex", task_locks, square);
+    rounds(
+        StartMode::ForkServer,
+        "mutex",
+        task_takes_the_clients_lock,
+        square,
+    );
+    rounds(StartMode::Fork, "mutex", task_locks, square);
 }
 
 // -- the allocator --------------------------------------------------------------------
@@ -187,7 +211,9 @@ fn task_allocates(i: usize) -> u64 {
 #[test]
 fn a_client_thread_keeping_the_allocator_busy() {
     let _client = Background::start(client_allocates);
-    rounds("allocator", task_allocates, |i| i as u64 + 1);
+    for mode in MODES {
+        rounds(mode, "allocator", task_allocates, |i| i as u64 + 1);
+    }
 }
 
 // -- panics ---------------------------------------------------------------------------
@@ -230,7 +256,8 @@ fn a_client_thread_panicking_in_a_loop() {
     let _client = Background::start(client_panics);
     bounded("panics", SCENARIO_LIMIT, || {
         for round in 0..ROUNDS {
-            let pool = builder()
+            let mode = MODES[round % 2];
+            let pool = builder(mode)
                 .build()
                 .unwrap_or_else(|e| panic!("panics, round {round}: build failed: {e}"));
             let r = pool.par_range(0..ITEMS).map(task_panics).sum::<u64>();
@@ -249,67 +276,112 @@ fn a_client_thread_panicking_in_a_loop() {
 
 // -- a SIGKILLed client ---------------------------------------------------------------
 
-/// Forks a client that builds a pool from a second thread while its first thread prints
-/// and panics; the client reports its pool's pids and is SIGKILLed: every one of them
-/// must be gone within 1 s.
+/// Set in the environment of the client process `sigkilled_client` starts.
+const CHILD_MODE: &str = "CLEAN_START_CLIENT_MODE";
+
+/// Starts a client (this test binary again, running only `sigkill_client_child`: a fresh
+/// process, not a fork of this multi-threaded harness) that builds a pool from a second
+/// thread while its first thread keeps the allocator busy; it reports its pool's pids and
+/// is SIGKILLed: every one of them must be gone within 1 s.
 #[test]
 fn a_sigkilled_client_takes_its_pool_along() {
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe(2) into a local array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: the child only builds a pool, writes to the pipe and sleeps until killed;
-    // it never returns into the test harness (it ends with `_exit`).
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork failed");
-    if child == 0 {
-        let r = std::panic::catch_unwind(|| {
-            let write_end = fds[1];
-            let _client = Background::start(client_allocates);
-            let builder_thread = std::thread::spawn(move || {
-                let pool = builder().build().expect("pool builds");
-                let (s, w) = pool.pids();
-                let msg = std::iter::once(s)
-                    .chain(w)
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    + "\n";
-                // SAFETY: writing a local buffer to our pipe.
-                unsafe { libc::write(write_end, msg.as_ptr().cast(), msg.len()) };
-                // Held (the building thread stays alive) until the client is killed.
-                std::thread::sleep(Duration::from_secs(60));
-                drop(pool);
-            });
-            let _ = builder_thread.join();
-        });
-        // SAFETY: ends the forked child without running the harness's destructors.
-        unsafe { libc::_exit(if r.is_ok() { 0 } else { 1 }) };
+    for mode in ["server", "fork"] {
+        sigkilled_client(mode);
     }
-    // SAFETY: closing our copy of the write end, so a dead child gives EOF, not a hang.
-    unsafe { libc::close(fds[1]) };
-    let mut buf = [0u8; 256];
-    // SAFETY: reading into a local buffer from our pipe.
-    let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
-    // SAFETY: closing our read end.
-    unsafe { libc::close(fds[0]) };
-    assert!(n > 0, "the client did not report its pool");
-    let pids: Vec<i32> = String::from_utf8_lossy(&buf[..n as usize])
+}
+
+fn sigkilled_client(mode: &str) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sigkill_client_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_MODE, mode)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the client starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+        {
+            if let Some(pids) = line.strip_prefix("PIDS ") {
+                let _ = tx.send(pids.to_string());
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let line = line.unwrap_or_else(|_| panic!("{mode}: the client did not report its pool"));
+    assert!(!status.success());
+    let pids: Vec<i32> = line
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
-    assert_eq!(pids.len(), 3, "scheduler and 2 workers expected: {pids:?}");
-    let mut status = 0;
-    // SAFETY: kill(2) and waitpid(2) on our own child.
-    unsafe {
-        libc::kill(child, libc::SIGKILL);
-        libc::waitpid(child, &mut status, 0);
-    }
+    let expected = if mode == "server" { 4 } else { 3 };
+    assert_eq!(
+        pids.len(),
+        expected,
+        "{mode}: scheduler, 2 workers (and the fork server) expected: {pids:?}"
+    );
     let start = Instant::now();
     for pid in pids {
         assert!(
             common::gone_within(pid, Duration::from_secs(1)),
-            "process {pid} outlived its client"
+            "{mode}: process {pid} outlived its client"
         );
     }
     assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+/// The client of `a_sigkilled_client_takes_its_pool_along` (run only by it).
+#[test]
+#[ignore = "the client process of a_sigkilled_client_takes_its_pool_along"]
+fn sigkill_client_child() {
+    let mode = match std::env::var(CHILD_MODE).as_deref() {
+        Ok("server") => StartMode::ForkServer,
+        Ok("fork") => StartMode::Fork,
+        _ => return,
+    };
+    let _client = Background::start(client_allocates);
+    let builder_thread = std::thread::spawn(move || {
+        let pool = builder(mode).build().expect("pool builds");
+        let (s, w) = pool.pids();
+        let pids: Vec<String> = std::iter::once(s)
+            .chain(w)
+            .chain(procyon::__fork_server_pid())
+            .map(|p| p.to_string())
+            .collect();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "PIDS {}", pids.join(" "));
+        let _ = out.flush();
+        drop(out);
+        // Held (the building thread stays alive) until the client is killed.
+        std::thread::sleep(Duration::from_secs(60));
+        drop(pool);
+    });
+    let _ = builder_thread.join();
+}
+
+// -- a pool outliving the thread that built it ----------------------------------------
+
+/// Built on a thread that then ends, a fork-server pool keeps serving (its processes are
+/// tied to the fork server, not to that thread), and the program never called any
+/// start-up function.
+#[test]
+fn a_pool_built_on_a_short_lived_thread_serves_on() {
+    bounded("short-lived thread", SCENARIO_LIMIT, || {
+        let pool = std::thread::spawn(|| builder(StartMode::ForkServer).build().unwrap())
+            .join()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let total = pool.par_range(0..ITEMS).map(square).sum::<u64>().unwrap();
+        assert_eq!(total, (0..ITEMS).map(square).sum::<u64>());
+    });
 }
