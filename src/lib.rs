@@ -1,6 +1,8 @@
 //! procyon: rayon's data-parallel API over forked worker processes.
 //!
-//! A [`Pool`] is a scheduler process and N worker processes forked from your program.
+//! A [`Pool`] is a scheduler process and N worker processes running your program's code
+//! (by default forked from a fresh, single-threaded execution of your executable: see
+//! [`StartMode`]; no start-up call is needed).
 //! Jobs look like rayon's (`par_map`, `par_iter().map().sum()`, ...) but their tasks run
 //! in the workers, so a task that panics, aborts, segfaults, leaks or never returns
 //! cannot take the caller down: the job answers with an [`Error`], the worker is

@@ -25,7 +25,7 @@ use shared::{Control, JOB_SLOTS};
 
 /// A pool of worker processes, the way rayon has a pool of threads.
 ///
-/// Building a pool maps the mempool and forks one scheduler process, which forks the
+/// Building a pool maps the mempool and starts one scheduler process, which forks the
 /// workers. Jobs run in the workers; their inputs and outputs live in the mempool.
 /// `Pool` is `Send + Sync`: any number of client threads may submit jobs at once.
 /// Dropping it shuts every process down and reaps it.
@@ -40,7 +40,37 @@ use shared::{Control, JOB_SLOTS};
 /// # Ok::<(), procyon::Error>(())
 /// ```
 ///
-/// # Forking in a threaded program
+/// # Where the processes come from
+///
+/// By default ([`StartMode::ForkServer`]) the scheduler is forked by procyon's fork
+/// server: a fresh execution of this program's executable, started at the first build
+/// (from any thread, with `posix_spawn`) and caught by procyon before its `main` runs, so
+/// it is single-threaded and holds no lock. This is safe in any program: threads that
+/// print, hold mutexes, allocate or panic at build time cannot hang the pool, and
+/// building costs nothing that grows with the client's heap. The server lives as long as
+/// the client process (it exits when the client does, however it ends) and serves only
+/// it; see `docs/THREAT_MODEL.md`.
+///
+/// What a worker then sees of the client: statics as they are at program start-up (not
+/// what the client set afterwards: no `OnceLock` it filled, no logger it installed, no
+/// heap data), and the environment and open files the client had when it started the
+/// server. State reaches tasks through the job: arguments, `map_with` contexts and shared
+/// arrays.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// static SEEN: AtomicU64 = AtomicU64::new(1);
+/// SEEN.store(7, Ordering::Relaxed); // after start-up: the fork server's image never sees it
+/// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+/// let v = pool.par_range(0..1).map(|_: usize| SEEN.load(Ordering::Relaxed)).sum::<u64>()?;
+/// assert_eq!(v, 1);
+/// # Ok::<(), procyon::Error>(())
+/// ```
+///
+/// [`StartMode::Fork`] forks the scheduler from the calling thread instead, so workers
+/// inherit a copy-on-write snapshot of the client's memory.
+///
+/// # Forking in a threaded program ([`StartMode::Fork`])
 ///
 /// `build` forks. In a program that already runs threads, only the calling thread exists
 /// in the child, and a lock another thread held stays locked there. The scheduler is
