@@ -145,6 +145,13 @@ pub(crate) fn start_scheduler(
     if bytes.len() > REQUEST_LIMIT {
         return Err(fail(format!("a request of {} bytes", bytes.len())));
     }
+    if !process::in_main_executable(crate::kind::anchor()) {
+        return Err(fail(
+            "procyon is linked into a shared library, and the fork server re-executes the \
+             main program, which would not run procyon's start-up hook"
+                .into(),
+        ));
+    }
     let pid = with_conn(|conn| {
         // A server started by the process we were forked from is not ours.
         if conn.as_ref().is_some_and(|c| c.owner != process::getpid()) {
@@ -301,4 +308,40 @@ fn with_conn<R>(f: impl FnOnce(&mut Option<Conn>) -> R) -> R {
     let _unlock = Unlock;
     // SAFETY: we hold the lock until `_unlock` drops.
     f(unsafe { &mut *CONN.conn.get() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trampolines_travel_as_offsets_from_the_anchor() {
+        fn probe(_: &crate::kind::WorkerCx, _: &crate::job::JobSlot, _: usize) {}
+        let f: crate::kind::Entry = probe;
+        let word = crate::kind::encode_entry(f);
+        assert_eq!(
+            word as usize,
+            (f as usize).wrapping_sub(crate::kind::anchor())
+        );
+        // SAFETY: encoded just above, in this very image.
+        let back = unsafe { crate::kind::decode_entry(word) };
+        assert_eq!(back as usize, f as usize);
+    }
+
+    #[test]
+    fn procyon_is_in_the_main_executable_of_its_tests() {
+        assert!(process::in_main_executable(crate::kind::anchor()));
+        assert!(!process::in_main_executable(
+            libc::getpid as *const () as usize
+        ));
+    }
+
+    #[test]
+    fn a_start_marker_we_did_not_write_is_ignored() {
+        // Only the exact `fd:base:len:pid` form is acted on.
+        for bad in ["", "3", "3:1:2", "3:1:2:4:5", "x:1:2:3", "3:1:2:-"] {
+            assert!(serve::parse_start(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+        assert!(serve::parse_start(b"3:17592186044416:17592186044416:42").is_some());
+    }
 }

@@ -1,7 +1,7 @@
 //! The fork server's side: caught before `main`, it serves its client until the client
 //! goes, then exits.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::wire::{Reply, Request};
@@ -14,14 +14,14 @@ use crate::space::Mapping;
 use crate::sys::{ipc, process};
 
 /// What the client put in [`ENV`]: `fd:base:len:client_pid`.
-struct Start {
+pub(super) struct Start {
     sock: RawFd,
     base: usize,
     len: usize,
     client: i32,
 }
 
-fn parse(value: &[u8]) -> Option<Start> {
+pub(super) fn parse_start(value: &[u8]) -> Option<Start> {
     let text = std::str::from_utf8(value).ok()?;
     let mut parts = text.split(':');
     let start = Start {
@@ -33,34 +33,18 @@ fn parse(value: &[u8]) -> Option<Start> {
     parts.next().is_none().then_some(start)
 }
 
-/// Called by the dynamic loader before `main` in every process of a program that links
-/// procyon (glibc passes `argc, argv, envp` to `.init_array` functions). Returns at once
-/// unless [`ENV`] marks the process as procyon's fork server; then it never returns.
-extern "C" fn on_load(_argc: c_int, _argv: *const *const c_char, envp: *const *const c_char) {
-    if envp.is_null() {
+/// Called by the C runtime before `main` in every process of a program that links
+/// procyon (from `.init_array`). Returns at once unless [`ENV`] marks the process as
+/// procyon's fork server; then it never returns.
+extern "C" fn on_load(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
+    // The environment is set up before constructors run; with one thread, reading it
+    // takes no lock anybody could hold.
+    let Some(value) = std::env::var_os(ENV) else {
         return;
-    }
-    let mut p = envp;
-    loop {
-        // SAFETY: `envp` is the NULL-terminated array of C strings the loader passes.
-        let entry = unsafe { *p };
-        if entry.is_null() {
-            return;
-        }
-        // SAFETY: every entry is a NUL-terminated string.
-        let bytes = unsafe { CStr::from_ptr(entry) }.to_bytes();
-        let value = bytes
-            .strip_prefix(ENV.as_bytes())
-            .and_then(|rest| rest.strip_prefix(b"="));
-        if let Some(value) = value {
-            match parse(value) {
-                Some(start) => serve(start),
-                // Not ours to run (a value we did not write): let `main` run.
-                None => return,
-            }
-        }
-        // SAFETY: not past the terminating NULL (checked above).
-        p = unsafe { p.add(1) };
+    };
+    // A value we did not write is not ours to act on: let `main` run.
+    if let Some(start) = parse_start(value.as_encoded_bytes()) {
+        serve(start)
     }
 }
 

@@ -231,3 +231,18 @@ pub(crate) fn cached_pid() -> i32 {
     }
     pid
 }
+
+/// Whether the code at `addr` belongs to the main executable (not to a shared library):
+/// the object `dladdr` finds for it is the one holding the program's entry point.
+pub(crate) fn in_main_executable(addr: usize) -> bool {
+    // SAFETY: getauxval has no preconditions; 0 means "not known".
+    let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as usize;
+    let base_of = |a: usize| {
+        // SAFETY: an all-zero Dl_info is valid to be overwritten.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the loader's tables and writes into `info`.
+        let found = unsafe { libc::dladdr(a as *const libc::c_void, &mut info) } != 0;
+        found.then_some(info.dli_fbase as usize)
+    };
+    entry != 0 && base_of(entry).is_some_and(|b| Some(b) == base_of(addr))
+}
