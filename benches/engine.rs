@@ -13,7 +13,8 @@
 //!   before timing; the first run also pays each worker's page-table faults on the shared
 //!   pages (printed separately as "cold"). Interleaved rounds check every run's output.
 //!
-//! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2.
+//! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2;
+//! `PROCYON_BENCH_START_MODE=fork` measures pools started with `StartMode::Fork`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,10 +28,17 @@ use support::{median, quick, rayon_pool, time};
 
 const WORKERS: usize = 2;
 
+/// The pool under test; `PROCYON_BENCH_START_MODE=fork` starts it with
+/// `StartMode::Fork` instead of the default fork server.
 fn pool() -> procyon::Pool {
+    let mode = match std::env::var("PROCYON_BENCH_START_MODE").as_deref() {
+        Ok("fork") => procyon::StartMode::Fork,
+        _ => procyon::StartMode::ForkServer,
+    };
     procyon::Pool::builder()
         .workers(WORKERS)
         .mempool_size(4 << 30)
+        .start_mode(mode)
         .build()
         .expect("pool")
 }
