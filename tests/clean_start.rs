@@ -369,6 +369,79 @@ fn sigkill_client_child() {
     let _ = builder_thread.join();
 }
 
+// -- a fork server serves its own client only -----------------------------------------
+
+/// A process forked from a client (which inherits the client's channel to its fork
+/// server) gets a fork server of its own when it builds a pool; the client's server does
+/// not serve it.
+#[test]
+fn a_forked_child_of_a_client_gets_its_own_fork_server() {
+    let out = bounded("forking client", SCENARIO_LIMIT, || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "forking_client_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_MODE, "forking")
+            .output()
+            .expect("the client runs")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("FORKING CLIENT OK"),
+        "the forking client failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The client of `a_forked_child_of_a_client_gets_its_own_fork_server` (run only by it).
+#[test]
+#[ignore = "the client process of a_forked_child_of_a_client_gets_its_own_fork_server"]
+fn forking_client_child() {
+    if std::env::var(CHILD_MODE).as_deref() != Ok("forking") {
+        return;
+    }
+    let pool = builder(StartMode::ForkServer).build().unwrap();
+    let ours = procyon::__fork_server_pid().expect("a fork server");
+    // SAFETY: this process runs no thread that holds a lock the child needs (the harness's
+    // other thread waits for this test); the child ends with `_exit`.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0);
+    if child == 0 {
+        let ok = std::panic::catch_unwind(|| {
+            let pool = builder(StartMode::ForkServer).build().unwrap();
+            let total = pool.par_range(0..ITEMS).map(square).sum::<u64>().unwrap();
+            let theirs = procyon::__fork_server_pid().expect("a fork server of its own");
+            total == (0..ITEMS).map(square).sum::<u64>() && theirs != ours
+        });
+        // SAFETY: ends the forked child without running the harness's destructors.
+        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child, into a local.
+        let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+        if r == child {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the forked client hangs");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked client's pool failed: status {status}"
+    );
+    // The client's own pool and server are untouched.
+    assert_eq!(procyon::__fork_server_pid(), Some(ours));
+    let total = pool.par_range(0..ITEMS).map(square).sum::<u64>().unwrap();
+    assert_eq!(total, (0..ITEMS).map(square).sum::<u64>());
+    let _ = writeln!(std::io::stdout().lock(), "FORKING CLIENT OK");
+}
+
 // -- a pool outliving the thread that built it ----------------------------------------
 
 /// Built on a thread that then ends, a fork-server pool keeps serving (its processes are
