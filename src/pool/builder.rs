@@ -221,11 +221,15 @@ impl PoolBuilder {
         Ok(())
     }
 
-    /// Maps the mempool, forks the scheduler, and waits until every worker is ready.
+    /// Maps the mempool, starts the scheduler (through the fork server, started at the
+    /// first such build, or by forking the calling thread: see [`StartMode`]), and waits
+    /// until every worker is ready.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad value; [`Error::Io`] if mapping or forking
-    /// fails; [`Error::PoolShutDown`] if the scheduler dies while starting.
+    /// fails; [`Error::ForkServer`] if the fork server cannot be started, runs another
+    /// image, or cannot map the pool (procyon in a shared library, no `/proc`);
+    /// [`Error::PoolShutDown`] if the scheduler dies while starting.
     pub fn build(self) -> Result<Pool> {
         Pool::build(self)
     }
