@@ -16,7 +16,8 @@
 //! * W6 a pool as a service: 200 independent 1 ms jobs at once, and a 10 us job beside a
 //!   long one, against rayon's `spawn` with a channel.
 //!
-//! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2.
+//! `PROCYON_BENCH_QUICK=1` shortens every group (CI-sized); workers default to 2;
+//! `PROCYON_BENCH_START_MODE=fork` measures pools started with `StartMode::Fork`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -30,10 +31,17 @@ use support::{median, quick, rayon_pool, time};
 
 const WORKERS: usize = 2;
 
+/// The pool under test; `PROCYON_BENCH_START_MODE=fork` starts it with
+/// `StartMode::Fork` instead of the default fork server.
 fn pool() -> procyon::Pool {
+    let mode = match std::env::var("PROCYON_BENCH_START_MODE").as_deref() {
+        Ok("fork") => procyon::StartMode::Fork,
+        _ => procyon::StartMode::ForkServer,
+    };
     procyon::Pool::builder()
         .workers(WORKERS)
         .mempool_size(4 << 30)
+        .start_mode(mode)
         .build()
         .expect("pool")
 }

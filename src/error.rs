@@ -52,6 +52,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | a job submitted to a pool whose scheduler died (SIGKILL): the first within the 100 ms liveness step, later ones at once | [`Error::PoolShutDown`] |
 /// | `Ctx::report` while 4,096 reports of the job wait to be collected | [`Error::Full`] |
 /// | a job submitted while 65,536 jobs (nested ones included) are in flight; the job table grows in the mempool up to that, so the mempool's own limit may come first | [`Error::TooManyJobs`] or [`Error::OutOfMemory`] |
+/// | a fork-server build whose server cannot start, runs another image, or cannot map the pool at the client's addresses | [`Error::ForkServer`] |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -188,6 +189,18 @@ pub enum Error {
         job: Option<u64>,
         /// The limit that passed.
         limit: std::time::Duration,
+    },
+
+    /// The fork server (see [`StartMode::ForkServer`](crate::StartMode::ForkServer))
+    /// could not start the pool's processes: it could not be started, died, runs another
+    /// executable image than the client, or could not map the pool's memory.
+    #[error(
+        "the fork server could not start the pool: {reason}; build with \
+             PoolBuilder::start_mode(StartMode::Fork) to fork from the caller instead"
+    )]
+    ForkServer {
+        /// What went wrong.
+        reason: String,
     },
 
     /// A system call failed.

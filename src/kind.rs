@@ -53,6 +53,47 @@ pub(crate) trait JobKind: 'static {
 /// The signature of a job trampoline stored in the job header.
 pub(crate) type Entry = unsafe fn(&WorkerCx, &JobSlot, usize);
 
+/// The code address every cross-process code reference is counted from.
+///
+/// A pool started by the fork server runs in a fresh execution of the same executable,
+/// loaded at another base address (PIE, ASLR), so a trampoline travels as its distance
+/// from this function, the same in every execution of one image, and is turned back into
+/// an address by adding the local address of this function.
+#[inline(never)]
+pub(crate) fn anchor() -> usize {
+    anchor as fn() -> usize as usize
+}
+
+/// The job-header word for trampoline `f`: its offset from [`anchor`].
+pub(crate) fn encode_entry(f: Entry) -> u64 {
+    (f as usize).wrapping_sub(anchor()) as u64
+}
+
+/// The trampoline whose job-header word [`encode_entry`] made in a process of the same
+/// image.
+///
+/// # Safety
+/// `word` must come from [`encode_entry`] in a process running the same executable image
+/// (every process of a pool does: forks of one image, or a fork server checked to run the
+/// client's image).
+pub(crate) unsafe fn decode_entry(word: u64) -> Entry {
+    let addr = anchor().wrapping_add(word as usize);
+    // SAFETY: by the contract, `addr` is this image's address of the `Entry` that was
+    // encoded (offsets within one image are the same in every execution of it).
+    unsafe { std::mem::transmute::<usize, Entry>(addr) }
+}
+
+/// Offsets from [`anchor`] of a few functions spread over the image: equal in two
+/// processes only if they run the same executable (a cheap check, made for every pool
+/// the fork server starts).
+pub(crate) fn image_fingerprint() -> [u64; 3] {
+    [
+        (crate::scheduler::scheduler_main as fn(_) -> ! as usize).wrapping_sub(anchor()) as u64,
+        (crate::unwind::payload_text as fn(_) -> String as usize).wrapping_sub(anchor()) as u64,
+        (crate::pool::Pool::builder as fn() -> _ as usize).wrapping_sub(anchor()) as u64,
+    ]
+}
+
 /// What a worker hands to a trampoline.
 pub(crate) struct WorkerCx {
     pub(crate) index: usize,

@@ -1,6 +1,8 @@
 //! procyon: rayon's data-parallel API over forked worker processes.
 //!
-//! A [`Pool`] is a scheduler process and N worker processes forked from your program.
+//! A [`Pool`] is a scheduler process and N worker processes running your program's code
+//! (by default forked from a fresh, single-threaded execution of your executable: see
+//! [`StartMode`]; no start-up call is needed).
 //! Jobs look like rayon's (`par_map`, `par_iter().map().sum()`, ...) but their tasks run
 //! in the workers, so a task that panics, aborts, segfaults, leaks or never returns
 //! cannot take the caller down: the job answers with an [`Error`], the worker is
@@ -57,9 +59,12 @@ mod kind;
 mod loom;
 mod mempool;
 mod ops;
+mod panic_hook;
 mod pool;
 mod progress;
 mod scheduler;
+mod server;
+mod space;
 mod stream;
 #[allow(dead_code)]
 pub(crate) mod sys;
@@ -84,6 +89,8 @@ pub use mempool::{Block, Mempool, RawBlock, Usage};
 pub use mempool::{
     CrashPoint as __CrashPoint, HeapReport as __HeapReport, TestLockGuard as __TestLockGuard,
 };
-pub use pool::{JobHandle, Pool, PoolBuilder, ProgressStream, ReportStream};
+pub use pool::{JobHandle, Pool, PoolBuilder, ProgressStream, ReportStream, StartMode};
 pub use progress::Progress;
+#[doc(hidden)]
+pub use server::fork_server_pid as __fork_server_pid;
 pub use task::TaskFn;

@@ -1,8 +1,10 @@
 //! The scheduler process: forks the workers, re-forks the ones that die, fails the jobs
 //! they were running, and takes the pool down with the client.
 //!
-//! It is forked by the client at build time and is the only process that forks. It never
-//! starts a thread, so every worker is a clean single-threaded copy. It is *not* on the
+//! It is forked by the client at build time (`process::fork_tied`: it gets SIGKILL when
+//! the client thread that forked it ends) and is the only process that forks. It never
+//! starts a thread, so every worker is a clean single-threaded copy. It never sets the
+//! panic hook (see `panic_hook`): it only marks itself a pool process. It is *not* on the
 //! per-job path: clients post job notices straight to the workers' inboxes.
 //!
 //! ## Loop
@@ -56,6 +58,8 @@ pub(crate) struct SchedulerSetup {
     pub(crate) control: Control,
     pub(crate) inbox: Camlbox,
     pub(crate) client_pid: i32,
+    /// The process that forks the scheduler: the client, or the fork server.
+    pub(crate) parent_pid: i32,
     pub(crate) config: crate::pool::PoolBuilder,
 }
 
@@ -83,6 +87,8 @@ extern "C" fn on_sigchld(_: libc::c_int) {
 
 /// The body of the scheduler process. Never returns.
 pub(crate) fn scheduler_main(setup: SchedulerSetup) -> ! {
+    // Quiet panics in here and in every worker (never `set_hook`: see `panic_hook`).
+    crate::panic_hook::mark_pool_process();
     let code = match Scheduler::start(setup) {
         Ok(mut s) => {
             s.run();
@@ -122,7 +128,6 @@ impl Scheduler {
             Some(&nix::sys::signal::SigSet::empty()),
             None,
         );
-        std::panic::set_hook(Box::new(|_| {}));
         let signal_send = Box::new(SignalSend {
             bytes: bincode::serialize(&SchedMsg::ChildExited).map_err(|e| {
                 crate::Error::Malformed {
@@ -195,12 +200,13 @@ impl Scheduler {
                 control: self.setup.control,
             },
             control: self.setup.control,
-            scheduler_pid: process::getpid(),
             pool: std::sync::Arc::clone(&self.pool),
             spare: self.is_spare(w),
         };
         // SAFETY: the scheduler is single-threaded, so the child is a complete copy.
-        match unsafe { process::fork() }.map_err(|e| crate::Error::io("fork of a worker", e))? {
+        match unsafe { process::fork_tied() }
+            .map_err(|e| crate::Error::io("fork of a worker", e))?
+        {
             Fork::Child => worker_main(setup),
             Fork::Parent(pid) => {
                 self.pids[w] = pid;
@@ -237,8 +243,8 @@ impl Scheduler {
             self.refill();
             self.ensure_spares();
             self.collect_dead_clients();
-            if process::getppid() != self.setup.client_pid {
-                // The client is gone: take the pool down with it.
+            if process::getppid() != self.setup.parent_pid {
+                // The client (or its fork server) is gone: take the pool down with it.
                 self.kill_all();
                 return;
             }

@@ -6,9 +6,7 @@
 //! would have seen it on stderr. The hook prints nothing: a panicking task is an error
 //! value for the owner, not noise on the client's terminal.
 //!
-//! The hook only writes a thread-local; it is installed once per worker process, before
-//! the worker takes its first job (never in a process forked from a multi-threaded
-//! client while another thread may hold std's hook lock).
+//! The hook (`panic_hook`, quiet in pool processes) only writes a thread-local here.
 
 use std::cell::RefCell;
 
@@ -17,19 +15,18 @@ thread_local! {
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Installs the worker's panic hook: record the location, print nothing.
-pub(crate) fn install_worker_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-        // `try_with`: a panic during thread teardown has nowhere to go, and is dropped.
-        let _ = LOCATION.try_with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut() {
-                *slot = at;
-            }
-        });
-    }));
+/// Records where the panic `info` describes was raised, for the task boundary to take
+/// (called by the quiet hook of pool processes, `panic_hook`).
+pub(crate) fn record(info: &std::panic::PanicHookInfo<'_>) {
+    let at = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    // `try_with`: a panic during thread teardown has nowhere to go, and is dropped.
+    let _ = LOCATION.try_with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = at;
+        }
+    });
 }
 
 /// The text of a caught panic: its payload, and where it was raised if the hook saw it.
@@ -63,7 +60,7 @@ mod tests {
     #[test]
     fn a_caught_panic_names_its_place() {
         let prev = std::panic::take_hook();
-        install_worker_hook();
+        std::panic::set_hook(Box::new(record));
         let payload = std::panic::catch_unwind(|| panic!("bad row {}", 7)).unwrap_err();
         let text = describe(&*payload);
         std::panic::set_hook(prev);

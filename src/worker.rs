@@ -4,8 +4,9 @@
 //! A worker is forked by the scheduler (a single-threaded process), so it starts as a
 //! clean single-threaded copy. Its life:
 //!
-//! 1. set a parent-death signal (SIGKILL when the scheduler goes), silence the panic
-//!    hook (panics become job failures, not stderr noise);
+//! 1. (forked by `process::fork_tied`, it already has a parent-death signal: SIGKILL when
+//!    the scheduler goes; its panics are quiet through `panic_hook`, which records where a
+//!    task panicked);
 //! 2. record its pid in the worker table and count itself started;
 //! 3. loop: find a ready job in the pool's run set (spinning briefly, then sleeping on
 //!    the `work` event; see `pool::shared`), pin its slot, check it still runs that
@@ -43,7 +44,6 @@ use crate::sys::process;
 pub(crate) struct WorkerSetup {
     pub(crate) cx: WorkerCx,
     pub(crate) control: Control,
-    pub(crate) scheduler_pid: i32,
     pub(crate) pool: Arc<PoolInner>,
     /// Which fork of this index we are (see `WorkerEntry::gate`).
     pub(crate) incarnation: u64,
@@ -88,13 +88,8 @@ pub(crate) fn worker_main(setup: WorkerSetup) -> ! {
 }
 
 fn run(setup: WorkerSetup) -> crate::Result<()> {
-    process::set_parent_death_signal(libc::SIGKILL)
-        .map_err(|e| crate::Error::io("prctl(PR_SET_PDEATHSIG)", e))?;
-    if process::getppid() != setup.scheduler_pid {
-        // The scheduler died before we could ask to follow it.
-        return Ok(());
-    }
-    crate::unwind::install_worker_hook();
+    // `process::fork_tied` armed the parent-death signal and checked our parent; the
+    // panic hook is the scheduler's (see `panic_hook`).
     // The scheduler's SIGCHLD handler is not ours: a task that runs a subprocess must
     // not wake the scheduler.
     // SAFETY: restoring the default disposition installs no handler code.
@@ -173,11 +168,11 @@ fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
     st.jobs.borrow_mut().push((id, root));
     let old_tag = crate::mempool::set_default_tag(root);
     let addr = slot.entry.load(Ordering::Relaxed);
-    // SAFETY: the owner stored the address of `kind::entry::<K>` (an `Entry`) in INIT; we
-    // loaded ACTIVE with Acquire and checked the generation while pinned, so the header is
-    // that job's and cannot be rewritten until we unpin. Every process of the pool is a
-    // fork of one image, so the address is valid here.
-    let entry: Entry = unsafe { std::mem::transmute::<usize, Entry>(addr) };
+    // SAFETY: the owner stored `kind::encode_entry(entry::<K>)` in INIT; we loaded ACTIVE
+    // with Acquire and checked the generation while pinned, so the header is that job's
+    // and cannot be rewritten until we unpin. Every process of the pool runs the same
+    // image (forks of one, or a fork server checked to run the client's).
+    let entry: Entry = unsafe { crate::kind::decode_entry(addr as u64) };
     // SAFETY: the slot is ACTIVE (checked), pinned by us, and written for the kind whose
     // trampoline `entry` is.
     unsafe { entry(&setup.cx, slot, root as usize) };

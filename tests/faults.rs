@@ -1342,12 +1342,19 @@ fn client_sigkill_while_nested_jobs_run() {
     client_sigkill(ClientState::RunningNestedJobs);
 }
 
-/// The mempool and the camlboxes are anonymous shared mappings: nothing in /dev/shm,
-/// no memfd, no named file, in the client, the scheduler or any worker.
+/// With `StartMode::Fork`, the mempool and the camlboxes are anonymous shared mappings:
+/// nothing in /dev/shm, no memfd, no named file, in the client, the scheduler or any
+/// worker. (The fork server's memfds: `fork_server_memory_has_no_name`.)
 #[test]
 fn shared_memory_is_anonymous() {
     common::no_leaks(|| {
-        let pool = pool(2, 64 << 20);
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(64 << 20)
+            .cancel_grace(Duration::from_millis(20))
+            .start_mode(procyon::StartMode::Fork)
+            .build()
+            .expect("pool builds");
         // Touch everything: arrays, a nested job, reports.
         let r = pool.spawn(nested_task).unwrap().wait().unwrap();
         assert!(r.is_ok());
@@ -1362,8 +1369,15 @@ fn shared_memory_is_anonymous() {
         let (scheduler, workers) = pool.pids();
         let me = std::process::id() as i32;
         let capacity = pool.mempool().capacity();
+        // Under plain `cargo test`, other tests of this process run fork-server pools
+        // meanwhile: their memfds are mapped in this process (and inherited by this pool's
+        // forks). They are not this pool's: this pool's mappings are checked below.
+        let others = procyon::__fork_server_pid().is_some();
         for pid in [me, scheduler].into_iter().chain(workers) {
-            let found = common::named_shared_memory(pid);
+            let found: Vec<String> = common::named_shared_memory(pid)
+                .into_iter()
+                .filter(|f| !(others && f.contains("/memfd:procyon-")))
+                .collect();
             assert!(
                 found.is_empty(),
                 "named shared memory in process {pid}: {found:#?}"
@@ -1422,6 +1436,43 @@ fn a_task_panic_names_its_file_and_line() {
                 assert!(message.contains("tests/faults.rs:"), "{message}");
             }
             other => panic!("expected TaskPanicked, got {other:?}"),
+        }
+    });
+}
+
+/// With the fork server (the default), the pool's memory is in memfds: files with no name
+/// in any file system, reachable only through the descriptors and mappings of the
+/// client, the server and the pool's processes. Nothing in /dev/shm, /tmp or SysV.
+#[test]
+fn fork_server_memory_has_no_name() {
+    common::no_leaks(|| {
+        let pool = pool(2, 64 << 20);
+        let r = pool.spawn(nested_task).unwrap().wait().unwrap();
+        assert!(r.is_ok());
+        let (scheduler, workers) = pool.pids();
+        let me = std::process::id() as i32;
+        let server = procyon::__fork_server_pid().expect("a fork server");
+        let capacity = pool.mempool().capacity();
+        for pid in [me, server, scheduler].into_iter().chain(workers) {
+            let found: Vec<String> = common::named_shared_memory(pid)
+                .into_iter()
+                .filter(|f| !(f.contains("/memfd:procyon-") && f.ends_with("(deleted)")))
+                .collect();
+            assert!(
+                found.is_empty(),
+                "named shared memory in process {pid}: {found:#?}"
+            );
+        }
+        for pid in [me, scheduler].into_iter().chain(pool.pids().1) {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+            let mempool = maps.lines().any(|l| {
+                let range = l.split_whitespace().next().unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                l.contains("/memfd:procyon-mempool (deleted)")
+                    && usize::from_str_radix(b, 16).unwrap() - usize::from_str_radix(a, 16).unwrap()
+                        == capacity
+            });
+            assert!(mempool, "process {pid}: no memfd mapping of the mempool");
         }
     });
 }

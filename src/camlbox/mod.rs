@@ -138,6 +138,7 @@ pub use sender::Sender;
 use self::control::Control;
 use self::layout::Geometry;
 use self::ring::Ring;
+use crate::space::{Backing, Mapping};
 use crate::sys::{mman, process};
 use crate::{Error, Result};
 
@@ -208,8 +209,9 @@ pub struct Camlbox {
 /// This process's handle on the mapping.
 struct Shared {
     map: NonNull<u8>,
-    map_len: usize,
     ring: Ring,
+    /// The mapping at `map`, unmapped when the last handle of this process goes.
+    mapping: crate::space::Mapping,
 }
 
 // SAFETY: `Shared` is an address of a mapping it owns plus trusted geometry; all access to
@@ -224,16 +226,6 @@ impl Shared {
         // SAFETY: `Camlbox::new` wrote a `Control` at the start of the mapping, which lives
         // as long as `self`; it is only accessed through atomics (and immutable fields).
         unsafe { self.map.cast::<Control>().as_ref() }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: we made this mapping in `Camlbox::new`; this is the last handle of this
-        // process (`Arc`), so no reference into it outlives this call.
-        if let Err(e) = unsafe { mman::unmap(self.map, self.map_len) } {
-            debug_assert!(false, "munmap of a camlbox failed: {e}");
-        }
     }
 }
 
@@ -260,17 +252,28 @@ impl Camlbox {
     /// assert!(matches!(Camlbox::new(0, 1024), Err(Error::InvalidConfig { .. })));
     /// ```
     pub fn new(slots: usize, slot_size: usize) -> Result<Camlbox> {
+        Camlbox::create(slots, slot_size, Backing::Anonymous)
+    }
+
+    /// Bytes of the mapping of a box of `slots` slots of `slot_size` bytes.
+    fn map_len_for(geo: &Geometry) -> usize {
+        const _: () = assert!(size_of::<Control>() % Geometry::region_align() == 0);
+        (size_of::<Control>() + geo.region_len()).next_multiple_of(mman::page_size())
+    }
+
+    /// As [`Camlbox::new`], backed as `backing` says (a memfd for a pool whose processes
+    /// the fork server starts).
+    pub(crate) fn create(slots: usize, slot_size: usize, backing: Backing) -> Result<Camlbox> {
         let geo = Geometry::new(slots, slot_size).map_err(Error::config)?;
         let ring_offset = size_of::<Control>();
-        const _: () = assert!(size_of::<Control>() % Geometry::region_align() == 0);
-        let map_len = (ring_offset + geo.region_len()).next_multiple_of(mman::page_size());
-        let map = mman::map_shared_anon(map_len).map_err(|e| Error::io("mapping a camlbox", e))?;
+        let map_len = Camlbox::map_len_for(&geo);
+        let mapping = Mapping::new(map_len, backing, c"procyon-camlbox")
+            .map_err(|e| Error::io("mapping a camlbox", e))?;
+        let map = mapping.ptr();
         // SAFETY: the whole fresh mapping, which holds no data yet.
         let populated =
             unsafe { mman::madvise(map.as_ptr(), map_len, mman::Advice::PopulateWrite) };
         if let Err(e) = populated {
-            // SAFETY: our fresh mapping, never shared.
-            let _ = unsafe { mman::unmap(map, map_len) };
             return Err(Error::io("committing camlbox memory", e));
         }
         // SAFETY: the mapping is page-aligned (so aligned for `Control`), at least
@@ -282,8 +285,41 @@ impl Camlbox {
             Ring::init(map.add(ring_offset), geo)
         };
         Ok(Camlbox {
-            shared: Arc::new(Shared { map, map_len, ring }),
+            shared: Arc::new(Shared { map, ring, mapping }),
         })
+    }
+
+    /// The box of `slots` x `slot_size` that another process created in the memory file
+    /// now mapped as `mapping` (geometry recomputed here, never read from shared memory).
+    pub(crate) fn attach(slots: usize, slot_size: usize, mapping: Mapping) -> Result<Camlbox> {
+        let geo = Geometry::new(slots, slot_size).map_err(Error::config)?;
+        if mapping.len() != Camlbox::map_len_for(&geo) {
+            return Err(Error::descriptor(
+                "the memory file sent for a camlbox does not have the box's size",
+            ));
+        }
+        let map = mapping.ptr();
+        // SAFETY: the mapping holds a box of this geometry, initialized by its creator
+        // before it was sent; `Ring::attach` only computes positions from `geo`.
+        let ring = unsafe { Ring::attach(map.add(size_of::<Control>()), geo) };
+        Ok(Camlbox {
+            shared: Arc::new(Shared { map, ring, mapping }),
+        })
+    }
+
+    /// The memory file behind a memfd-backed box (to send to the fork server).
+    pub(crate) fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.shared.mapping.fd()
+    }
+
+    /// The length of the box's mapping in bytes.
+    pub(crate) fn map_len(&self) -> usize {
+        self.shared.mapping.len()
+    }
+
+    /// The address of the box's mapping (the same in every process of the pool).
+    pub(crate) fn base_addr(&self) -> usize {
+        self.shared.map.as_ptr() as usize
     }
 
     /// A sender of `M` messages. Clone it freely; it works in every process that inherits

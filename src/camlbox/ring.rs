@@ -83,6 +83,17 @@ impl Ring {
         ring
     }
 
+    /// A view of a ring another process laid out with [`Ring::init`] in `base`.
+    ///
+    /// # Safety
+    /// `base` must hold a ring of geometry `geo` made by `init`, aligned to
+    /// [`Geometry::region_align`], and stay mapped for as long as the returned `Ring` (or a
+    /// copy) is used.
+    pub(crate) unsafe fn attach(base: NonNull<u8>, geo: Geometry) -> Ring {
+        debug_assert_eq!(base.as_ptr() as usize % Geometry::region_align(), 0);
+        Ring { base, geo }
+    }
+
     /// Drops the atomics `init` placed (needed under loom, a no-op with std atomics).
     ///
     /// # Safety

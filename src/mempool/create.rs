@@ -11,6 +11,7 @@ use super::lock::Acquired;
 use super::pages::{self, PopulateError};
 use super::{pool_out_of_memory, registry, Inner, Mempool, MIN_CAPACITY};
 use crate::error::{Error, Result};
+use crate::space::{Backing, Mapping};
 use crate::sys::mman;
 
 impl Mempool {
@@ -32,6 +33,12 @@ impl Mempool {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn new(capacity: usize) -> Result<Mempool> {
+        Mempool::create(capacity, Backing::Anonymous)
+    }
+
+    /// As [`Mempool::new`], backed as `backing` says (a memfd for a pool whose processes
+    /// the fork server starts).
+    pub(crate) fn create(capacity: usize, backing: Backing) -> Result<Mempool> {
         let physical = mman::physical_memory();
         if capacity < MIN_CAPACITY {
             return Err(Error::config(format!(
@@ -53,26 +60,54 @@ impl Mempool {
         }
         let page = mman::page_size() as u64;
         let len = round_up(capacity as u64, page).expect("capacity below MAX_HEAP");
-        let base =
-            mman::map_shared_anon(len as usize).map_err(|e| Error::io("mapping the mempool", e))?;
-        // SAFETY: `base` is the fresh mapping of `len` bytes made above, used by nobody else.
-        match unsafe { init_region(base, len, page) } {
-            Ok(id) => {
-                let inner = Arc::new(Inner {
-                    base,
-                    len: len as usize,
-                    id,
-                    page,
-                });
-                registry::register(id, Arc::downgrade(&inner));
-                Ok(Mempool { inner })
-            }
-            Err(e) => {
-                // SAFETY: our fresh mapping; nothing refers to it.
-                let _ = unsafe { mman::unmap(base, len as usize) };
-                Err(e)
-            }
+        let map = Mapping::new(len as usize, backing, c"procyon-mempool")
+            .map_err(|e| Error::io("mapping the mempool", e))?;
+        let base = map.ptr();
+        // SAFETY: `base` is the fresh mapping of `len` bytes made above, used by nobody else
+        // (dropping `map` on failure unmaps it).
+        let id = unsafe { init_region(base, len, page) }?;
+        let inner = Arc::new(Inner {
+            base,
+            len: len as usize,
+            id,
+            page,
+            map,
+        });
+        registry::register(id, Arc::downgrade(&inner));
+        Ok(Mempool { inner })
+    }
+
+    /// The pool another process created in the memory file now mapped as `map` (at the
+    /// address it has there), registered in this process.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDescriptor`] if the mapping does not hold a pool header of its size.
+    pub(crate) fn attach(map: Mapping) -> Result<Mempool> {
+        let page = mman::page_size() as u64;
+        let hdr = map.ptr().as_ptr() as *const PoolHeader;
+        // SAFETY: the mapping is at least a page long (checked by the creator's rounding)
+        // and its first bytes are the plain header fields written once before it was sent.
+        let (magic, id, region_len) = unsafe {
+            (
+                std::ptr::addr_of!((*hdr).magic).read(),
+                std::ptr::addr_of!((*hdr).pool_id).read(),
+                std::ptr::addr_of!((*hdr).region_len).read(),
+            )
+        };
+        if magic != POOL_MAGIC || region_len != map.len() as u64 || id == 0 {
+            return Err(Error::descriptor(
+                "the memory file sent for the mempool holds no pool of its size",
+            ));
         }
+        let inner = Arc::new(Inner {
+            base: map.ptr(),
+            len: map.len(),
+            id,
+            page,
+            map,
+        });
+        registry::register(id, Arc::downgrade(&inner));
+        Ok(Mempool { inner })
     }
 
     /// Maps a pool of [`Mempool::default_capacity`] bytes.

@@ -133,7 +133,6 @@ pub use block::{Block, RawBlock};
 pub use testing::{CrashPoint, HeapReport};
 
 use crate::error::{Error, Result};
-use crate::sys::mman;
 use heap::{Locked, Region};
 use lock::Acquired;
 
@@ -191,6 +190,8 @@ pub(crate) struct Inner {
     len: usize,
     id: u64,
     page: u64,
+    /// The mapping at `base`, unmapped when the last handle goes.
+    map: crate::space::Mapping,
 }
 
 // SAFETY: `base` points to a shared mapping that lives as long as `Inner`; everything in it
@@ -199,6 +200,18 @@ pub(crate) struct Inner {
 unsafe impl Send for Inner {}
 // SAFETY: as for Send: all shared access goes through atomics and the lock.
 unsafe impl Sync for Inner {}
+
+impl Mempool {
+    /// The memory file behind a memfd-backed pool (to send to the fork server).
+    pub(crate) fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.map.fd()
+    }
+
+    /// The address of the region in this process (the same in every process of the pool).
+    pub(crate) fn base_addr(&self) -> usize {
+        self.inner.base.as_ptr() as usize
+    }
+}
 
 impl Inner {
     fn region(&self) -> Region<'_> {
@@ -242,10 +255,8 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         registry::unregister(self.id);
-        // SAFETY: this is our mapping of `len` bytes; no handle or block of this process
+        // `map` unmaps when dropped right after this: no handle or block of this process
         // refers to it any more (they all hold an `Arc<Inner>`).
-        let result = unsafe { mman::unmap(self.base, self.len) };
-        debug_assert!(result.is_ok(), "munmap of the mempool failed: {result:?}");
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// assert_eq!(pool.workers(), 2);
 /// # Ok::<(), procyon::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PoolBuilder {
     pub(crate) workers: usize,
     pub(crate) mempool_size: Option<usize>,
@@ -30,6 +30,7 @@ pub struct PoolBuilder {
     pub(crate) cancel_grace: Duration,
     pub(crate) stream_from: usize,
     pub(crate) job_timeout: Option<Duration>,
+    pub(crate) start_mode: StartMode,
 }
 
 impl Default for PoolBuilder {
@@ -45,8 +46,38 @@ impl Default for PoolBuilder {
             cancel_grace: Duration::from_millis(50),
             stream_from: crate::stream::default_threshold(),
             job_timeout: None,
+            start_mode: StartMode::default(),
         }
     }
+}
+
+/// How a pool's processes are started: see [`PoolBuilder::start_mode`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StartMode {
+    /// The scheduler is forked by procyon's fork server: a fresh execution of this
+    /// program's executable, started (with `posix_spawn`, from whatever thread) at the
+    /// first such build and caught by procyon before `main` runs, single-threaded. Safe in
+    /// any program (threads, held locks, a large heap); build and drop cost nothing that
+    /// grows with the client's memory.
+    ///
+    /// Workers see what that fresh execution sees: statics as they are at start-up, the
+    /// environment and the open (not close-on-exec) files the client had when it started
+    /// the server, and whatever reaches them through the job (arguments, `map_with`
+    /// contexts, shared arrays). They do **not** see anything the client set up in memory
+    /// after it started (statics, heap data, `OnceLock`s, loggers).
+    #[default]
+    ForkServer,
+    /// The scheduler is forked from the client thread that calls `build`, so workers
+    /// inherit a copy-on-write snapshot of the client's memory at that moment (large
+    /// read-only state costs nothing to share, Parmap's way).
+    ///
+    /// Hazards: the fork copies the client's page tables (about 25 ms per GiB of touched
+    /// heap, at build and again at drop); a task that takes a lock some other client thread
+    /// held at that moment (a `Mutex` in a static, a logger) waits forever (std's stdout
+    /// and stderr locks are taken around the fork, so printing is safe); the pool's
+    /// processes die when the *thread* that built it ends (Linux's parent-death signal
+    /// follows the forking thread). See "Forking in a threaded program" on [`Pool`].
+    Fork,
 }
 
 /// Smallest camlbox slot that holds every control message.
@@ -155,6 +186,30 @@ impl PoolBuilder {
         self
     }
 
+    /// How the pool's processes are started (default [`StartMode::ForkServer`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Pool, StartMode};
+    ///
+    /// static TABLE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    /// TABLE.set(42).unwrap();
+    /// // Fork: the workers inherit the client's memory, `TABLE` included.
+    /// let pool = Pool::builder().workers(1).mempool_size(16 << 20).start_mode(StartMode::Fork).build()?;
+    /// let seen = pool.par_range(0..1).map(|_: usize| *TABLE.get().unwrap_or(&0)).sum::<u64>()?;
+    /// assert_eq!(seen, 42);
+    /// // ForkServer (the default): a fresh image, where `TABLE` was never set.
+    /// let pool = Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// let seen = pool.par_range(0..1).map(|_: usize| *TABLE.get().unwrap_or(&0)).sum::<u64>()?;
+    /// assert_eq!(seen, 0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn start_mode(mut self, mode: StartMode) -> Self {
+        self.start_mode = mode;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -192,11 +247,15 @@ impl PoolBuilder {
         Ok(())
     }
 
-    /// Maps the mempool, forks the scheduler, and waits until every worker is ready.
+    /// Maps the mempool, starts the scheduler (through the fork server, started at the
+    /// first such build, or by forking the calling thread: see [`StartMode`]), and waits
+    /// until every worker is ready.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad value; [`Error::Io`] if mapping or forking
-    /// fails; [`Error::PoolShutDown`] if the scheduler dies while starting.
+    /// fails; [`Error::ForkServer`] if the fork server cannot be started, runs another
+    /// image, or cannot map the pool (procyon in a shared library, no `/proc`);
+    /// [`Error::PoolShutDown`] if the scheduler dies while starting.
     pub fn build(self) -> Result<Pool> {
         Pool::build(self)
     }

@@ -3,13 +3,14 @@
 mod builder;
 mod events;
 mod handle;
+mod start;
 mod waiter;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use builder::PoolBuilder;
+pub use builder::{PoolBuilder, StartMode};
 pub use events::{ProgressStream, ReportStream};
 pub use handle::JobHandle;
 pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
@@ -19,13 +20,13 @@ use crate::jobs::{BlockRef, Control, MAX_JOBS, SEGMENT_SLOTS};
 use crate::jobs::{JobId, NO_PARENT};
 use crate::kind::{entry, JobKind};
 use crate::mempool::{Block, Mempool};
-use crate::scheduler::{scheduler_main, SchedMsg, SchedulerSetup};
-use crate::sys::process::{self, Fork};
+use crate::scheduler::{SchedMsg, SchedulerSetup};
+use crate::sys::process;
 use crate::{Error, Result};
 
 /// A pool of worker processes, the way rayon has a pool of threads.
 ///
-/// Building a pool maps the mempool and forks one scheduler process, which forks the
+/// Building a pool maps the mempool and starts one scheduler process, which forks the
 /// workers. Jobs run in the workers; their inputs and outputs live in the mempool.
 /// `Pool` is `Send + Sync`: any number of client threads may submit jobs at once.
 /// Dropping it shuts every process down and reaps it.
@@ -40,15 +41,57 @@ use crate::{Error, Result};
 /// # Ok::<(), procyon::Error>(())
 /// ```
 ///
-/// # Forking in a threaded program
+/// # Where the processes come from
+///
+/// By default ([`StartMode::ForkServer`]) the scheduler is forked by procyon's fork
+/// server: a fresh execution of this program's executable, started at the first build
+/// (from any thread, with `posix_spawn`) and caught by procyon before its `main` runs, so
+/// it is single-threaded and holds no lock. This is safe in any program: threads that
+/// print, hold mutexes, allocate or panic at build time cannot hang the pool, and
+/// building costs nothing that grows with the client's heap. The server lives as long as
+/// the client process (it exits when the client does, however it ends) and serves only
+/// it; see `docs/THREAT_MODEL.md`.
+///
+/// What a worker then sees of the client: statics as they are at program start-up (not
+/// what the client set afterwards: no `OnceLock` it filled, no logger it installed, no
+/// heap data), and the environment and open files the client had when it started the
+/// server. State reaches tasks through the job: arguments, `map_with` contexts and shared
+/// arrays.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// static SEEN: AtomicU64 = AtomicU64::new(1);
+/// SEEN.store(7, Ordering::Relaxed); // after start-up: the fork server's image never sees it
+/// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+/// let v = pool.par_range(0..1).map(|_: usize| SEEN.load(Ordering::Relaxed)).sum::<u64>()?;
+/// assert_eq!(v, 1);
+/// # Ok::<(), procyon::Error>(())
+/// ```
+///
+/// [`StartMode::Fork`] forks the scheduler from the calling thread instead, so workers
+/// inherit a copy-on-write snapshot of the client's memory.
+///
+/// # Forking in a threaded program ([`StartMode::Fork`])
 ///
 /// `build` forks. In a program that already runs threads, only the calling thread exists
 /// in the child, and a lock another thread held stays locked there. The scheduler is
-/// built so that this window is harmless: between `fork` and its own set-up it takes no
-/// lock another thread could hold except glibc's `malloc` locks, which glibc itself
-/// resets across `fork`; it never prints and never touches the environment. Workers are
-/// forked by the single-threaded scheduler. So building a pool from a test harness thread
-/// or from inside a tokio runtime is safe.
+/// built so that this window is harmless to the pool itself: the client holds std's
+/// stdout and stderr locks across the fork (so a task that prints never finds them
+/// held), the panic hook is never set in a forked process (procyon's quiet hook is
+/// installed in the client, see below), glibc resets its `malloc` locks, and between
+/// `fork` and its own set-up the scheduler takes no other lock; workers are forked by the
+/// single-threaded scheduler. What stays hazardous: a task that takes a lock of the
+/// client's (a `Mutex` in a static, a logger) that some client thread held at the moment
+/// of the build waits for it forever.
+///
+/// Panics in the pool's processes are caught at the task boundary and become errors; to
+/// keep them off stderr, the first build installs a panic hook in the client that is quiet
+/// inside pool processes and calls the hook it replaced everywhere else. A hook the
+/// program sets later replaces it, and then also runs for a task's panic in a worker.
+///
+/// The scheduler and the workers die with their parent (`PR_SET_PDEATHSIG`): Linux sends
+/// that signal when the *thread* that forked ends, so build a pool on a thread that
+/// outlives it (the main thread, or the thread that also drops it).
 pub struct Pool {
     inner: Arc<PoolInner>,
     /// The job whose task this handle runs in (a `Ctx`'s pool), `None` for the client.
@@ -66,7 +109,7 @@ pub(crate) struct PoolInner {
     _sched_box: Camlbox,
     /// Wakes the futures of awaited handles and streams (one thread for all of them).
     pub(crate) waiter: Arc<waiter::Waiter>,
-    scheduler_pid: i32,
+    scheduler: start::SchedulerProc,
     owner_pid: i32,
     pub(crate) config: PoolBuilder,
 }
@@ -90,10 +133,11 @@ impl Pool {
 
     fn build(config: PoolBuilder) -> Result<Pool> {
         config.validate()?;
-        let mempool = match config.mempool_size {
-            Some(size) => Mempool::new(size)?,
-            None => Mempool::with_default_capacity()?,
-        };
+        let backing = start::backing(config.start_mode);
+        let size = config
+            .mempool_size
+            .unwrap_or_else(Mempool::default_capacity);
+        let mempool = Mempool::create(size, backing)?;
         let n = config.workers;
         let control_block = mempool.alloc_zeroed(Control::size(n), 64)?;
         // SAFETY: the block is `Control::size(n)` zeroed bytes, 64-aligned, and kept
@@ -106,7 +150,7 @@ impl Pool {
                 n,
             )
         };
-        let sched_box = Camlbox::new(config.inbox_slots, config.slot_size)?;
+        let sched_box = Camlbox::create(config.inbox_slots, config.slot_size, backing)?;
         let sched_tx = sched_box.sender();
         let client_pid = process::getpid();
         let setup = SchedulerSetup {
@@ -114,16 +158,11 @@ impl Pool {
             control,
             inbox: sched_box.clone(),
             client_pid,
+            parent_pid: client_pid,
             config: config.clone(),
         };
-        // SAFETY: see "Forking in a threaded program" on `Pool`: the child runs only the
-        // scheduler, which takes no lock another thread of ours could hold.
-        let scheduler_pid =
-            match unsafe { process::fork() }.map_err(|e| Error::io("fork of the scheduler", e))? {
-                Fork::Child => scheduler_main(setup),
-                Fork::Parent(pid) => pid,
-            };
-        drop(setup);
+        let control_offset = control_block.as_ptr() as usize - mempool.base_addr();
+        let scheduler = start::start_scheduler(setup, control_offset)?;
         let pool = Pool {
             parent: None,
             timeout: config.job_timeout,
@@ -133,8 +172,8 @@ impl Pool {
                 _control_block: Some(control_block),
                 sched_tx,
                 _sched_box: sched_box,
-                waiter: waiter::Waiter::new(control, scheduler_pid),
-                scheduler_pid,
+                waiter: waiter::Waiter::new(control, scheduler.pid()),
+                scheduler,
                 owner_pid: client_pid,
                 config,
             }),
@@ -186,7 +225,7 @@ impl Pool {
     pub fn pids(&self) -> (i32, Vec<i32>) {
         let c = &self.inner.control;
         (
-            self.inner.scheduler_pid,
+            self.inner.scheduler.pid(),
             (0..c.workers())
                 .map(|w| c.worker(w).pid.load(Ordering::SeqCst))
                 .collect(),
@@ -306,7 +345,7 @@ impl PoolInner {
             sched_tx: setup.inbox.sender(),
             _sched_box: setup.inbox.clone(),
             waiter: waiter::Waiter::new(setup.control, scheduler_pid),
-            scheduler_pid,
+            scheduler: start::SchedulerProc::Child(scheduler_pid),
             owner_pid: setup.client_pid,
             config: setup.config.clone(),
         }
@@ -320,8 +359,7 @@ impl PoolInner {
     }
 
     pub(crate) fn scheduler_alive(&self) -> bool {
-        self.control.header().closed.load(Ordering::SeqCst) == 0
-            && process::is_alive(self.scheduler_pid)
+        self.control.header().closed.load(Ordering::SeqCst) == 0 && self.scheduler.alive()
     }
 
     /// Submits a job of kind `K` over `n` items and tells the workers about it.
@@ -364,8 +402,10 @@ impl PoolInner {
             gen,
         };
         // Relaxed stores: published by `publish` (Release), see `job`'s module docs.
-        slot.entry
-            .store(entry::<K> as crate::kind::Entry as usize, Ordering::Relaxed);
+        slot.entry.store(
+            crate::kind::encode_entry(entry::<K>) as _,
+            Ordering::Relaxed,
+        );
         slot.n_items.store(n as u64, Ordering::Relaxed);
         slot.min_len
             .store(chunking.min_len as u64, Ordering::Relaxed);
@@ -466,18 +506,7 @@ impl Drop for PoolInner {
         let _ = self
             .sched_tx
             .send_timeout(&SchedMsg::Shutdown, Duration::from_millis(100));
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match process::try_wait(self.scheduler_pid) {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = process::kill(self.scheduler_pid, libc::SIGKILL);
-                    let _ = process::wait_blocking(self.scheduler_pid);
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_micros(100)),
-            }
-        }
+        self.scheduler.end_within(Duration::from_secs(2));
     }
 }
 

@@ -120,3 +120,90 @@ pub(crate) fn physical_memory() -> u64 {
         0
     }
 }
+
+/// Reserves `len` bytes of address space (`PROT_NONE`, `MAP_NORESERVE`: no memory, only
+/// addresses) at exactly `at` if given (`MAP_FIXED_NOREPLACE`: fails with `EEXIST` if
+/// anything is mapped there), else wherever the kernel likes.
+pub(crate) fn reserve(at: Option<usize>, len: usize) -> io::Result<NonNull<u8>> {
+    let (hint, fixed) = match at {
+        Some(a) => (a as *mut libc::c_void, libc::MAP_FIXED_NOREPLACE),
+        None => (std::ptr::null_mut(), 0),
+    };
+    // SAFETY: a PROT_NONE private anonymous mapping with NOREPLACE (or no address) cannot
+    // replace any existing mapping, so it aliases no Rust object.
+    let ptr = unsafe {
+        libc::mmap(
+            hint,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | fixed,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    if at.is_some_and(|a| a != ptr as usize) {
+        // A kernel older than 4.17 ignores MAP_FIXED_NOREPLACE and treats it as a hint.
+        // SAFETY: the mapping was just made by us and nothing refers to it.
+        unsafe { libc::munmap(ptr, len) };
+        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// Maps `len` bytes of the shared file `fd` (from offset 0), readable and writable, over
+/// the reserved range at `at` (`MAP_FIXED`).
+///
+/// # Safety
+/// `at..at+len` must be part of a reservation made by [`reserve`] that holds nothing in
+/// use: whatever is mapped there is replaced.
+pub(crate) unsafe fn map_fd_fixed(
+    at: NonNull<u8>,
+    len: usize,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the caller guarantees the range is ours and unused.
+    let ptr = unsafe {
+        libc::mmap(
+            at.as_ptr().cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Turns `at..at+len` back into reserved address space (`PROT_NONE`, no memory),
+/// dropping whatever was mapped there.
+///
+/// # Safety
+/// The range must be part of a reservation made by [`reserve`], and no reference into
+/// what was mapped there may be used afterwards.
+pub(crate) unsafe fn unmap_to_reserved(at: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller guarantees the range is ours and no longer referenced.
+    let ptr = unsafe {
+        libc::mmap(
+            at.as_ptr().cast(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

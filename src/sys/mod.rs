@@ -6,5 +6,6 @@
 //! modules that use them.
 
 pub(crate) mod futex;
+pub(crate) mod ipc;
 pub(crate) mod mman;
 pub(crate) mod process;

@@ -38,6 +38,31 @@ pub(crate) unsafe fn fork() -> io::Result<Fork> {
     }
 }
 
+/// Forks a child that is tied to the calling process: in the child, before anything else
+/// (no lock taken, nothing allocated), it asks for SIGKILL when its parent goes
+/// (`PR_SET_PDEATHSIG`) and checks that its parent is still the process that forked it,
+/// exiting at once if not (the parent died before the death signal was armed).
+///
+/// Linux sends the parent-death signal when the parent *thread* that forked ends, not the
+/// parent process: a child forked from a short-lived thread dies with that thread.
+///
+/// # Safety
+/// As [`fork`].
+pub(crate) unsafe fn fork_tied() -> io::Result<Fork> {
+    let parent = getpid();
+    // SAFETY: forwarded to the caller, see `# Safety`.
+    match unsafe { fork() }? {
+        Fork::Child => {
+            // Both calls are raw system calls: no lock, no allocation.
+            if set_parent_death_signal(libc::SIGKILL).is_err() || getppid() != parent {
+                exit_now(0);
+            }
+            Ok(Fork::Child)
+        }
+        parent_side => Ok(parent_side),
+    }
+}
+
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
@@ -127,6 +152,15 @@ pub(crate) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(Some(signal)).map_err(io_err)
 }
 
+/// Sets signal `sig` to be ignored (`SIG_IGN`; kept across `exec`).
+pub(crate) fn ignore_signal(sig: i32) -> io::Result<()> {
+    let signal = Signal::try_from(sig).map_err(io_err)?;
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) }
+        .map(|_| ())
+        .map_err(io_err)
+}
+
 /// The pid of this process.
 pub(crate) fn getpid() -> i32 {
     nix::unistd::getpid().as_raw()
@@ -196,4 +230,19 @@ pub(crate) fn cached_pid() -> i32 {
         PID.store(pid, Ordering::Relaxed);
     }
     pid
+}
+
+/// Whether the code at `addr` belongs to the main executable (not to a shared library):
+/// the object `dladdr` finds for it is the one holding the program's entry point.
+pub(crate) fn in_main_executable(addr: usize) -> bool {
+    // SAFETY: getauxval has no preconditions; 0 means "not known".
+    let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as usize;
+    let base_of = |a: usize| {
+        // SAFETY: an all-zero Dl_info is valid to be overwritten.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the loader's tables and writes into `info`.
+        let found = unsafe { libc::dladdr(a as *const libc::c_void, &mut info) } != 0;
+        found.then_some(info.dli_fbase as usize)
+    };
+    entry != 0 && base_of(entry).is_some_and(|b| Some(b) == base_of(addr))
 }

@@ -35,7 +35,9 @@ fn processes() -> Vec<Proc> {
     all
 }
 
-/// Pids of this process's live (non-zombie) descendants.
+/// Pids of this process's live (non-zombie) descendants, except its fork server (which
+/// lives as long as the process, by design); the server's children (schedulers) and their
+/// workers are counted.
 pub fn descendants() -> BTreeSet<i32> {
     let live: Vec<Proc> = processes().into_iter().filter(|p| !p.zombie).collect();
     let mut found = BTreeSet::new();
@@ -46,6 +48,9 @@ pub fn descendants() -> BTreeSet<i32> {
                 frontier.push(p.pid);
             }
         }
+    }
+    if let Some(server) = procyon::__fork_server_pid() {
+        found.remove(&server);
     }
     found
 }
