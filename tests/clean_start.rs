@@ -458,3 +458,56 @@ fn a_pool_built_on_a_short_lived_thread_serves_on() {
         assert_eq!(total, (0..ITEMS).map(square).sum::<u64>());
     });
 }
+
+// -- a tokio multi-thread runtime ---------------------------------------------------
+
+fn task_allocates_and_prints(i: usize) -> u64 {
+    let v: Vec<u64> = (0..64).map(|k| k as u64).collect();
+    if i % 64 == 0 {
+        println!("task {i} of a pool built beside a tokio runtime");
+    }
+    (i * i) as u64 + v.len() as u64 - 64
+}
+
+/// A tokio multi-thread runtime busy with timers, channels and allocation on its own
+/// threads (and awaiting pool jobs of a pool of its own) while pools are built and used:
+/// no hang, every result right.
+#[test]
+fn a_tokio_multi_thread_runtime_running() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .enable_time()
+        .build()
+        .unwrap();
+    let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let service = builder(StartMode::ForkServer).build().unwrap();
+    let service: &'static procyon::Pool = Box::leak(Box::new(service));
+    let load: Vec<_> = (0..6u64)
+        .map(|t| {
+            rt.spawn(async move {
+                let mut laps = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u64>>(4);
+                    tx.send(vec![t; 256]).await.unwrap();
+                    black_box(rx.recv().await);
+                    if laps % 8 == 0 {
+                        let h = service
+                            .spawn_with(t, |_: &procyon::Ctx, t: &u64| t + 1)
+                            .unwrap();
+                        assert_eq!(h.await.unwrap(), t + 1);
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    laps += 1;
+                }
+                laps
+            })
+        })
+        .collect();
+    for mode in MODES {
+        rounds(mode, "tokio runtime", task_allocates_and_prints, square);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        assert!(rt.block_on(l).unwrap() > 0);
+    }
+}
