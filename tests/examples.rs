@@ -67,7 +67,10 @@ fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
 #[test]
 fn mandelbrot_matches_the_sequential_image_and_writes_a_png() {
     common::no_leaks(|| {
-        let png = std::env::temp_dir().join(format!("procyon-test-{}.png", std::process::id()));
+        // Under the build's own scratch directory, not /tmp: other tests, running at the
+        // same time, check that nothing named procyon appears in /tmp while they run.
+        let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("mandelbrot-test-{}.png", std::process::id()));
         let (ok, out, err) = run(
             Command::new(example("mandelbrot")).args([
                 "--width",
