@@ -284,7 +284,7 @@ impl Pool {
             });
         }
         let chunking = self.inner().default_chunking();
-        let stream = std::mem::size_of_val::<[U]>(dst) >= self.inner().config.stream_from;
+        let stream = std::mem::size_of_val::<[U]>(dst) >= self.inner().config.stream_threshold();
         let sub = self.submit::<MapInto<T, U, F>>(
             &(src.desc(), dst.desc(), stream),
             src.len(),

@@ -9,7 +9,7 @@
 //!
 //! The price is that the output is not in the cache afterwards, which only matters when
 //! the output is small enough to have stayed there: the engine streams outputs of at
-//! least [`default_threshold`] bytes (twice the last-level cache; tunable with
+//! least [`STREAM_BYTES_PER_WORKER`] bytes per worker (a fixed size; tunable with
 //! [`PoolBuilder::stream_outputs_from`](crate::PoolBuilder::stream_outputs_from)).
 //!
 //! Values are computed into a small aligned buffer and copied out with 16-byte streaming
@@ -18,42 +18,13 @@
 //! take the ordinary loop.
 
 use std::mem::{align_of, size_of, MaybeUninit};
-use std::sync::OnceLock;
 
 use bytemuck::Pod;
 
-/// Outputs of at least this many bytes are written with streaming stores by default:
-/// twice the last-level cache (as the kernel reports it), 64 MiB if unknown.
-pub(crate) fn default_threshold() -> usize {
-    static THRESHOLD: OnceLock<usize> = OnceLock::new();
-    *THRESHOLD.get_or_init(|| 2 * last_level_cache().unwrap_or(32 << 20))
-}
-
-/// Size of the largest CPU cache of CPU 0, from sysfs.
-fn last_level_cache() -> Option<usize> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
-    dir.filter_map(|e| {
-        let size = std::fs::read_to_string(e.ok()?.path().join("size")).ok()?;
-        parse_cache_size(size.trim())
-    })
-    .max()
-}
-
-/// Parses sysfs cache sizes such as `32768K` or `1M`.
-fn parse_cache_size(s: &str) -> Option<usize> {
-    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, ""),
-    };
-    let n: usize = digits.parse().ok()?;
-    match unit {
-        "" => Some(n),
-        "K" => n.checked_mul(1 << 10),
-        "M" => n.checked_mul(1 << 20),
-        "G" => n.checked_mul(1 << 30),
-        _ => None,
-    }
-}
+/// Output bytes per worker from which the engine streams by default: an output this
+/// large per worker is far past any per-core cache share, and a few MiB keeps the choice
+/// independent of the cache sizes a machine (or a VM) reports.
+pub(crate) const STREAM_BYTES_PER_WORKER: usize = 4 << 20;
 
 /// `dst[i] = f(src[i])` for every `i`, with ordinary stores.
 pub(crate) fn map_cached<T: Pod, U: Pod>(src: &[T], dst: &mut [U], f: &impl Fn(T) -> U) {
@@ -329,11 +300,10 @@ mod tests {
     }
 
     #[test]
-    fn sysfs_cache_sizes_parse() {
-        assert_eq!(parse_cache_size("32768K"), Some(32 << 20));
-        assert_eq!(parse_cache_size("1M"), Some(1 << 20));
-        assert_eq!(parse_cache_size("512"), Some(512));
-        assert_eq!(parse_cache_size("x"), None);
-        assert!(default_threshold() >= 1 << 20);
+    fn the_default_threshold_is_a_fixed_size_per_worker() {
+        assert_eq!(STREAM_BYTES_PER_WORKER, 4 << 20);
+        let b = crate::Pool::builder().workers(2);
+        assert_eq!(b.stream_threshold(), 8 << 20);
+        assert_eq!(b.stream_outputs_from(0).stream_threshold(), 0);
     }
 }

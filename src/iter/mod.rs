@@ -443,7 +443,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         // One-to-one stages write every element (and a failed job's output is dropped).
         let out = SharedArray::<St::Out>::for_overwrite(self.pool.mempool(), n)?;
         let stream =
-            std::mem::size_of_val::<[St::Out]>(&out) >= self.pool.inner().config.stream_from;
+            std::mem::size_of_val::<[St::Out]>(&out) >= self.pool.inner().config.stream_threshold();
         let args = (self.source, self.state, out.desc(), stream);
         let sub = self
             .pool

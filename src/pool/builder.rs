@@ -28,7 +28,9 @@ pub struct PoolBuilder {
     pub(crate) max_len: usize,
     pub(crate) spin: Duration,
     pub(crate) cancel_grace: Duration,
-    pub(crate) stream_from: usize,
+    /// Outputs of at least this many bytes are streamed (resolved at build when not set:
+    /// [`STREAM_BYTES_PER_WORKER`](crate::stream::STREAM_BYTES_PER_WORKER) per worker).
+    pub(crate) stream_from: Option<usize>,
     pub(crate) job_timeout: Option<Duration>,
     pub(crate) start_mode: StartMode,
 }
@@ -44,7 +46,7 @@ impl Default for PoolBuilder {
             max_len: usize::MAX,
             spin: crate::futex::DEFAULT_SPIN,
             cancel_grace: Duration::from_millis(50),
-            stream_from: crate::stream::default_threshold(),
+            stream_from: None,
             job_timeout: None,
             start_mode: StartMode::default(),
         }
@@ -84,6 +86,12 @@ pub enum StartMode {
 pub(crate) const MIN_SLOT_SIZE: usize = 64;
 
 impl PoolBuilder {
+    /// Outputs of at least this many bytes are written with non-temporal stores.
+    pub(crate) fn stream_threshold(&self) -> usize {
+        self.stream_from
+            .unwrap_or(crate::stream::STREAM_BYTES_PER_WORKER.saturating_mul(self.workers))
+    }
+
     /// Number of worker processes (default: `num_cpus::get()`).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
@@ -137,7 +145,9 @@ impl PoolBuilder {
 
     /// Outputs of `par_map` / `par_map_into` of at least this many bytes are written with
     /// non-temporal stores, which skip reading each output line before writing it and do
-    /// not fill the cache (default: twice the last-level cache, 64 MiB on a 32 MiB L3).
+    /// not fill the cache (default: 4 MiB per worker, 8 MiB for 2 workers: a fixed
+    /// size, not one read from the machine, so that a result does not depend on a cache
+    /// size a VM may misreport).
     ///
     /// For outputs far larger than the cache this saves a third of the memory traffic
     /// (W5, y = 2x + 1 over 512 MiB: about 1.3x the bandwidth); an output that is read
@@ -158,7 +168,7 @@ impl PoolBuilder {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn stream_outputs_from(mut self, bytes: usize) -> Self {
-        self.stream_from = bytes;
+        self.stream_from = Some(bytes);
         self
     }
 
