@@ -1,0 +1,479 @@
+//! The adapters of [`ParIter`]: the per-item stages (`map`, `filter`, `filter_map`,
+//! `flat_map`, each in its environment forms, see [`env`](super::env)) and the indexed
+//! combinations (`enumerate`, `skip`, `take`, `zip`, `chain`, see
+//! [`indexed`](super::indexed)).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::env::{CtxEnv, Env, Init, Plain, With, WithCtx};
+use super::indexed::{Chain, Enumerated, Skip, Staged, Take, Zip};
+use super::source::Source;
+use super::stage::{Filter, FilterMap, FlatMap, Id, Map, OneToOne, Stage};
+use super::ParIter;
+use crate::task::{assert_stateless, TaskFn};
+use crate::{Ctx, Error};
+
+/// The pipeline so far, as the source of an indexed combination.
+type Fused<S, St> = Staged<S, St>;
+
+/// `a.zip(b)` of pipelines `a = (S, St)` and `b = (S2, St2)`.
+type Zipped<'p, S, St, S2, St2> = ParIter<'p, Zip<Fused<S, St>, Fused<S2, St2>>, Id>;
+
+/// `a.chain(b)` of pipelines `a = (S, St)` and `b = (S2, St2)`.
+type Chained<'p, S, St, S2, St2> = ParIter<'p, Chain<Fused<S, St>, Fused<S2, St2>>, Id>;
+
+impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
+    /// Adds a stage of environment `E` whose state is `env`.
+    fn stage<E: Env, St2>(self, env: E::State) -> ParIter<'p, S, St2>
+    where
+        St2: Stage<S::Item, State = (St::State, E::State)>,
+    {
+        self.restage(|s| (s, env))
+    }
+
+    /// Applies `f` to every item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..5).map(|x: u32| x * 10).collect_vec()?;
+    /// assert_eq!(v, [0, 10, 20, 30, 40]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn map<F: Fn(St::Out) -> U + TaskFn, U: 'static>(
+        self,
+        _f: F,
+    ) -> ParIter<'p, S, Map<St, Plain, F, U>> {
+        assert_stateless::<F>();
+        self.stage::<Plain, _>(())
+    }
+
+    /// Applies `f(&state, item)`; `state` is serialized once and decoded once per worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let names = vec!["a".to_string(), "b".to_string()];
+    /// let v = pool.par_range(0usize..2).map_with(names, |n: &Vec<String>, i: usize| n[i].clone()).collect_vec()?;
+    /// assert_eq!(v, ["a", "b"]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn map_with<C, F, U>(self, state: C, _f: F) -> ParIter<'p, S, Map<St, With<C>, F, U>>
+    where
+        C: Serialize + DeserializeOwned + 'static,
+        F: Fn(&C, St::Out) -> U + TaskFn,
+        U: 'static,
+    {
+        assert_stateless::<F>();
+        self.stage::<With<C>, _>(state)
+    }
+
+    /// Applies `f(&mut t, item)`, where `t = init()` runs once per worker process per
+    /// job (not once per chunk).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// // A scratch buffer made once per worker, reused for every item.
+    /// let v = pool
+    ///     .par_range(0usize..4)
+    ///     .map_init(Vec::<u8>::new, |buf: &mut Vec<u8>, i: usize| { buf.clear(); buf.resize(i, 1); buf.len() })
+    ///     .collect_vec()?;
+    /// assert_eq!(v, [0, 1, 2, 3]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn map_init<I, T, F, U>(self, _init: I, _f: F) -> ParIter<'p, S, Map<St, Init<I, T>, F, U>>
+    where
+        I: Fn() -> T + TaskFn,
+        T: 'static,
+        F: Fn(&mut T, St::Out) -> U + TaskFn,
+        U: 'static,
+    {
+        assert_stateless::<I>();
+        assert_stateless::<F>();
+        self.stage::<Init<I, T>, _>(())
+    }
+
+    /// Applies `f(&ctx, item)`, where `ctx` is the task's [`Ctx`]: nested jobs
+    /// (`ctx.par_map(..)`), `ctx.is_cancelled()`, `ctx.progress(..)`, `ctx.report(..)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::Ctx;
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(1u64..4).map_ctx(|ctx: &Ctx, n: u64| ctx.par_range(0..n).sum::<u64>().unwrap()).collect_vec()?;
+    /// assert_eq!(v, [0, 1, 3]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn map_ctx<F, U>(self, _f: F) -> ParIter<'p, S, Map<St, CtxEnv, F, U>>
+    where
+        F: Fn(&Ctx, St::Out) -> U + TaskFn,
+        U: 'static,
+    {
+        assert_stateless::<F>();
+        self.stage::<CtxEnv, _>(())
+    }
+
+    /// Applies `f(&state, &ctx, item)`: a state value and the task's [`Ctx`] together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::Ctx;
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool
+    ///     .par_range(1u64..4)
+    ///     .map_with_ctx(10u64, |k: &u64, ctx: &Ctx, n: u64| ctx.par_range(0..n).map(|i: u64| i + 1).sum::<u64>().unwrap() * k)
+    ///     .collect_vec()?;
+    /// assert_eq!(v, [10, 30, 60]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn map_with_ctx<C, F, U>(self, state: C, _f: F) -> ParIter<'p, S, Map<St, WithCtx<C>, F, U>>
+    where
+        C: Serialize + DeserializeOwned + 'static,
+        F: Fn(&C, &Ctx, St::Out) -> U + TaskFn,
+        U: 'static,
+    {
+        assert_stateless::<F>();
+        self.stage::<WithCtx<C>, _>(state)
+    }
+
+    /// Keeps the items for which `pred` holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..10).filter(|x: &u32| x % 3 == 0).collect_vec()?;
+    /// assert_eq!(v, [0, 3, 6, 9]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn filter<F: Fn(&St::Out) -> bool + TaskFn>(
+        self,
+        _pred: F,
+    ) -> ParIter<'p, S, Filter<St, Plain, F>> {
+        assert_stateless::<F>();
+        self.stage::<Plain, _>(())
+    }
+
+    /// Keeps the items for which `pred(&state, &item)` holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..10).filter_with(4u32, |k: &u32, x: &u32| x % k == 0).collect_vec()?;
+    /// assert_eq!(v, [0, 4, 8]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn filter_with<C, F>(self, state: C, _pred: F) -> ParIter<'p, S, Filter<St, With<C>, F>>
+    where
+        C: Serialize + DeserializeOwned + 'static,
+        F: Fn(&C, &St::Out) -> bool + TaskFn,
+    {
+        assert_stateless::<F>();
+        self.stage::<With<C>, _>(state)
+    }
+
+    /// Keeps the items for which `pred(&mut t, &item)` holds, `t = init()` once per
+    /// worker per job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// // With one worker, a per-worker set keeps the first of each value.
+    /// let a = pool.array_from_slice(&[3u8, 1, 3, 2, 1])?;
+    /// let v = pool.par_iter(&a).filter_init(HashSet::new, |seen: &mut HashSet<u8>, x: &u8| seen.insert(*x)).collect_vec()?;
+    /// assert_eq!(v, [3, 1, 2]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn filter_init<I, T, F>(
+        self,
+        _init: I,
+        _pred: F,
+    ) -> ParIter<'p, S, Filter<St, Init<I, T>, F>>
+    where
+        I: Fn() -> T + TaskFn,
+        T: 'static,
+        F: Fn(&mut T, &St::Out) -> bool + TaskFn,
+    {
+        assert_stateless::<I>();
+        assert_stateless::<F>();
+        self.stage::<Init<I, T>, _>(())
+    }
+
+    /// Applies `f` and keeps the `Some` results.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..10).filter_map(|x: u32| (x % 4 == 1).then(|| x * 100)).collect_vec()?;
+    /// assert_eq!(v, [100, 500, 900]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn filter_map<F: Fn(St::Out) -> Option<U> + TaskFn, U: 'static>(
+        self,
+        _f: F,
+    ) -> ParIter<'p, S, FilterMap<St, Plain, F, U>> {
+        assert_stateless::<F>();
+        self.stage::<Plain, _>(())
+    }
+
+    /// Applies `f(&state, item)` and keeps the `Some` results.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let words = vec!["zero".to_string(), "one".to_string(), "two".to_string()];
+    /// let v = pool
+    ///     .par_range(0usize..5)
+    ///     .filter_map_with(words, |w: &Vec<String>, i: usize| w.get(i).cloned())
+    ///     .collect_vec()?;
+    /// assert_eq!(v, ["zero", "one", "two"]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn filter_map_with<C, F, U>(
+        self,
+        state: C,
+        _f: F,
+    ) -> ParIter<'p, S, FilterMap<St, With<C>, F, U>>
+    where
+        C: Serialize + DeserializeOwned + 'static,
+        F: Fn(&C, St::Out) -> Option<U> + TaskFn,
+        U: 'static,
+    {
+        assert_stateless::<F>();
+        self.stage::<With<C>, _>(state)
+    }
+
+    /// Applies `f(&mut t, item)`, `t = init()` once per worker per job, and keeps the
+    /// `Some` results.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool
+    ///     .par_range(0u32..6)
+    ///     .filter_map_init(String::new, |s: &mut String, x: u32| { s.clear(); s.push_str(&x.to_string()); (x % 2 == 0).then(|| s.clone()) })
+    ///     .collect_vec()?;
+    /// assert_eq!(v, ["0", "2", "4"]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn filter_map_init<I, T, F, U>(
+        self,
+        _init: I,
+        _f: F,
+    ) -> ParIter<'p, S, FilterMap<St, Init<I, T>, F, U>>
+    where
+        I: Fn() -> T + TaskFn,
+        T: 'static,
+        F: Fn(&mut T, St::Out) -> Option<U> + TaskFn,
+        U: 'static,
+    {
+        assert_stateless::<I>();
+        assert_stateless::<F>();
+        self.stage::<Init<I, T>, _>(())
+    }
+
+    /// Applies `f` and yields every item of what it returns (a `Vec`, an `Option`, a
+    /// range, any `IntoIterator`), in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..4).flat_map(|x: u32| vec![x; x as usize]).collect_vec()?;
+    /// assert_eq!(v, [1, 2, 2, 3, 3, 3]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn flat_map<F, I>(self, _f: F) -> ParIter<'p, S, FlatMap<St, Plain, F, I>>
+    where
+        F: Fn(St::Out) -> I + TaskFn,
+        I: IntoIterator + 'static,
+    {
+        assert_stateless::<F>();
+        self.stage::<Plain, _>(())
+    }
+
+    /// Applies `f(&state, item)` and yields every item of what it returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let text = vec!["a b".to_string(), "c".to_string()];
+    /// let words = pool
+    ///     .par_range(0usize..2)
+    ///     .flat_map_with(text, |t: &Vec<String>, i: usize| t[i].split(' ').map(String::from).collect::<Vec<_>>())
+    ///     .collect_vec()?;
+    /// assert_eq!(words, ["a", "b", "c"]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn flat_map_with<C, F, I>(
+        self,
+        state: C,
+        _f: F,
+    ) -> ParIter<'p, S, FlatMap<St, With<C>, F, I>>
+    where
+        C: Serialize + DeserializeOwned + 'static,
+        F: Fn(&C, St::Out) -> I + TaskFn,
+        I: IntoIterator + 'static,
+    {
+        assert_stateless::<F>();
+        self.stage::<With<C>, _>(state)
+    }
+
+    /// Applies `f(&mut t, item)`, `t = init()` once per worker per job, and yields every
+    /// item of what it returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool
+    ///     .par_range(0u32..3)
+    ///     .flat_map_init(|| 7u32, |k: &mut u32, x: u32| [x, *k])
+    ///     .collect_vec()?;
+    /// assert_eq!(v, [0, 7, 1, 7, 2, 7]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn flat_map_init<In, T, F, I>(
+        self,
+        _init: In,
+        _f: F,
+    ) -> ParIter<'p, S, FlatMap<St, Init<In, T>, F, I>>
+    where
+        In: Fn() -> T + TaskFn,
+        T: 'static,
+        F: Fn(&mut T, St::Out) -> I + TaskFn,
+        I: IntoIterator + 'static,
+    {
+        assert_stateless::<In>();
+        assert_stateless::<F>();
+        self.stage::<Init<In, T>, _>(())
+    }
+}
+
+/// The indexed adapters: only while every stage is one-to-one (before any `filter`,
+/// `filter_map` or `flat_map`), as rayon's `IndexedParallelIterator`.
+impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
+    /// Takes in the build problems of `other`, an iterator to combine with this one,
+    /// and fails the combination if it runs on another pool.
+    fn absorb<S2: Source, St2: Stage<S2::Item>>(&mut self, other: &mut ParIter<'p, S2, St2>) {
+        if self.opts.error.is_none() {
+            self.opts.error = other.opts.error.take();
+        }
+        if self.opts.error.is_none() && self.pool.mempool().id() != other.pool.mempool().id() {
+            self.opts.error = Some(Error::config(
+                "zip/chain of parallel iterators on two different pools: build both on one pool",
+            ));
+        }
+    }
+
+    /// Pairs every item with its index (at any point before a filter-like stage).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(10u32..13).map(|x: u32| x * 2).enumerate().collect_vec()?;
+    /// assert_eq!(v, [(0, 20), (1, 22), (2, 24)]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn enumerate(self) -> ParIter<'p, Enumerated<Fused<S, St>>, Id> {
+        self.reshape(|a, s| (a, s))
+    }
+
+    /// All items but the first `n` (none if there are fewer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// assert_eq!(pool.par_range(0u32..6).skip(4).collect_vec()?, [4, 5]);
+    /// assert_eq!(pool.par_range(0u32..6).skip(9).count()?, 0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn skip(self, n: usize) -> ParIter<'p, Skip<Fused<S, St>>, Id> {
+        self.reshape(|a, s| ((a, s), n as u64))
+    }
+
+    /// The first `n` items (all if there are fewer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// assert_eq!(pool.par_range(0u32..6).take(2).collect_vec()?, [0, 1]);
+    /// assert_eq!(pool.par_range(0u32..6).take(100).count()?, 6);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn take(self, n: usize) -> ParIter<'p, Take<Fused<S, St>>, Id> {
+        self.reshape(|a, s| ((a, s), n as u64))
+    }
+
+    /// Pairs of items of `self` and `other`, as many as the shorter has (rayon's `zip`).
+    /// Both must run on the same pool; the chunking and callbacks of `self` apply.
+    ///
+    /// # Errors
+    ///
+    /// The terminal operation fails with [`Error::InvalidConfig`] if `other` runs on
+    /// another pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let xs = pool.array_from_fn(4, |i| i as f64)?;
+    /// let ys = pool.array_from_fn(3, |i| 10.0 * i as f64)?;
+    /// let dot: f64 = pool.par_iter(&xs).zip(pool.par_iter(&ys)).map(|(x, y): (f64, f64)| x * y).sum()?;
+    /// assert_eq!(dot, 0.0 + 10.0 + 40.0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn zip<S2, St2>(mut self, mut other: ParIter<'p, S2, St2>) -> Zipped<'p, S, St, S2, St2>
+    where
+        S2: Source,
+        St2: Stage<S2::Item> + OneToOne,
+    {
+        self.absorb(&mut other);
+        let right = (other.source, other.state);
+        self.reshape(|a, s| ((a, s), right))
+    }
+
+    /// The items of `self`, then those of `other` (rayon's `chain`). Both must run on the
+    /// same pool; the chunking and callbacks of `self` apply.
+    ///
+    /// # Errors
+    ///
+    /// The terminal operation fails with [`Error::InvalidConfig`] if `other` runs on
+    /// another pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let a = pool.array_from_slice(&[7u32, 8])?;
+    /// let v = pool.par_range(0u32..3).chain(pool.par_iter(&a)).collect_vec()?;
+    /// assert_eq!(v, [0, 1, 2, 7, 8]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn chain<S2, St2>(mut self, mut other: ParIter<'p, S2, St2>) -> Chained<'p, S, St, S2, St2>
+    where
+        S2: Source,
+        St2: Stage<S2::Item, Out = St::Out> + OneToOne,
+    {
+        self.absorb(&mut other);
+        let right = (other.source, other.state);
+        self.reshape(|a, s| ((a, s), right))
+    }
+}
