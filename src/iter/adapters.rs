@@ -366,7 +366,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 
 /// The indexed adapters: only while every stage is one-to-one (before any `filter`,
 /// `filter_map` or `flat_map`), as rayon's `IndexedParallelIterator`.
-impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
+impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// Takes in the build problems of `other`, an iterator to combine with this one,
     /// and fails the combination if it runs on another pool.
     fn absorb<S2: Source, St2: Stage<S2::Item>>(&mut self, other: &mut ParIter<'p, S2, St2>) {
@@ -390,7 +390,20 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// assert_eq!(v, [(0, 20), (1, 22), (2, 24)]);
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn enumerate(self) -> ParIter<'p, Enumerated<Fused<S, St>>, Id> {
+    ///
+    /// After a filter-like stage the iterator is no longer indexed, and the error says
+    /// where to move the call:
+    ///
+    /// ```compile_fail,E0277
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// // error: this parallel iterator is not indexed: a `filter`, ... stage changes how many items there are
+    /// let v = pool.par_range(0u32..9).filter(|x: &u32| x % 2 == 0).enumerate().collect_vec()?;
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn enumerate(self) -> ParIter<'p, Enumerated<Fused<S, St>>, Id>
+    where
+        St: OneToOne,
+    {
         self.reshape(|a, s| (a, s))
     }
 
@@ -404,7 +417,10 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// assert_eq!(pool.par_range(0u32..6).skip(9).count()?, 0);
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn skip(self, n: usize) -> ParIter<'p, Skip<Fused<S, St>>, Id> {
+    pub fn skip(self, n: usize) -> ParIter<'p, Skip<Fused<S, St>>, Id>
+    where
+        St: OneToOne,
+    {
         self.reshape(|a, s| ((a, s), n as u64))
     }
 
@@ -418,7 +434,10 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// assert_eq!(pool.par_range(0u32..6).take(100).count()?, 6);
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn take(self, n: usize) -> ParIter<'p, Take<Fused<S, St>>, Id> {
+    pub fn take(self, n: usize) -> ParIter<'p, Take<Fused<S, St>>, Id>
+    where
+        St: OneToOne,
+    {
         self.reshape(|a, s| ((a, s), n as u64))
     }
 
@@ -442,6 +461,7 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// ```
     pub fn zip<S2, St2>(mut self, mut other: ParIter<'p, S2, St2>) -> Zipped<'p, S, St, S2, St2>
     where
+        St: OneToOne,
         S2: Source,
         St2: Stage<S2::Item> + OneToOne,
     {
@@ -469,6 +489,7 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// ```
     pub fn chain<S2, St2>(mut self, mut other: ParIter<'p, S2, St2>) -> Chained<'p, S, St, S2, St2>
     where
+        St: OneToOne,
         S2: Source,
         St2: Stage<S2::Item, Out = St::Out> + OneToOne,
     {

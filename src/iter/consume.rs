@@ -190,7 +190,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     ///
     /// A type that cannot be built from the items names the forms that can:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0277
     /// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
     /// // error: a `SharedArray<u32>` cannot be collected ... use `collect_array()`
     /// let a: procyon::SharedArray<u32> = pool.par_range(0u32..3).collect()?;

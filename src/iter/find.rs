@@ -180,7 +180,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 }
 
 /// The index searches: on indexed iterators only (before any filter-like stage).
-impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
+impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// The index of some item for which `pred` holds (not necessarily the first); stops
     /// the other workers once one is found.
     ///
@@ -192,7 +192,10 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// assert_eq!(i.map(|i| i % 100), Some(0));
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn position_any<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<Option<usize>> {
+    pub fn position_any<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<Option<usize>>
+    where
+        St: OneToOne,
+    {
         assert_stateless::<F>();
         let p = self.enumerate().run_merged::<Position<F, 0>>(())?;
         Ok(p.flatten().map(|i| i as usize))
@@ -208,10 +211,10 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// assert_eq!(pool.par_iter(&a).position_first(|x: u8| x == 7)?, Some(1));
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn position_first<F: Fn(St::Out) -> bool + TaskFn>(
-        self,
-        _pred: F,
-    ) -> Result<Option<usize>> {
+    pub fn position_first<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<Option<usize>>
+    where
+        St: OneToOne,
+    {
         assert_stateless::<F>();
         let p = self.enumerate().run_merged::<Position<F, 1>>(())?;
         Ok(p.flatten().map(|i| i as usize))
@@ -227,7 +230,10 @@ impl<'p, S: Source, St: Stage<S::Item> + OneToOne> ParIter<'p, S, St> {
     /// assert_eq!(pool.par_iter(&a).position_last(|x: u8| x == 7)?, Some(3));
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn position_last<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<Option<usize>> {
+    pub fn position_last<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<Option<usize>>
+    where
+        St: OneToOne,
+    {
         assert_stateless::<F>();
         let p = self.enumerate().run_merged::<Position<F, 2>>(())?;
         Ok(p.flatten().map(|i| i as usize))

@@ -135,12 +135,42 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 
     /// Calls `f` with the job's progress while a terminal operation waits (at most every
     /// 10 ms, when it changed, monotonic, and once with the final value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let last = Arc::new(Mutex::new(None));
+    /// let seen = last.clone();
+    /// pool.par_range(0u32..10_000).on_progress(move |p| *seen.lock().unwrap() = Some(p)).count()?;
+    /// let p = last.lock().unwrap().expect("the final progress is always reported");
+    /// assert_eq!((p.items_done, p.items_total), (10_000, 10_000));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn on_progress(mut self, f: impl FnMut(crate::Progress) + Send + 'static) -> Self {
         self.opts.on_progress = Some(Box::new(f));
         self
     }
 
     /// Calls `f` with each partial result a task sends with `Ctx::report`, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use procyon::Ctx;
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let got = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = got.clone();
+    /// pool.par_range(0u32..4)
+    ///     .on_report(move |x: u32| sink.lock().unwrap().push(x))
+    ///     .for_each_ctx(|ctx: &Ctx, x: u32| ctx.report(&(x * 10)).unwrap())?;
+    /// let mut got = got.lock().unwrap().clone();
+    /// got.sort();
+    /// assert_eq!(got, [0, 10, 20, 30]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn on_report<T: serde::de::DeserializeOwned>(
         mut self,
         mut f: impl FnMut(T) + Send + 'static,
@@ -155,12 +185,35 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 
     /// Fails the job with [`Error::Timeout`](crate::Error::Timeout) if it runs longer
     /// than `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// let r = pool
+    ///     .par_range(0u32..2)
+    ///     .timeout(Duration::from_millis(50))
+    ///     .for_each(|_: u32| std::thread::sleep(Duration::from_secs(5)));
+    /// assert!(matches!(r, Err(procyon::Error::Timeout)));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
         self.opts.timeout = Some(timeout);
         self
     }
 
     /// Chunks hold at least `n` items (fewer only at the very end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// // One accumulator per chunk: at most 1000 / 400 rounded up.
+    /// let parts = pool.par_range(0u32..1000).with_min_len(400).fold(|| 0u32, |a: u32, _x: u32| a + 1)?;
+    /// assert!(parts.len() <= 3 && parts.iter().sum::<u32>() == 1000);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn with_min_len(mut self, n: usize) -> Self {
         self.chunking.min_len = n;
         self.chunking.max_len = self.chunking.max_len.max(n);
@@ -168,6 +221,15 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     }
 
     /// Chunks hold at most `n` items (`with_max_len(1)`: one item per chunk).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let parts = pool.par_range(0u32..10).with_max_len(1).fold(|| 0u32, |a: u32, x: u32| a + x)?;
+    /// assert_eq!(parts, (0..10).collect::<Vec<u32>>());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn with_max_len(mut self, n: usize) -> Self {
         self.chunking.max_len = n;
         self.chunking.min_len = self.chunking.min_len.min(n.max(1));
