@@ -226,3 +226,48 @@ pub(crate) fn finish<R: Try, A>(acc: TryAcc<A, R::Residual>, ok: impl FnOnce(A) 
         TryAcc::Failed(r) => R::from_residual(r),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(a: u8, b: u8) -> Option<u8> {
+        a.checked_add(b)
+    }
+
+    type Acc = TryAcc<Option<u8>, ()>;
+
+    /// The accumulators merged in order as the client does, with `op` = `F`.
+    fn merged<F: Fn(u8, u8) -> Option<u8> + crate::TaskFn>(_op: F, parts: Vec<Acc>) -> Option<u8> {
+        let acc = parts.into_iter().reduce(TryReduce::<F>::merge);
+        finish(acc.unwrap_or(TryAcc::Going(None)), |a: Option<u8>| {
+            Some(a.unwrap_or(0))
+        })
+    }
+
+    #[test]
+    fn the_first_failure_wins_and_the_op_may_fail() {
+        let going = |x| TryAcc::Going(Some(x));
+        assert_eq!(
+            merged(sum, vec![going(1), going(2), TryAcc::Going(None)]),
+            Some(3)
+        );
+        assert_eq!(
+            merged(sum, vec![going(1), TryAcc::Failed(()), going(2)]),
+            None
+        );
+        assert_eq!(merged(sum, vec![going(200), going(100)]), None);
+        assert_eq!(merged(sum, vec![]), Some(0));
+    }
+
+    #[test]
+    fn results_and_options_branch() {
+        assert_eq!(Ok::<u8, String>(3).branch(), ControlFlow::Continue(3));
+        assert_eq!(
+            Err::<u8, String>("e".into()).branch(),
+            ControlFlow::Break("e".to_string())
+        );
+        assert_eq!(None::<u8>.branch(), ControlFlow::Break(()));
+        assert_eq!(<Option<u8> as Try>::from_residual(()), None);
+    }
+}

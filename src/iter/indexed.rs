@@ -211,3 +211,89 @@ impl<A: Source, B: Source<Item = A::Item>> Source for Chain<A, B> {
         ControlFlow::Continue(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iter::range::{RangeArgs, RangeSource};
+    use crate::iter::stage::Id;
+
+    /// Items `range` of source `S`, resolved in this process.
+    fn items<S: Source>(args: &S::Args, range: Range<usize>) -> Vec<S::Item> {
+        let mut local = S::init(args).unwrap();
+        let mut out = Vec::new();
+        let _ = S::feed(args, &mut local, range, |x| {
+            out.push(x);
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Checks every chunk `a..b` of `S` against the same items of `expect`.
+    fn every_chunk<S: Source>(args: &S::Args, expect: &[S::Item])
+    where
+        S::Item: PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(S::len(args), expect.len());
+        for a in 0..=expect.len() {
+            for b in a..=expect.len() {
+                assert_eq!(items::<S>(args, a..b), &expect[a..b], "chunk {a}..{b}");
+            }
+        }
+    }
+
+    fn range(r: Range<u32>) -> RangeArgs<u32> {
+        RangeArgs::new(r)
+    }
+
+    type R = RangeSource<u32>;
+    type Fused = Staged<R, Id>;
+
+    #[test]
+    fn skip_take_enumerate_map_chunks_to_the_right_items() {
+        for n in [0u32, 1, 2, 7, 12] {
+            let all: Vec<u32> = (3..3 + n).collect();
+            for k in 0..n as usize + 2 {
+                let skipped: Vec<u32> = all.iter().copied().skip(k).collect();
+                every_chunk::<Skip<R>>(&(range(3..3 + n), k as u64), &skipped);
+                let taken: Vec<u32> = all.iter().copied().take(k).collect();
+                every_chunk::<Take<R>>(&(range(3..3 + n), k as u64), &taken);
+            }
+            let numbered: Vec<(usize, u32)> = all.iter().copied().enumerate().collect();
+            every_chunk::<Enumerated<Fused>>(&(range(3..3 + n), ()), &numbered);
+        }
+    }
+
+    #[test]
+    fn zip_is_as_long_as_the_shorter_side() {
+        for (m, n) in [(0u32, 0u32), (0, 3), (3, 0), (5, 5), (4, 9), (9, 4)] {
+            let expect: Vec<(u32, u32)> = (0..m).zip(100..100 + n).collect();
+            every_chunk::<Zip<R, R>>(&(range(0..m), range(100..100 + n)), &expect);
+        }
+    }
+
+    #[test]
+    fn chain_splits_chunks_at_the_seam() {
+        for (m, n) in [(0u32, 0u32), (0, 3), (3, 0), (5, 5), (1, 8)] {
+            let expect: Vec<u32> = (0..m).chain(100..100 + n).collect();
+            every_chunk::<Chain<R, R>>(&(range(0..m), range(100..100 + n)), &expect);
+        }
+    }
+
+    #[test]
+    fn a_break_stops_the_feed_on_both_sides_of_a_chain() {
+        let args = (range(0..3), range(10..13));
+        let mut local = Chain::<R, R>::init(&args).unwrap();
+        let mut seen = Vec::new();
+        let flow = Chain::<R, R>::feed(&args, &mut local, 0..6, |x| {
+            seen.push(x);
+            if x == 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(flow.is_break());
+        assert_eq!(seen, [0, 1, 2, 10]);
+    }
+}

@@ -77,7 +77,7 @@ pub struct RangeArgs<I> {
 }
 
 impl<I: RangeInt> RangeArgs<I> {
-    fn new(r: Range<I>) -> Self {
+    pub(crate) fn new(r: Range<I>) -> Self {
         RangeArgs {
             start: r.start,
             len: I::span(&r),
@@ -187,5 +187,35 @@ impl<'p, T: Pod> IntoParIterOn<'p> for &'p SharedArray<T> {
     type Source = ArraySource<T>;
     fn into_par_iter_on(self, pool: &'p Pool) -> ParIter<'p, ArraySource<T>, Id> {
         pool.par_iter(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_and_steps_at_the_extremes() {
+        assert_eq!(u64::span(&(0..u64::MAX)), u64::MAX);
+        assert_eq!(i64::span(&(i64::MIN..i64::MAX)), u64::MAX);
+        assert_eq!(i8::span(&(-128..127)), 255);
+        let (hi, lo) = (200u8, 100u8);
+        assert_eq!(u8::span(&(hi..lo)), 0);
+        assert_eq!(i32::span(&(5..5)), 0);
+        assert_eq!(i64::nth(i64::MIN, u64::MAX), i64::MAX);
+        assert_eq!(u64::nth(u64::MAX - 1, 1), u64::MAX);
+        assert_eq!(i8::nth(-128, 255), 127);
+    }
+
+    #[test]
+    fn a_range_source_feeds_its_integers() {
+        let args = RangeArgs::new(-3i16..4);
+        assert_eq!(RangeSource::<i16>::len(&args), 7);
+        let mut got = Vec::new();
+        let _ = RangeSource::<i16>::feed(&args, &mut (), 2..5, |x| {
+            got.push(x);
+            ControlFlow::Continue(())
+        });
+        assert_eq!(got, [-1, 0, 1]);
     }
 }

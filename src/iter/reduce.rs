@@ -183,3 +183,37 @@ fn fold_last<A>(acc: &mut Vec<A>, op: impl FnOnce(A) -> A) {
         acc.push(op(a));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_keep_the_first_minimum_and_the_last_maximum() {
+        let by_key = |a: &(u8, char), b: &(u8, char)| a.0.cmp(&b.0);
+        let xs = [(2, 'a'), (1, 'b'), (3, 'c'), (1, 'd'), (3, 'e')];
+        let fold = |max| xs.iter().copied().reduce(|l, r| pick(max, l, r, by_key));
+        assert_eq!(fold(false), xs.iter().copied().min_by(by_key));
+        assert_eq!(fold(true), xs.iter().copied().max_by(by_key));
+        assert_eq!(fold(false), Some((1, 'b')));
+        assert_eq!(fold(true), Some((3, 'e')));
+    }
+
+    #[test]
+    fn combine_keeps_whichever_side_exists() {
+        let cat = |a: String, b: String| a + &b;
+        assert_eq!(
+            combine(Some("a".into()), Some("b".into()), cat),
+            Some("ab".to_string())
+        );
+        assert_eq!(
+            combine(None, Some("b".to_string()), cat),
+            Some("b".to_string())
+        );
+        assert_eq!(
+            combine(Some("a".to_string()), None, cat),
+            Some("a".to_string())
+        );
+        assert_eq!(combine::<String>(None, None, cat), None);
+    }
+}
