@@ -276,6 +276,9 @@ fn ranges_of_every_integer_type() {
             let got = (($a as $t)..$b).into_par_iter_on($pool).map(|x: $t| x as i128).sum::<i128>().unwrap();
             assert_eq!(got, (($a as $t)..$b).into_par_iter().map(|x| x as i128).sum::<i128>(), stringify!($t));
             assert_eq!($pool.par_range::<$t>($b..$a).count().unwrap(), 0, "empty {}", stringify!($t));
+            let got = (($a as $t)..=$b).into_par_iter_on($pool).with_max_len(5).collect_vec().unwrap();
+            assert_eq!(got, (($a as $t)..=$b).into_par_iter().collect::<Vec<$t>>(), "inclusive {}", stringify!($t));
+            assert_eq!((($b as $t)..=$a).into_par_iter_on($pool).count().unwrap(), 0, "empty inclusive {}", stringify!($t));
         )*};
     }
     with_pool(2, |pool| {
@@ -283,6 +286,30 @@ fn ranges_of_every_integer_type() {
             u8: 0, 255; u16: 100, 5000; u32: 7, 70_000; u64: u64::MAX - 300, u64::MAX;
             usize: 0, 1000; i8: -128, 127; i16: -3000, 3000; i32: -70_000, 70_000;
             i64: i64::MIN, i64::MIN + 999; isize: -5, 5);
+    });
+}
+
+/// The longest inclusive ranges: every value of a type, and one integer too many.
+#[test]
+fn inclusive_ranges_up_to_the_type_limits() {
+    with_pool(2, |pool| {
+        assert_eq!(
+            (i8::MIN..=i8::MAX).into_par_iter_on(pool).count().unwrap(),
+            256
+        );
+        assert_eq!(
+            (u8::MAX..=u8::MAX)
+                .into_par_iter_on(pool)
+                .collect_vec()
+                .unwrap(),
+            [255]
+        );
+        let first = (u64::MAX - 2..=u64::MAX)
+            .into_par_iter_on(pool)
+            .find_first(|_: &u64| true);
+        assert_eq!(first.unwrap(), Some(u64::MAX - 2));
+        let r = (0u64..=u64::MAX).into_par_iter_on(pool).count();
+        assert!(matches!(r, Err(Error::InvalidConfig { .. })), "{r:?}");
     });
 }
 

@@ -1,7 +1,7 @@
-//! Ranges of every primitive integer type as parallel iterators: `pool.par_range(a..b)`
-//! and `(a..b).into_par_iter_on(&pool)`.
+//! Ranges of every primitive integer type as parallel iterators: `pool.par_range(a..b)`,
+//! `(a..b).into_par_iter_on(&pool)` and `(a..=b).into_par_iter_on(&pool)`.
 
-use std::ops::{ControlFlow, Range};
+use std::ops::{ControlFlow, Range, RangeInclusive};
 
 use bytemuck::Pod;
 use serde::de::DeserializeOwned;
@@ -160,6 +160,7 @@ impl Pool {
 /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
 /// let evens = (0u32..100).into_par_iter_on(&pool).filter(|x: &u32| x % 2 == 0).count()?;
 /// assert_eq!(evens, 50);
+/// assert_eq!((250u8..=255).into_par_iter_on(&pool).count()?, 6);
 /// let a = pool.array_from_slice(&[1.5f64, 2.5])?;
 /// assert_eq!((&a).into_par_iter_on(&pool).sum::<f64>()?, 4.0);
 /// # Ok::<(), procyon::Error>(())
@@ -180,6 +181,31 @@ impl<'p, I: RangeInt> IntoParIterOn<'p> for Range<I> {
     type Source = RangeSource<I>;
     fn into_par_iter_on(self, pool: &'p Pool) -> ParIter<'p, RangeSource<I>, Id> {
         pool.par_range(self)
+    }
+}
+
+impl<'p, I: RangeInt> IntoParIterOn<'p> for RangeInclusive<I> {
+    type Source = RangeSource<I>;
+    /// # Errors
+    ///
+    /// The terminal operation fails with [`Error::InvalidConfig`](crate::Error::InvalidConfig)
+    /// for a range of more than `u64::MAX` integers (`0..=u64::MAX`).
+    fn into_par_iter_on(self, pool: &'p Pool) -> ParIter<'p, RangeSource<I>, Id> {
+        let (start, end) = self.into_inner();
+        let (args, error) = match I::span(&(end..start)) {
+            // `start > end`: empty.
+            s if s > 0 => (RangeArgs { start, len: 0 }, None),
+            _ => match I::span(&(start..end)).checked_add(1) {
+                Some(len) => (RangeArgs { start, len }, None),
+                None => (
+                    RangeArgs { start, len: 0 },
+                    Some(crate::Error::config(
+                        "an inclusive range of more than u64::MAX integers cannot be a job",
+                    )),
+                ),
+            },
+        };
+        ParIter::new(pool, args, error)
     }
 }
 
