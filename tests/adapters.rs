@@ -95,6 +95,14 @@ proptest! {
             prop_assert_eq!(got, r(&xs).zip(r(&xs)).map(|(x, y)| x + y).collect::<Vec<_>>());
             let got = par!(pool, a, c).chain(pool.par_iter(&b).map(|y: u32| y + 1)).enumerate().collect_vec().unwrap();
             prop_assert_eq!(got, r(&xs).chain(r(&ys).map(|y| y + 1)).enumerate().collect::<Vec<_>>());
+            let got = par!(pool, a, c).map(|x: u32| x / 2).rev().enumerate().skip(k / 4).collect_vec().unwrap();
+            prop_assert_eq!(got, r(&xs).map(|x| x / 2).rev().enumerate().skip(k / 4).collect::<Vec<_>>());
+            let got = par!(pool, a, c).zip(pool.par_iter(&b).rev()).rev().collect_vec().unwrap();
+            prop_assert_eq!(got, r(&xs).zip(r(&ys).rev()).rev().collect::<Vec<_>>());
+            let got = par!(pool, a, c).map(|x: u32| vec![x; (x % 3) as usize]).flatten().collect_vec().unwrap();
+            prop_assert_eq!(got, r(&xs).map(|x| vec![x; (x % 3) as usize]).flatten().collect::<Vec<_>>());
+            let got = par!(pool, a, c).flat_map_iter(|x: u32| (0..x % 3).map(move |i| x + i)).collect_vec().unwrap();
+            prop_assert_eq!(got, r(&xs).flat_map_iter(|x| (0..x % 3).map(move |i| x + i)).collect::<Vec<_>>());
             // Indexed adapters over a range and after a zip, then a filter.
             let got = pool.par_range(0u32..xs.len() as u32).with_max_len(c.1).zip(pool.par_iter(&a)).skip(1).filter(|(i, x): &(u32, u32)| (i + x) % 2 == 0).collect_vec().unwrap();
             prop_assert_eq!(got, (0u32..xs.len() as u32).into_par_iter().zip(r(&xs)).skip(1).filter(|(i, x)| (i + x) % 2 == 0).collect::<Vec<_>>());

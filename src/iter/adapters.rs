@@ -1,15 +1,15 @@
 //! The adapters of [`ParIter`]: the per-item stages (`map`, `filter`, `filter_map`,
-//! `flat_map`, each in its environment forms, see [`env`](super::env)) and the indexed
-//! combinations (`enumerate`, `skip`, `take`, `zip`, `chain`, see
+//! `flat_map`, each in its environment forms, see [`env`](super::env), and `flatten`)
+//! and the indexed combinations (`enumerate`, `skip`, `take`, `zip`, `chain`, `rev`, see
 //! [`indexed`](super::indexed)).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::env::{CtxEnv, Env, Init, Plain, With, WithCtx};
-use super::indexed::{Chain, Enumerated, Skip, Staged, Take, Zip};
+use super::indexed::{Chain, Enumerated, Rev, Skip, Staged, Take, Zip};
 use super::source::Source;
-use super::stage::{Filter, FilterMap, FlatMap, Id, Map, OneToOne, Stage};
+use super::stage::{Filter, FilterMap, FlatMap, Flatten, Id, Map, OneToOne, Stage};
 use super::ParIter;
 use crate::task::{assert_stateless, TaskFn};
 use crate::{Ctx, Error};
@@ -305,6 +305,42 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         self.stage::<Plain, _>(())
     }
 
+    /// The same as [`flat_map`](ParIter::flat_map), under rayon's name for a closure that
+    /// returns a serial iterator (every procyon closure does).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..3).flat_map_iter(|x: u32| (0..x).map(move |i| (x, i))).collect_vec()?;
+    /// assert_eq!(v, [(1, 0), (2, 0), (2, 1)]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn flat_map_iter<F, I>(self, f: F) -> ParIter<'p, S, FlatMap<St, Plain, F, I>>
+    where
+        F: Fn(St::Out) -> I + TaskFn,
+        I: IntoIterator + 'static,
+    {
+        self.flat_map(f)
+    }
+
+    /// Yields every item of every item (each an `IntoIterator`: a `Vec`, an `Option`, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..4).map(|x: u32| (x % 2 == 1).then_some(x)).flatten().collect_vec()?;
+    /// assert_eq!(v, [1, 3]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn flatten(self) -> ParIter<'p, S, Flatten<St>>
+    where
+        St::Out: IntoIterator,
+    {
+        self.restage(|s| s)
+    }
+
     /// Applies `f(&state, item)` and yields every item of what it returns.
     ///
     /// # Examples
@@ -439,6 +475,23 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         St: OneToOne,
     {
         self.reshape(|a, s| ((a, s), n as u64))
+    }
+
+    /// The items in reverse order (rayon's `rev`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let v = pool.par_range(0u32..5).map(|x: u32| x * 10).rev().enumerate().collect_vec()?;
+    /// assert_eq!(v, [(0, 40), (1, 30), (2, 20), (3, 10), (4, 0)]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn rev(self) -> ParIter<'p, Rev<Fused<S, St>>, Id>
+    where
+        St: OneToOne,
+    {
+        self.reshape(|a, s| (a, s))
     }
 
     /// Pairs of items of `self` and `other`, as many as the shorter has (rayon's `zip`).

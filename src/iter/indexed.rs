@@ -1,12 +1,12 @@
 //! Indexed combinations of sources, as rayon's `IndexedParallelIterator`: `enumerate`,
-//! `zip`, `skip`, `take`, `chain`.
+//! `zip`, `skip`, `take`, `chain`, `rev`.
 //!
 //! They work on any pipeline whose stages are one-to-one ([`OneToOne`]): such a pipeline
 //! is fused into a source of its own ([`Staged`]), whose item `i` is the pipeline's item
 //! `i`, so chunk `a..b` of the combination maps to plain index ranges of its parts.
 //! `zip` runs its right side over the chunk into a buffer first (a push-based source
 //! cannot be stepped in lockstep), so a chunk of a zip holds one chunk of right-hand
-//! items in the worker's memory.
+//! items in the worker's memory; `rev` buffers its chunk the same way.
 
 use std::marker::PhantomData;
 use std::ops::{ControlFlow, Range};
@@ -212,6 +212,45 @@ impl<A: Source, B: Source<Item = A::Item>> Source for Chain<A, B> {
     }
 }
 
+/// The items in reverse order.
+#[doc(hidden)]
+pub struct Rev<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Rev<S> {}
+
+impl<S: Source> Source for Rev<S> {
+    type Item = S::Item;
+    type Args = S::Args;
+    /// The source, and the buffer of the current chunk's items.
+    type Local = (S::Local, Vec<S::Item>);
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(args)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        Ok((S::init(args)?, Vec::new()))
+    }
+
+    fn feed(
+        args: &Self::Args,
+        (local, buf): &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let n = S::len(args);
+        buf.clear();
+        buf.reserve(range.len());
+        let _ = S::feed(args, local, n - range.end..n - range.start, |x| {
+            buf.push(x);
+            ControlFlow::Continue(())
+        });
+        for x in buf.drain(..).rev() {
+            f(x)?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,7 +289,7 @@ mod tests {
     type Fused = Staged<R, Id>;
 
     #[test]
-    fn skip_take_enumerate_map_chunks_to_the_right_items() {
+    fn skip_take_enumerate_rev_map_chunks_to_the_right_items() {
         for n in [0u32, 1, 2, 7, 12] {
             let all: Vec<u32> = (3..3 + n).collect();
             for k in 0..n as usize + 2 {
@@ -261,6 +300,8 @@ mod tests {
             }
             let numbered: Vec<(usize, u32)> = all.iter().copied().enumerate().collect();
             every_chunk::<Enumerated<Fused>>(&(range(3..3 + n), ()), &numbered);
+            let reversed: Vec<u32> = all.iter().copied().rev().collect();
+            every_chunk::<Rev<R>>(&range(3..3 + n), &reversed);
         }
     }
 

@@ -1,4 +1,5 @@
-//! The adapters between source and terminal: map, filter, filter_map, flat_map, each in
+//! The adapters between source and terminal: map, filter, filter_map, flat_map (and
+//! flatten), each in
 //! every environment of [`env`](super::env) (`map`, `map_with`, `map_init`, `map_ctx`,
 //! `map_with_ctx`, ...).
 //!
@@ -189,6 +190,36 @@ where
     ) -> ControlFlow<()> {
         P::push(&state.0, pl, item, &mut |x| {
             for y in F::call(&state.1, el, x) {
+                k(y)?;
+            }
+            ControlFlow::Continue(())
+        })
+    }
+}
+
+/// `flatten()`: every item of every item.
+#[doc(hidden)]
+pub struct Flatten<P>(PhantomData<fn(P)>);
+
+impl<In, P> Stage<In> for Flatten<P>
+where
+    P: Stage<In>,
+    P::Out: IntoIterator,
+{
+    type Out = <P::Out as IntoIterator>::Item;
+    type State = P::State;
+    type Local = P::Local;
+    fn init(state: &Self::State) -> crate::Result<Self::Local> {
+        P::init(state)
+    }
+    fn push(
+        state: &Self::State,
+        local: &mut Self::Local,
+        item: In,
+        k: &mut impl FnMut(Self::Out) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        P::push(state, local, item, &mut |x| {
+            for y in x {
                 k(y)?;
             }
             ControlFlow::Continue(())
