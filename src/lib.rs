@@ -77,7 +77,7 @@ pub use error::{Error, Result};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use iter::{FromParIter, IntoParIterOn, ParExtend, ParIter, RangeInt, Try};
+pub use iter::{FromParIter, IntoParIterOn, ParExtend, ParIter, ParIterMut, RangeInt, Try};
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
 pub use mempool::{

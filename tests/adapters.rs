@@ -1,4 +1,5 @@
-//! Every adapter and terminal of `ParIter` against rayon's result on the same input:
+//! Every adapter and terminal of `ParIter` (and `par_iter_mut`) against rayon's result on
+//! the same input:
 //! sizes 0, 1, 2, 7, 1000 and random ones below 1000 (and one 1_000_003 case), 1 to 3
 //! workers, chunks from one item to whole-job sized. Reductions that are associative but
 //! not commutative (concatenation) must keep the input order.
@@ -267,6 +268,46 @@ proptest! {
             par!(pool, a, c).for_each_init(|| 1u32, |one: &mut u32, x: u32| assert!(x + *one > 0)).unwrap();
             par!(pool, a, c).for_each_ctx(|ctx: &Ctx, _x: u32| assert!(!ctx.is_cancelled())).unwrap();
             par!(pool, a, c).for_each_with_ctx(k, |k: &u32, ctx: &Ctx, _x: u32| assert!(*k > 0 && !ctx.is_cancelled())).unwrap();
+            Ok(())
+        })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, .. ProptestConfig::default() })]
+
+    /// `par_iter_mut` alone, enumerated, and zipped with read-only iterators of equal and
+    /// unequal lengths, against rayon's `par_iter_mut` on a `Vec`.
+    #[test]
+    fn iter_mut_matches_rayon(xs in data(), ys in data(), workers in 1usize..=3, c in chunks(), k in 0u32..9) {
+        with_pool(workers, |pool| {
+            let b = pool.array_from_slice(&ys).unwrap();
+            let mut a = pool.array_from_slice(&xs).unwrap();
+            let mut e = xs.clone();
+
+            pool.par_iter_mut(&mut a).with_min_len(c.0).with_max_len(c.1).for_each(|x: &mut u32| *x = *x * 3 + 1).unwrap();
+            e.par_iter_mut().for_each(|x| *x = *x * 3 + 1);
+            prop_assert_eq!(a.to_vec(), e.clone());
+
+            pool.par_iter_mut(&mut a).with_max_len(c.1).for_each_with(k, |k: &u32, x: &mut u32| *x ^= k).unwrap();
+            e.par_iter_mut().for_each(|x| *x ^= k);
+            prop_assert_eq!(a.to_vec(), e.clone());
+
+            pool.par_iter_mut(&mut a).with_max_len(c.1).enumerate().for_each(|(i, x): (usize, &mut u32)| *x += i as u32).unwrap();
+            e.par_iter_mut().enumerate().for_each(|(i, x)| *x += i as u32);
+            prop_assert_eq!(a.to_vec(), e.clone());
+
+            pool.par_iter_mut(&mut a).enumerate().with_max_len(c.1).for_each_with(k, |k: &u32, (i, x): (usize, &mut u32)| *x = x.wrapping_sub(i as u32 * k)).unwrap();
+            e.par_iter_mut().enumerate().for_each(|(i, x)| *x = x.wrapping_sub(i as u32 * k));
+            prop_assert_eq!(a.to_vec(), e.clone());
+
+            pool.par_iter_mut(&mut a).zip(pool.par_iter(&b)).with_max_len(c.1).for_each(|(y, x): (&mut u32, u32)| *y = y.wrapping_add(x)).unwrap();
+            e.par_iter_mut().zip(ys.par_iter()).for_each(|(y, x)| *y = y.wrapping_add(*x));
+            prop_assert_eq!(a.to_vec(), e.clone());
+
+            pool.par_iter_mut(&mut a).zip(pool.par_iter(&b).map(|x: u32| x / 2).rev()).with_min_len(c.0).for_each_with(k, |k: &u32, (y, x): (&mut u32, u32)| *y = y.wrapping_mul(k + 1) ^ x).unwrap();
+            e.par_iter_mut().zip(ys.par_iter().map(|x| x / 2).rev()).for_each(|(y, x)| *y = y.wrapping_mul(k + 1) ^ x);
+            prop_assert_eq!(a.to_vec(), e);
             Ok(())
         })?;
     }

@@ -30,6 +30,7 @@ mod env;
 mod fallible;
 mod find;
 mod indexed;
+mod mutable;
 mod range;
 mod reduce;
 mod search;
@@ -51,6 +52,7 @@ use crate::Result;
 
 pub use collect::{FromParIter, ParExtend};
 pub use fallible::Try;
+pub use mutable::ParIterMut;
 pub use range::{IntoParIterOn, RangeInt};
 use source::Source;
 use stage::{Id, OneToOne, Stage};
@@ -131,6 +133,12 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
             opts: self.opts,
             _types: PhantomData,
         }
+    }
+
+    /// The pool, the source and stages (as one indexed source's arguments), and any
+    /// problem found while building: what another iterator takes in to combine with.
+    fn into_parts(self) -> (&'p Pool, (S::Args, St::State), Option<crate::Error>) {
+        (self.pool, (self.source, self.state), self.opts.error)
     }
 
     /// Calls `f` with the job's progress while a terminal operation waits (at most every
