@@ -313,6 +313,27 @@ proptest! {
     }
 }
 
+/// `spawn_with`: the state reaches the task, which may start nested jobs with it.
+#[test]
+fn spawn_with_carries_state_into_a_task() {
+    with_pool(2, |pool| {
+        let xs: Vec<u64> = (0..500).collect();
+        let h = pool
+            .spawn_with(xs.clone(), |xs: &Vec<u64>, ctx: &Ctx| {
+                let n = xs.len() as u64;
+                let nested: u64 = ctx
+                    .par_range(0..n)
+                    .map_with(xs.clone(), |xs: &Vec<u64>, i: u64| xs[i as usize] * 2)
+                    .sum()
+                    .unwrap();
+                (xs.iter().sum::<u64>(), nested)
+            })
+            .unwrap();
+        let s: u64 = xs.iter().sum();
+        assert_eq!(h.wait().unwrap(), (s, 2 * s));
+    });
+}
+
 /// Ranges of every primitive integer type, against rayon's ranges of the same type
 /// (reversed ranges are empty on purpose).
 #[test]

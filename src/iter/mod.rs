@@ -35,6 +35,7 @@ mod range;
 mod reduce;
 mod search;
 mod source;
+mod spawn;
 mod stage;
 mod terminal;
 
@@ -65,7 +66,9 @@ use terminal::Terminal;
 /// nothing (checked at compile time); state travels with the `*_with` forms
 /// ([`map_with`](ParIter::map_with), [`filter_with`](ParIter::filter_with), ...), per-worker
 /// values with the `*_init` forms, and the task's [`Ctx`](crate::Ctx) with the `*_ctx`
-/// forms.
+/// forms. The closures of terminal operations (`any`, `find_first`, `min_by_key`, ...)
+/// take no state: put a `map_with` before them. A task of its own gets state with
+/// [`Pool::spawn_with`].
 #[must_use = "a parallel iterator does nothing until a terminal operation (sum, collect_vec, for_each, ...) runs it"]
 pub struct ParIter<'p, S: Source, St: Stage<S::Item>> {
     pool: &'p Pool,
