@@ -30,6 +30,7 @@ mod env;
 mod fallible;
 mod find;
 mod indexed;
+mod indexed_adapters;
 mod mutable;
 mod range;
 mod reduce;
