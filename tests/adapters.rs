@@ -104,6 +104,11 @@ proptest! {
             prop_assert_eq!(got, r(&xs).map(|x| vec![x; (x % 3) as usize]).flatten().collect::<Vec<_>>());
             let got = par!(pool, a, c).flat_map_iter(|x: u32| (0..x % 3).map(move |i| x + i)).collect_vec().unwrap();
             prop_assert_eq!(got, r(&xs).flat_map_iter(|x| (0..x % 3).map(move |i| x + i)).collect::<Vec<_>>());
+            let size = k % 9 + 1;
+            let got = par!(pool, a, c).chunks(size).collect_vec().unwrap();
+            prop_assert_eq!(got, r(&xs).chunks(size).collect::<Vec<_>>());
+            let got = par!(pool, a, c).map(|x: u32| x % 7).chunks(size).enumerate().map(|(i, v): (usize, Vec<u32>)| i as u32 * 100 + v.iter().sum::<u32>()).collect_vec().unwrap();
+            prop_assert_eq!(got, r(&xs).map(|x| x % 7).chunks(size).enumerate().map(|(i, v)| i as u32 * 100 + v.iter().sum::<u32>()).collect::<Vec<_>>());
             // Indexed adapters over a range and after a zip, then a filter.
             let got = pool.par_range(0u32..xs.len() as u32).with_max_len(c.1).zip(pool.par_iter(&a)).skip(1).filter(|(i, x): &(u32, u32)| (i + x) % 2 == 0).collect_vec().unwrap();
             prop_assert_eq!(got, (0u32..xs.len() as u32).into_par_iter().zip(r(&xs)).skip(1).filter(|(i, x)| (i + x) % 2 == 0).collect::<Vec<_>>());

@@ -1,5 +1,5 @@
 //! Indexed combinations of sources, as rayon's `IndexedParallelIterator`: `enumerate`,
-//! `zip`, `skip`, `take`, `chain`, `rev`.
+//! `zip`, `skip`, `take`, `chain`, `rev`, `chunks`.
 //!
 //! They work on any pipeline whose stages are one-to-one ([`OneToOne`]): such a pipeline
 //! is fused into a source of its own ([`Staged`]), whose item `i` is the pipeline's item
@@ -251,6 +251,58 @@ impl<S: Source> Source for Rev<S> {
     }
 }
 
+/// Consecutive groups of `size` items (the last may be shorter), as `Vec`s.
+#[doc(hidden)]
+pub struct Chunks<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Chunks<S> {}
+
+impl<S: Source> Source for Chunks<S> {
+    type Item = Vec<S::Item>;
+    /// The source and the group size (at least 1: `chunks(0)` is refused when built).
+    type Args = (S::Args, u64);
+    type Local = S::Local;
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(&args.0).div_ceil(args.1.max(1) as usize)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        S::init(&args.0)
+    }
+
+    fn feed(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let size = args.1.max(1) as usize;
+        let n = S::len(&args.0);
+        let items = range.start * size..(range.end * size).min(n);
+        let mut group = Vec::with_capacity(size.min(items.len()));
+        let mut stop = false;
+        let flow = S::feed(&args.0, local, items, |x| {
+            group.push(x);
+            if group.len() == size {
+                let full = std::mem::replace(&mut group, Vec::with_capacity(size));
+                if f(full).is_break() {
+                    stop = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if stop || flow.is_break() {
+            return ControlFlow::Break(());
+        }
+        if group.is_empty() {
+            ControlFlow::Continue(())
+        } else {
+            f(group)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +354,10 @@ mod tests {
             every_chunk::<Enumerated<Fused>>(&(range(3..3 + n), ()), &numbered);
             let reversed: Vec<u32> = all.iter().copied().rev().collect();
             every_chunk::<Rev<R>>(&range(3..3 + n), &reversed);
+            for size in 1..5usize {
+                let groups: Vec<Vec<u32>> = all.chunks(size).map(<[u32]>::to_vec).collect();
+                every_chunk::<Chunks<R>>(&(range(3..3 + n), size as u64), &groups);
+            }
         }
     }
 

@@ -1,9 +1,9 @@
 //! The indexed adapters of [`ParIter`], as rayon's `IndexedParallelIterator`:
-//! `enumerate`, `skip`, `take`, `rev`, `zip`, `chain`. They fuse the pipeline so far
+//! `enumerate`, `skip`, `take`, `rev`, `chunks`, `zip`, `chain`. They fuse the pipeline so far
 //! into one source (see [`indexed`](super::indexed)) and so exist only while every
 //! stage is one-to-one.
 
-use super::indexed::{Chain, Enumerated, Rev, Skip, Staged, Take, Zip};
+use super::indexed::{Chain, Chunks, Enumerated, Rev, Skip, Staged, Take, Zip};
 use super::source::Source;
 use super::stage::{Id, OneToOne, Stage};
 use super::ParIter;
@@ -110,6 +110,32 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         St: OneToOne,
     {
         self.reshape(|a, s| (a, s))
+    }
+
+    /// Consecutive groups of `size` items, each a `Vec` (the last may be shorter), in
+    /// order (rayon's `chunks`). The result is indexed too.
+    ///
+    /// # Errors
+    ///
+    /// The terminal operation fails with [`Error::InvalidConfig`] for `size` 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let sums = pool.par_range(0u32..7).chunks(3).map(|c: Vec<u32>| c.iter().sum::<u32>()).collect_vec()?;
+    /// assert_eq!(sums, [3, 12, 6]);
+    /// assert!(pool.par_range(0u32..7).chunks(0).count().is_err());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn chunks(mut self, size: usize) -> ParIter<'p, Chunks<Fused<S, St>>, Id>
+    where
+        St: OneToOne,
+    {
+        if size == 0 && self.opts.error.is_none() {
+            self.opts.error = Some(Error::config("chunks(0): a chunk holds at least 1 item"));
+        }
+        self.reshape(|a, s| ((a, s), size as u64))
     }
 
     /// Pairs of items of `self` and `other`, as many as the shorter has (rayon's `zip`).
