@@ -320,7 +320,7 @@ fn calibrate(target: Duration) -> u64 {
     ((probe as f64) * target.as_secs_f64() / secs).max(1.0) as u64
 }
 
-fn w6_task(_: &procyon::Ctx, iters: &u64) -> u64 {
+fn w6_task(iters: &u64, _: &procyon::Ctx) -> u64 {
     busy(*iters)
 }
 

@@ -83,7 +83,7 @@ pub use error::{Error, Result};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use iter::ParIter;
+pub use iter::{FromParIter, IntoParIterOn, ParExtend, ParIter, ParIterMut, RangeInt, Try};
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
 pub use mempool::{

@@ -465,7 +465,7 @@ impl Pool {
         Ok(spawned(sub))
     }
 
-    /// Runs `f(&ctx, &arg)` as a job of its own in a worker and returns its handle:
+    /// Runs `f(&arg, &ctx)` as a job of its own in a worker and returns its handle:
     /// [`spawn`](Pool::spawn) with an argument. `arg` is any serde value (a request's
     /// parameters, say), encoded once into the job's argument block in the mempool and
     /// decoded in the worker; the task function itself must capture nothing.
@@ -481,7 +481,7 @@ impl Pool {
     /// use procyon::{Ctx, Pool};
     /// let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
     /// let words = vec!["process".to_string(), "pool".to_string()];
-    /// let handle = pool.spawn_with(words, |_ctx: &Ctx, words: &Vec<String>| {
+    /// let handle = pool.spawn_with(words, |words: &Vec<String>, _ctx: &Ctx| {
     ///     words.iter().map(|w| w.len()).sum::<usize>()
     /// })?;
     /// assert_eq!(handle.wait()?, 11);
@@ -495,7 +495,7 @@ impl Pool {
     pub fn spawn_with<A, F, R>(&self, arg: A, _f: F) -> Result<JobHandle<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
-        F: Fn(&crate::Ctx, &A) -> R + TaskFn,
+        F: Fn(&A, &crate::Ctx) -> R + TaskFn,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         assert_stateless::<F>();
@@ -526,13 +526,13 @@ fn spawned<R: DeserializeOwned + Send + 'static>(sub: crate::pool::Submitted) ->
     )
 }
 
-/// One task, `f(&ctx, &arg)`, whose value comes back to the caller.
+/// One task, `f(&arg, &ctx)`, whose value comes back to the caller.
 pub(crate) struct SpawnWithJob<A, F, R>(PhantomData<fn(A, F) -> R>);
 
 impl<A, F, R> JobKind for SpawnWithJob<A, F, R>
 where
     A: Serialize + DeserializeOwned + 'static,
-    F: Fn(&crate::Ctx, &A) -> R + TaskFn,
+    F: Fn(&A, &crate::Ctx) -> R + TaskFn,
     R: Serialize + DeserializeOwned + 'static,
 {
     type Args = A;
@@ -546,6 +546,6 @@ where
     }
 
     fn run(arg: &A, (ctx, f): &mut Self::Local, _: Range<usize>) -> (Option<R>, bool) {
-        (Some(f(ctx, arg)), false)
+        (Some(f(arg, ctx)), false)
     }
 }

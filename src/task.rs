@@ -35,8 +35,35 @@
 
 /// A task function: `Copy`, `'static`, and (checked at compile time) zero-sized.
 ///
-/// Implemented for every `Copy + Send + Sync + 'static` type; [`assert_stateless`] rejects
-/// the ones that carry data.
+/// Implemented for every `Copy + Send + Sync + 'static` type. Every process of a pool is
+/// a fork of one program image, so procyon never serializes a closure: the worker
+/// re-creates the function from its type alone, which only works for a type that holds
+/// no data (a `fn` item, or a closure that captures nothing). Every method taking a task
+/// function checks that at compile time, and a closure that captures a variable fails
+/// the build with a message that says what to do instead: pass the state with a `*_with`
+/// form ([`ParIter::map_with`](crate::ParIter::map_with),
+/// [`ParIter::filter_with`](crate::ParIter::filter_with), ...), which serializes it once
+/// per job, or put the data in a [`SharedArray`](crate::SharedArray).
+///
+/// # Examples
+///
+/// ```
+/// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+/// let offset = 10u64;
+/// let v = pool.par_range(0u64..3).map_with(offset, |k: &u64, x: u64| x + k).collect_vec()?;
+/// assert_eq!(v, [10, 11, 12]);
+/// # Ok::<(), procyon::Error>(())
+/// ```
+///
+/// The same with a capturing closure does not compile:
+///
+/// ```compile_fail
+/// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+/// let offset = 10u64;
+/// // error: procyon task functions must not capture variables
+/// let v = pool.par_range(0u64..3).map(move |x: u64| x + offset).collect_vec()?;
+/// # Ok::<(), procyon::Error>(())
+/// ```
 pub trait TaskFn: Copy + Send + Sync + 'static {}
 impl<F: Copy + Send + Sync + 'static> TaskFn for F {}
 
@@ -47,7 +74,8 @@ impl<F> Stateless<F> {
         std::mem::size_of::<F>() == 0,
         "procyon task functions must not capture variables: they run in other processes. \
          Use a fn item or a closure that captures nothing, and pass state explicitly with \
-         map_with(ctx, f) / for_each_with (a serde value) or in a SharedArray."
+         a *_with form (map_with, filter_with, flat_map_with, for_each_with, ...: a serde \
+         value) or in a SharedArray."
     );
 }
 

@@ -492,7 +492,7 @@ fn a_tokio_multi_thread_runtime_running() {
                     black_box(rx.recv().await);
                     if laps % 8 == 0 {
                         let h = service
-                            .spawn_with(t, |_: &procyon::Ctx, t: &u64| t + 1)
+                            .spawn_with(t, |t: &u64, _: &procyon::Ctx| t + 1)
                             .unwrap();
                         assert_eq!(h.await.unwrap(), t + 1);
                     }

@@ -36,7 +36,7 @@ enum Form {
     Drop,
 }
 
-fn parent(ctx: &Ctx, form: &Form) -> (u64, String) {
+fn parent(form: &Form, ctx: &Ctx) -> (u64, String) {
     let start = Instant::now();
     let outcome = match form {
         Form::JobTimeout => {

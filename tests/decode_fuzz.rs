@@ -10,8 +10,8 @@
 //!
 //! The camlbox exposes no test hook to corrupt a slot, so the slot tests find the box's
 //! mapping in `/proc/self/maps` (an anonymous shared mapping whose control block holds
-//! the geometry) and write into it through the documented layout (see
-//! `procyon::camlbox`'s module docs).
+//! the geometry, and whose first slot holds a marker message unique to the test) and
+//! write into it through the documented layout (see `procyon::camlbox`'s module docs).
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -255,24 +255,40 @@ const SLOTS_AT: usize = RING + 256;
 const SLOT_HEADER: usize = 16;
 
 impl Raw {
-    /// Finds the mapping of a box of `capacity` x `slot_size` created since `before` (the
-    /// maps text read just before creating it).
-    fn find(before: &str, capacity: usize, slot_size: usize) -> Raw {
+    /// Finds the mapping of the box of `capacity` x `slot_size` whose slot 0 holds the
+    /// published message `marker`.
+    ///
+    /// Other tests of this file run on other threads and create and drop boxes of the
+    /// same geometry meanwhile, so neither "new since the box was made" nor the geometry
+    /// names one mapping, and a mapping listed a moment ago may be gone already. Candidates are
+    /// therefore read through `/proc/self/mem` (an unmapped address is an `EIO`, not a
+    /// SIGSEGV), and the box is the one carrying this test's own marker.
+    fn find(capacity: usize, slot_size: usize, marker: &[u8]) -> Raw {
+        use std::os::unix::fs::FileExt;
+        let mem = std::fs::File::open("/proc/self/mem").unwrap();
+        let read = |addr: usize, buf: &mut [u8]| mem.read_exact_at(buf, addr as u64).is_ok();
+        let u64_at = |addr: usize| {
+            let mut b = [0u8; 8];
+            read(addr, &mut b).then(|| u64::from_ne_bytes(b))
+        };
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let candidates: Vec<usize> = maps
             .lines()
-            .filter(|l| !before.contains(*l))
             .filter(|l| {
                 l.split_whitespace().nth(1) == Some("rw-s") && l.ends_with("/dev/zero (deleted)")
             })
             .map(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
             .filter(|&base| {
-                // SAFETY: `base` starts a readable shared mapping of this process (just read
-                // from /proc/self/maps, created by the box we hold), at least a page long;
-                // the control block's geometry words are plain u64s nobody writes.
-                let (cap, size) =
-                    unsafe { (*(base as *const u64).add(1), *(base as *const u64).add(2)) };
-                (cap, size) == (capacity as u64, slot_size as u64)
+                let geometry = (u64_at(base + 8), u64_at(base + 16));
+                if geometry != (Some(capacity as u64), Some(slot_size as u64)) {
+                    return false;
+                }
+                // Slot 0 is `Full(0)` (stamp 1, no writer) and holds the marker.
+                let mut payload = vec![0u8; marker.len()];
+                u64_at(base + SLOTS_AT) == Some(1 << 32)
+                    && u64_at(base + SLOTS_AT + 8).map(|w| w as u32) == Some(marker.len() as u32)
+                    && read(base + SLOTS_AT + SLOT_HEADER, &mut payload)
+                    && payload == marker
             })
             .collect();
         assert_eq!(
@@ -335,11 +351,22 @@ impl Raw {
     }
 }
 
-/// A box of `WorkerMsg` with its raw view.
+/// A box of `WorkerMsg` with its raw view. The box has carried one message (the
+/// marker that identified its mapping), so its head is at position 1.
 fn open_raw() -> (Camlbox, Sender<WorkerMsg>, Receiver<WorkerMsg>, Raw) {
-    let before = std::fs::read_to_string("/proc/self/maps").unwrap();
+    static BOXES: AtomicU64 = AtomicU64::new(0);
+    let mut marker = *b"decode_fuzz box ________________";
+    let id = (u64::from(std::process::id()) << 32) | BOXES.fetch_add(1, Ordering::Relaxed);
+    marker[16..24].copy_from_slice(&id.to_le_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    marker[24..].copy_from_slice(&nanos.to_le_bytes());
     let (b, tx, rx) = open::<WorkerMsg>();
-    let raw = Raw::find(&before, SLOTS, SLOT_SIZE);
+    tx.try_send_bytes(&marker).unwrap();
+    let raw = Raw::find(SLOTS, SLOT_SIZE, &marker);
+    assert_eq!(rx.try_recv_bytes().unwrap().as_deref(), Some(&marker[..]));
     (b, tx, rx, raw)
 }
 

@@ -1,8 +1,10 @@
 //! Parallel iterators over shared arrays and index ranges, run in the worker processes.
 //!
-//! `pool.par_iter(&arr)` and `pool.par_range(0..n)` start a pipeline; adapters (`map`,
-//! `map_with`, `map_init`, `filter`, `enumerate`) build its type; a terminal (`sum`,
-//! `collect_vec`, `for_each`, ...) submits it as one job and waits. Workers take chunks
+//! `pool.par_iter(&arr)` and `pool.par_range(a..b)` (any primitive integer type) start a
+//! pipeline; adapters (`map`, `filter`, `filter_map`, `flat_map`, `enumerate`, `zip`,
+//! `skip`, `take`, `chain`, each closure-taking one also in `_with`, `_init` and `_ctx`
+//! forms) build its type; a terminal (`sum`, `collect`, `for_each`, `find_first`,
+//! `try_for_each`, ...) submits it as one job and waits. Workers take chunks
 //! of the index space themselves; each chunk leaves an accumulator that is combined in
 //! input order where the operation needs it (`collect_vec`, `reduce`, `min`) or inside
 //! each worker where it does not (`sum`, `count`, `any`).
@@ -20,6 +22,19 @@
 //! # Ok::<(), procyon::Error>(())
 //! ```
 
+mod adapters;
+mod aggregate;
+mod collect;
+mod consume;
+mod env;
+mod fallible;
+mod find;
+mod indexed;
+mod indexed_adapters;
+mod mutable;
+mod range;
+mod reduce;
+mod search;
 mod source;
 mod stage;
 mod terminal;
@@ -28,31 +43,32 @@ use std::marker::PhantomData;
 use std::ops::{ControlFlow, Range};
 
 use bytemuck::Pod;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::array::{ArrayDesc, SharedArray};
 use crate::kind::{JobKind, WorkerCx};
 use crate::ops::Resolved;
 use crate::pool::{Chunking, JobHandle, Pool};
 use crate::stream::StreamWriter;
-use crate::task::{assert_stateless, TaskFn};
 use crate::Result;
 
-#[doc(hidden)]
-pub use source::{ArraySource, Detached, Enumerated, RangeArgs, RangeSource, Source};
-#[doc(hidden)]
-pub use stage::{Filter, Id, Map, MapCtx, MapInit, MapWith, OneToOne, Stage};
-#[doc(hidden)]
-pub use terminal::{
-    AnyAll, CollectVec, Count, Drain, FindAny, Fold, ForEach, MinMax, Reduce, Sum, Terminal,
-};
+pub use collect::{FromParIter, ParExtend};
+pub use fallible::Try;
+pub use mutable::ParIterMut;
+pub use range::{IntoParIterOn, RangeInt};
+use source::Source;
+use stage::{Id, OneToOne, Stage};
+use terminal::Terminal;
 
 /// A parallel iterator: a source, a chain of stages, and chunking bounds.
 ///
-/// Built by [`Pool::par_iter`] and [`Pool::par_range`]; nothing runs until a terminal
-/// operation is called. Functions passed to adapters must capture nothing (checked at
-/// compile time); state travels with [`map_with`](ParIter::map_with).
+/// Built by [`Pool::par_iter`], [`Pool::par_range`] and [`IntoParIterOn`]; nothing runs
+/// until a terminal operation is called. Functions passed to adapters must capture
+/// nothing (checked at compile time); state travels with the `*_with` forms
+/// ([`map_with`](ParIter::map_with), [`filter_with`](ParIter::filter_with), ...), per-worker
+/// values with the `*_init` forms, and the task's [`Ctx`](crate::Ctx) with the `*_ctx`
+/// forms. The closures of terminal operations (`any`, `find_first`, `min_by_key`, ...)
+/// take no state: put a `map_with` before them. A task of its own gets state with
+/// [`Pool::spawn_with`].
 #[must_use = "a parallel iterator does nothing until a terminal operation (sum, collect_vec, for_each, ...) runs it"]
 pub struct ParIter<'p, S: Source, St: Stage<S::Item>> {
     pool: &'p Pool,
@@ -73,50 +89,18 @@ struct Opts {
     error: Option<crate::Error>,
 }
 
-impl Pool {
-    /// A parallel iterator over the elements of `arr` (by value).
-    ///
-    /// The array is borrowed until the terminal operation returns.
-    pub fn par_iter<'p, T: Pod>(
-        &'p self,
-        arr: &'p SharedArray<T>,
-    ) -> ParIter<'p, ArraySource<T>, Id> {
-        let opts = Opts {
-            error: self.check_array(arr).err(),
-            ..Opts::default()
-        };
-        ParIter {
-            pool: self,
-            source: arr.desc(),
-            state: (),
-            chunking: self.inner().default_chunking(),
-            opts,
-            _types: PhantomData,
-        }
-    }
-
-    /// A parallel iterator over the integers of `range`.
-    pub fn par_range(&self, range: Range<usize>) -> ParIter<'_, RangeSource, Id> {
-        ParIter {
-            pool: self,
-            source: RangeArgs::new(range),
-            state: (),
-            chunking: self.inner().default_chunking(),
-            opts: Opts::default(),
-            _types: PhantomData,
-        }
-    }
-}
-
 impl<'p, S: Source> ParIter<'p, S, Id> {
-    /// Pairs every item with its index.
-    pub fn enumerate(self) -> ParIter<'p, Enumerated<S>, Id> {
+    /// A pipeline over `source` with no stages yet.
+    fn new(pool: &'p Pool, source: S::Args, error: Option<crate::Error>) -> Self {
         ParIter {
-            pool: self.pool,
-            source: self.source,
+            pool,
+            source,
             state: (),
-            chunking: self.chunking,
-            opts: self.opts,
+            chunking: pool.inner().default_chunking(),
+            opts: Opts {
+                error,
+                ..Opts::default()
+            },
             _types: PhantomData,
         }
     }
@@ -138,61 +122,70 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         }
     }
 
-    /// Applies `f` to every item.
-    pub fn map<F: Fn(St::Out) -> U + TaskFn, U: 'static>(
+    /// The same iterator over another source made of this one's source and stages (an
+    /// indexed combination), with no stages.
+    fn reshape<S2: Source>(
         self,
-        _f: F,
-    ) -> ParIter<'p, S, Map<St, F, U>> {
-        assert_stateless::<F>();
-        self.restage(|s| s)
+        source: impl FnOnce(S::Args, St::State) -> S2::Args,
+    ) -> ParIter<'p, S2, Id> {
+        ParIter {
+            pool: self.pool,
+            source: source(self.source, self.state),
+            state: (),
+            chunking: self.chunking,
+            opts: self.opts,
+            _types: PhantomData,
+        }
     }
 
-    /// Applies `f(&ctx, item)`; `ctx` is serialized once and decoded once per worker.
-    pub fn map_with<C, F, U>(self, ctx: C, _f: F) -> ParIter<'p, S, MapWith<St, C, F, U>>
-    where
-        C: Serialize + DeserializeOwned + 'static,
-        F: Fn(&C, St::Out) -> U + TaskFn,
-        U: 'static,
-    {
-        assert_stateless::<F>();
-        self.restage(|s| (s, ctx))
-    }
-
-    /// Applies `f(&mut state, item)`, where `state = init()` runs once per worker
-    /// process per job (not once per chunk).
-    pub fn map_init<I, T, F, U>(self, _init: I, _f: F) -> ParIter<'p, S, MapInit<St, I, T, F, U>>
-    where
-        I: Fn() -> T + TaskFn,
-        T: 'static,
-        F: Fn(&mut T, St::Out) -> U + TaskFn,
-        U: 'static,
-    {
-        assert_stateless::<I>();
-        assert_stateless::<F>();
-        self.restage(|s| s)
-    }
-
-    /// Applies `f(&ctx, item)`, where `ctx` is the task's [`Ctx`](crate::Ctx): nested
-    /// jobs (`ctx.par_map(..)`), `ctx.is_cancelled()`, `ctx.progress(..)`,
-    /// `ctx.report(..)`.
-    pub fn map_ctx<F, U>(self, _f: F) -> ParIter<'p, S, MapCtx<St, F, U>>
-    where
-        F: Fn(&crate::Ctx, St::Out) -> U + TaskFn,
-        U: 'static,
-    {
-        assert_stateless::<F>();
-        self.restage(|s| s)
+    /// The pool, the source and stages (as one indexed source's arguments), and any
+    /// problem found while building: what another iterator takes in to combine with.
+    fn into_parts(self) -> (&'p Pool, (S::Args, St::State), Option<crate::Error>) {
+        (self.pool, (self.source, self.state), self.opts.error)
     }
 
     /// Calls `f` with the job's progress while a terminal operation waits (at most every
     /// 10 ms, when it changed, monotonic, and once with the final value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let last = Arc::new(Mutex::new(None));
+    /// let seen = last.clone();
+    /// pool.par_range(0u32..10_000).on_progress(move |p| *seen.lock().unwrap() = Some(p)).count()?;
+    /// let p = last.lock().unwrap().expect("the final progress is always reported");
+    /// assert_eq!((p.items_done, p.items_total), (10_000, 10_000));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn on_progress(mut self, f: impl FnMut(crate::Progress) + Send + 'static) -> Self {
         self.opts.on_progress = Some(Box::new(f));
         self
     }
 
     /// Calls `f` with each partial result a task sends with `Ctx::report`, in order.
-    pub fn on_report<T: DeserializeOwned>(mut self, mut f: impl FnMut(T) + Send + 'static) -> Self {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use procyon::Ctx;
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let got = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = got.clone();
+    /// pool.par_range(0u32..4)
+    ///     .on_report(move |x: u32| sink.lock().unwrap().push(x))
+    ///     .for_each_ctx(|ctx: &Ctx, x: u32| ctx.report(&(x * 10)).unwrap())?;
+    /// let mut got = got.lock().unwrap().clone();
+    /// got.sort();
+    /// assert_eq!(got, [0, 10, 20, 30]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn on_report<T: serde::de::DeserializeOwned>(
+        mut self,
+        mut f: impl FnMut(T) + Send + 'static,
+    ) -> Self {
         self.opts.on_report = Some(Box::new(move |b: &[u8]| {
             if let Ok(v) = bincode::deserialize::<T>(b) {
                 f(v);
@@ -203,21 +196,35 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 
     /// Fails the job with [`Error::Timeout`](crate::Error::Timeout) if it runs longer
     /// than `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// let r = pool
+    ///     .par_range(0u32..2)
+    ///     .timeout(Duration::from_millis(50))
+    ///     .for_each(|_: u32| std::thread::sleep(Duration::from_secs(5)));
+    /// assert!(matches!(r, Err(procyon::Error::Timeout { .. })));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
         self.opts.timeout = Some(timeout);
         self
     }
 
-    /// Keeps the items for which `pred` holds.
-    pub fn filter<F: Fn(&St::Out) -> bool + TaskFn>(
-        self,
-        _pred: F,
-    ) -> ParIter<'p, S, Filter<St, F>> {
-        assert_stateless::<F>();
-        self.restage(|s| s)
-    }
-
     /// Chunks hold at least `n` items (fewer only at the very end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// // One accumulator per chunk: at most 1000 / 400 rounded up.
+    /// let parts = pool.par_range(0u32..1000).with_min_len(400).fold(|| 0u32, |a: u32, _x: u32| a + 1)?;
+    /// assert!(parts.len() <= 3 && parts.iter().sum::<u32>() == 1000);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn with_min_len(mut self, n: usize) -> Self {
         self.chunking.min_len = n;
         self.chunking.max_len = self.chunking.max_len.max(n);
@@ -225,14 +232,26 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     }
 
     /// Chunks hold at most `n` items (`with_max_len(1)`: one item per chunk).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let parts = pool.par_range(0u32..10).with_max_len(1).fold(|| 0u32, |a: u32, x: u32| a + x)?;
+    /// assert_eq!(parts, (0..10).collect::<Vec<u32>>());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn with_max_len(mut self, n: usize) -> Self {
         self.chunking.max_len = n;
         self.chunking.min_len = self.chunking.min_len.min(n.max(1));
         self
     }
 
+    /// Submits the pipeline ending in terminal `T` (with state `tstate`); `finish` turns
+    /// the accumulators, in input order, into the answer.
     fn spawn<T: Terminal<St::Out>, R: 'static>(
         self,
+        tstate: T::State,
         finish: impl FnOnce(Vec<T::Acc>) -> Result<R> + Send + 'static,
     ) -> Result<JobHandle<R>>
     where
@@ -242,7 +261,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
             return Err(e);
         }
         let n = S::len(&self.source);
-        let args = (self.source, self.state);
+        let args = (self.source, self.state, tstate);
         let sub = self
             .pool
             .submit::<IterJob<S, St, T>>(&args, n, self.chunking)?;
@@ -264,173 +283,40 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         ))
     }
 
+    /// Runs the pipeline ending in terminal `T` and waits for its answer.
     fn run<T: Terminal<St::Out>, R: 'static>(
         self,
+        tstate: T::State,
         finish: impl FnOnce(Vec<T::Acc>) -> Result<R> + Send + 'static,
     ) -> Result<R>
     where
         T::Acc: 'static,
     {
-        self.spawn::<T, R>(finish)?.wait()
+        self.spawn::<T, R>(tstate, finish)?.wait()
     }
 
-    /// Calls `f` on every item, in the workers.
-    pub fn for_each<F: Fn(St::Out) + TaskFn>(self, _f: F) -> Result<()> {
-        assert_stateless::<F>();
-        self.run::<ForEach<F>, ()>(|_| Ok(()))
-    }
-
-    /// Calls `f(&ctx, item)` on every item; `ctx` travels once per worker.
-    pub fn for_each_with<C, F>(self, ctx: C, _f: F) -> Result<()>
+    /// Runs the pipeline ending in terminal `T` and merges its accumulators in input
+    /// order (`None` if there were none: an empty iterator).
+    fn run_merged<T: Terminal<St::Out>>(self, tstate: T::State) -> Result<Option<T::Acc>>
     where
-        C: Serialize + DeserializeOwned + 'static,
-        F: Fn(&C, St::Out) + TaskFn,
+        T::Acc: 'static,
     {
-        assert_stateless::<F>();
-        let it: ParIter<'p, S, MapWith<St, C, F, ()>> =
-            self.map_with(ctx, crate::task::conjure::<F>());
-        it.run::<Drain, ()>(|_| Ok(()))
-    }
-
-    /// Calls `f(&ctx, item)` on every item, with the task's [`Ctx`](crate::Ctx).
-    pub fn for_each_ctx<F: Fn(&crate::Ctx, St::Out) + TaskFn>(self, _f: F) -> Result<()> {
-        assert_stateless::<F>();
-        let it: ParIter<'p, S, MapCtx<St, F, ()>> = self.map_ctx(crate::task::conjure::<F>());
-        it.run::<Drain, ()>(|_| Ok(()))
-    }
-
-    /// Starts [`for_each`](ParIter::for_each) and returns its handle.
-    ///
-    /// Only over index ranges (`par_range`): a job over a shared array must end before
-    /// the array may go, which only the blocking terminals guarantee.
-    ///
-    /// ```compile_fail
-    /// let pool = procyon::Pool::builder().workers(1).mempool_size(8 << 20).build()?;
-    /// let x = pool.array_from_fn(10, |i| i as u64)?;
-    /// let h = pool.par_iter(&x).spawn_for_each(|_: u64| {})?; // the array could go first
-    /// drop(x);
-    /// h.wait()?;
-    /// # Ok::<(), procyon::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Pool::par_map`]'s submission errors.
-    pub fn spawn_for_each<F: Fn(St::Out) + TaskFn>(self, _f: F) -> Result<JobHandle<()>>
-    where
-        S: Detached,
-    {
-        assert_stateless::<F>();
-        self.spawn::<ForEach<F>, ()>(|_| Ok(()))
-    }
-
-    /// Starts [`collect_vec`](ParIter::collect_vec) and returns its handle (index ranges
-    /// only, as [`spawn_for_each`](ParIter::spawn_for_each)).
-    ///
-    /// # Errors
-    /// As [`Pool::par_map`]'s submission errors.
-    pub fn spawn_collect_vec(self) -> Result<JobHandle<Vec<St::Out>>>
-    where
-        S: Detached,
-        St::Out: Serialize + DeserializeOwned + 'static,
-    {
-        self.spawn::<CollectVec, _>(|parts| Ok(parts.into_iter().flatten().collect()))
-    }
-
-    /// All items, in input order, in a `Vec` in this process.
-    pub fn collect_vec(self) -> Result<Vec<St::Out>>
-    where
-        St::Out: Serialize + DeserializeOwned + 'static,
-    {
-        self.run::<CollectVec, _>(|parts| Ok(parts.into_iter().flatten().collect()))
-    }
-
-    /// The sum of the items (`0` for none).
-    pub fn sum<T>(self) -> Result<T>
-    where
-        St: Stage<S::Item, Out = T>,
-        T: Serialize + DeserializeOwned + std::iter::Sum<T> + 'static,
-    {
-        self.run::<Sum, T>(|parts| Ok(parts.into_iter().sum()))
-    }
-
-    /// The number of items.
-    pub fn count(self) -> Result<usize> {
-        self.run::<Count, usize>(|parts| Ok(parts.into_iter().sum::<u64>() as usize))
-    }
-
-    /// The smallest item (the first of equals), `None` if there is none.
-    pub fn min(self) -> Result<Option<St::Out>>
-    where
-        St::Out: Ord + Serialize + DeserializeOwned + 'static,
-    {
-        self.run::<MinMax<false>, _>(|parts| {
-            Ok(parts.into_iter().fold(None, MinMax::<false>::merge))
+        self.run::<T, _>(tstate, |parts| {
+            Ok(parts.into_iter().reduce(|l, r| T::merge(l, r)))
         })
-    }
-
-    /// The largest item (the last of equals), `None` if there is none.
-    pub fn max(self) -> Result<Option<St::Out>>
-    where
-        St::Out: Ord + Serialize + DeserializeOwned + 'static,
-    {
-        self.run::<MinMax<true>, _>(|parts| Ok(parts.into_iter().fold(None, MinMax::<true>::merge)))
-    }
-
-    /// Combines all items with the associative `op`, in input order; `identity()` for
-    /// none.
-    pub fn reduce<I, Op>(self, _identity: I, _op: Op) -> Result<St::Out>
-    where
-        St::Out: Serialize + DeserializeOwned + 'static,
-        I: Fn() -> St::Out + TaskFn,
-        Op: Fn(St::Out, St::Out) -> St::Out + TaskFn,
-    {
-        assert_stateless::<I>();
-        assert_stateless::<Op>();
-        self.run::<Reduce<I, Op>, _>(|parts| {
-            Ok(parts
-                .into_iter()
-                .fold(None, Reduce::<I, Op>::merge)
-                .unwrap_or_else(Reduce::<I, Op>::identity))
-        })
-    }
-
-    /// Folds each chunk with `op` starting from `identity()`; returns one accumulator
-    /// per chunk, in input order (combine them with a sequential fold).
-    pub fn fold<I, Op, A>(self, _identity: I, _op: Op) -> Result<Vec<A>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        I: Fn() -> A + TaskFn,
-        Op: Fn(A, St::Out) -> A + TaskFn,
-    {
-        assert_stateless::<I>();
-        assert_stateless::<Op>();
-        self.run::<Fold<I, Op, A>, _>(|parts| Ok(parts.into_iter().flatten().collect()))
-    }
-
-    /// Whether `pred` holds for some item; stops the other workers once one is found.
-    pub fn any<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<bool> {
-        assert_stateless::<F>();
-        self.run::<AnyAll<F, false>, _>(|parts| Ok(parts.into_iter().any(|b| b)))
-    }
-
-    /// Whether `pred` holds for every item; stops at the first that fails.
-    pub fn all<F: Fn(St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<bool> {
-        assert_stateless::<F>();
-        self.run::<AnyAll<F, true>, _>(|parts| Ok(!parts.into_iter().any(|b| b)))
-    }
-
-    /// Some item for which `pred` holds (not necessarily the first); stops the other
-    /// workers once one is found.
-    pub fn find_any<F: Fn(&St::Out) -> bool + TaskFn>(self, _pred: F) -> Result<Option<St::Out>>
-    where
-        St::Out: Serialize + DeserializeOwned + 'static,
-    {
-        assert_stateless::<F>();
-        self.run::<FindAny<F>, _>(|parts| Ok(parts.into_iter().flatten().next()))
     }
 
     /// Writes the items into a new shared array, in input order, with no copy through
     /// this process (each worker writes its chunk in place).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let a = pool.par_range(0u32..1000).map(|i: u32| i as f32 * 0.5).collect_array()?;
+    /// assert_eq!(a[10], 5.0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn collect_array(self) -> Result<SharedArray<St::Out>>
     where
         St: OneToOne,
@@ -463,7 +349,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
 pub(crate) struct IterJob<S, St, T>(PhantomData<fn(S, St, T)>);
 
 impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S, St, T> {
-    type Args = (S::Args, St::State);
+    type Args = (S::Args, St::State, T::State);
     type Local = (S::Local, St::Local);
     type Partial = T::Acc;
     const ORDERED: bool = T::ORDERED;
@@ -477,8 +363,8 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
         (src, st): &mut Self::Local,
         range: Range<usize>,
     ) -> (Option<T::Acc>, bool) {
-        let mut acc = T::start();
-        let flow = S::feed(src, range, |item| {
+        let mut acc = T::start(&args.2);
+        let flow = S::feed(&args.0, src, range, |item| {
             St::push(&args.1, st, item, &mut |out| T::step(&mut acc, out))
         });
         // A break is a short-circuit: the whole job stops claiming chunks.
@@ -519,7 +405,7 @@ where
         let dst = unsafe { out.slice_mut(range.clone()) };
         if args.3 {
             let mut w = StreamWriter::new(dst);
-            let _ = S::feed(src, range, |item| {
+            let _ = S::feed(&args.0, src, range, |item| {
                 St::push(&args.1, st, item, &mut |o| {
                     w.push(o);
                     ControlFlow::Continue(())
@@ -527,7 +413,7 @@ where
             });
         } else {
             let mut i = 0;
-            let _ = S::feed(src, range, |item| {
+            let _ = S::feed(&args.0, src, range, |item| {
                 St::push(&args.1, st, item, &mut |o| {
                     dst[i] = o;
                     i += 1;

@@ -1,12 +1,13 @@
-//! Where the items of a parallel iterator come from: a shared array, an index range, or
-//! either of them enumerated.
+//! Where the items of a parallel iterator come from: a shared array or a range of
+//! integers ([`range`](super::range)), and the indexed combinations of sources in
+//! [`indexed`](super::indexed) (enumerate, zip, skip, take, chain).
 
 use std::marker::PhantomData;
 use std::ops::{ControlFlow, Range};
 
 use bytemuck::Pod;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::array::ArrayDesc;
 use crate::ops::Resolved;
@@ -26,9 +27,10 @@ pub trait Source: 'static {
     fn len(args: &Self::Args) -> usize;
     /// Resolves the source in a worker.
     fn init(args: &Self::Args) -> Result<Self::Local>;
-    /// Feeds items `range` to `f` in order until it breaks.
+    /// Feeds items `range` (within `0..len`) to `f` in order until it breaks.
     fn feed(
-        local: &Self::Local,
+        args: &Self::Args,
+        local: &mut Self::Local,
         range: Range<usize>,
         f: impl FnMut(Self::Item) -> ControlFlow<()>,
     ) -> ControlFlow<()>;
@@ -61,7 +63,8 @@ impl<T: Pod> Source for ArraySource<T> {
     }
 
     fn feed(
-        local: &Self::Local,
+        _: &Self::Args,
+        local: &mut Self::Local,
         range: Range<usize>,
         mut f: impl FnMut(T) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
@@ -70,84 +73,5 @@ impl<T: Pod> Source for ArraySource<T> {
             f(x)?;
         }
         ControlFlow::Continue(())
-    }
-}
-
-/// The integers of a range.
-#[doc(hidden)]
-pub struct RangeSource;
-impl Detached for RangeSource {}
-
-/// `start` and `len` of an index range.
-#[doc(hidden)]
-#[derive(Clone, Copy, Serialize, Deserialize)]
-pub struct RangeArgs {
-    start: u64,
-    len: u64,
-}
-
-impl RangeArgs {
-    pub(crate) fn new(r: Range<usize>) -> Self {
-        RangeArgs {
-            start: r.start as u64,
-            len: r.end.saturating_sub(r.start) as u64,
-        }
-    }
-}
-
-impl Source for RangeSource {
-    type Item = usize;
-    type Args = RangeArgs;
-    type Local = usize;
-
-    fn len(args: &Self::Args) -> usize {
-        args.len as usize
-    }
-
-    fn init(args: &Self::Args) -> Result<usize> {
-        Ok(args.start as usize)
-    }
-
-    fn feed(
-        start: &usize,
-        range: Range<usize>,
-        mut f: impl FnMut(usize) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
-        for i in range {
-            f(start + i)?;
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// A source whose items come with their index.
-#[doc(hidden)]
-pub struct Enumerated<S>(PhantomData<fn(S)>);
-impl<S: Detached> Detached for Enumerated<S> {}
-
-impl<S: Source> Source for Enumerated<S> {
-    type Item = (usize, S::Item);
-    type Args = S::Args;
-    type Local = S::Local;
-
-    fn len(args: &Self::Args) -> usize {
-        S::len(args)
-    }
-
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        S::init(args)
-    }
-
-    fn feed(
-        local: &Self::Local,
-        range: Range<usize>,
-        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
-        let mut i = range.start;
-        S::feed(local, range, |x| {
-            let r = f((i, x));
-            i += 1;
-            r
-        })
     }
 }

@@ -1,7 +1,10 @@
-//! The adapters between source and terminal: map, map_with, map_init, filter.
+//! The adapters between source and terminal: map, filter, filter_map, flat_map (and
+//! flatten), each in
+//! every environment of [`env`](super::env) (`map`, `map_with`, `map_init`, `map_ctx`,
+//! `map_with_ctx`, ...).
 //!
-//! A chain of stages is a type (`Filter<Map<Id, F>, G>`); the functions in it are
-//! zero-sized and conjured in the worker, and only explicit state (`map_with`'s context)
+//! A chain of stages is a type (`Filter<Map<Id, Plain, F, U>, With<C>, G>`); the
+//! functions in it are zero-sized and conjured in the worker, and only explicit state
 //! travels, serialized once per job and decoded once per worker.
 
 use std::marker::PhantomData;
@@ -10,7 +13,7 @@ use std::ops::ControlFlow;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::task::{conjure, TaskFn};
+use super::env::{Env, EnvFn};
 
 /// One step of a parallel iterator pipeline. Implementation detail of
 /// [`ParIter`](crate::ParIter).
@@ -33,9 +36,16 @@ pub trait Stage<In>: 'static {
     ) -> ControlFlow<()>;
 }
 
-/// Marks stages that emit exactly one item per input (so outputs can be written by
-/// index, as `collect_array` does).
+/// Marks stage chains that emit exactly one item per input, so item `i` of the pipeline
+/// is item `i` of the source: outputs can be written by index (`collect_array`) and the
+/// pipeline is indexed (`enumerate`, `zip`, `skip`, `take`, `chain`, `position_*`), as
+/// rayon's `IndexedParallelIterator`.
 #[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this parallel iterator is not indexed: a `filter`, `filter_map` or `flat_map` stage changes how many items there are",
+    label = "not indexed after `filter` / `filter_map` / `flat_map`",
+    note = "as with rayon's IndexedParallelIterator, call `enumerate`, `zip`, `skip`, `take`, `chain`, `position_*` and `collect_array` before any filter-like stage, or `collect_vec` first"
+)]
 pub trait OneToOne {}
 
 /// The identity stage.
@@ -60,110 +70,58 @@ impl<In> Stage<In> for Id {
     }
 }
 
-/// `map(f)`.
+/// `map(f)` and its environment forms.
 #[doc(hidden)]
-pub struct Map<P, F, U>(PhantomData<fn(P, F) -> U>);
-impl<P: OneToOne, F, U> OneToOne for Map<P, F, U> {}
+pub struct Map<P, E, F, U>(PhantomData<fn(P, E, F) -> U>);
+impl<P: OneToOne, E, F, U> OneToOne for Map<P, E, F, U> {}
 
-impl<In, P: Stage<In>, F: Fn(P::Out) -> U + TaskFn, U: 'static> Stage<In> for Map<P, F, U> {
-    type Out = U;
-    type State = P::State;
-    type Local = (P::Local, F);
-    fn init(state: &P::State) -> crate::Result<Self::Local> {
-        Ok((P::init(state)?, conjure::<F>()))
-    }
-    fn push(
-        state: &P::State,
-        (pl, f): &mut Self::Local,
-        item: In,
-        k: &mut impl FnMut(U) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
-        P::push(state, pl, item, &mut |x| k(f(x)))
-    }
-}
-
-/// `map_with(ctx, f)`: `f(&ctx, item)`, with `ctx` delivered once per worker per job.
-#[doc(hidden)]
-pub struct MapWith<P, C, F, U>(PhantomData<fn(P, C, F) -> U>);
-impl<P: OneToOne, C, F, U> OneToOne for MapWith<P, C, F, U> {}
-
-impl<In, P, C, F, U> Stage<In> for MapWith<P, C, F, U>
+impl<In, P, E, F, U> Stage<In> for Map<P, E, F, U>
 where
     P: Stage<In>,
-    C: Serialize + DeserializeOwned + 'static,
-    F: Fn(&C, P::Out) -> U + TaskFn,
+    E: Env,
+    F: EnvFn<E, P::Out, U>,
     U: 'static,
 {
     type Out = U;
-    type State = (P::State, C);
-    type Local = (P::Local, F);
+    type State = (P::State, E::State);
+    type Local = (P::Local, E::Local);
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
-        Ok((P::init(&state.0)?, conjure::<F>()))
+        Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
     fn push(
         state: &Self::State,
-        (pl, f): &mut Self::Local,
+        (pl, el): &mut Self::Local,
         item: In,
         k: &mut impl FnMut(U) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        let ctx = &state.1;
-        P::push(&state.0, pl, item, &mut |x| k(f(ctx, x)))
+        P::push(&state.0, pl, item, &mut |x| k(F::call(&state.1, el, x)))
     }
 }
 
-/// `map_init(init, f)`: `init()` runs once per worker process per job; `f(&mut s, item)`.
+/// `filter(pred)` and its environment forms.
 #[doc(hidden)]
-pub struct MapInit<P, I, S, F, U>(PhantomData<MapInitTypes<P, I, S, F, U>>);
-type MapInitTypes<P, I, S, F, U> = fn(P, I, S, F) -> U;
-impl<P: OneToOne, I, S, F, U> OneToOne for MapInit<P, I, S, F, U> {}
+pub struct Filter<P, E, F>(PhantomData<fn(P, E, F)>);
 
-impl<In, P, I, S, F, U> Stage<In> for MapInit<P, I, S, F, U>
+impl<In, P, E, F> Stage<In> for Filter<P, E, F>
 where
     P: Stage<In>,
-    I: Fn() -> S + TaskFn,
-    S: 'static,
-    F: Fn(&mut S, P::Out) -> U + TaskFn,
-    U: 'static,
-{
-    type Out = U;
-    type State = P::State;
-    type Local = (P::Local, S, F);
-    fn init(state: &P::State) -> crate::Result<Self::Local> {
-        Ok((P::init(state)?, conjure::<I>()(), conjure::<F>()))
-    }
-    fn push(
-        state: &P::State,
-        (pl, s, f): &mut Self::Local,
-        item: In,
-        k: &mut impl FnMut(U) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
-        P::push(state, pl, item, &mut |x| k(f(s, x)))
-    }
-}
-
-/// `filter(pred)`.
-#[doc(hidden)]
-pub struct Filter<P, F>(PhantomData<fn(P, F)>);
-
-impl<In, P, F> Stage<In> for Filter<P, F>
-where
-    P: Stage<In>,
-    F: Fn(&P::Out) -> bool + TaskFn,
+    E: Env,
+    F: for<'a> EnvFn<E, &'a P::Out, bool>,
 {
     type Out = P::Out;
-    type State = P::State;
-    type Local = (P::Local, F);
-    fn init(state: &P::State) -> crate::Result<Self::Local> {
-        Ok((P::init(state)?, conjure::<F>()))
+    type State = (P::State, E::State);
+    type Local = (P::Local, E::Local);
+    fn init(state: &Self::State) -> crate::Result<Self::Local> {
+        Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
     fn push(
-        state: &P::State,
-        (pl, f): &mut Self::Local,
+        state: &Self::State,
+        (pl, el): &mut Self::Local,
         item: In,
         k: &mut impl FnMut(P::Out) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        P::push(state, pl, item, &mut |x| {
-            if f(&x) {
+        P::push(&state.0, pl, item, &mut |x| {
+            if F::call(&state.1, el, &x) {
                 k(x)
             } else {
                 ControlFlow::Continue(())
@@ -172,30 +130,99 @@ where
     }
 }
 
-/// `map_ctx(f)`: `f(&ctx, item)` with the task's [`Ctx`](crate::Ctx) (nested jobs,
-/// cancellation checks, progress reports).
+/// `filter_map(f)` and its environment forms.
 #[doc(hidden)]
-pub struct MapCtx<P, F, U>(PhantomData<fn(P, F) -> U>);
-impl<P: OneToOne, F, U> OneToOne for MapCtx<P, F, U> {}
+pub struct FilterMap<P, E, F, U>(PhantomData<fn(P, E, F) -> U>);
 
-impl<In, P, F, U> Stage<In> for MapCtx<P, F, U>
+impl<In, P, E, F, U> Stage<In> for FilterMap<P, E, F, U>
 where
     P: Stage<In>,
-    F: Fn(&crate::Ctx, P::Out) -> U + TaskFn,
+    E: Env,
+    F: EnvFn<E, P::Out, Option<U>>,
     U: 'static,
 {
     type Out = U;
-    type State = P::State;
-    type Local = (P::Local, crate::Ctx, F);
-    fn init(state: &P::State) -> crate::Result<Self::Local> {
-        Ok((P::init(state)?, crate::Ctx::current()?, conjure::<F>()))
+    type State = (P::State, E::State);
+    type Local = (P::Local, E::Local);
+    fn init(state: &Self::State) -> crate::Result<Self::Local> {
+        Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
     fn push(
-        state: &P::State,
-        (pl, ctx, f): &mut Self::Local,
+        state: &Self::State,
+        (pl, el): &mut Self::Local,
         item: In,
         k: &mut impl FnMut(U) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        P::push(state, pl, item, &mut |x| k(f(ctx, x)))
+        P::push(
+            &state.0,
+            pl,
+            item,
+            &mut |x| match F::call(&state.1, el, x) {
+                Some(y) => k(y),
+                None => ControlFlow::Continue(()),
+            },
+        )
+    }
+}
+
+/// `flat_map(f)` (`f` returns any `IntoIterator`) and its environment forms.
+#[doc(hidden)]
+pub struct FlatMap<P, E, F, I>(PhantomData<fn(P, E, F) -> I>);
+
+impl<In, P, E, F, I> Stage<In> for FlatMap<P, E, F, I>
+where
+    P: Stage<In>,
+    E: Env,
+    F: EnvFn<E, P::Out, I>,
+    I: IntoIterator + 'static,
+{
+    type Out = I::Item;
+    type State = (P::State, E::State);
+    type Local = (P::Local, E::Local);
+    fn init(state: &Self::State) -> crate::Result<Self::Local> {
+        Ok((P::init(&state.0)?, E::init(&state.1)?))
+    }
+    fn push(
+        state: &Self::State,
+        (pl, el): &mut Self::Local,
+        item: In,
+        k: &mut impl FnMut(I::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        P::push(&state.0, pl, item, &mut |x| {
+            for y in F::call(&state.1, el, x) {
+                k(y)?;
+            }
+            ControlFlow::Continue(())
+        })
+    }
+}
+
+/// `flatten()`: every item of every item.
+#[doc(hidden)]
+pub struct Flatten<P>(PhantomData<fn(P)>);
+
+impl<In, P> Stage<In> for Flatten<P>
+where
+    P: Stage<In>,
+    P::Out: IntoIterator,
+{
+    type Out = <P::Out as IntoIterator>::Item;
+    type State = P::State;
+    type Local = P::Local;
+    fn init(state: &Self::State) -> crate::Result<Self::Local> {
+        P::init(state)
+    }
+    fn push(
+        state: &Self::State,
+        local: &mut Self::Local,
+        item: In,
+        k: &mut impl FnMut(Self::Out) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        P::push(state, local, item, &mut |x| {
+            for y in x {
+                k(y)?;
+            }
+            ControlFlow::Continue(())
+        })
     }
 }

@@ -1,5 +1,8 @@
-//! How a parallel iterator ends: the per-chunk accumulator of each terminal operation
-//! (`sum`, `count`, `min`, `collect_vec`, `any`, ...), and how accumulators combine.
+//! How a parallel iterator ends: the per-chunk accumulator of each terminal operation,
+//! and how accumulators combine. This file holds the trait and the collecting and
+//! summing terminals; [`reduce`](super::reduce) holds reductions and folds,
+//! [`search`](super::search) the short-circuiting searches, and
+//! [`fallible`](super::fallible) the `try_*` forms.
 
 use std::marker::PhantomData;
 use std::ops::ControlFlow;
@@ -10,8 +13,18 @@ use serde::Serialize;
 use crate::task::{conjure, TaskFn};
 
 /// A terminal operation. Implementation detail of [`ParIter`](crate::ParIter).
+///
+/// A chunk starts from [`start`](Terminal::start), adds its items in order with
+/// [`step`](Terminal::step), and leaves its accumulator; an `ORDERED` terminal's
+/// accumulators are combined in input order in the client, the others inside each worker
+/// first. A `Break` from `step` stops the whole job from claiming more chunks; chunks are
+/// claimed in increasing index order and a claimed chunk always runs to its end (or its
+/// own break), so every chunk before a breaking one still leaves its accumulator: that is
+/// what makes `find_first` and the `try_*` forms return the first match in input order.
 #[doc(hidden)]
 pub trait Terminal<Item>: 'static {
+    /// State that travels with the job (`fold_with`'s initial value).
+    type State: Serialize + DeserializeOwned;
     /// Accumulator of one chunk (and, for unordered terminals, of one worker).
     type Acc: Serialize + DeserializeOwned;
     /// Whether accumulators must be combined in input order.
@@ -19,49 +32,36 @@ pub trait Terminal<Item>: 'static {
     /// Whether the terminal produces accumulators at all (`for_each` does not).
     const HAS_ACC: bool = true;
     /// A fresh accumulator.
-    fn start() -> Self::Acc;
+    fn start(state: &Self::State) -> Self::Acc;
     /// Adds one item; `Break` stops the whole job (short-circuit).
     fn step(acc: &mut Self::Acc, item: Item) -> ControlFlow<()>;
     /// Combines two accumulators, `left` first in input order.
     fn merge(left: Self::Acc, right: Self::Acc) -> Self::Acc;
 }
 
-/// `for_each(f)`.
-#[doc(hidden)]
-pub struct ForEach<F>(PhantomData<fn(F)>);
-impl<Item, F: Fn(Item) + TaskFn> Terminal<Item> for ForEach<F> {
-    type Acc = ();
-    const ORDERED: bool = false;
-    const HAS_ACC: bool = false;
-    fn start() {}
-    fn step(_: &mut (), item: Item) -> ControlFlow<()> {
-        conjure::<F>()(item);
-        ControlFlow::Continue(())
-    }
-    fn merge(_: (), _: ()) {}
-}
-
-/// Runs the pipeline for its effects only (`for_each_with`).
+/// Runs the pipeline for its effects only (every `for_each` form).
 #[doc(hidden)]
 pub struct Drain;
 impl<Item> Terminal<Item> for Drain {
+    type State = ();
     type Acc = ();
     const ORDERED: bool = false;
     const HAS_ACC: bool = false;
-    fn start() {}
+    fn start(_: &()) {}
     fn step(_: &mut (), _: Item) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
     fn merge(_: (), _: ()) {}
 }
 
-/// `collect_vec()`.
+/// `collect_vec()` (and `collect`, `unzip`, `par_extend` over it).
 #[doc(hidden)]
 pub struct CollectVec;
 impl<Item: Serialize + DeserializeOwned> Terminal<Item> for CollectVec {
+    type State = ();
     type Acc = Vec<Item>;
     const ORDERED: bool = true;
-    fn start() -> Vec<Item> {
+    fn start(_: &()) -> Vec<Item> {
         Vec::new()
     }
     fn step(acc: &mut Vec<Item>, item: Item) -> ControlFlow<()> {
@@ -74,13 +74,43 @@ impl<Item: Serialize + DeserializeOwned> Terminal<Item> for CollectVec {
     }
 }
 
+/// `partition(pred)`: the items for which `pred` holds, and the others, in input order.
+#[doc(hidden)]
+pub struct Partition<F>(PhantomData<fn(F)>);
+impl<Item, F> Terminal<Item> for Partition<F>
+where
+    Item: Serialize + DeserializeOwned,
+    F: Fn(&Item) -> bool + TaskFn,
+{
+    type State = ();
+    type Acc = (Vec<Item>, Vec<Item>);
+    const ORDERED: bool = true;
+    fn start(_: &()) -> Self::Acc {
+        (Vec::new(), Vec::new())
+    }
+    fn step((yes, no): &mut Self::Acc, item: Item) -> ControlFlow<()> {
+        if conjure::<F>()(&item) {
+            yes.push(item);
+        } else {
+            no.push(item);
+        }
+        ControlFlow::Continue(())
+    }
+    fn merge(mut left: Self::Acc, mut right: Self::Acc) -> Self::Acc {
+        left.0.append(&mut right.0);
+        left.1.append(&mut right.1);
+        left
+    }
+}
+
 /// `sum()`.
 #[doc(hidden)]
 pub struct Sum;
 impl<Item: Serialize + DeserializeOwned + std::iter::Sum<Item>> Terminal<Item> for Sum {
+    type State = ();
     type Acc = Item;
     const ORDERED: bool = false;
-    fn start() -> Item {
+    fn start(_: &()) -> Item {
         std::iter::empty::<Item>().sum()
     }
     fn step(acc: &mut Item, item: Item) -> ControlFlow<()> {
@@ -93,13 +123,34 @@ impl<Item: Serialize + DeserializeOwned + std::iter::Sum<Item>> Terminal<Item> f
     }
 }
 
+/// `product()`.
+#[doc(hidden)]
+pub struct Product;
+impl<Item: Serialize + DeserializeOwned + std::iter::Product<Item>> Terminal<Item> for Product {
+    type State = ();
+    type Acc = Item;
+    const ORDERED: bool = false;
+    fn start(_: &()) -> Item {
+        std::iter::empty::<Item>().product()
+    }
+    fn step(acc: &mut Item, item: Item) -> ControlFlow<()> {
+        let a = std::mem::replace(acc, std::iter::empty::<Item>().product());
+        *acc = [a, item].into_iter().product();
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Item, right: Item) -> Item {
+        [left, right].into_iter().product()
+    }
+}
+
 /// `count()`.
 #[doc(hidden)]
 pub struct Count;
 impl<Item> Terminal<Item> for Count {
+    type State = ();
     type Acc = u64;
     const ORDERED: bool = false;
-    fn start() -> u64 {
+    fn start(_: &()) -> u64 {
         0
     }
     fn step(acc: &mut u64, _: Item) -> ControlFlow<()> {
@@ -108,138 +159,5 @@ impl<Item> Terminal<Item> for Count {
     }
     fn merge(left: u64, right: u64) -> u64 {
         left + right
-    }
-}
-
-/// Combines two accumulators of which either may be empty, `left` first.
-fn combine<T>(left: Option<T>, right: Option<T>, op: impl FnOnce(T, T) -> T) -> Option<T> {
-    match (left, right) {
-        (Some(l), Some(r)) => Some(op(l, r)),
-        (l, None) => l,
-        (None, r) => r,
-    }
-}
-
-/// `min()` / `max()`: `MAX = true` keeps the largest.
-#[doc(hidden)]
-pub struct MinMax<const MAX: bool>;
-impl<Item: Ord + Serialize + DeserializeOwned, const MAX: bool> Terminal<Item> for MinMax<MAX> {
-    type Acc = Option<Item>;
-    // Ordered so that ties resolve like the sequential `min`/`max` (first min, last max).
-    const ORDERED: bool = true;
-    fn start() -> Option<Item> {
-        None
-    }
-    fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
-        *acc = Self::merge(acc.take(), Some(item));
-        ControlFlow::Continue(())
-    }
-    fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
-        combine(left, right, if MAX { std::cmp::max } else { std::cmp::min })
-    }
-}
-
-/// `reduce(identity, op)`: `op` must be associative; combined in input order.
-#[doc(hidden)]
-pub struct Reduce<I, Op>(PhantomData<fn(I, Op)>);
-impl<Item, I, Op> Terminal<Item> for Reduce<I, Op>
-where
-    Item: Serialize + DeserializeOwned,
-    I: Fn() -> Item + TaskFn,
-    Op: Fn(Item, Item) -> Item + TaskFn,
-{
-    type Acc = Option<Item>;
-    const ORDERED: bool = true;
-    fn start() -> Option<Item> {
-        None
-    }
-    fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
-        *acc = Self::merge(acc.take(), Some(item));
-        ControlFlow::Continue(())
-    }
-    fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
-        combine(left, right, conjure::<Op>())
-    }
-}
-
-impl<I: TaskFn, Op: TaskFn> Reduce<I, Op> {
-    pub(crate) fn identity<Item>() -> Item
-    where
-        I: Fn() -> Item,
-    {
-        conjure::<I>()()
-    }
-}
-
-/// `fold(identity, op)`: one accumulator per chunk, in input order.
-#[doc(hidden)]
-pub struct Fold<I, Op, A>(PhantomData<fn(I, Op) -> A>);
-impl<Item, I, Op, A> Terminal<Item> for Fold<I, Op, A>
-where
-    A: Serialize + DeserializeOwned + 'static,
-    I: Fn() -> A + TaskFn,
-    Op: Fn(A, Item) -> A + TaskFn,
-{
-    type Acc = Vec<A>;
-    const ORDERED: bool = true;
-    fn start() -> Vec<A> {
-        vec![conjure::<I>()()]
-    }
-    fn step(acc: &mut Vec<A>, item: Item) -> ControlFlow<()> {
-        if let Some(a) = acc.pop() {
-            acc.push(conjure::<Op>()(a, item));
-        }
-        ControlFlow::Continue(())
-    }
-    fn merge(mut left: Vec<A>, mut right: Vec<A>) -> Vec<A> {
-        left.append(&mut right);
-        left
-    }
-}
-
-/// `any(pred)` (`ALL = false`) and `all(pred)` (`ALL = true`), short-circuiting.
-#[doc(hidden)]
-pub struct AnyAll<F, const ALL: bool>(PhantomData<fn(F)>);
-impl<Item, F: Fn(Item) -> bool + TaskFn, const ALL: bool> Terminal<Item> for AnyAll<F, ALL> {
-    /// Whether the deciding item was found (a match for any, a mismatch for all).
-    type Acc = bool;
-    const ORDERED: bool = false;
-    fn start() -> bool {
-        false
-    }
-    fn step(acc: &mut bool, item: Item) -> ControlFlow<()> {
-        if conjure::<F>()(item) != ALL {
-            *acc = true;
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    }
-    fn merge(left: bool, right: bool) -> bool {
-        left || right
-    }
-}
-
-/// `find_any(pred)`: some item matching, short-circuiting (not necessarily the first).
-#[doc(hidden)]
-pub struct FindAny<F>(PhantomData<fn(F)>);
-impl<Item: Serialize + DeserializeOwned, F: Fn(&Item) -> bool + TaskFn> Terminal<Item>
-    for FindAny<F>
-{
-    type Acc = Option<Item>;
-    const ORDERED: bool = false;
-    fn start() -> Option<Item> {
-        None
-    }
-    fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
-        if conjure::<F>()(&item) {
-            *acc = Some(item);
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    }
-    fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
-        left.or(right)
     }
 }

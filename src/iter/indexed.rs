@@ -1,0 +1,396 @@
+//! Indexed combinations of sources, as rayon's `IndexedParallelIterator`: `enumerate`,
+//! `zip`, `skip`, `take`, `chain`, `rev`, `chunks`.
+//!
+//! They work on any pipeline whose stages are one-to-one ([`OneToOne`]): such a pipeline
+//! is fused into a source of its own ([`Staged`]), whose item `i` is the pipeline's item
+//! `i`, so chunk `a..b` of the combination maps to plain index ranges of its parts.
+//! `zip` runs its right side over the chunk into a buffer first (a push-based source
+//! cannot be stepped in lockstep), so a chunk of a zip holds one chunk of right-hand
+//! items in the worker's memory; `rev` buffers its chunk the same way.
+
+use std::marker::PhantomData;
+use std::ops::{ControlFlow, Range};
+
+use super::source::{Detached, Source};
+use super::stage::{OneToOne, Stage};
+use crate::Result;
+
+/// A source followed by one-to-one stages, as one source.
+#[doc(hidden)]
+pub struct Staged<S, St>(PhantomData<fn(S, St)>);
+impl<S: Detached, St: Stage<S::Item> + OneToOne> Detached for Staged<S, St> {}
+
+impl<S: Source, St: Stage<S::Item> + OneToOne> Source for Staged<S, St> {
+    type Item = St::Out;
+    type Args = (S::Args, St::State);
+    type Local = (S::Local, St::Local);
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(&args.0)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        Ok((S::init(&args.0)?, St::init(&args.1)?))
+    }
+
+    fn feed(
+        args: &Self::Args,
+        (sl, stl): &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        S::feed(&args.0, sl, range, |x| St::push(&args.1, stl, x, &mut f))
+    }
+}
+
+/// Items with their index.
+#[doc(hidden)]
+pub struct Enumerated<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Enumerated<S> {}
+
+impl<S: Source> Source for Enumerated<S> {
+    type Item = (usize, S::Item);
+    type Args = S::Args;
+    type Local = S::Local;
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(args)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        S::init(args)
+    }
+
+    fn feed(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let mut i = range.start;
+        S::feed(args, local, range, |x| {
+            let r = f((i, x));
+            i += 1;
+            r
+        })
+    }
+}
+
+/// All but the first `n` items.
+#[doc(hidden)]
+pub struct Skip<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Skip<S> {}
+
+impl<S: Source> Source for Skip<S> {
+    type Item = S::Item;
+    /// The source and how many items to skip (at most its length).
+    type Args = (S::Args, u64);
+    type Local = S::Local;
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(&args.0).saturating_sub(args.1 as usize)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        S::init(&args.0)
+    }
+
+    fn feed(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+        f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let n = args.1 as usize;
+        S::feed(&args.0, local, range.start + n..range.end + n, f)
+    }
+}
+
+/// The first `n` items.
+#[doc(hidden)]
+pub struct Take<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Take<S> {}
+
+impl<S: Source> Source for Take<S> {
+    type Item = S::Item;
+    /// The source and how many items to keep.
+    type Args = (S::Args, u64);
+    type Local = S::Local;
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(&args.0).min(usize::try_from(args.1).unwrap_or(usize::MAX))
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        S::init(&args.0)
+    }
+
+    fn feed(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+        f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        S::feed(&args.0, local, range, f)
+    }
+}
+
+/// Pairs of items of two sources, as long as the shorter.
+#[doc(hidden)]
+pub struct Zip<A, B>(PhantomData<fn(A, B)>);
+impl<A: Detached, B: Detached> Detached for Zip<A, B> {}
+
+impl<A: Source, B: Source> Source for Zip<A, B> {
+    type Item = (A::Item, B::Item);
+    type Args = (A::Args, B::Args);
+    /// Both sides, and the buffer of right-hand items of the current chunk.
+    type Local = (A::Local, B::Local, Vec<B::Item>);
+
+    fn len(args: &Self::Args) -> usize {
+        A::len(&args.0).min(B::len(&args.1))
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        Ok((A::init(&args.0)?, B::init(&args.1)?, Vec::new()))
+    }
+
+    fn feed(
+        args: &Self::Args,
+        (al, bl, buf): &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        buf.clear();
+        buf.reserve(range.len());
+        let _ = B::feed(&args.1, bl, range.clone(), |y| {
+            buf.push(y);
+            ControlFlow::Continue(())
+        });
+        let mut right = buf.drain(..);
+        A::feed(&args.0, al, range, |x| match right.next() {
+            Some(y) => f((x, y)),
+            // Both sides hold every index below the zip's length.
+            None => ControlFlow::Break(()),
+        })
+    }
+}
+
+/// The items of one source, then those of another.
+#[doc(hidden)]
+pub struct Chain<A, B>(PhantomData<fn(A, B)>);
+impl<A: Detached, B: Detached<Item = A::Item>> Detached for Chain<A, B> {}
+
+impl<A: Source, B: Source<Item = A::Item>> Source for Chain<A, B> {
+    type Item = A::Item;
+    type Args = (A::Args, B::Args);
+    type Local = (A::Local, B::Local);
+
+    fn len(args: &Self::Args) -> usize {
+        A::len(&args.0).saturating_add(B::len(&args.1))
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        Ok((A::init(&args.0)?, B::init(&args.1)?))
+    }
+
+    fn feed(
+        args: &Self::Args,
+        (al, bl): &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let split = A::len(&args.0);
+        let left = range.start.min(split)..range.end.min(split);
+        let right = range.start.max(split) - split..range.end.max(split) - split;
+        if !left.is_empty() {
+            A::feed(&args.0, al, left, &mut f)?;
+        }
+        if !right.is_empty() {
+            B::feed(&args.1, bl, right, &mut f)?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The items in reverse order.
+#[doc(hidden)]
+pub struct Rev<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Rev<S> {}
+
+impl<S: Source> Source for Rev<S> {
+    type Item = S::Item;
+    type Args = S::Args;
+    /// The source, and the buffer of the current chunk's items.
+    type Local = (S::Local, Vec<S::Item>);
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(args)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        Ok((S::init(args)?, Vec::new()))
+    }
+
+    fn feed(
+        args: &Self::Args,
+        (local, buf): &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let n = S::len(args);
+        buf.clear();
+        buf.reserve(range.len());
+        let _ = S::feed(args, local, n - range.end..n - range.start, |x| {
+            buf.push(x);
+            ControlFlow::Continue(())
+        });
+        for x in buf.drain(..).rev() {
+            f(x)?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Consecutive groups of `size` items (the last may be shorter), as `Vec`s.
+#[doc(hidden)]
+pub struct Chunks<S>(PhantomData<fn(S)>);
+impl<S: Detached> Detached for Chunks<S> {}
+
+impl<S: Source> Source for Chunks<S> {
+    type Item = Vec<S::Item>;
+    /// The source and the group size (at least 1: `chunks(0)` is refused when built).
+    type Args = (S::Args, u64);
+    type Local = S::Local;
+
+    fn len(args: &Self::Args) -> usize {
+        S::len(&args.0).div_ceil(args.1.max(1) as usize)
+    }
+
+    fn init(args: &Self::Args) -> Result<Self::Local> {
+        S::init(&args.0)
+    }
+
+    fn feed(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+        mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let size = args.1.max(1) as usize;
+        let n = S::len(&args.0);
+        let items = range.start * size..(range.end * size).min(n);
+        let mut group = Vec::with_capacity(size.min(items.len()));
+        let mut stop = false;
+        let flow = S::feed(&args.0, local, items, |x| {
+            group.push(x);
+            if group.len() == size {
+                let full = std::mem::replace(&mut group, Vec::with_capacity(size));
+                if f(full).is_break() {
+                    stop = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if stop || flow.is_break() {
+            return ControlFlow::Break(());
+        }
+        if group.is_empty() {
+            ControlFlow::Continue(())
+        } else {
+            f(group)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iter::range::{RangeArgs, RangeSource};
+    use crate::iter::stage::Id;
+
+    /// Items `range` of source `S`, resolved in this process.
+    fn items<S: Source>(args: &S::Args, range: Range<usize>) -> Vec<S::Item> {
+        let mut local = S::init(args).unwrap();
+        let mut out = Vec::new();
+        let _ = S::feed(args, &mut local, range, |x| {
+            out.push(x);
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Checks every chunk `a..b` of `S` against the same items of `expect`.
+    fn every_chunk<S: Source>(args: &S::Args, expect: &[S::Item])
+    where
+        S::Item: PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(S::len(args), expect.len());
+        for a in 0..=expect.len() {
+            for b in a..=expect.len() {
+                assert_eq!(items::<S>(args, a..b), &expect[a..b], "chunk {a}..{b}");
+            }
+        }
+    }
+
+    fn range(r: Range<u32>) -> RangeArgs<u32> {
+        RangeArgs::new(r)
+    }
+
+    type R = RangeSource<u32>;
+    type Fused = Staged<R, Id>;
+
+    #[test]
+    fn skip_take_enumerate_rev_map_chunks_to_the_right_items() {
+        for n in [0u32, 1, 2, 7, 12] {
+            let all: Vec<u32> = (3..3 + n).collect();
+            for k in 0..n as usize + 2 {
+                let skipped: Vec<u32> = all.iter().copied().skip(k).collect();
+                every_chunk::<Skip<R>>(&(range(3..3 + n), k as u64), &skipped);
+                let taken: Vec<u32> = all.iter().copied().take(k).collect();
+                every_chunk::<Take<R>>(&(range(3..3 + n), k as u64), &taken);
+            }
+            let numbered: Vec<(usize, u32)> = all.iter().copied().enumerate().collect();
+            every_chunk::<Enumerated<Fused>>(&(range(3..3 + n), ()), &numbered);
+            let reversed: Vec<u32> = all.iter().copied().rev().collect();
+            every_chunk::<Rev<R>>(&range(3..3 + n), &reversed);
+            for size in 1..5usize {
+                let groups: Vec<Vec<u32>> = all.chunks(size).map(<[u32]>::to_vec).collect();
+                every_chunk::<Chunks<R>>(&(range(3..3 + n), size as u64), &groups);
+            }
+        }
+    }
+
+    #[test]
+    fn zip_is_as_long_as_the_shorter_side() {
+        for (m, n) in [(0u32, 0u32), (0, 3), (3, 0), (5, 5), (4, 9), (9, 4)] {
+            let expect: Vec<(u32, u32)> = (0..m).zip(100..100 + n).collect();
+            every_chunk::<Zip<R, R>>(&(range(0..m), range(100..100 + n)), &expect);
+        }
+    }
+
+    #[test]
+    fn chain_splits_chunks_at_the_seam() {
+        for (m, n) in [(0u32, 0u32), (0, 3), (3, 0), (5, 5), (1, 8)] {
+            let expect: Vec<u32> = (0..m).chain(100..100 + n).collect();
+            every_chunk::<Chain<R, R>>(&(range(0..m), range(100..100 + n)), &expect);
+        }
+    }
+
+    #[test]
+    fn a_break_stops_the_feed_on_both_sides_of_a_chain() {
+        let args = (range(0..3), range(10..13));
+        let mut local = Chain::<R, R>::init(&args).unwrap();
+        let mut seen = Vec::new();
+        let flow = Chain::<R, R>::feed(&args, &mut local, 0..6, |x| {
+            seen.push(x);
+            if x == 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(flow.is_break());
+        assert_eq!(seen, [0, 1, 2, 10]);
+    }
+}

@@ -1,0 +1,219 @@
+//! Reducing terminals: `min`/`max` and their `_by`/`_by_key` forms, `reduce`,
+//! `reduce_with`, `fold` and `fold_with`. All are combined in input order, so an
+//! associative operation that does not commute (concatenation, matrix product) gives the
+//! sequential result, and ties resolve as in `std::iter` (the first minimum, the last
+//! maximum).
+
+use std::cmp::Ordering;
+use std::marker::PhantomData;
+use std::ops::ControlFlow;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::terminal::Terminal;
+use crate::task::{conjure, TaskFn};
+
+/// Combines two accumulators of which either may be empty, `left` first.
+pub(crate) fn combine<T>(
+    left: Option<T>,
+    right: Option<T>,
+    op: impl FnOnce(T, T) -> T,
+) -> Option<T> {
+    match (left, right) {
+        (Some(l), Some(r)) => Some(op(l, r)),
+        (l, None) => l,
+        (None, r) => r,
+    }
+}
+
+/// Of `left` (earlier) and `right`, the one to keep: the first of equal minima, the last
+/// of equal maxima (as `Iterator::min_by` / `max_by`).
+fn pick<T>(max: bool, left: T, right: T, cmp: impl FnOnce(&T, &T) -> Ordering) -> T {
+    match (max, cmp(&left, &right)) {
+        (false, Ordering::Greater) | (true, Ordering::Less | Ordering::Equal) => right,
+        _ => left,
+    }
+}
+
+/// `min()` / `max()`: `MAX = true` keeps the largest.
+#[doc(hidden)]
+pub struct MinMax<const MAX: bool>;
+impl<Item: Ord + Serialize + DeserializeOwned, const MAX: bool> Terminal<Item> for MinMax<MAX> {
+    type State = ();
+    type Acc = Option<Item>;
+    const ORDERED: bool = true;
+    fn start(_: &()) -> Option<Item> {
+        None
+    }
+    fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
+        *acc = Self::merge(acc.take(), Some(item));
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
+        combine(left, right, |l, r| pick(MAX, l, r, Ord::cmp))
+    }
+}
+
+/// `min_by(cmp)` / `max_by(cmp)`.
+#[doc(hidden)]
+pub struct MinMaxBy<F, const MAX: bool>(PhantomData<fn(F)>);
+impl<Item, F, const MAX: bool> Terminal<Item> for MinMaxBy<F, MAX>
+where
+    Item: Serialize + DeserializeOwned,
+    F: Fn(&Item, &Item) -> Ordering + TaskFn,
+{
+    type State = ();
+    type Acc = Option<Item>;
+    const ORDERED: bool = true;
+    fn start(_: &()) -> Option<Item> {
+        None
+    }
+    fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
+        *acc = Self::merge(acc.take(), Some(item));
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
+        combine(left, right, |l, r| pick(MAX, l, r, conjure::<F>()))
+    }
+}
+
+/// `min_by_key(key)` / `max_by_key(key)`: each key is computed once, in the workers, and
+/// travels with its item.
+#[doc(hidden)]
+pub struct MinMaxByKey<F, K, const MAX: bool>(PhantomData<fn(F) -> K>);
+impl<Item, F, K, const MAX: bool> Terminal<Item> for MinMaxByKey<F, K, MAX>
+where
+    Item: Serialize + DeserializeOwned,
+    K: Ord + Serialize + DeserializeOwned + 'static,
+    F: Fn(&Item) -> K + TaskFn,
+{
+    type State = ();
+    type Acc = Option<(K, Item)>;
+    const ORDERED: bool = true;
+    fn start(_: &()) -> Self::Acc {
+        None
+    }
+    fn step(acc: &mut Self::Acc, item: Item) -> ControlFlow<()> {
+        let key = conjure::<F>()(&item);
+        *acc = Self::merge(acc.take(), Some((key, item)));
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Self::Acc, right: Self::Acc) -> Self::Acc {
+        combine(left, right, |l, r| pick(MAX, l, r, |a, b| a.0.cmp(&b.0)))
+    }
+}
+
+/// `reduce(identity, op)` and `reduce_with(op)`: `op` must be associative; combined in
+/// input order. The identity is only used for an empty iterator.
+#[doc(hidden)]
+pub struct Reduce<Op>(PhantomData<fn(Op)>);
+impl<Item, Op> Terminal<Item> for Reduce<Op>
+where
+    Item: Serialize + DeserializeOwned,
+    Op: Fn(Item, Item) -> Item + TaskFn,
+{
+    type State = ();
+    type Acc = Option<Item>;
+    const ORDERED: bool = true;
+    fn start(_: &()) -> Option<Item> {
+        None
+    }
+    fn step(acc: &mut Option<Item>, item: Item) -> ControlFlow<()> {
+        *acc = Self::merge(acc.take(), Some(item));
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Option<Item>, right: Option<Item>) -> Option<Item> {
+        combine(left, right, conjure::<Op>())
+    }
+}
+
+/// `fold(identity, op)`: one accumulator per chunk, in input order.
+#[doc(hidden)]
+pub struct Fold<I, Op, A>(PhantomData<fn(I, Op) -> A>);
+impl<Item, I, Op, A> Terminal<Item> for Fold<I, Op, A>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    I: Fn() -> A + TaskFn,
+    Op: Fn(A, Item) -> A + TaskFn,
+{
+    type State = ();
+    type Acc = Vec<A>;
+    const ORDERED: bool = true;
+    fn start(_: &()) -> Vec<A> {
+        vec![conjure::<I>()()]
+    }
+    fn step(acc: &mut Vec<A>, item: Item) -> ControlFlow<()> {
+        fold_last(acc, |a| conjure::<Op>()(a, item));
+        ControlFlow::Continue(())
+    }
+    fn merge(mut left: Vec<A>, mut right: Vec<A>) -> Vec<A> {
+        left.append(&mut right);
+        left
+    }
+}
+
+/// `fold_with(init, op)`: as [`Fold`], each chunk starting from a clone of `init`.
+#[doc(hidden)]
+pub struct FoldWith<Op, A>(PhantomData<fn(Op) -> A>);
+impl<Item, Op, A> Terminal<Item> for FoldWith<Op, A>
+where
+    A: Clone + Serialize + DeserializeOwned + 'static,
+    Op: Fn(A, Item) -> A + TaskFn,
+{
+    type State = A;
+    type Acc = Vec<A>;
+    const ORDERED: bool = true;
+    fn start(init: &A) -> Vec<A> {
+        vec![init.clone()]
+    }
+    fn step(acc: &mut Vec<A>, item: Item) -> ControlFlow<()> {
+        fold_last(acc, |a| conjure::<Op>()(a, item));
+        ControlFlow::Continue(())
+    }
+    fn merge(mut left: Vec<A>, mut right: Vec<A>) -> Vec<A> {
+        left.append(&mut right);
+        left
+    }
+}
+
+/// Replaces the last accumulator `a` of a chunk by `op(a)`.
+fn fold_last<A>(acc: &mut Vec<A>, op: impl FnOnce(A) -> A) {
+    if let Some(a) = acc.pop() {
+        acc.push(op(a));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_keep_the_first_minimum_and_the_last_maximum() {
+        let by_key = |a: &(u8, char), b: &(u8, char)| a.0.cmp(&b.0);
+        let xs = [(2, 'a'), (1, 'b'), (3, 'c'), (1, 'd'), (3, 'e')];
+        let fold = |max| xs.iter().copied().reduce(|l, r| pick(max, l, r, by_key));
+        assert_eq!(fold(false), xs.iter().copied().min_by(by_key));
+        assert_eq!(fold(true), xs.iter().copied().max_by(by_key));
+        assert_eq!(fold(false), Some((1, 'b')));
+        assert_eq!(fold(true), Some((3, 'e')));
+    }
+
+    #[test]
+    fn combine_keeps_whichever_side_exists() {
+        let cat = |a: String, b: String| a + &b;
+        assert_eq!(
+            combine(Some("a".into()), Some("b".into()), cat),
+            Some("ab".to_string())
+        );
+        assert_eq!(
+            combine(None, Some("b".to_string()), cat),
+            Some("b".to_string())
+        );
+        assert_eq!(
+            combine(Some("a".to_string()), None, cat),
+            Some("a".to_string())
+        );
+        assert_eq!(combine::<String>(None, None, cat), None);
+    }
+}
