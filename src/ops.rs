@@ -29,11 +29,12 @@ impl<T: Pod> Resolved<T> {
     /// # Safety
     /// The array must stay alive for as long as the result is used.
     pub(crate) unsafe fn new(desc: &ArrayDesc<T>) -> Result<Self> {
-        // SAFETY: forwarded (liveness); we only keep the pointer.
-        let s = unsafe { desc.as_slice() }?;
+        // A raw view: the array may be a job's output that other workers are writing, so
+        // no `&[T]` over all of it is ever formed; only `slice` / `slice_mut` of a chunk.
+        let (ptr, len) = desc.resolve_raw()?;
         Ok(Resolved {
-            ptr: s.as_ptr() as *mut T,
-            len: s.len(),
+            ptr: ptr.as_ptr(),
+            len,
         })
     }
 
