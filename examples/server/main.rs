@@ -228,7 +228,8 @@ async fn serve(args: &Args, app: Shared) -> Result<(), Box<dyn std::error::Error
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {}
     }
-    println!("stopped");
+    // Whoever started us may have stopped reading: that is no reason to fail.
+    let _ = writeln!(std::io::stdout(), "stopped");
     Ok(())
 }
 
