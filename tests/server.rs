@@ -23,6 +23,14 @@ use kernel::Frame;
 /// Longest any one request may take in these tests (debug build, 2 shared cores).
 const REQUEST_LIMIT: Duration = Duration::from_secs(60);
 
+/// An image of the server's default pixel limit, at 2.5 times W1's iteration bound:
+/// many seconds of work on 2 workers, so a disconnect always lands mid-render.
+const BIG: Frame = Frame {
+    width: 4096,
+    height: 4096,
+    max_iter: 5000,
+};
+
 /// Path of a built example, next to this test binary (`target/<profile>/examples`).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -306,8 +314,7 @@ fn a_client_that_disconnects_cancels_its_render() {
     common::no_leaks(|| {
         let server = Server::start(&[]);
         let workers = server.workers();
-        // Minutes of work in a debug build: the disconnect always lands mid-render.
-        let big = format!("/mandelbrot.png?{}", query(&Frame::W1));
+        let big = format!("/mandelbrot.png?{}", query(&BIG));
         let mut socket = TcpStream::connect(server.addr).unwrap();
         write!(
             socket,
@@ -497,5 +504,57 @@ fn bad_requests_and_failing_tasks_get_their_status_and_the_server_serves_on() {
         assert_eq!(stats["failed"].as_u64(), Some(2), "{stats}");
         assert_eq!(stats["timed_out"].as_u64(), Some(1), "{stats}");
         assert_eq!(stats["done"].as_u64(), Some(1), "{stats}");
+    });
+}
+
+#[test]
+fn closing_a_progress_stream_cancels_its_render() {
+    common::no_leaks(|| {
+        let server = Server::start(&[]);
+        let workers = server.workers();
+        let mut socket = TcpStream::connect(server.addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            socket,
+            "GET /mandelbrot/progress?{} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            query(&BIG),
+            server.addr
+        )
+        .unwrap();
+        // Read until the first progress event: the render is under way.
+        let mut reader = BufReader::new(socket);
+        let mut line = String::new();
+        for _ in 0..100 {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.starts_with("event: progress") {
+                break;
+            }
+        }
+        assert!(
+            line.starts_with("event: progress"),
+            "no progress event: {line:?}"
+        );
+        drop(reader);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.stats()["cancelled"].as_u64() != Some(1) {
+            assert!(
+                Instant::now() < deadline,
+                "not cancelled: {}",
+                server.stats()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let stopped = total_ticks(&workers);
+        std::thread::sleep(Duration::from_millis(300));
+        let later = total_ticks(&workers);
+        assert!(
+            later <= stopped + 2,
+            "workers still busy: {stopped} -> {later} ticks"
+        );
+        server.assert_full_strength(Duration::from_secs(5));
     });
 }
