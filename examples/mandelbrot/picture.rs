@@ -1,7 +1,7 @@
 //! Turns iteration counts into a colour PNG.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::kernel::Frame;
@@ -15,11 +15,17 @@ pub fn write_png(
     frame: &Frame,
     image: &[u32],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut encoder = png::Encoder::new(
-        BufWriter::new(File::create(path)?),
-        frame.width,
-        frame.height,
-    );
+    encode_png(BufWriter::new(File::create(path)?), frame, image)?;
+    Ok(())
+}
+
+/// Encodes `image` (iteration counts, row-major) as an 8-bit RGB PNG into `out` (the
+/// server example encodes into memory, in the worker that rendered the image).
+///
+/// # Errors
+/// If `out` cannot be written, or `image` does not hold `frame.pixels()` counts.
+pub fn encode_png(out: impl Write, frame: &Frame, image: &[u32]) -> Result<(), png::EncodingError> {
+    let mut encoder = png::Encoder::new(out, frame.width, frame.height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header()?;
