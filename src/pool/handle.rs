@@ -311,7 +311,16 @@ pub(crate) type ReportFn = Box<dyn FnMut(&[u8]) + Send>;
 /// A job running in the pool: wait for it, poll it, cancel it, watch its progress, or
 /// `.await` it.
 ///
-/// Dropping a handle without waiting cancels the job.
+/// Dropping a handle without waiting cancels the job. For a job that borrows nothing of
+/// the caller's (`spawn`, `spawn_with`, the `spawn_*` terminals of ranges) the drop
+/// returns at once, also on an async runtime's thread: the scheduler frees what the job
+/// held once its worker has left (stopped at its next `is_cancelled` check, or killed
+/// after the cancel grace period). A job over borrowed shared arrays (`spawn_map_into`)
+/// waits in the drop for its workers to leave, at most about the grace period, since the
+/// caller may free the arrays right after. A job [`timeout`](JobHandle::timeout) ends
+/// the same way: at once for a job that borrows nothing.
+///
+/// Awaiting a handle costs no thread of its own: see the `Future` implementation.
 ///
 /// # Examples
 ///
