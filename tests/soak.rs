@@ -168,8 +168,9 @@ fn soak() {
             let input = pool
                 .array_from_fn(n, |i| (i as u64).wrapping_mul(2_654_435_761))
                 .unwrap();
-            let killer = kill_this.then(|| {
-                let pids = pool.pids().1;
+            // A worker just killed may not be replaced yet (pid 0): pick among the live ones.
+            let pids: Vec<i32> = pool.pids().1.into_iter().filter(|&p| p > 0).collect();
+            let killer = (kill_this && !pids.is_empty()).then(|| {
                 let victim = pids[rng.below(pids.len() as u64) as usize];
                 let delay =
                     Duration::from_micros(rng.below(if kind == 0 { 20_000 } else { 4_000 }));

@@ -116,7 +116,12 @@ pub fn no_leaks<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Sends `sig` to `pid` (a process of the pool under test).
+///
+/// # Panics
+/// If `pid` is not positive: `kill(0, ..)` would signal the test's whole process group
+/// (`Pool::pids` reports 0 for a worker not replaced yet).
 pub fn kill(pid: i32, sig: i32) {
+    assert!(pid > 0, "kill({pid}): not a process of the pool");
     // SAFETY: kill(2) has no memory-safety preconditions; the pids are the test's own
     // descendants.
     unsafe { libc::kill(pid, sig) };
