@@ -38,7 +38,8 @@
 //! * jobs: a shared header per job, chunks taken by the workers themselves (guided
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
 //!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
-//!   checks, progress and partial results.
+//!   checks, progress and partial results; [`Pool::join`] / [`Pool::scope`] for two or
+//!   more sub-jobs whose results come back together (nesting on a `Ctx`).
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -54,6 +55,7 @@ mod error;
 pub(crate) mod futex;
 mod iter;
 mod jobs;
+mod join;
 mod kind;
 #[allow(dead_code)]
 mod loom;
@@ -77,6 +79,7 @@ pub use bytemuck::{Pod, Zeroable};
 pub use camlbox::{Camlbox, Receiver, Sender};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
+pub use join::Scope;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
