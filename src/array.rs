@@ -555,6 +555,12 @@ impl<T: Pod> ArrayDesc<T> {
         Ok(ptr)
     }
 
+    /// The address of the first element, checked as [`Self::validate`] does, without
+    /// forming a reference to any element (other processes may be writing some of them).
+    pub(crate) fn base_ptr(&self) -> Result<NonNull<T>> {
+        self.resolve()
+    }
+
     /// Checks that the descriptor names a live array of `T` in a pool of this process
     /// tree, without resolving it.
     ///

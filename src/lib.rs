@@ -66,6 +66,7 @@ mod pool;
 mod progress;
 mod scheduler;
 mod server;
+mod sort;
 mod space;
 mod stream;
 #[allow(dead_code)]

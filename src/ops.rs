@@ -29,12 +29,17 @@ impl<T: Pod> Resolved<T> {
     /// # Safety
     /// The array must stay alive for as long as the result is used.
     pub(crate) unsafe fn new(desc: &ArrayDesc<T>) -> Result<Self> {
-        // SAFETY: forwarded (liveness); we only keep the pointer.
-        let s = unsafe { desc.as_slice() }?;
+        // No slice of the whole array: other workers may be writing their chunks of it.
+        let ptr = desc.base_ptr()?;
         Ok(Resolved {
-            ptr: s.as_ptr() as *mut T,
-            len: s.len(),
+            ptr: ptr.as_ptr(),
+            len: desc.len(),
         })
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// # Safety
