@@ -49,6 +49,7 @@
 
 mod array;
 mod camlbox;
+mod chunks;
 mod ctx;
 mod error;
 #[allow(dead_code)]

@@ -33,8 +33,9 @@
 //! other: the next starts after the previous one has been waited for.
 //!
 //! On an error (a comparison that panics or is not a total order, a worker that dies,
-//! a cancel or timeout) the array holds some mix of its elements, as after a panic in
-//! std's sort.
+//! a cancel or timeout) every element of the array is one of its original elements, in
+//! no particular order, and some may appear twice (a merge pass may have stopped half
+//! way through writing the array). `T: Pod` makes that safe; nothing else is touched.
 
 use std::cmp::Ordering;
 use std::marker::PhantomData;
@@ -278,8 +279,8 @@ impl Pool {
     /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) if the mempool cannot hold the
     /// scratch array; [`Error::InvalidDescriptor`](crate::Error::InvalidDescriptor) if
     /// `arr` belongs to another pool; task failures ([`Error::WorkerDied`](crate::Error::WorkerDied),
-    /// [`Error::Cancelled`](crate::Error::Cancelled), ...), after which the array holds
-    /// its elements in some order.
+    /// [`Error::Cancelled`](crate::Error::Cancelled), ...), after which the array's
+    /// contents are unspecified (each element one of the original ones, some perhaps twice).
     pub fn par_sort<T: Pod + Ord>(&self, arr: &mut SharedArray<T>) -> Result<()> {
         self.sort_by_order::<T, Natural>(arr, true)
     }
