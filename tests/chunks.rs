@@ -1,6 +1,7 @@
-//! `par_chunks` / `par_chunks_with` against rayon's `par_chunks` on the same input:
-//! sizes 0, 1, 2, 7, 1000 and random ones, chunk lengths 1 to past the length, 1 to 3
-//! workers; bad input.
+//! `par_chunks` / `par_chunks_with` against rayon's `par_chunks`, and
+//! `par_chunks_mut_reading` against rayon's `par_chunks_mut` reading a captured slice, on
+//! the same input: sizes 0, 1, 2, 7, 1000 and random ones, chunk lengths 1 to past the
+//! length, 1 to 3 workers; bad input.
 
 use procyon::{Error, Pool};
 use proptest::prelude::*;
@@ -10,6 +11,11 @@ thread_local! {
     static POOLS: Vec<Pool> = (1..=3)
         .map(|w| Pool::builder().workers(w).mempool_size(32 << 20).build().expect("pool builds"))
         .collect();
+}
+
+fn blur(src: &[u32], i: usize) -> u64 {
+    let at = |j: usize| src.get(j).map_or(0, |&v| v as u64);
+    at(i.wrapping_sub(1)) + 2 * at(i) + at(i + 1)
 }
 
 proptest! {
@@ -39,6 +45,21 @@ proptest! {
                 .unwrap();
             let expect: Vec<usize> = xs.par_chunks(len).map(|c| c.iter().filter(|&&v| v % 3 == 0).count()).collect();
             prop_assert_eq!(got, expect);
+            // A 3-point stencil from `a` into another array.
+            let mut out = pool.array_zeroed::<u64>(xs.len()).unwrap();
+            pool.par_chunks_mut_reading(&a, &mut out, len, |src: &[u32], off: usize, o: &mut [u64]| {
+                for (k, v) in o.iter_mut().enumerate() {
+                    *v = blur(src, off + k);
+                }
+            })
+            .unwrap();
+            let mut expect = vec![0u64; xs.len()];
+            expect.par_chunks_mut(len).enumerate().for_each(|(c, o)| {
+                for (k, v) in o.iter_mut().enumerate() {
+                    *v = blur(&xs, c * len + k);
+                }
+            });
+            prop_assert_eq!(out.to_vec(), expect);
             Ok(())
         })?;
     }
@@ -69,6 +90,11 @@ fn bad_input_is_an_error() {
         c.len()
     });
     assert!(matches!(r, Err(Error::TaskPanicked { .. })), "{r:?}");
+    let mut out = pool.array_zeroed::<u8>(10).unwrap();
+    let r = pool.par_chunks_mut_reading(&a, &mut out, 0, |_: &[u8], _: usize, _: &mut [u8]| {});
+    assert!(matches!(r, Err(Error::InvalidConfig { .. })), "{r:?}");
+    let r = pool.par_chunks_mut_reading(&b, &mut out, 2, |_: &[u8], _: usize, _: &mut [u8]| {});
+    assert!(matches!(r, Err(Error::InvalidDescriptor { .. })), "{r:?}");
     assert_eq!(
         pool.par_chunks(&a, 3, |_: usize, c: &[u8]| c.len())
             .unwrap(),
