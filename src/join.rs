@@ -14,17 +14,22 @@
 //!   *helps*: it runs the child it waits for if nobody took it yet, then only jobs of
 //!   that child's sub-tree (`worker::help_until`). A join tree of any depth therefore
 //!   finishes with one worker: at worst that worker runs the whole tree depth-first.
-//! * **Failure.** The first error met in wait order wins: the tasks not yet collected
-//!   are cancelled (with their descendants; a task that never checks
-//!   [`Ctx::is_cancelled`] is killed after the pool's grace period) and waited for, so no
-//!   task of a `join` or a `scope` is still running when it returns, and the error is
-//!   returned. Cancelling the job that runs a `ctx.join` reaches both children through
-//!   the scheduler, like any nested job.
+//! * **Failure.** The first error seen wins: the tasks not yet collected are cancelled
+//!   (with their descendants; a task that never checks [`Ctx::is_cancelled`] is killed
+//!   after the pool's grace period) and waited for, so no task of a `join` or a `scope`
+//!   is still running when it returns, and the error is returned. A client thread waits
+//!   for the first uncollected task in steps of [`WATCH_STEP`] and looks at the others
+//!   between steps, so a later task that fails stops the rest within a step even while
+//!   an earlier one runs on. A task in a worker cannot look between steps (its wait runs
+//!   the child it waits for), so there errors are seen in argument / spawn order.
+//!   Cancelling the job that runs a `ctx.join` reaches both children through the
+//!   scheduler, like any nested job.
 //!
 //! Task functions capture nothing (they are re-created in the worker from their type):
 //! pass state with [`Pool::join_with`] or [`Scope::spawn_with`].
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,6 +38,10 @@ use crate::ctx::Ctx;
 use crate::pool::{JobHandle, Pool};
 use crate::task::TaskFn;
 use crate::{Error, Result};
+
+/// How long a client waiting for one task of a `join` or `scope` sleeps before it looks
+/// at the others for a failure.
+const WATCH_STEP: Duration = Duration::from_millis(5);
 
 impl Pool {
     /// Runs `a(&ctx)` and `b(&ctx)` as two jobs, possibly in parallel, and returns both
@@ -59,7 +68,8 @@ impl Pool {
     /// ```
     ///
     /// # Errors
-    /// The first error in argument order: a task's failure ([`Error::TaskPanicked`],
+    /// The first error seen (in a client thread, that of the task that failed first;
+    /// inside a task, in argument order): a task's failure ([`Error::TaskPanicked`],
     /// [`Error::WorkerDied`], [`Error::Cancelled`], [`Error::Timeout`], ...) or a
     /// submission's ([`Error::PoolShutDown`], [`Error::OutOfMemory`],
     /// [`Error::TooManyJobs`]). The other task is then cancelled and waited for.
@@ -75,7 +85,7 @@ impl Pool {
             Ok(h) => h,
             Err(e) => return Err(abandon(hb, e)),
         };
-        wait_both(ha, hb)
+        wait_both(self.parent.is_none(), ha, hb)
     }
 
     /// [`join`](Pool::join) with a state for each task: runs `a(&state_a, &ctx)` and
@@ -124,7 +134,7 @@ impl Pool {
             Ok(h) => h,
             Err(e) => return Err(abandon(hb, e)),
         };
-        wait_both(ha, hb)
+        wait_both(self.parent.is_none(), ha, hb)
     }
 
     /// Runs `f` with a [`Scope`] whose [`spawn`](Scope::spawn) and
@@ -154,9 +164,10 @@ impl Pool {
     /// ```
     ///
     /// # Errors
-    /// The first error in spawn order, a task's or a submission's (after a failed
-    /// submission nothing more is spawned); the tasks not yet collected are then
-    /// cancelled and waited for.
+    /// The first error seen, a task's (in a client thread, that of the task that failed
+    /// first; inside a task, in spawn order) or a submission's (after a failed submission
+    /// nothing more is spawned); the tasks not yet collected are then cancelled and
+    /// waited for.
     ///
     /// # Panics
     /// If `f` panics: the tasks it spawned are cancelled (their handles are dropped) and
@@ -173,10 +184,10 @@ impl Pool {
         };
         f(&scope);
         let handles = scope.handles.into_inner();
-        let result = wait_all(handles);
+        let result = wait_all(self.parent.is_none(), handles);
         match scope.error.into_inner() {
-            // A submission failed: it came after every spawned task in spawn order, so a
-            // task's error (which `wait_all` returns first) wins over it.
+            // A submission failed, after every task that was spawned: a task's error
+            // (which `wait_all` returns) wins over it.
             Some(e) => result.and(Err(e)),
             None => result,
         }
@@ -282,35 +293,109 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Scope<'_, R> {
     }
 }
 
-/// Waits for `a` then `b`; on `a`'s error `b` is stopped first.
-fn wait_both<RA, RB>(a: JobHandle<RA>, b: JobHandle<RB>) -> Result<(RA, RB)> {
-    match a.wait() {
-        Ok(ra) => Ok((ra, b.wait()?)),
-        Err(e) => Err(abandon(b, e)),
+/// Waits for both; on an error, stops the other first. A client (`watch`) looks at `b`
+/// between steps of its wait for `a`.
+fn wait_both<RA, RB>(watch: bool, a: JobHandle<RA>, b: JobHandle<RB>) -> Result<(RA, RB)> {
+    if !watch {
+        return match a.wait() {
+            Ok(ra) => Ok((ra, b.wait()?)),
+            Err(e) => Err(abandon(b, e)),
+        };
+    }
+    let (mut a, mut b, mut rb) = (a, Some(b), None);
+    loop {
+        match a.wait_timeout(WATCH_STEP) {
+            Ok(Ok(ra)) => {
+                let rb = match (rb, b) {
+                    (Some(rb), _) => rb,
+                    (None, Some(b)) => b.wait()?,
+                    (None, None) => unreachable!("b is either collected or running"),
+                };
+                return Ok((ra, rb));
+            }
+            Ok(Err(e)) => {
+                return Err(match b {
+                    Some(b) => abandon(b, e),
+                    None => e,
+                })
+            }
+            Err(still) => a = still,
+        }
+        match look(&mut b) {
+            Some(Ok(v)) => rb = Some(v),
+            Some(Err(e)) => return Err(abandon(a, e)),
+            None => {}
+        }
     }
 }
 
-/// Waits for every handle in order; after the first error, cancels the rest and waits
-/// for them to end, then returns it.
-fn wait_all<R>(handles: Vec<JobHandle<R>>) -> Result<Vec<R>> {
-    let mut out = Vec::with_capacity(handles.len());
-    let mut rest = handles.into_iter();
-    for h in rest.by_ref() {
-        match h.wait() {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                let rest: Vec<_> = rest.collect();
-                for h in &rest {
-                    h.cancel();
+/// Takes the outcome of the job in `slot` if it has ended, without waiting; `None` (and
+/// the handle left in place) while it runs, or if there is none.
+fn look<R>(slot: &mut Option<JobHandle<R>>) -> Option<Result<R>> {
+    if !slot.as_ref()?.has_ended() {
+        return None;
+    }
+    match slot.take()?.try_wait() {
+        Ok(r) => Some(r),
+        Err(h) => {
+            *slot = Some(h);
+            None
+        }
+    }
+}
+
+/// Waits for every handle, results in order; after the first error, cancels the rest,
+/// waits for them to end and returns it. A client (`watch`) waits for the first
+/// uncollected handle in steps and looks at the later ones between them.
+fn wait_all<R>(watch: bool, handles: Vec<JobHandle<R>>) -> Result<Vec<R>> {
+    let n = handles.len();
+    let mut running: Vec<Option<JobHandle<R>>> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    let mut next = 0;
+    loop {
+        while next < n && results[next].is_some() {
+            next += 1;
+        }
+        if next == n {
+            return Ok(results.into_iter().flatten().collect());
+        }
+        let h = running[next]
+            .take()
+            .expect("an uncollected task is running");
+        if !watch {
+            match h.wait() {
+                Ok(v) => results[next] = Some(v),
+                Err(e) => return Err(stop_all(running, e)),
+            }
+            continue;
+        }
+        match h.wait_timeout(WATCH_STEP) {
+            Ok(Ok(v)) => results[next] = Some(v),
+            Ok(Err(e)) => return Err(stop_all(running, e)),
+            Err(h) => {
+                running[next] = Some(h);
+                for k in next + 1..n {
+                    match look(&mut running[k]) {
+                        Some(Ok(v)) => results[k] = Some(v),
+                        Some(Err(e)) => return Err(stop_all(running, e)),
+                        None => {}
+                    }
                 }
-                for h in rest {
-                    let _ = h.wait();
-                }
-                return Err(e);
             }
         }
     }
-    Ok(out)
+}
+
+/// Cancels every job still running, waits for each to end, and returns `e`.
+fn stop_all<R>(running: Vec<Option<JobHandle<R>>>, e: Error) -> Error {
+    let running: Vec<JobHandle<R>> = running.into_iter().flatten().collect();
+    for h in &running {
+        h.cancel();
+    }
+    for h in running {
+        let _ = h.wait();
+    }
+    e
 }
 
 /// Cancels the job of `h`, waits for it to end, and returns `e` (the error that made

@@ -138,6 +138,25 @@ fn a_panic_on_either_side_is_the_error_and_stops_the_other() {
 }
 
 #[test]
+fn a_later_failure_stops_an_earlier_task_that_runs_on() {
+    let pool = pool(2);
+    // The left side would run until cancelled: the right side's panic must stop it.
+    let t = Instant::now();
+    let r = pool.join(until_cancelled, panics);
+    assert!(matches!(r, Err(Error::TaskPanicked { .. })), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let t = Instant::now();
+    let r = pool.scope(|s| {
+        s.spawn(until_cancelled);
+        s.spawn(|_: &Ctx| 1u64);
+        s.spawn(panics);
+    });
+    assert!(matches!(r, Err(Error::TaskPanicked { .. })), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(pool.jobs_in_flight(), 0);
+}
+
+#[test]
 fn cancelling_the_parent_stops_both_sides_of_a_nested_join() {
     for workers in [1, 2] {
         let pool = pool(workers);
