@@ -33,7 +33,9 @@
 //! * processes: [`Pool`] (client side), the scheduler (forks and re-forks workers, fails
 //!   the jobs of dead ones, cancels), the workers (run chunks, help their nested jobs);
 //! * data plane: [`Mempool`] (shared region, allocator with a lock that survives a dead
-//!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`];
+//!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`]; whole-array operations in the
+//!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
+//!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
 //! * jobs: a shared header per job, chunks taken by the workers themselves (guided
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
