@@ -186,3 +186,27 @@ fn bad_input_is_an_error() {
     assert!(a.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(pool.jobs_in_flight(), 0);
 }
+
+#[test]
+fn a_task_sorts_an_array_of_its_own_with_nested_jobs() {
+    for workers in [1, 2] {
+        let pool = Pool::builder()
+            .workers(workers)
+            .mempool_size(64 << 20)
+            .build()
+            .unwrap();
+        let sorted = pool
+            .spawn(|ctx: &procyon::Ctx| {
+                let mut a = ctx
+                    .array_from_fn(50_000, |i| (i as u64 * 2_654_435_761) % 1_000_003)
+                    .unwrap();
+                ctx.par_sort(&mut a).unwrap();
+                a.windows(2).all(|w| w[0] <= w[1]) && a.len() == 50_000
+            })
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(sorted, "workers = {workers}");
+        assert_eq!(pool.jobs_in_flight(), 0);
+    }
+}
