@@ -555,11 +555,10 @@ impl<T: Pod> ArrayDesc<T> {
         Ok(ptr)
     }
 
-    /// The address of the first element and the length, validated as by
-    /// [`validate`](Self::validate), without forming a slice: for views of arrays other
-    /// processes may be writing (a job's output), which only ever touch their own chunk.
-    pub(crate) fn resolve_raw(&self) -> Result<(NonNull<T>, usize)> {
-        Ok((self.resolve()?, self.len()))
+    /// The address of the first element, checked as [`Self::validate`] does, without
+    /// forming a reference to any element (other processes may be writing some of them).
+    pub(crate) fn base_ptr(&self) -> Result<NonNull<T>> {
+        self.resolve()
     }
 
     /// Checks that the descriptor names a live array of `T` in a pool of this process

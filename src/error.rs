@@ -38,12 +38,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | `inbox_slots` below 2 or above 65,536 | [`Error::InvalidConfig`] |
 /// | `min_len(0)`, `max_len(0)`, or `min_len` above `max_len` on the builder | [`Error::InvalidConfig`] |
 /// | `with_min_len(0)` / `with_max_len(0)` on a parallel iterator (from its terminal operation) | [`Error::InvalidConfig`] |
-/// | `par_chunks_mut` with a chunk length of 0 | [`Error::InvalidConfig`] |
+/// | `par_chunks_mut` / `par_chunks` / `par_chunks_with` / `par_chunks_mut_reading` with a chunk length of 0 | [`Error::InvalidConfig`] |
 /// | `Camlbox::new` with 0 slots or slots below 8 bytes; a second live receiver of a box | [`Error::InvalidConfig`] |
 /// | `Mempool::alloc` alignment not a power of two, or above 1 GiB | [`Error::InvalidConfig`] |
-/// | an array (or a `par_map` output, or `par_map_vec`'s encoded items) larger than what the mempool has free; a length whose byte size overflows | [`Error::OutOfMemory`] |
+/// | an array (or a `par_map` output, `par_map_vec`'s encoded items, a `par_sort`'s scratch array) larger than what the mempool has free; a length whose byte size overflows | [`Error::OutOfMemory`] |
 /// | `par_map_into` with input and output of different lengths | [`Error::LengthMismatch`] |
-/// | an array of another pool passed to `par_map`, `par_map_into`, `par_chunks_mut`, `par_iter`, `SharedArray::adopt_in` | [`Error::InvalidDescriptor`] |
+/// | an array of another pool passed to `par_map`, `par_map_into`, `par_chunks_mut`, `par_chunks`, `par_chunks_mut_reading`, `par_sort` (any form), `par_iter`, `SharedArray::adopt_in` | [`Error::InvalidDescriptor`] |
+/// | a `par_sort_by` comparison found not to be a total order while merging | [`Error::TaskPanicked`] (the array's contents are then unspecified) |
 /// | a descriptor of a freed array (`SharedArray::adopt` of a dropped array's `desc()`), even once its memory is reused | [`Error::InvalidDescriptor`] |
 /// | a descriptor adopted twice, or adopted while its array is still owned (`desc()` instead of `into_desc()`) | [`Error::InvalidDescriptor`] |
 /// | a forged descriptor (wrong generation, offset or length, unknown pool) or the wrong element type (`RawArrayDesc::typed`) | [`Error::InvalidDescriptor`] |

@@ -33,12 +33,15 @@
 //! * processes: [`Pool`] (client side), the scheduler (forks and re-forks workers, fails
 //!   the jobs of dead ones, cancels), the workers (run chunks, help their nested jobs);
 //! * data plane: [`Mempool`] (shared region, allocator with a lock that survives a dead
-//!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`];
+//!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`]; whole-array operations in the
+//!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
+//!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
 //! * jobs: a shared header per job, chunks taken by the workers themselves (guided
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
 //!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
-//!   checks, progress and partial results.
+//!   checks, progress and partial results; [`Pool::join`] / [`Pool::scope`] for two or
+//!   more sub-jobs whose results come back together (nesting on a `Ctx`).
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -48,12 +51,14 @@
 
 mod array;
 mod camlbox;
+mod chunks;
 mod ctx;
 mod error;
 #[allow(dead_code)]
 pub(crate) mod futex;
 mod iter;
 mod jobs;
+mod join;
 mod kind;
 #[allow(dead_code)]
 mod loom;
@@ -64,6 +69,7 @@ mod pool;
 mod progress;
 mod scheduler;
 mod server;
+mod sort;
 mod space;
 mod stream;
 #[allow(dead_code)]
@@ -77,6 +83,7 @@ pub use bytemuck::{Pod, Zeroable};
 pub use camlbox::{Camlbox, Receiver, Sender};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
+pub use join::Scope;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -29,13 +29,17 @@ impl<T: Pod> Resolved<T> {
     /// # Safety
     /// The array must stay alive for as long as the result is used.
     pub(crate) unsafe fn new(desc: &ArrayDesc<T>) -> Result<Self> {
-        // A raw view: the array may be a job's output that other workers are writing, so
-        // no `&[T]` over all of it is ever formed; only `slice` / `slice_mut` of a chunk.
-        let (ptr, len) = desc.resolve_raw()?;
+        // No slice of the whole array: other workers may be writing their chunks of it.
+        let ptr = desc.base_ptr()?;
         Ok(Resolved {
             ptr: ptr.as_ptr(),
-            len,
+            len: desc.len(),
         })
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// # Safety
