@@ -49,6 +49,8 @@
 //! `map_with` or shared arrays.
 //! Who is trusted, and what a misbehaving task can and cannot corrupt: `docs/THREAT_MODEL.md`.
 
+#![deny(missing_docs)]
+
 mod array;
 mod camlbox;
 mod chunks;

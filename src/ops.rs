@@ -190,6 +190,16 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let a = pool.array_zeroed::<u32>(1000)?;
+    /// assert_eq!(a.len(), 1000);
+    /// assert!(a.iter().all(|&v| v == 0));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn array_zeroed<T: Pod>(&self, len: usize) -> Result<SharedArray<T>> {
         SharedArray::zeroed(self.mempool(), len)
     }
@@ -198,6 +208,18 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let data: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+    /// let x = pool.array_from_slice(&data)?; // one copy into the mempool
+    /// let y = pool.par_map(&x, |v: f64| v * v)?;
+    /// let back: Vec<f64> = y.to_vec(); // and one copy out
+    /// assert_eq!(back[30], 900.0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn array_from_slice<T: Pod>(&self, data: &[T]) -> Result<SharedArray<T>> {
         SharedArray::from_slice(self.mempool(), data)
     }
@@ -206,6 +228,15 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let squares = pool.array_from_fn(100, |i| (i * i) as u64)?;
+    /// assert_eq!(squares[9], 81);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn array_from_fn<T: Pod>(
         &self,
         len: usize,
@@ -250,6 +281,20 @@ impl Pool {
     /// # Errors
     /// [`Error::LengthMismatch`] if the lengths differ; task failures as
     /// [`par_map`](Pool::par_map).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let x = pool.array_from_fn(10_000, |i| i as f64)?;
+    /// let mut y = pool.array_zeroed::<f64>(10_000)?;
+    /// for round in 0..3 {
+    ///     // The output is reused: no allocation, its pages are already mapped everywhere.
+    ///     pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)?;
+    ///     assert_eq!(y[round], 2.0 * round as f64 + 1.0);
+    /// }
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn par_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
         &self,
         src: &SharedArray<T>,
@@ -272,6 +317,20 @@ impl Pool {
     ///
     /// # Errors
     /// As [`par_map_into`](Pool::par_map_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let x = pool.array_from_fn(10_000, |i| i as u32)?;
+    /// let mut y = pool.array_zeroed::<u32>(10_000)?;
+    /// // SAFETY: `x` and `y` outlive the handle, and `y` is not touched until it is waited for.
+    /// let handle = unsafe { pool.spawn_map_into(&x, &mut y, |v: u32| v + 1)? };
+    /// // ... other work in this thread while the workers run ...
+    /// handle.wait()?;
+    /// assert_eq!(y[9_999], 10_000);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub unsafe fn spawn_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
         &self,
         src: &SharedArray<T>,
