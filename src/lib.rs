@@ -37,6 +37,10 @@
 //!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
 //!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
+//! * job kinds (`kind`): what each operation computes in a worker, one file per kind;
+//!   every kind reads and writes shared arrays through raw-pointer views resolved against
+//!   the worker's own mempool handle (`view`), forming slices only over the elements the
+//!   protocol gives it;
 //! * jobs: a shared header per job, chunks taken by the workers themselves (guided
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
 //!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
@@ -73,11 +77,13 @@ mod scheduler;
 mod server;
 mod sort;
 mod space;
+mod staging;
 mod stream;
 #[allow(dead_code)]
 pub(crate) mod sys;
 mod task;
 mod unwind;
+mod view;
 mod worker;
 
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
@@ -102,4 +108,5 @@ pub use pool::{JobHandle, Pool, PoolBuilder, ProgressStream, ReportStream, Start
 pub use progress::Progress;
 #[doc(hidden)]
 pub use server::fork_server_pid as __fork_server_pid;
+pub use staging::{ArrayInput, StagedInput};
 pub use task::TaskFn;
