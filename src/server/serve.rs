@@ -1,7 +1,6 @@
 //! The fork server's side: caught before `main`, it serves its client until the client
 //! goes, then exits.
 
-use std::ffi::{c_char, c_int};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::wire::{Reply, Request};
@@ -36,7 +35,11 @@ pub(super) fn parse_start(value: &[u8]) -> Option<Start> {
 /// Called by the C runtime before `main` in every process of a program that links
 /// procyon (from `.init_array`). Returns at once unless [`ENV`] marks the process as
 /// procyon's fork server; then it never returns.
-extern "C" fn on_load(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
+///
+/// It takes no arguments: glibc passes `(argc, argv, envp)` to `.init_array` entries, a
+/// caller-cleaned extra the C calling convention lets a function ignore, while other
+/// loaders (and Miri) pass none; declaring none is right for both.
+extern "C" fn on_load() {
     // The environment is set up before constructors run; with one thread, reading it
     // takes no lock anybody could hold.
     let Some(value) = std::env::var_os(ENV) else {
@@ -51,8 +54,7 @@ extern "C" fn on_load(_argc: c_int, _argv: *const *const c_char, _envp: *const *
 /// The constructor, kept by the linker because `Pool::build` refers to it.
 #[used]
 #[link_section = ".init_array"]
-pub(crate) static ON_LOAD: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
-    on_load;
+pub(crate) static ON_LOAD: extern "C" fn() = on_load;
 
 /// The server's loop. Single-threaded, before `main`: no other thread exists, so its forks
 /// are clean.
