@@ -1,0 +1,136 @@
+//! Cluster pipelines as types: a source of indices and the adapters over it.
+//!
+//! A cluster job's pipeline (`par_range(..).map(..).filter(..)`) is a type built of
+//! zero-sized markers: [`RangeOf`] at the bottom, then one [`Map`], [`MapWith`] or
+//! [`Filter`] per adapter, each naming its task function's (zero-sized) type. The only
+//! value a pipeline holds is its [`Stage::State`] (the range start, the `map_with`
+//! states), which travels serialized. Because the type says everything else, a rank
+//! re-creates the whole pipeline from a task id (see `super::task`) and that state.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::task::{conjure, TaskFn};
+
+/// A cluster pipeline: what item (if any) index `i` of the job's index space yields.
+///
+/// Implemented by the marker types of this module; not meant to be implemented outside
+/// procyon (build pipelines with [`Cluster::par_range`](super::Cluster::par_range) and
+/// the adapters of [`ClusterIter`](super::ClusterIter)).
+pub trait Stage: 'static {
+    /// The items the pipeline yields.
+    type Item: 'static;
+    /// The values the pipeline carries (range start, `map_with` states): serialized once
+    /// per job and sent to every rank.
+    type State: Serialize + DeserializeOwned + 'static;
+    /// The item at index `i` (counted from the range start), or `None` if filtered out.
+    fn apply(state: &Self::State, i: u64) -> Option<Self::Item>;
+}
+
+/// An integer type a cluster range can run over.
+pub trait ClusterInt: Copy + Serialize + DeserializeOwned + Send + 'static {
+    /// `end - start` as a count, or `None` if the range is empty or reversed.
+    fn span(start: Self, end: Self) -> Option<u64>;
+    /// `start + i`.
+    fn offset(start: Self, i: u64) -> Self;
+}
+
+macro_rules! cluster_int {
+    ($($t:ty),*) => {$(
+        impl ClusterInt for $t {
+            fn span(start: Self, end: Self) -> Option<u64> {
+                // i128 holds every difference of two values of these types.
+                let d = end as i128 - start as i128;
+                (d > 0).then_some(d as u64)
+            }
+            fn offset(start: Self, i: u64) -> Self {
+                (start as i128 + i as i128) as $t
+            }
+        }
+    )*};
+}
+cluster_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+/// The source of `par_range(start..end)`: index `i` yields `start + i`.
+pub struct RangeOf<I>(PhantomData<fn() -> I>);
+
+impl<I: ClusterInt> Stage for RangeOf<I> {
+    type Item = I;
+    type State = I;
+    fn apply(start: &I, i: u64) -> Option<I> {
+        Some(I::offset(*start, i))
+    }
+}
+
+/// `map(f)` over pipeline `P`.
+pub struct Map<P, F, U>(PhantomData<fn() -> (P, F, U)>);
+
+impl<P, F, U> Stage for Map<P, F, U>
+where
+    P: Stage,
+    F: Fn(P::Item) -> U + TaskFn,
+    U: 'static,
+{
+    type Item = U;
+    type State = P::State;
+    fn apply(state: &P::State, i: u64) -> Option<U> {
+        P::apply(state, i).map(conjure::<F>())
+    }
+}
+
+/// `map_with(c, f)` over pipeline `P`: `f(&c, item)`.
+pub struct MapWith<P, C, F, U>(PhantomData<fn() -> (P, C, F, U)>);
+
+impl<P, C, F, U> Stage for MapWith<P, C, F, U>
+where
+    P: Stage,
+    C: Serialize + DeserializeOwned + 'static,
+    F: Fn(&C, P::Item) -> U + TaskFn,
+    U: 'static,
+{
+    type Item = U;
+    type State = (P::State, C);
+    fn apply(state: &(P::State, C), i: u64) -> Option<U> {
+        let f = conjure::<F>();
+        P::apply(&state.0, i).map(|x| f(&state.1, x))
+    }
+}
+
+/// `filter(f)` over pipeline `P`.
+pub struct Filter<P, F>(PhantomData<fn() -> (P, F)>);
+
+impl<P, F> Stage for Filter<P, F>
+where
+    P: Stage,
+    F: Fn(&P::Item) -> bool + TaskFn,
+{
+    type Item = P::Item;
+    type State = P::State;
+    fn apply(state: &P::State, i: u64) -> Option<P::Item> {
+        P::apply(state, i).filter(conjure::<F>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_type_computes_its_items() {
+        fn pipeline<F: Fn(i32) -> i64 + TaskFn, G: Fn(&i64) -> bool + TaskFn>(
+            _: F,
+            _: G,
+        ) -> Vec<Option<i64>> {
+            (0..5)
+                .map(|i| <Filter<Map<RangeOf<i32>, F, i64>, G>>::apply(&-2, i))
+                .collect()
+        }
+        let got = pipeline(|x| i64::from(x) * 10, |y| *y != 0);
+        assert_eq!(got, [Some(-20), Some(-10), None, Some(10), Some(20)]);
+        assert_eq!(i8::span(-128, 127), Some(255));
+        assert_eq!(u64::span(5, 5), None);
+        assert_eq!(u64::span(0, u64::MAX), Some(u64::MAX));
+    }
+}
