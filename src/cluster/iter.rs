@@ -72,6 +72,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
 
     /// Applies `f` to every item.
     ///
+    /// # Examples
+    ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
     /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
@@ -91,6 +93,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
 
     /// Applies `f(&state, item)` to every item; `state` is a serde value sent once per
     /// job to every rank (and copied once per block into its pool).
+    ///
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
@@ -113,6 +117,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
 
     /// Keeps the items for which `f` is true.
     ///
+    /// # Examples
+    ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
     /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
@@ -132,6 +138,18 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     /// Stops the job when `token` is cancelled: every rank's work stops (cooperatively,
     /// then by the local pools' forced kill), then the job answers
     /// [`Error::Cancelled`]. See [`CancelToken`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let token = procyon::cluster::CancelToken::new();
+    /// let s: u64 = cluster.par_range(0u64..10).with_cancel(&token).sum()?; // never cancelled
+    /// assert_eq!(s, 45);
+    /// # Ok(()) }
+    /// ```
     pub fn with_cancel(mut self, token: &CancelToken) -> Self {
         self.opts.cancel = Some(token.clone());
         self
@@ -139,6 +157,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
 
     /// Fails the job with [`Error::Timeout`] if it has not ended `limit` from its start
     /// (its work is stopped on every rank first, as by a cancel).
+    ///
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
@@ -160,6 +180,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
 
     /// Calls `f` on rank 0 each time a block ends, with the items of finished blocks
     /// summed over every rank.
+    ///
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
@@ -205,6 +227,17 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     /// [`Error::InvalidConfig`] on a rank other than 0; [`Error::RankFailed`] naming the
     /// rank where a task failed (panicked, its worker died, ...); [`Error::Cancelled`],
     /// [`Error::Timeout`]. Every terminal fails the same ways.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let v = cluster.par_range(0u64..5).map(|i: u64| format!("#{i}")).collect_vec()?;
+    /// assert_eq!(v, ["#0", "#1", "#2", "#3", "#4"]);
+    /// # Ok(()) }
+    /// ```
     pub fn collect_vec(self) -> Result<Vec<P::Item>>
     where
         P::Item: Serialize + DeserializeOwned + Send,
@@ -213,6 +246,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     }
 
     /// The items, in input order, in a shared array of rank 0's pool.
+    ///
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
@@ -240,6 +275,17 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     ///
     /// # Errors
     /// As [`collect_vec`](ClusterIter::collect_vec).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let s: f64 = cluster.par_range(1u32..5).map(|i: u32| 1.0 / f64::from(i)).sum()?;
+    /// assert!((s - 25.0 / 12.0).abs() < 1e-12);
+    /// # Ok(()) }
+    /// ```
     pub fn sum<S>(self) -> Result<S>
     where
         P: Stage<Item = S>,
@@ -253,6 +299,17 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     ///
     /// # Errors
     /// As [`collect_vec`](ClusterIter::collect_vec).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let m = cluster.par_range(0u64..100).map(|i: u64| (i * 37) % 101).reduce(|| 0, |a: u64, b: u64| a.max(b))?;
+    /// assert_eq!(m, 100);
+    /// # Ok(()) }
+    /// ```
     pub fn reduce<I, Op>(self, _identity: I, _op: Op) -> Result<P::Item>
     where
         P::Item: Serialize + DeserializeOwned,
@@ -266,6 +323,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
 
     /// Folds the items of each local chunk into an accumulator (starting from
     /// `identity()`): the accumulators, in input order (as rayon's `fold`, collected).
+    ///
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> procyon::Result<()> {
@@ -290,6 +349,8 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     }
 
     /// Runs `f` on every item, on whichever rank holds it, for its side effects there.
+    ///
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> procyon::Result<()> {

@@ -111,6 +111,17 @@ pub struct ClusterBuilder {
 impl ClusterBuilder {
     /// The local pool every rank starts (default: `Pool::builder()`, one worker per
     /// core). Ranks on one machine share its cores: give each `cores / ranks` workers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let c = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(3));
+    /// # drop(c);
+    /// # Ok(()) }
+    /// ```
     pub fn pool(mut self, pool: PoolBuilder) -> Self {
         self.pool = pool;
         self
@@ -118,6 +129,17 @@ impl ClusterBuilder {
 
     /// How long a serving rank may stay silent during a job before the driver takes it
     /// for dead or hung (default 60 s; a working rank sends a heartbeat every 250 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let b = procyon::cluster::Cluster::builder().silence_limit(std::time::Duration::from_secs(5));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn silence_limit(mut self, limit: Duration) -> Self {
         self.silence_limit = limit;
         self
@@ -140,6 +162,18 @@ impl ClusterBuilder {
     /// cluster per process) or cannot be; [`Error::BuildMismatch`] on every rank if a
     /// rank runs another build; [`Error::RankFailed`] on every rank if a rank could not
     /// start its pool (naming it); the local pool's errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// // MPI is initialized once per process: a second cluster is refused.
+    /// let again = procyon::cluster::Cluster::builder().build();
+    /// assert!(matches!(again, Err(procyon::Error::InvalidConfig { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn build(self) -> Result<Cluster> {
         if self.silence_limit.is_zero() {
             return Err(Error::config("the silence limit must be above zero"));
@@ -234,6 +268,16 @@ pub struct Cluster {
 
 impl Cluster {
     /// A builder with the defaults (see [`ClusterBuilder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// assert!(cluster.size() >= 1);
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder {
             pool: Pool::builder(),
@@ -243,27 +287,80 @@ impl Cluster {
     }
 
     /// This process's rank (0 drives).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// assert_eq!(cluster.rank(), 0); // past the serve above: the driver
+    /// # Ok(()) }
+    /// ```
     pub fn rank(&self) -> i32 {
         self.rank
     }
 
     /// The number of ranks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let per_rank: Vec<u64> = cluster.par_range(0..cluster.size()).map(|r: i32| r as u64).collect_vec()?;
+    /// assert_eq!(per_rank.len(), cluster.size() as usize);
+    /// # Ok(()) }
+    /// ```
     pub fn size(&self) -> i32 {
         self.size
     }
 
     /// Whether this rank drives the cluster's jobs (rank 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// assert!(cluster.is_driver());
+    /// # Ok(()) }
+    /// ```
     pub fn is_driver(&self) -> bool {
         self.rank == 0
     }
 
     /// This rank's local pool (for work of this rank alone).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// // Work of rank 0 alone, in its own pool.
+    /// let local: u64 = cluster.pool().par_range(0u64..10).sum()?;
+    /// assert_eq!(local, 45);
+    /// # Ok(()) }
+    /// ```
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
     /// A parallel iterator over `range` across every rank: item `i` of the job is
     /// `range.start + i`. Only rank 0 may run it (its terminal fails elsewhere).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// assert_eq!(cluster.par_range(-3i64..3).sum::<i64>()?, -3);
+    /// # Ok(()) }
+    /// ```
     pub fn par_range<I: ClusterInt>(
         &self,
         range: std::ops::Range<I>,
@@ -278,6 +375,17 @@ impl Cluster {
     /// # Errors
     /// [`Error::InvalidConfig`] on rank 0; [`Error::RankFailed`] if the driver sends a
     /// message that does not decode or breaks the protocol.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// // (Other ranks serve above.) On rank 0, serve is refused:
+    /// assert!(matches!(cluster.serve(), Err(procyon::Error::InvalidConfig { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn serve(&self) -> Result<()> {
         if self.is_driver() {
             return Err(Error::config(
@@ -289,6 +397,17 @@ impl Cluster {
 
     /// Ends the cluster on rank 0: every other rank's [`serve`](Cluster::serve) returns.
     /// Dropping the driver's cluster does the same. Does nothing on other ranks, or twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// cluster.close();
+    /// assert!(cluster.par_range(0u8..2).sum::<u8>().is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn close(&self) {
         if self.is_driver() && !self.closed.replace(true) {
             for r in 1..self.size {
@@ -359,11 +478,37 @@ pub struct CancelToken(Arc<AtomicBool>);
 
 impl CancelToken {
     /// A token not cancelled yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let token = procyon::cluster::CancelToken::new();
+    /// assert!(!token.is_cancelled());
+    /// # drop(cluster);
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> CancelToken {
         CancelToken::default()
     }
 
     /// Cancels the job that carries the token (now, or at its start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let token = procyon::cluster::CancelToken::new();
+    /// let t = token.clone();
+    /// std::thread::spawn(move || t.cancel()).join().unwrap();
+    /// assert!(token.is_cancelled());
+    /// # drop(cluster);
+    /// # Ok(()) }
+    /// ```
     pub fn cancel(&self) {
         // Release: pairs with the Acquire load below; no data rides on the flag, and
         // the driver looks at it at every step of its loop.
@@ -371,6 +516,19 @@ impl CancelToken {
     }
 
     /// Whether [`cancel`](CancelToken::cancel) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let token = procyon::cluster::CancelToken::new();
+    /// token.cancel();
+    /// assert!(token.is_cancelled());
+    /// # drop(cluster);
+    /// # Ok(()) }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }

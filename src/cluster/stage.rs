@@ -19,6 +19,22 @@ use crate::task::{conjure, TaskFn};
 /// Implemented by the marker types of this module; not meant to be implemented outside
 /// procyon (build pipelines with [`Cluster::par_range`](super::Cluster::par_range) and
 /// the adapters of [`ClusterIter`](super::ClusterIter)).
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+/// # if !cluster.is_driver() { return cluster.serve(); }
+/// use procyon::cluster::{ClusterIter, RangeOf, Stage};
+/// fn first_item<P: Stage>(_: &ClusterIter<'_, P>, state: &P::State) -> Option<P::Item> {
+///     P::apply(state, 0)
+/// }
+/// let it: ClusterIter<'_, RangeOf<u32>> = cluster.par_range(7u32..9);
+/// assert_eq!(first_item(&it, &7), Some(7));
+/// assert_eq!(it.collect_vec()?, [7, 8]);
+/// # Ok(()) }
+/// ```
 pub trait Stage: 'static {
     /// The items the pipeline yields.
     type Item: 'static;
@@ -29,7 +45,17 @@ pub trait Stage: 'static {
     fn apply(state: &Self::State, i: u64) -> Option<Self::Item>;
 }
 
-/// An integer type a cluster range can run over.
+/// An integer type a cluster range can run over (every primitive integer but the 128-bit
+/// ones).
+///
+/// # Examples
+///
+/// ```
+/// use procyon::cluster::ClusterInt;
+/// assert_eq!(i8::span(-128, 127), Some(255));
+/// assert_eq!(u64::span(9, 3), None);
+/// assert_eq!(i32::offset(-5, 7), 2);
+/// ```
 pub trait ClusterInt: Copy + Serialize + DeserializeOwned + Send + 'static {
     /// `end - start` as a count, or `None` if the range is empty or reversed.
     fn span(start: Self, end: Self) -> Option<u64>;
@@ -54,6 +80,16 @@ macro_rules! cluster_int {
 cluster_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 
 /// The source of `par_range(start..end)`: index `i` yields `start + i`.
+/// A marker type: it names the stage in a pipeline's type, and is never built.
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+/// # if !cluster.is_driver() { return cluster.serve(); }
+/// let v = cluster.par_range(3i16..6).collect_vec()?;
+/// assert_eq!(v, [3, 4, 5]);
+/// # Ok(()) }
+/// ```
 pub struct RangeOf<I>(PhantomData<fn() -> I>);
 
 impl<I: ClusterInt> Stage for RangeOf<I> {
@@ -65,6 +101,16 @@ impl<I: ClusterInt> Stage for RangeOf<I> {
 }
 
 /// `map(f)` over pipeline `P`.
+/// A marker type: it names the stage in a pipeline's type, and is never built.
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+/// # if !cluster.is_driver() { return cluster.serve(); }
+/// let v = cluster.par_range(0u64..3).map(|i: u64| i + 10).collect_vec()?;
+/// assert_eq!(v, [10, 11, 12]);
+/// # Ok(()) }
+/// ```
 pub struct Map<P, F, U>(PhantomData<fn() -> (P, F, U)>);
 
 impl<P, F, U> Stage for Map<P, F, U>
@@ -81,6 +127,16 @@ where
 }
 
 /// `map_with(c, f)` over pipeline `P`: `f(&c, item)`.
+/// A marker type: it names the stage in a pipeline's type, and is never built.
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+/// # if !cluster.is_driver() { return cluster.serve(); }
+/// let v = cluster.par_range(0u64..3).map_with(2u64, |k: &u64, i: u64| i * k).collect_vec()?;
+/// assert_eq!(v, [0, 2, 4]);
+/// # Ok(()) }
+/// ```
 pub struct MapWith<P, C, F, U>(PhantomData<fn() -> (P, C, F, U)>);
 
 impl<P, C, F, U> Stage for MapWith<P, C, F, U>
@@ -99,6 +155,16 @@ where
 }
 
 /// `filter(f)` over pipeline `P`.
+/// A marker type: it names the stage in a pipeline's type, and is never built.
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+/// # if !cluster.is_driver() { return cluster.serve(); }
+/// let v = cluster.par_range(0u64..6).filter(|i: &u64| i % 2 == 1).collect_vec()?;
+/// assert_eq!(v, [1, 3, 5]);
+/// # Ok(()) }
+/// ```
 pub struct Filter<P, F>(PhantomData<fn() -> (P, F)>);
 
 impl<P, F> Stage for Filter<P, F>
