@@ -42,8 +42,11 @@ use super::wire::{self, Down, Up, DOWN, UP};
 use super::{Cluster, Opts};
 use crate::{Error, JobHandle, Progress, Result};
 
-/// How long a rank waits between two looks at MPI while its local blocks run.
+/// How long a rank waits for a local block to end between two looks at MPI (the wait
+/// ends early when the block does).
 pub(crate) const POLL: Duration = Duration::from_micros(200);
+/// How long a rank sleeps between two looks at MPI when no local block runs.
+pub(crate) const QUICK: Duration = Duration::from_micros(40);
 
 /// Blocks of a job's index space, in the order they are handed out.
 pub(crate) struct Plan {
@@ -304,10 +307,10 @@ fn check_silence(cluster: &Cluster, servers: &[Server]) -> Result<()> {
 }
 
 /// Waits [`POLL`] for the first local block to end (moving it to `ended` if it does),
-/// or sleeps as long when none runs.
+/// or sleeps [`QUICK`] when none runs.
 fn wait_a_little(local: &mut Vec<Local>, ended: &mut Vec<(u64, u64, Result<BlockResult>)>) {
     if local.is_empty() {
-        std::thread::sleep(POLL);
+        std::thread::sleep(QUICK);
         return;
     }
     let l = local.remove(0);
@@ -349,7 +352,7 @@ fn stop_everywhere(
             }
         }
         check_silence(cluster, servers)?;
-        std::thread::sleep(POLL);
+        std::thread::sleep(QUICK);
     }
     Ok(())
 }

@@ -16,16 +16,13 @@ use crate::{Error, Result};
 /// Words of an announced identity: 3 fingerprint words, file length, file hash.
 pub(crate) const WORDS: usize = 5;
 
-/// This process's build identity.
-pub(crate) fn local() -> Result<[u64; WORDS]> {
+/// This process's build identity, or why it cannot be had.
+pub(crate) fn local() -> std::result::Result<[u64; WORDS], String> {
     static HASH: OnceLock<std::result::Result<(u64, u64), String>> = OnceLock::new();
     let (len, hash) = HASH
         .get_or_init(|| hash_file("/proc/self/exe").map_err(|e| e.to_string()))
         .clone()
-        .map_err(|reason| Error::RankFailed {
-            rank: -1,
-            reason: format!("cannot read /proc/self/exe to hash this build: {reason}"),
-        })?;
+        .map_err(|reason| format!("cannot read /proc/self/exe to hash this build: {reason}"))?;
     let [a, b, c] = crate::kind::image_fingerprint();
     Ok([a, b, c, len, hash])
 }

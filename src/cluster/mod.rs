@@ -58,6 +58,14 @@
 //! [`ClusterIter::collect_array`] puts the items in a [`SharedArray`](crate::SharedArray)
 //! of rank 0's pool.
 //!
+//! ## Trust
+//!
+//! Every rank trusts every other: they are one program, started by one `mpirun`. The
+//! build check catches a stale or different binary on a host (an honest mistake); it is
+//! not a defence against a rank that lies (a task id is a code offset, and a rank that
+//! sends a forged one can make another rank jump anywhere in its executable). Do not
+//! let untrusted processes join the MPI job.
+//!
 //! ## Threads
 //!
 //! MPI is initialized with `MPI_THREAD_FUNNELED`: a cluster is used from the thread that
@@ -209,8 +217,10 @@ impl ClusterBuilder {
         for (r, w) in all.chunks_exact(mine.len()).enumerate() {
             if w[identity::WORDS] == 0 {
                 if r as i32 == rank {
-                    // Our own failure: the pool's error says more.
-                    my_id?;
+                    // Our own failure: say what it was.
+                    if let Err(reason) = my_id {
+                        return Err(Error::RankFailed { rank, reason });
+                    }
                     pool?;
                 }
                 return Err(Error::RankFailed {

@@ -1,9 +1,9 @@
 //! A serving rank's side: wait for jobs, run the blocks the driver hands out in the
 //! local pool, answer, until the driver closes the cluster.
 //!
-//! Between jobs a server polls MPI for the next `Job` or `Close`, sleeping a little
-//! longer after each empty look (up to [`IDLE_MAX`]; Open MPI's blocking receive would
-//! spin a core). In a job it runs every `Block` at once as a job of its own in the local
+//! Between jobs a server polls MPI for the next `Job` or `Close`: every [`QUICK`] for a
+//! while after a job (jobs often follow each other), then less and less often, up to
+//! every [`IDLE_MAX`] (Open MPI's blocking receive would spin a core all along). In a job it runs every `Block` at once as a job of its own in the local
 //! pool (the driver hands out at most two at a time), sends `Done` as each one ends and
 //! `Alive` every [`HEARTBEAT`] while any runs, and leaves the job with `Stopped` when the
 //! driver has said `NoMore` and its blocks have ended, or at once after `Cancel` once its
@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::driver::POLL;
+use super::driver::{POLL, QUICK};
 use super::task::{decode, BlockResult};
 use super::wire::{self, Down, Up, DOWN, UP};
 use super::Cluster;
@@ -34,23 +34,32 @@ enum Left {
 
 /// Serves jobs until the driver closes the cluster.
 pub(crate) fn serve(cluster: &Cluster) -> Result<()> {
-    let mut idle = Duration::from_micros(20);
+    let mut idle_since = Instant::now();
     loop {
         match wire::poll::<Down>(&cluster.world, DOWN)? {
             Some((_, Down::Job { job, entry, args })) => {
-                idle = Duration::from_micros(20);
                 if let Left::Close = run_job(cluster, job, entry, &args)? {
                     return Ok(());
                 }
+                idle_since = Instant::now();
             }
             Some((_, Down::Close)) => return Ok(()),
             // Stale news of a job this rank has left.
             Some(_) => {}
-            None => {
-                std::thread::sleep(idle);
-                idle = (idle * 2).min(IDLE_MAX);
-            }
+            None => std::thread::sleep(idle_sleep(idle_since.elapsed())),
         }
+    }
+}
+
+/// How long to sleep between two looks at MPI after `idle` without a job: [`QUICK`]
+/// at first (jobs often follow each other), then longer and longer, up to
+/// [`IDLE_MAX`].
+fn idle_sleep(idle: Duration) -> Duration {
+    const FAST_FOR: Duration = Duration::from_millis(50);
+    if idle < FAST_FOR {
+        QUICK
+    } else {
+        (idle / 32).clamp(QUICK, IDLE_MAX)
     }
 }
 
@@ -132,7 +141,7 @@ fn run_job(cluster: &Cluster, job: u64, entry: u64, args: &[u8]) -> Result<Left>
             alive_sent = Instant::now();
         }
         if running.is_empty() {
-            std::thread::sleep(POLL);
+            std::thread::sleep(QUICK);
         } else {
             let r = running.remove(0);
             match r.handle.wait_timeout(POLL) {
