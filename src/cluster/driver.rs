@@ -135,7 +135,7 @@ pub(crate) fn run(
 
     let outcome = (|| -> Result<()> {
         let id = encode(entry);
-        for r in 1..size {
+        for (r, server) in servers.iter_mut().enumerate().skip(1) {
             let msg = Down::Job {
                 job,
                 entry: id,
@@ -143,8 +143,8 @@ pub(crate) fn run(
             };
             wire::send(world, r as i32, DOWN, &msg)?;
             let first = plan.initial(r);
-            give(cluster, job, r, first, &mut plan, &mut servers[r])?;
-            give(cluster, job, r, None, &mut plan, &mut servers[r])?;
+            give(cluster, job, r, first, &mut plan, server)?;
+            give(cluster, job, r, None, &mut plan, server)?;
         }
         for block in [plan.initial(0), plan.next()].into_iter().flatten() {
             local.push(start_local(cluster, entry, &args, block)?);

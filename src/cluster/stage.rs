@@ -14,6 +14,9 @@ use serde::Serialize;
 
 use crate::task::{conjure, TaskFn};
 
+/// The field of a marker type: names its parameters, holds nothing.
+pub(crate) type Marker<T> = PhantomData<fn() -> T>;
+
 /// A cluster pipeline: what item (if any) index `i` of the job's index space yields.
 ///
 /// Implemented by the marker types of this module; not meant to be implemented outside
@@ -90,7 +93,7 @@ cluster_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 /// assert_eq!(v, [3, 4, 5]);
 /// # Ok(()) }
 /// ```
-pub struct RangeOf<I>(PhantomData<fn() -> I>);
+pub struct RangeOf<I>(Marker<I>);
 
 impl<I: ClusterInt> Stage for RangeOf<I> {
     type Item = I;
@@ -111,7 +114,7 @@ impl<I: ClusterInt> Stage for RangeOf<I> {
 /// assert_eq!(v, [10, 11, 12]);
 /// # Ok(()) }
 /// ```
-pub struct Map<P, F, U>(PhantomData<fn() -> (P, F, U)>);
+pub struct Map<P, F, U>(Marker<(P, F, U)>);
 
 impl<P, F, U> Stage for Map<P, F, U>
 where
@@ -137,7 +140,7 @@ where
 /// assert_eq!(v, [0, 2, 4]);
 /// # Ok(()) }
 /// ```
-pub struct MapWith<P, C, F, U>(PhantomData<fn() -> (P, C, F, U)>);
+pub struct MapWith<P, C, F, U>(Marker<(P, C, F, U)>);
 
 impl<P, C, F, U> Stage for MapWith<P, C, F, U>
 where
@@ -165,7 +168,7 @@ where
 /// assert_eq!(v, [1, 3, 5]);
 /// # Ok(()) }
 /// ```
-pub struct Filter<P, F>(PhantomData<fn() -> (P, F)>);
+pub struct Filter<P, F>(Marker<(P, F)>);
 
 impl<P, F> Stage for Filter<P, F>
 where

@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::stage::Stage;
+use super::stage::{Marker, Stage};
 use crate::task::{conjure, TaskFn};
 use crate::{Ctx, JobHandle, Pool, Result};
 
@@ -131,7 +131,7 @@ where
 }
 
 /// `reduce(identity, op)`: the items combined with `op`, in input order.
-pub(crate) struct Reduce<I, Op>(std::marker::PhantomData<fn() -> (I, Op)>);
+pub(crate) struct Reduce<I, Op>(Marker<(I, Op)>);
 
 impl<P: Stage, I, Op> Terminal<P> for Reduce<I, Op>
 where
@@ -156,7 +156,7 @@ where
 }
 
 /// `fold(identity, op)`: one accumulator per local chunk, in input order.
-pub(crate) struct Fold<I, Op, A>(std::marker::PhantomData<fn() -> (I, Op, A)>);
+pub(crate) struct Fold<I, Op, A>(Marker<(I, Op, A)>);
 
 impl<P: Stage, I, Op, A> Terminal<P> for Fold<I, Op, A>
 where
@@ -178,7 +178,7 @@ where
 }
 
 /// `for_each(f)`: runs `f` on every item, for its side effects.
-pub(crate) struct ForEach<F>(std::marker::PhantomData<fn() -> F>);
+pub(crate) struct ForEach<F>(Marker<F>);
 
 impl<P: Stage, F> Terminal<P> for ForEach<F>
 where
