@@ -38,6 +38,31 @@ for np in 2 4; do
   PROCYON_TEST_MODE=mismatch timeout 60 "${mpirun[@]}" -np "$np" "$bin"
 done
 
+# A rank killed during a job: Open MPI ends the whole MPI job (every rank, and with them
+# their pools' processes), promptly, and says which rank died.
+echo "== cluster_tests: a rank killed during a job, 3 ranks"
+set +e
+out=$(PROCYON_TEST_MODE=die timeout 60 "${mpirun[@]}" -np 3 "$bin" 2>&1)
+rc=$?
+set -e
+echo "$out" | tail -n 8
+if [ "$rc" = 0 ] || [ "$rc" = 124 ]; then
+  echo "test_mpi.sh: expected mpirun to fail promptly after a rank died (exit $rc)" >&2
+  exit 1
+fi
+echo "$out" | grep -q "rank 2" || { echo "test_mpi.sh: mpirun did not name rank 2" >&2; exit 1; }
+# Live processes of the test binary (zombies waiting for their reaper do not count).
+left() { ps -eo stat=,args= | awk '$1 !~ /^Z/' | grep -F "$bin" | grep -v grep || true; }
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  [ -z "$(left)" ] && break
+  sleep 0.5
+done
+if [ -n "$(left)" ]; then
+  echo "test_mpi.sh: processes of the MPI job are left behind:" >&2
+  left >&2
+  exit 1
+fi
+
 # The example on a small frame: the same checksum on 1 and on 4 ranks.
 ex=(target/debug/examples/cluster_mandelbrot --width 320 --height 240 --max-iter 300 --workers 1)
 one=$(timeout 120 "${mpirun[@]}" -np 1 "${ex[@]}" | sed -n 's/.*checksum \([0-9]*\).*/\1/p')

@@ -30,9 +30,9 @@
 //! A server that sends nothing (not even its `Alive` heartbeat) for the cluster's
 //! silence limit while in a job is taken for dead or hung: the job fails with
 //! [`Error::RankFailed`] naming it, and the cluster refuses further jobs (MPI offers no
-//! way to exclude a rank and go on). Under Open MPI a rank that *dies* usually ends the
-//! whole MPI job: `mpirun` kills every other rank, the driver included, and reports the
-//! dead rank itself.
+//! way to exclude a rank and go on). Under Open MPI a rank that *dies* ends the whole
+//! MPI job before the silence limit matters: `mpirun` kills every other rank, the driver
+//! included, and reports the dead rank itself.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

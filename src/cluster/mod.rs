@@ -41,10 +41,12 @@
 //! slow rank does not hold the job), combined (partials in input order), cancelled
 //! ([`CancelToken`], [`ClusterIter::timeout`]: every rank's work stops, cooperatively and
 //! then by the local pools' forced kill, before the error comes back), and what happens
-//! when a rank dies: see `driver` (a server that goes silent fails the job with
-//! [`Error::RankFailed`] naming it; under Open MPI, a rank that *dies* usually makes
-//! `mpirun` end the whole MPI job, every rank included, and `mpirun` reports which rank
-//! died). Progress ([`ClusterIter::on_progress`]) counts the items of finished blocks,
+//! when a rank dies: see `driver`. A server that goes silent (hangs, or is stopped) for
+//! the silence limit fails the job with [`Error::RankFailed`] naming it. **A rank that
+//! dies ends the whole MPI job under Open MPI**: `mpirun` kills every other rank, rank 0
+//! included, so no error reaches rank 0's code; `mpirun` exits non-zero and names the
+//! dead rank ("process rank 2 ... exited on signal 9"), and the ranks' pools die with
+//! their ranks (tested by `scripts/test_mpi.sh`). Progress ([`ClusterIter::on_progress`]) counts the items of finished blocks,
 //! summed over ranks.
 //!
 //! ## Data and its cost

@@ -56,6 +56,9 @@ fn main() {
         .expect("cluster starts");
     assert_eq!(cluster.size(), size);
     assert_eq!(cluster.rank(), rank_env());
+    if mode == "die" {
+        return die(&cluster);
+    }
     if !cluster.is_driver() {
         let r = cluster.par_range(0u8..3).sum::<u8>();
         assert!(matches!(r, Err(Error::InvalidConfig { .. })), "{r:?}");
@@ -328,6 +331,34 @@ fn timeout(c: &Cluster) {
     assert!(t.elapsed() < Duration::from_millis(300) + GRACE + Duration::from_secs(3));
     let v = c.par_range(0u64..10).collect_vec().unwrap();
     assert_eq!(v, (0..10).collect::<Vec<_>>());
+}
+
+/// The last rank is killed (SIGKILL) while a job runs. Open MPI then ends the whole MPI
+/// job: `mpirun` exits non-zero and names the rank (checked by scripts/test_mpi.sh, with
+/// a time bound: no rank may hang). Reaching the end of the job here is a failure.
+fn die(c: &Cluster) {
+    let victim = c.size() - 1;
+    if c.rank() == victim && victim > 0 {
+        // No MPI call in this thread: it only kills the process.
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(800));
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        });
+    }
+    if !c.is_driver() {
+        let _ = c.serve();
+        return;
+    }
+    let r = c
+        .par_range(0u64..2000)
+        .map(|i: u64| {
+            std::thread::sleep(Duration::from_millis(10));
+            i
+        })
+        .timeout(Duration::from_secs(60))
+        .sum::<u64>();
+    panic!("the job ended ({r:?}) although rank {victim} was killed: expected mpirun to end the MPI job");
 }
 
 /// The last rank announces another build: every rank's `build` fails with
