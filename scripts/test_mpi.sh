@@ -38,6 +38,9 @@ for np in 2 4; do
   PROCYON_TEST_MODE=mismatch timeout 60 "${mpirun[@]}" -np "$np" "$bin"
 done
 
+echo "== cluster_tests: a rank that goes silent during a job, 3 ranks"
+PROCYON_TEST_MODE=silent timeout 60 "${mpirun[@]}" -np 3 "$bin"
+
 # A rank killed during a job: Open MPI ends the whole MPI job (every rank, and with them
 # their pools' processes), promptly, and says which rank died.
 echo "== cluster_tests: a rank killed during a job, 3 ranks"

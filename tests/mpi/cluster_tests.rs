@@ -6,6 +6,9 @@
 //! PROCYON_TEST_MODE=mismatch mpirun ... -np 2 target/debug/examples/cluster_tests
 //! ```
 //!
+//! Other modes: `silent` (a rank stops during a job: `RankFailed` once the silence limit
+//! passes), `die` (a rank is killed: Open MPI ends the MPI job, which the script checks).
+//!
 //! `PROCYON_TEST_WORKERS` sets each rank's workers (default 2). Every check compares the
 //! cluster's answer with the single-machine pool of rank 0 and a sequential model. A
 //! failed check panics: the process exits non-zero and `mpirun` ends the MPI job with an
@@ -49,15 +52,19 @@ fn main() {
     if mode == "mismatch" {
         return mismatch(pool, size);
     }
+    let silence = if mode == "silent" { 2 } else { 30 };
     let cluster = Cluster::builder()
         .pool(pool)
-        .silence_limit(Duration::from_secs(30))
+        .silence_limit(Duration::from_secs(silence))
         .build()
         .expect("cluster starts");
     assert_eq!(cluster.size(), size);
     assert_eq!(cluster.rank(), rank_env());
     if mode == "die" {
         return die(&cluster);
+    }
+    if mode == "silent" {
+        return silent(&cluster);
     }
     if !cluster.is_driver() {
         let r = cluster.par_range(0u8..3).sum::<u8>();
@@ -359,6 +366,59 @@ fn die(c: &Cluster) {
         .timeout(Duration::from_secs(60))
         .sum::<u64>();
     panic!("the job ended ({r:?}) although rank {victim} was killed: expected mpirun to end the MPI job");
+}
+
+/// The last rank stops (SIGSTOP) during a job, and is resumed 8 s later by a helper
+/// process it started: the driver fails the job with `RankFailed` naming it once the
+/// silence limit (2 s) has passed, and refuses further jobs; the cluster then closes.
+fn silent(c: &Cluster) {
+    let victim = c.size() - 1;
+    if victim == 0 {
+        println!("cluster_tests: silent needs 2 ranks or more; nothing to check on 1");
+        return;
+    }
+    if c.rank() == victim {
+        let pid = std::process::id();
+        let mut resume = std::process::Command::new("sh")
+            .args(["-c", &format!("sleep 8; kill -CONT {pid}")])
+            .spawn()
+            .expect("start the helper that resumes this rank");
+        // No MPI call in this thread: it only stops the process.
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(800));
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+        });
+        c.serve().expect("serve");
+        resume.wait().expect("the helper ends");
+        return;
+    }
+    if !c.is_driver() {
+        c.serve().expect("serve");
+        return;
+    }
+    let t = Instant::now();
+    let r = c
+        .par_range(0u64..3000)
+        .map(|i: u64| {
+            std::thread::sleep(Duration::from_millis(2));
+            i
+        })
+        .sum::<u64>();
+    match r {
+        Err(Error::RankFailed { rank, reason }) => {
+            assert_eq!(rank, victim);
+            assert!(reason.contains("no word from it"), "{reason}");
+        }
+        other => panic!("expected RankFailed naming rank {victim}, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    let again = c.par_range(0u64..10).sum::<u64>();
+    assert!(
+        matches!(again, Err(Error::RankFailed { rank, .. }) if rank == victim),
+        "{again:?}"
+    );
+    println!("cluster_tests: silent rank ok ({:?})", t.elapsed());
 }
 
 /// The last rank announces another build: every rank's `build` fails with
