@@ -105,12 +105,17 @@ struct Local {
     handle: JobHandle<BlockResult>,
 }
 
+/// The encoded items of block `start..end` of a job whose source scatters them (the
+/// empty vector for any other source).
+pub(crate) type Scatter<'a> = &'a dyn Fn(u64, u64) -> Result<Vec<u8>>;
+
 /// Runs one job of `n` items over the cluster; the blocks' encoded partials, in input
 /// order.
 pub(crate) fn run(
     cluster: &Cluster,
     entry: BlockEntry,
     args: Vec<u8>,
+    scatter: Scatter<'_>,
     n: u64,
     opts: &mut Opts,
 ) -> Result<Vec<Vec<u8>>> {
@@ -143,11 +148,11 @@ pub(crate) fn run(
             };
             wire::send(world, r as i32, DOWN, &msg)?;
             let first = plan.initial(r);
-            give(cluster, job, r, first, &mut plan, server)?;
-            give(cluster, job, r, None, &mut plan, server)?;
+            give(cluster, job, r, first, &mut plan, server, scatter)?;
+            give(cluster, job, r, None, &mut plan, server, scatter)?;
         }
         for block in [plan.initial(0), plan.next()].into_iter().flatten() {
-            local.push(start_local(cluster, entry, &args, block)?);
+            local.push(start_local(cluster, entry, &args, scatter, block)?);
         }
         loop {
             if let Some(e) = stop_reason(job, began, opts) {
@@ -168,7 +173,7 @@ pub(crate) fn run(
                 done += end - start;
                 report(opts, done, n);
                 if let Some(block) = plan.next() {
-                    local.push(start_local(cluster, entry, &args, block)?);
+                    local.push(start_local(cluster, entry, &args, scatter, block)?);
                 }
             }
             // The servers' news.
@@ -188,7 +193,15 @@ pub(crate) fn run(
                         parts.insert(start, bytes);
                         done += end - start;
                         report(opts, done, n);
-                        give(cluster, job, from as usize, None, &mut plan, server)?;
+                        give(
+                            cluster,
+                            job,
+                            from as usize,
+                            None,
+                            &mut plan,
+                            server,
+                            scatter,
+                        )?;
                     }
                     Up::Stopped { job: j } if j == job => server.stopped = true,
                     // A heartbeat, or news of an earlier job: only the time counts.
@@ -221,14 +234,19 @@ fn give(
     block: Option<(u64, u64)>,
     plan: &mut Plan,
     server: &mut Server,
+    scatter: Scatter<'_>,
 ) -> Result<()> {
     match block.or_else(|| plan.next()) {
-        Some((start, end)) => wire::send(
-            &cluster.world,
-            r as i32,
-            DOWN,
-            &Down::Block { job, start, end },
-        ),
+        Some((start, end)) => {
+            let data = scatter(start, end)?;
+            let msg = Down::Block {
+                job,
+                start,
+                end,
+                data,
+            };
+            wire::send(&cluster.world, r as i32, DOWN, &msg)
+        }
         None if !server.no_more_sent => {
             server.no_more_sent = true;
             wire::send(&cluster.world, r as i32, DOWN, &Down::NoMore { job })
@@ -241,12 +259,13 @@ fn start_local(
     cluster: &Cluster,
     entry: BlockEntry,
     args: &[u8],
+    scatter: Scatter<'_>,
     (start, end): (u64, u64),
 ) -> Result<Local> {
     Ok(Local {
         start,
         end,
-        handle: entry(&cluster.pool, args, start, end)?,
+        handle: entry(&cluster.pool, args, scatter(start, end)?, start, end)?,
     })
 }
 

@@ -45,6 +45,8 @@ pub struct ClusterIter<'c, P: Stage> {
     state: P::State,
     n: u64,
     opts: Opts,
+    /// The source's items of a block, encoded, if the source scatters them.
+    scatter: Option<Box<dyn Fn(u64, u64) -> Result<Vec<u8>> + 'c>>,
     _p: PhantomData<fn() -> P>,
 }
 
@@ -55,8 +57,16 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
             state,
             n,
             opts: Opts::default(),
+            scatter: None,
             _p: PhantomData,
         }
+    }
+
+    /// The same, with a source that scatters its items: `scatter(start, end)` encodes
+    /// the items of block `start..end`.
+    pub(crate) fn scattering(mut self, scatter: impl Fn(u64, u64) -> Result<Vec<u8>> + 'c) -> Self {
+        self.scatter = Some(Box::new(scatter));
+        self
     }
 
     /// The same job with one more stage, whose state `state` makes from this one's.
@@ -66,6 +76,7 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
             state: state(self.state),
             n: self.n,
             opts: self.opts,
+            scatter: self.scatter,
             _p: PhantomData,
         }
     }
@@ -204,10 +215,16 @@ impl<'c, P: Stage> ClusterIter<'c, P> {
     fn run<T: Terminal<P, Args = ()>>(mut self) -> Result<T::Output> {
         let args = bincode::serialize(&(&self.state, ()))
             .map_err(|e| Error::config(format!("cannot encode the cluster job's state: {e}")))?;
+        let none = |_: u64, _: u64| Ok(Vec::new());
+        let scatter: driver::Scatter<'_> = match &self.scatter {
+            Some(f) => f.as_ref(),
+            None => &none,
+        };
         let parts = driver::run(
             self.cluster,
             start_block::<P, T>,
             args,
+            scatter,
             self.n,
             &mut self.opts,
         )?;

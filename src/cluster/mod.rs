@@ -1,12 +1,16 @@
 //! The same API across MPI ranks (feature `mpi`): one local [`Pool`] per rank, rank 0
 //! drives, the other ranks serve.
 //!
+//! Sources: [`Cluster::par_range`] (an index range) and [`Cluster::par_iter`] (a
+//! slice on rank 0, scattered); adapters `map`, `map_with`, `filter`; terminals
+//! `collect_vec`, `collect_array`, `sum`, `reduce`, `fold`, `for_each`.
+//!
 //! Start the program with `mpirun` (one rank per machine, or several on one machine);
 //! every rank builds a [`Cluster`], which initializes MPI, starts the rank's local pool
 //! and checks that every rank runs the same build. Rank 0 then runs jobs with
-//! [`Cluster::par_range`] and the adapters of [`ClusterIter`]; every other rank calls
-//! [`Cluster::serve`], which runs the blocks rank 0 hands out until rank 0 drops (or
-//! [`closes`](Cluster::close)) its cluster.
+//! [`Cluster::par_range`] / [`Cluster::par_iter`] and the adapters of [`ClusterIter`];
+//! every other rank calls [`Cluster::serve`], which runs the blocks rank 0 hands out
+//! until rank 0 drops (or [`closes`](Cluster::close)) its cluster.
 //!
 //! ```
 //! # fn main() -> procyon::Result<()> {
@@ -52,9 +56,12 @@
 //! ## Data and its cost
 //!
 //! Shared arrays are local to a machine and do not cross ranks. What a job needs goes
-//! with it: the pipeline's state (range start, `map_with` values) is encoded once per job
-//! and sent to every rank (`size - 1` copies over MPI), then copied once per block into
-//! the rank's mempool (a block is a job of the local pool). Results come back to rank 0
+//! with it. *Broadcast*: the pipeline's state (range start, `map_with` values) is
+//! encoded once per job and sent to every rank (`size - 1` copies over MPI), then copied
+//! once per block into the rank's mempool (a block is a job of the local pool): keep it
+//! to what every item needs. *Scattered*: the items of [`Cluster::par_iter`] (a slice on
+//! rank 0) travel with the blocks, each block carrying only its own items (their
+//! bincode size, once per job in all). Results come back to rank 0
 //! encoded with bincode, one message per block: `collect_vec` moves every item once,
 //! `sum` / `reduce` one value per block, `fold` one accumulator per local chunk.
 //! [`ClusterIter::collect_array`] puts the items in a [`SharedArray`](crate::SharedArray)
@@ -93,7 +100,7 @@ use mpi::traits::*;
 use crate::{Error, Pool, PoolBuilder, Progress, Result};
 
 pub use iter::ClusterIter;
-pub use stage::{ClusterInt, Filter, Map, MapWith, RangeOf, Stage};
+pub use stage::{ClusterInt, Filter, ItemsOf, Map, MapWith, RangeOf, Scattered, Stage};
 
 /// How a cluster is built: the local pool of every rank, the silence limit.
 ///
@@ -379,6 +386,32 @@ impl Cluster {
     ) -> ClusterIter<'_, RangeOf<I>> {
         let n = I::span(range.start, range.end).unwrap_or(0);
         ClusterIter::new(self, range.start, n)
+    }
+
+    /// A parallel iterator over the items of `items` (on rank 0) across every rank,
+    /// in order. The items are *scattered*: each block of the job is sent its own items
+    /// (encoded with bincode: about their serialized size, once per job in all, plus a
+    /// copy into the rank's mempool), never the whole slice. Only rank 0 may run it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> procyon::Result<()> {
+    /// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+    /// # if !cluster.is_driver() { return cluster.serve(); }
+    /// let xs: Vec<f64> = (0..1000).map(f64::from).collect();
+    /// let total: f64 = cluster.par_iter(&xs).map(|x: f64| x * 2.0).sum()?;
+    /// assert_eq!(total, 999_000.0);
+    /// # Ok(()) }
+    /// ```
+    pub fn par_iter<'c, T>(&'c self, items: &'c [T]) -> ClusterIter<'c, ItemsOf<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone + 'static,
+    {
+        ClusterIter::new(self, Scattered::none(), items.len() as u64).scattering(move |s, e| {
+            bincode::serialize(&items[s as usize..e as usize])
+                .map_err(|e| Error::config(format!("cannot encode the items of a block: {e}")))
+        })
     }
 
     /// Serves the driver's jobs on a rank other than 0, until the driver closes the

@@ -82,25 +82,28 @@ fn run_job(cluster: &Cluster, job: u64, entry: u64, args: &[u8]) -> Result<Left>
     loop {
         while let Some((_, down)) = wire::poll::<Down>(world, DOWN)? {
             match down {
-                Down::Block { job: j, start, end } if j == job => {
-                    match entry(&cluster.pool, args, start, end) {
-                        Ok(handle) => running.push(Running { start, end, handle }),
-                        Err(e) => {
-                            let result = Err(e.to_string());
-                            wire::send(
-                                world,
-                                0,
-                                UP,
-                                &Up::Done {
-                                    job,
-                                    start,
-                                    end,
-                                    result,
-                                },
-                            )?;
-                        }
+                Down::Block {
+                    job: j,
+                    start,
+                    end,
+                    data,
+                } if j == job => match entry(&cluster.pool, args, data, start, end) {
+                    Ok(handle) => running.push(Running { start, end, handle }),
+                    Err(e) => {
+                        let result = Err(e.to_string());
+                        wire::send(
+                            world,
+                            0,
+                            UP,
+                            &Up::Done {
+                                job,
+                                start,
+                                end,
+                                result,
+                            },
+                        )?;
                     }
-                }
+                },
                 Down::NoMore { job: j } if j == job => no_more = true,
                 Down::Cancel { job: j } if j == job => {
                     stop(cluster, job, running)?;

@@ -10,7 +10,7 @@
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::task::{conjure, TaskFn};
 
@@ -44,8 +44,17 @@ pub trait Stage: 'static {
     /// The values the pipeline carries (range start, `map_with` states): serialized once
     /// per job and sent to every rank.
     type State: Serialize + DeserializeOwned + 'static;
-    /// The item at index `i` (counted from the range start), or `None` if filtered out.
+    /// The item at index `i` (counted from the start of the job's index space), or
+    /// `None` if filtered out.
     fn apply(state: &Self::State, i: u64) -> Option<Self::Item>;
+    /// The state a block starting at index `start` runs with: the job's state, with the
+    /// block's scattered items `data` put in (a source that scatters its items sends
+    /// each block its own; every other stage passes `data` down). The error says why
+    /// `data` does not decode.
+    fn for_block(state: Self::State, data: &[u8], start: u64) -> Result<Self::State, String> {
+        let _ = (data, start);
+        Ok(state)
+    }
 }
 
 /// An integer type a cluster range can run over (every primitive integer but the 128-bit
@@ -103,6 +112,54 @@ impl<I: ClusterInt> Stage for RangeOf<I> {
     }
 }
 
+/// The source of [`Cluster::par_iter`](super::Cluster::par_iter): the items of a slice
+/// on rank 0, scattered: each block of the job is sent its own items, once.
+/// A marker type: it names the stage in a pipeline's type, and is never built.
+///
+/// ```
+/// # fn main() -> procyon::Result<()> {
+/// # let cluster = procyon::cluster::Cluster::builder().pool(procyon::Pool::builder().workers(1).mempool_size(32 << 20)).build()?;
+/// # if !cluster.is_driver() { return cluster.serve(); }
+/// let names = vec!["ada".to_string(), "grace".to_string()];
+/// let v = cluster.par_iter(&names).map(|s: String| s.len()).collect_vec()?;
+/// assert_eq!(v, [3, 5]);
+/// # Ok(()) }
+/// ```
+pub struct ItemsOf<T>(Marker<T>);
+
+/// The state of an [`ItemsOf`] source: the items of one block and where it starts
+/// (none in the job's state: they travel with the blocks).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "T: Serialize + DeserializeOwned")]
+pub struct Scattered<T> {
+    start: u64,
+    items: Vec<T>,
+}
+
+impl<T> Scattered<T> {
+    /// The job's state of a scattering source: no items yet.
+    pub(crate) fn none() -> Self {
+        Scattered {
+            start: 0,
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + 'static> Stage for ItemsOf<T> {
+    type Item = T;
+    type State = Scattered<T>;
+    fn apply(state: &Scattered<T>, i: u64) -> Option<T> {
+        let k = usize::try_from(i.checked_sub(state.start)?).ok()?;
+        state.items.get(k).cloned()
+    }
+    fn for_block(_: Scattered<T>, data: &[u8], start: u64) -> Result<Scattered<T>, String> {
+        let items = bincode::deserialize(data)
+            .map_err(|e| format!("the block's items do not decode: {e}"))?;
+        Ok(Scattered { start, items })
+    }
+}
+
 /// `map(f)` over pipeline `P`.
 /// A marker type: it names the stage in a pipeline's type, and is never built.
 ///
@@ -126,6 +183,9 @@ where
     type State = P::State;
     fn apply(state: &P::State, i: u64) -> Option<U> {
         P::apply(state, i).map(conjure::<F>())
+    }
+    fn for_block(state: P::State, data: &[u8], start: u64) -> Result<P::State, String> {
+        P::for_block(state, data, start)
     }
 }
 
@@ -155,6 +215,9 @@ where
         let f = conjure::<F>();
         P::apply(&state.0, i).map(|x| f(&state.1, x))
     }
+    fn for_block(state: Self::State, data: &[u8], start: u64) -> Result<Self::State, String> {
+        Ok((P::for_block(state.0, data, start)?, state.1))
+    }
 }
 
 /// `filter(f)` over pipeline `P`.
@@ -179,6 +242,9 @@ where
     type State = P::State;
     fn apply(state: &P::State, i: u64) -> Option<P::Item> {
         P::apply(state, i).filter(conjure::<F>())
+    }
+    fn for_block(state: P::State, data: &[u8], start: u64) -> Result<P::State, String> {
+        P::for_block(state, data, start)
     }
 }
 

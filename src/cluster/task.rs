@@ -27,8 +27,9 @@ use crate::{Ctx, JobHandle, Pool, Result};
 /// of its error.
 pub(crate) type BlockResult = std::result::Result<Vec<u8>, String>;
 
-/// Starts items `start..end` of a job whose encoded arguments are `args` in `pool`.
-pub(crate) type BlockEntry = fn(&Pool, &[u8], u64, u64) -> Result<JobHandle<BlockResult>>;
+/// Starts items `start..end` of a job whose encoded arguments are `args` in `pool`;
+/// `data` holds the block's scattered items (empty unless the source scatters).
+pub(crate) type BlockEntry = fn(&Pool, &[u8], Vec<u8>, u64, u64) -> Result<JobHandle<BlockResult>>;
 
 /// The task id of `f`: its offset from the crate's code anchor.
 pub(crate) fn encode(f: BlockEntry) -> u64 {
@@ -71,17 +72,20 @@ pub(crate) trait Terminal<P: Stage>: 'static {
 pub(crate) fn start_block<P: Stage, T: Terminal<P>>(
     pool: &Pool,
     args: &[u8],
+    data: Vec<u8>,
     start: u64,
     end: u64,
 ) -> Result<JobHandle<BlockResult>> {
-    pool.spawn_with((args.to_vec(), start, end), run_block::<P, T>)
+    pool.spawn_with((args.to_vec(), data, start, end), run_block::<P, T>)
 }
 
 /// The task of a block: runs in a worker of the rank's pool.
-fn run_block<P: Stage, T: Terminal<P>>(a: &(Vec<u8>, u64, u64), ctx: &Ctx) -> BlockResult {
-    let (state, targs): (P::State, T::Args) = bincode::deserialize(&a.0)
+fn run_block<P: Stage, T: Terminal<P>>(a: &(Vec<u8>, Vec<u8>, u64, u64), ctx: &Ctx) -> BlockResult {
+    let (args, data, start, end) = a;
+    let (state, targs): (P::State, T::Args) = bincode::deserialize(args)
         .map_err(|e| format!("cannot decode the cluster job's arguments: {e}"))?;
-    let part = T::run_block(ctx, state, targs, a.1..a.2).map_err(|e| e.to_string())?;
+    let state = P::for_block(state, data, *start)?;
+    let part = T::run_block(ctx, state, targs, *start..*end).map_err(|e| e.to_string())?;
     bincode::serialize(&part).map_err(|e| format!("cannot encode a block's result: {e}"))
 }
 

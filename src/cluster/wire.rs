@@ -24,8 +24,14 @@ pub(crate) const UP: i32 = 0x5053;
 pub(crate) enum Down {
     /// A new job: its task id (see `super::task`) and its encoded arguments.
     Job { job: u64, entry: u64, args: Vec<u8> },
-    /// Run items `start..end` of the job.
-    Block { job: u64, start: u64, end: u64 },
+    /// Run items `start..end` of the job; `data` holds the block's scattered items
+    /// (empty unless the job's source scatters).
+    Block {
+        job: u64,
+        start: u64,
+        end: u64,
+        data: Vec<u8>,
+    },
     /// No more blocks will come for the job: answer `Stopped` once the last one is done.
     NoMore { job: u64 },
     /// Stop the job's work now (cooperatively, then by the local pool's forced kill), and

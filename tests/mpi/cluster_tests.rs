@@ -220,6 +220,37 @@ fn adapters(c: &Cluster) {
     assert_eq!(a.len(), 2048);
     assert!((0..2048u32).all(|i| a[i as usize] == i ^ 0x55));
 
+    // A scattered source: the items of a slice on rank 0, each block sent its own.
+    let words: Vec<String> = (0..3000).map(|i| format!("w{}", i * 7 % 1000)).collect();
+    let got = c
+        .par_iter(&words)
+        .map(|w: String| w.len() as u64)
+        .collect_vec()
+        .unwrap();
+    assert_eq!(
+        got,
+        words.iter().map(|w| w.len() as u64).collect::<Vec<_>>()
+    );
+    let got = c
+        .par_iter(&words)
+        .filter(|w: &String| w.ends_with('7'))
+        .reduce(String::new, |a: String, b: String| a + &b)
+        .unwrap();
+    let model: String = words
+        .iter()
+        .filter(|w| w.ends_with('7'))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(got, model);
+    let xs: Vec<u64> = (0..20_000u64).map(|i| i * i % 977).collect();
+    let arr = pool.array_from_slice(&xs).unwrap();
+    let local: u64 = pool.par_iter(&arr).map(|x: u64| x * 3).sum().unwrap();
+    let got: u64 = c.par_iter(&xs).map(|x: u64| x * 3).sum().unwrap();
+    assert_eq!(got, local);
+    assert_eq!(got, xs.iter().map(|x| x * 3).sum::<u64>());
+    let empty: Vec<u32> = Vec::new();
+    assert!(c.par_iter(&empty).collect_vec().unwrap().is_empty());
+
     // Empty and tiny ranges, small integer types.
     assert!(c.par_range(5u64..5).collect_vec().unwrap().is_empty());
     // A reversed range is empty, as in std.
