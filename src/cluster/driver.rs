@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::task::{encode, BlockEntry, BlockResult};
-use super::wire::{self, Down, Up, DOWN, UP};
+use super::wire::{Down, Up, DOWN};
 use super::{Cluster, Opts};
 use crate::{Error, JobHandle, Progress, Result};
 
@@ -121,7 +121,6 @@ pub(crate) fn run(
 ) -> Result<Vec<Vec<u8>>> {
     cluster.usable()?;
     let job = cluster.next_job();
-    let world = &cluster.world;
     let size = cluster.size as usize;
     let began = Instant::now();
     let mut plan = Plan::new(n, size);
@@ -146,7 +145,7 @@ pub(crate) fn run(
                 entry: id,
                 args: args.clone(),
             };
-            wire::send(world, r as i32, DOWN, &msg)?;
+            cluster.link.send(r as i32, DOWN, &msg)?;
             let first = plan.initial(r);
             give(cluster, job, r, first, &mut plan, server, scatter)?;
             give(cluster, job, r, None, &mut plan, server, scatter)?;
@@ -177,7 +176,7 @@ pub(crate) fn run(
                 }
             }
             // The servers' news.
-            while let Some((from, up)) = wire::poll::<Up>(world, UP)? {
+            while let Some((from, up)) = cluster.link.poll::<Up>()? {
                 let Some(server) = servers.get_mut(from as usize).filter(|_| from > 0) else {
                     continue;
                 };
@@ -245,11 +244,11 @@ fn give(
                 end,
                 data,
             };
-            wire::send(&cluster.world, r as i32, DOWN, &msg)
+            cluster.link.send(r as i32, DOWN, &msg)
         }
         None if !server.no_more_sent => {
             server.no_more_sent = true;
-            wire::send(&cluster.world, r as i32, DOWN, &Down::NoMore { job })
+            cluster.link.send(r as i32, DOWN, &Down::NoMore { job })
         }
         None => Ok(()),
     }
@@ -350,7 +349,7 @@ fn stop_everywhere(
     for (r, s) in servers.iter_mut().enumerate() {
         if !s.stopped {
             // A send error here changes nothing: the silence check below names the rank.
-            let _ = wire::send(&cluster.world, r as i32, DOWN, &Down::Cancel { job });
+            let _ = cluster.link.send(r as i32, DOWN, &Down::Cancel { job });
             s.heard = Instant::now();
         }
     }
@@ -362,7 +361,7 @@ fn stop_everywhere(
         let _ = l.handle.wait();
     }
     while !servers.iter().all(|s| s.stopped) {
-        while let Some((from, up)) = wire::poll::<Up>(&cluster.world, UP)? {
+        while let Some((from, up)) = cluster.link.poll::<Up>()? {
             if let Some(s) = servers.get_mut(from as usize).filter(|_| from > 0) {
                 s.heard = Instant::now();
                 if matches!(up, Up::Stopped { job: j } if j == job) {

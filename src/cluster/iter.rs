@@ -13,6 +13,9 @@ use super::{driver, CancelToken, Cluster, Opts};
 use crate::task::{assert_stateless, TaskFn};
 use crate::{Error, Progress, Result, SharedArray};
 
+/// How a scattering source encodes the items of block `start..end`.
+type ScatterFn<'c> = Box<dyn Fn(u64, u64) -> Result<Vec<u8>> + 'c>;
+
 /// A parallel iterator over a cluster: the job's index space split over every rank, each
 /// part run in its rank's local pool, results combined in input order on rank 0.
 ///
@@ -46,7 +49,7 @@ pub struct ClusterIter<'c, P: Stage> {
     n: u64,
     opts: Opts,
     /// The source's items of a block, encoded, if the source scatters them.
-    scatter: Option<Box<dyn Fn(u64, u64) -> Result<Vec<u8>> + 'c>>,
+    scatter: Option<ScatterFn<'c>>,
     _p: PhantomData<fn() -> P>,
 }
 

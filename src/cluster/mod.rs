@@ -94,7 +94,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 use crate::{Error, Pool, PoolBuilder, Progress, Result};
@@ -241,7 +240,7 @@ impl ClusterBuilder {
         identity::check(&ids)?;
         Ok(Cluster {
             pool: pool?,
-            world,
+            link: wire::Link::new(world, if rank == 0 { wire::UP } else { wire::DOWN }),
             rank,
             size,
             next_job: Cell::new(0),
@@ -274,7 +273,7 @@ impl ClusterBuilder {
 /// ```
 pub struct Cluster {
     pool: Pool,
-    world: SimpleCommunicator,
+    link: wire::Link,
     rank: i32,
     size: i32,
     next_job: Cell<u64>,
@@ -457,7 +456,7 @@ impl Cluster {
         if self.is_driver() && !self.closed.replace(true) {
             for r in 1..self.size {
                 // A rank that is gone cannot be told; nothing else is to be done.
-                let _ = wire::send(&self.world, r, wire::DOWN, &wire::Down::Close);
+                let _ = self.link.send(r, wire::DOWN, &wire::Down::Close);
             }
         }
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::driver::{POLL, QUICK};
 use super::task::{decode, BlockResult};
-use super::wire::{self, Down, Up, DOWN, UP};
+use super::wire::{Down, Up, UP};
 use super::Cluster;
 use crate::{Error, JobHandle, Result};
 
@@ -36,7 +36,7 @@ enum Left {
 pub(crate) fn serve(cluster: &Cluster) -> Result<()> {
     let mut idle_since = Instant::now();
     loop {
-        match wire::poll::<Down>(&cluster.world, DOWN)? {
+        match cluster.link.poll::<Down>()? {
             Some((_, Down::Job { job, entry, args })) => {
                 if let Left::Close = run_job(cluster, job, entry, &args)? {
                     return Ok(());
@@ -75,12 +75,11 @@ fn run_job(cluster: &Cluster, job: u64, entry: u64, args: &[u8]) -> Result<Left>
     // (checked by every rank when the cluster started, before any job), so it is
     // this executable's offset of a `BlockEntry`.
     let entry = unsafe { decode(entry) };
-    let world = &cluster.world;
     let mut running: Vec<Running> = Vec::new();
     let mut no_more = false;
     let mut alive_sent = Instant::now();
     loop {
-        while let Some((_, down)) = wire::poll::<Down>(world, DOWN)? {
+        while let Some((_, down)) = cluster.link.poll::<Down>()? {
             match down {
                 Down::Block {
                     job: j,
@@ -91,8 +90,7 @@ fn run_job(cluster: &Cluster, job: u64, entry: u64, args: &[u8]) -> Result<Left>
                     Ok(handle) => running.push(Running { start, end, handle }),
                     Err(e) => {
                         let result = Err(e.to_string());
-                        wire::send(
-                            world,
+                        cluster.link.send(
                             0,
                             UP,
                             &Up::Done {
@@ -136,11 +134,11 @@ fn run_job(cluster: &Cluster, job: u64, entry: u64, args: &[u8]) -> Result<Left>
         }
         running = still;
         if no_more && running.is_empty() {
-            wire::send(world, 0, UP, &Up::Stopped { job })?;
+            cluster.link.send(0, UP, &Up::Stopped { job })?;
             return Ok(Left::Job);
         }
         if alive_sent.elapsed() >= HEARTBEAT {
-            wire::send(world, 0, UP, &Up::Alive { job })?;
+            cluster.link.send(0, UP, &Up::Alive { job })?;
             alive_sent = Instant::now();
         }
         if running.is_empty() {
@@ -163,8 +161,7 @@ fn send_done(
     result: Result<BlockResult>,
 ) -> Result<()> {
     let result = result.unwrap_or_else(|e| Err(e.to_string()));
-    wire::send(
-        &cluster.world,
+    cluster.link.send(
         0,
         UP,
         &Up::Done {
@@ -191,10 +188,10 @@ fn stop(cluster: &Cluster, job: u64, running: Vec<Running>) -> Result<()> {
                 Ok(_) => break,
                 Err(h) => {
                     handle = h;
-                    wire::send(&cluster.world, 0, UP, &Up::Alive { job })?;
+                    cluster.link.send(0, UP, &Up::Alive { job })?;
                 }
             }
         }
     }
-    wire::send(&cluster.world, 0, UP, &Up::Stopped { job })
+    cluster.link.send(0, UP, &Up::Stopped { job })
 }
