@@ -19,11 +19,11 @@ type ScatterFn<'c> = Box<dyn Fn(u64, u64) -> Result<Vec<u8>> + 'c>;
 /// A parallel iterator over a cluster: the job's index space split over every rank, each
 /// part run in its rank's local pool, results combined in input order on rank 0.
 ///
-/// Built by [`Cluster::par_range`]; nothing runs until a terminal (`collect_vec`, `sum`,
-/// `reduce`, `fold`, `for_each`, ...) is called, on rank 0. As in a local pool, functions
-/// must capture nothing (checked at compile time) and state travels with
-/// [`map_with`](ClusterIter::map_with); items and results must be serde values, since
-/// they cross ranks.
+/// Built by [`Cluster::par_range`] and [`Cluster::par_iter`]; nothing runs until a
+/// terminal (`collect_vec`, `sum`, `reduce`, `fold`, `for_each`, ...) is called, on rank
+/// 0. As in a local pool, functions must capture nothing (checked at compile time) and
+/// state travels with [`map_with`](ClusterIter::map_with); items and results must be
+/// serde values, since they cross ranks.
 ///
 /// # Examples
 ///
