@@ -204,6 +204,32 @@ pub enum Error {
         reason: String,
     },
 
+    /// A rank of an MPI cluster (feature `mpi`, `procyon::cluster`) runs another build of
+    /// the program than rank 0: its image fingerprint or executable hash differs, so task
+    /// ids from rank 0 would name other code there. Found when the cluster starts, on
+    /// every rank, before any job runs.
+    #[error(
+        "cluster rank {rank} runs a different build than rank 0 ({detail}); start every \
+         rank from the same executable (copy the one binary to every host)"
+    )]
+    BuildMismatch {
+        /// The first rank found to differ.
+        rank: i32,
+        /// What differs.
+        detail: String,
+    },
+
+    /// A rank of an MPI cluster (feature `mpi`) failed a job's work (`reason` holds its
+    /// error), went silent for longer than the cluster's silence limit (it died or hangs;
+    /// the cluster is then unusable), or could not start its local pool.
+    #[error("cluster rank {rank} failed: {reason}")]
+    RankFailed {
+        /// The rank.
+        rank: i32,
+        /// What happened there.
+        reason: String,
+    },
+
     /// A system call failed.
     #[error("{context}: {source}")]
     Io {

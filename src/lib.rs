@@ -45,7 +45,10 @@
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
 //!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
 //!   checks, progress and partial results; [`Pool::join`] / [`Pool::scope`] for two or
-//!   more sub-jobs whose results come back together (nesting on a `Ctx`).
+//!   more sub-jobs whose results come back together (nesting on a `Ctx`);
+//! * beyond one machine (feature `mpi`): `cluster`, the same iterator API across MPI
+//!   ranks, one local pool per rank, tasks named by stable ids checked against every
+//!   rank's build.
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -58,6 +61,8 @@
 mod array;
 mod camlbox;
 mod chunks;
+#[cfg(feature = "mpi")]
+pub mod cluster;
 mod ctx;
 mod error;
 #[allow(dead_code)]
