@@ -41,7 +41,10 @@
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
 //!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
 //!   checks, progress and partial results; [`Pool::join`] / [`Pool::scope`] for two or
-//!   more sub-jobs whose results come back together (nesting on a `Ctx`).
+//!   more sub-jobs whose results come back together (nesting on a `Ctx`);
+//! * shared state for every process of the tree, in the mempool, with descriptors that
+//!   travel into tasks: [`sync`] (a robust [`sync::Mutex`] that reports a dead holder,
+//!   [`sync::Condvar`], [`sync::Semaphore`], [`sync::Barrier`]).
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -72,6 +75,7 @@ mod server;
 mod sort;
 mod space;
 mod stream;
+pub mod sync;
 #[allow(dead_code)]
 pub(crate) mod sys;
 mod task;
