@@ -44,7 +44,10 @@
 //!   more sub-jobs whose results come back together (nesting on a `Ctx`);
 //! * shared state for every process of the tree, in the mempool, with descriptors that
 //!   travel into tasks: [`sync`] (a robust [`sync::Mutex`] that reports a dead holder,
-//!   [`sync::Condvar`], [`sync::Semaphore`], [`sync::Barrier`]).
+//!   [`sync::Condvar`], [`sync::Semaphore`], [`sync::Barrier`]) and [`collections`]
+//!   ([`collections::SharedQueue`], [`collections::SharedBox`],
+//!   [`collections::SharedVec`], [`collections::SharedHashMap`],
+//!   [`collections::SharedBuffer`]), on top of it.
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -55,6 +58,7 @@
 mod array;
 mod camlbox;
 mod chunks;
+pub mod collections;
 mod ctx;
 mod error;
 #[allow(dead_code)]

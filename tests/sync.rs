@@ -98,7 +98,11 @@ fn mutex_four_workers_against_model() {
         assert!(!m.is_poisoned());
         assert_eq!(m.owner_deaths(), 0);
         drop(m);
-        assert_eq!(pool.mempool().usage().allocations, before, "the mutex was freed");
+        assert_eq!(
+            pool.mempool().usage().allocations,
+            before,
+            "the mutex was freed"
+        );
     });
 }
 
@@ -123,9 +127,20 @@ fn holder_sigkilled_is_reported_and_repairable() {
             .mempool_size(16 << 20)
             .build()
             .unwrap();
-        let m = Mutex::new(pool.mempool(), Pair { a: 5, b: 10, sum: 0, holder: 0 }).unwrap();
+        let m = Mutex::new(
+            pool.mempool(),
+            Pair {
+                a: 5,
+                b: 10,
+                sum: 0,
+                holder: 0,
+            },
+        )
+        .unwrap();
         let pid = Mutex::new(pool.mempool(), 0u64).unwrap();
-        let job = pool.spawn_with((m.desc(), pid.desc()), hold_and_hang).unwrap();
+        let job = pool
+            .spawn_with((m.desc(), pid.desc()), hold_and_hang)
+            .unwrap();
         let deadline = Instant::now() + ANSWER;
         let victim = loop {
             let p = *pid.lock_timeout(Duration::from_secs(5)).unwrap();
@@ -142,7 +157,10 @@ fn holder_sigkilled_is_reported_and_repairable() {
             Err(LockError::Failed(Error::Timeout { .. }))
         ));
         kill(victim, libc::SIGKILL);
-        assert!(matches!(answer(job, ANSWER, "killed holder"), Err(Error::WorkerDied { .. })));
+        assert!(matches!(
+            answer(job, ANSWER, "killed holder"),
+            Err(Error::WorkerDied { .. })
+        ));
 
         // The next locker is told, sees the broken invariant, repairs.
         let g = match m.lock_timeout(Duration::from_secs(10)) {
@@ -155,8 +173,16 @@ fn holder_sigkilled_is_reported_and_repairable() {
         assert_eq!((g.a, g.b), (6, 10), "the half-done update is visible");
         // Without repair, the next locker is told again (nothing hides it).
         drop(g);
-        let mut g = m.lock().err().expect("still poisoned").into_poisoned().unwrap();
-        assert!(!g.owner_died(), "told of the death once, then of the poison");
+        let mut g = m
+            .lock()
+            .err()
+            .expect("still poisoned")
+            .into_poisoned()
+            .unwrap();
+        assert!(
+            !g.owner_died(),
+            "told of the death once, then of the poison"
+        );
         g.b = 2 * g.a;
         g.mark_consistent();
         drop(g);
@@ -180,7 +206,11 @@ fn ping_pong(arg: &(MutexDesc<u64>, CondvarDesc, u64, u64), _: &Ctx) -> u64 {
         let mut g = m.lock().unwrap();
         while *g % 2 != me {
             let (g2, r) = cv.wait_timeout(g, Duration::from_secs(10)).unwrap();
-            assert!(!r.timed_out() || *g2 % 2 == me, "lost wakeup: turn {} stuck", *g2);
+            assert!(
+                !r.timed_out() || *g2 % 2 == me,
+                "lost wakeup: turn {} stuck",
+                *g2
+            );
             g = g2;
             woken += 1;
         }
@@ -194,7 +224,11 @@ fn ping_pong(arg: &(MutexDesc<u64>, CondvarDesc, u64, u64), _: &Ctx) -> u64 {
 #[test]
 fn condvar_ping_pong_loses_no_wakeup() {
     alone(|| {
-        let pool = Pool::builder().workers(2).mempool_size(16 << 20).build().unwrap();
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(16 << 20)
+            .build()
+            .unwrap();
         let m = Mutex::new(pool.mempool(), 0u64).unwrap();
         let cv = Condvar::new(pool.mempool()).unwrap();
         let rounds = 20_000;
@@ -231,7 +265,10 @@ fn condvar_notify_all_wakes_every_process() {
         let cv = Condvar::new(pool.mempool()).unwrap();
         let target = 50_000;
         let hs: Vec<_> = (0..3)
-            .map(|_| pool.spawn_with((m.desc(), cv.desc(), target), wait_for_count).unwrap())
+            .map(|_| {
+                pool.spawn_with((m.desc(), cv.desc(), target), wait_for_count)
+                    .unwrap()
+            })
             .collect();
         // The client bumps the value with many notifies, some with nobody asleep.
         for _ in 0..target {
@@ -307,7 +344,10 @@ fn barrier_four_workers_rounds() {
         let leaders: u64 = run_parties(&pool, |i| (b.desc(), cells.desc(), i), barrier_party)
             .into_iter()
             .sum();
-        eprintln!("barrier: {BARRIER_ROUNDS} rounds of {PARTIES} in {:?}", start.elapsed());
+        eprintln!(
+            "barrier: {BARRIER_ROUNDS} rounds of {PARTIES} in {:?}",
+            start.elapsed()
+        );
         assert_eq!(leaders, BARRIER_ROUNDS, "one leader per round");
         assert_eq!(b.arrived(), 0);
         assert_eq!(*cells.lock().unwrap(), [BARRIER_ROUNDS; PARTIES]);
@@ -329,7 +369,10 @@ fn barrier_timeout_withdraws_and_stays_usable() {
         u32::from(me) + u32::from(t.join().unwrap())
     });
     assert_eq!(leaders, 1);
-    assert!(matches!(Barrier::new(&pool, 0), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(
+        Barrier::new(&pool, 0),
+        Err(Error::InvalidConfig { .. })
+    ));
 }
 
 #[test]

@@ -95,19 +95,25 @@ impl Barrier {
     /// [`Error::InvalidConfig`] for 0 parties; [`Error::OutOfMemory`] if it does not fit.
     pub fn new(pool: &Mempool, parties: u32) -> Result<Self> {
         if parties == 0 {
-            return Err(Error::config("Barrier::new with 0 parties (give at least 1)"));
+            return Err(Error::config(
+                "Barrier::new with 0 parties (give at least 1)",
+            ));
         }
-        let obj = Object::create(pool, Shape::bare(Kind::Barrier), |body: NonNull<BarrierBody>| {
-            // SAFETY: `create` hands us the zeroed, unshared body.
-            unsafe {
-                body.as_ptr().write(BarrierBody {
-                    turnstile: Turnstile::new(),
-                    event: Event::new(),
-                    parties,
-                })
-            };
-            Ok(())
-        })?;
+        let obj = Object::create(
+            pool,
+            Shape::bare(Kind::Barrier),
+            |body: NonNull<BarrierBody>| {
+                // SAFETY: `create` hands us the zeroed, unshared body.
+                unsafe {
+                    body.as_ptr().write(BarrierBody {
+                        turnstile: Turnstile::new(),
+                        event: Event::new(),
+                        parties,
+                    })
+                };
+                Ok(())
+            },
+        )?;
         Ok(Barrier { obj })
     }
 
@@ -168,7 +174,11 @@ impl Barrier {
             Arrival::Counted { generation } => generation,
         };
         let passed = || body.turnstile.passed(generation).then_some(());
-        if body.event.wait_until(DEFAULT_SPIN, deadline, passed).is_some() {
+        if body
+            .event
+            .wait_until(DEFAULT_SPIN, deadline, passed)
+            .is_some()
+        {
             return Some(BarrierWaitResult(false));
         }
         if body.turnstile.withdraw(generation) {

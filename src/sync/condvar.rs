@@ -29,17 +29,61 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::mutex::{LockResult, MutexGuard};
+use super::mutex::{LockError, LockResult, MutexGuard};
 use super::object::{typed_desc, Body, Kind, Object, Shape};
+use super::raw_lock::{Held, Wait};
 use crate::error::Result;
 use crate::mempool::Mempool;
 use crate::sys::futex;
 
+/// The two words of a condition variable (see the module docs), usable with any
+/// [`RawLock`](super::raw_lock::RawLock): the core of [`Condvar`] and of the shared containers' blocking waits.
+#[repr(C)]
+pub(crate) struct Signal {
+    seq: AtomicU32,
+    waiters: AtomicU32,
+}
+
+impl Signal {
+    /// Unlocks `held`, sleeps until notified, spuriously woken, or `deadline`; locks
+    /// again. The caller re-checks its condition.
+    ///
+    /// # Errors
+    /// As [`RawLock::acquire`](super::raw_lock::RawLock::acquire) when relocking (the lock is then not held).
+    pub(crate) fn wait<'a>(&self, held: Held<'a>, deadline: Option<Instant>) -> Result<Held<'a>> {
+        self.waiters.fetch_add(1, SeqCst);
+        let seq = self.seq.load(SeqCst);
+        let lock = held.lock();
+        held.release();
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // Every outcome (woken, value changed, timed out, interrupted, even an error,
+        // which cannot happen for our own mapped word) returns to the caller, who
+        // re-checks its condition: a spurious wake at worst.
+        if timeout != Some(Duration::ZERO) {
+            let _ = futex::wait(&self.seq, seq, timeout);
+        }
+        self.waiters.fetch_sub(1, SeqCst);
+        match lock.acquire(Wait::Block)? {
+            Some(held) => Ok(held),
+            None => unreachable!("a blocking lock returns a guard or an error"),
+        }
+    }
+
+    /// Wakes up to `count` waiters (at least one if any waits and `count > 0`).
+    pub(crate) fn notify(&self, count: u32) {
+        self.seq.fetch_add(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            // An error would mean our own word is not mapped, which cannot be while the
+            // object lives; waiters also return on their own timeouts.
+            let _ = futex::wake(&self.seq, count);
+        }
+    }
+}
+
 /// The block of a [`Condvar`].
 #[repr(C)]
 pub(crate) struct CondvarBody {
-    seq: AtomicU32,
-    waiters: AtomicU32,
+    signal: Signal,
 }
 
 impl Body for CondvarBody {}
@@ -108,9 +152,11 @@ impl Condvar {
     /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) if it does not fit.
     pub fn new(pool: &Mempool) -> Result<Self> {
         // The zeroed body is the initial state (no waiter, sequence 0).
-        let obj = Object::create(pool, Shape::bare(Kind::Condvar), |_: NonNull<CondvarBody>| {
-            Ok(())
-        })?;
+        let obj = Object::create(
+            pool,
+            Shape::bare(Kind::Condvar),
+            |_: NonNull<CondvarBody>| Ok(()),
+        )?;
         Ok(Condvar { obj })
     }
 
@@ -210,20 +256,15 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Option<Instant>,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let cv = self.obj.body();
-        cv.waiters.fetch_add(1, SeqCst);
-        let seq = cv.seq.load(SeqCst);
-        let body = guard.unlock_for_wait();
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // Every outcome (woken, value changed, timed out, interrupted, even an error,
-        // which cannot happen for our own mapped word) returns to the caller, who
-        // re-checks its condition: a spurious wake at worst.
-        if timeout != Some(Duration::ZERO) {
-            let _ = futex::wait(&cv.seq, seq, timeout);
-        }
-        cv.waiters.fetch_sub(1, SeqCst);
+        let (body, held) = guard.into_parts();
+        let held = self
+            .obj
+            .body()
+            .signal
+            .wait(held, deadline)
+            .map_err(LockError::Failed)?;
         let timed_out = WaitTimeoutResult(deadline.is_some_and(|d| Instant::now() >= d));
-        match body.relock() {
+        match MutexGuard::from_held(body, held) {
             Ok(g) => Ok((g, timed_out)),
             Err(e) => Err(e.map(|g| (g, timed_out))),
         }
@@ -231,22 +272,12 @@ impl Condvar {
 
     /// Wakes one waiter (at least one, if any waits).
     pub fn notify_one(&self) {
-        self.notify(1);
+        self.obj.body().signal.notify(1);
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.notify(u32::MAX);
-    }
-
-    fn notify(&self, count: u32) {
-        let cv = self.obj.body();
-        cv.seq.fetch_add(1, SeqCst);
-        if cv.waiters.load(SeqCst) > 0 {
-            // An error would mean our own word is not mapped, which cannot be while the
-            // handle lives; waiters also return on their own timeouts.
-            let _ = futex::wake(&cv.seq, count);
-        }
+        self.obj.body().signal.notify(u32::MAX);
     }
 }
 

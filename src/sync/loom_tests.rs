@@ -56,7 +56,11 @@ fn permit_hand_off() {
         let theirs = taker.join().unwrap();
         assert!(!(mine && theirs), "one permit taken twice");
         let left = permits.available();
-        assert_eq!(left + u32::from(mine) + u32::from(theirs), 1, "permit lost or made");
+        assert_eq!(
+            left + u32::from(mine) + u32::from(theirs),
+            1,
+            "permit lost or made"
+        );
     });
 }
 
@@ -90,7 +94,10 @@ fn barrier_two_rounds_publish() {
                         }
                     }
                 }
-                assert!(cells[1 - me].load(Relaxed) >= round, "barrier let a party through early");
+                assert!(
+                    cells[1 - me].load(Relaxed) >= round,
+                    "barrier let a party through early"
+                );
             }
             leaders
         };

@@ -40,6 +40,7 @@ mod semaphore;
 mod state;
 
 pub use barrier::{Barrier, BarrierDesc, BarrierWaitResult};
+pub(crate) use condvar::Signal;
 pub use condvar::{Condvar, CondvarDesc, WaitTimeoutResult};
 pub use mutex::{LockError, LockResult, Mutex, MutexDesc, MutexGuard};
 pub use semaphore::{Semaphore, SemaphoreDesc};

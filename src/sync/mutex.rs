@@ -357,22 +357,12 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
         }
     }
 
-    /// Unlocks and gives back the lock's parts, for a condition-variable wait.
-    pub(crate) fn unlock_for_wait(mut self) -> &'a MutexBody<T> {
-        if let Some(h) = self.held.take() {
-            h.release();
-        }
-        self.body
-    }
-}
-
-impl<T: Pod> MutexBody<T> {
-    /// Takes the lock again after a condition-variable wait.
-    pub(crate) fn relock(&self) -> LockResult<MutexGuard<'_, T>> {
-        match self.lock.acquire(Wait::Block) {
-            Ok(Some(held)) => MutexGuard::from_held(self, held),
-            Ok(None) => unreachable!("a blocking lock returns a guard or an error"),
-            Err(e) => Err(LockError::Failed(e)),
+    /// The body and the held lock, for a condition-variable wait.
+    pub(crate) fn into_parts(mut self) -> (&'a MutexBody<T>, Held<'a>) {
+        // With `held` taken, the guard's drop does nothing.
+        match self.held.take() {
+            Some(h) => (self.body, h),
+            None => unreachable!("a live guard holds its lock"),
         }
     }
 }

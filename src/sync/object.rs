@@ -255,8 +255,7 @@ impl<B: Body> Object<B> {
             // Acquire on success: the body's initialization (written before the
             // descriptor was sent) is visible; the channel that carried the descriptor
             // synchronizes too, this makes it independent of that channel.
-            match refs.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match refs.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }

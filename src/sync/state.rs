@@ -49,12 +49,10 @@ impl Permits {
                 return Err(cur);
             };
             // Release: pairs with the taker's Acquire.
-            match self.count.compare_exchange_weak(
-                cur,
-                next,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .count
+                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => return Ok(()),
                 Err(now) => cur = now,
             }
