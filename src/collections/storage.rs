@@ -82,7 +82,8 @@ impl Storage {
         fill: impl FnOnce(Option<*const u8>, *mut u8),
     ) -> Result<()> {
         let old_ptr = self.ptr(pool)?;
-        let block = pool.alloc(bytes.max(1), align.max(64))?;
+        // Untagged, as the object's own block (see `sync/object.rs`).
+        let block = pool.alloc_tagged(bytes.max(1), align.max(64), 0)?;
         fill(old_ptr.map(|p| p.cast_const()), block.as_ptr());
         let raw = block.into_raw();
         let cur = self.current.load(Relaxed) as usize & 1;

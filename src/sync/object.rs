@@ -38,6 +38,9 @@
 //! memory) does nothing when dropped in the child, as for [`Block`](crate::Block). A
 //! process that dies holding handles leaves the count too high: the object then lives
 //! until its pool is dropped (the pool's memory goes with its process tree anyway).
+//! Object blocks (and containers' data blocks) are allocated *untagged*: the clean-up
+//! of a failed or cancelled job frees the blocks tagged with it, and a shared object
+//! that a task made or grew must survive that task.
 
 use std::fmt;
 use std::ptr::NonNull;
@@ -178,7 +181,9 @@ impl<B: Body> Object<B> {
     ) -> Result<Object<B>> {
         let size = size_of::<Shared<B>>();
         let align = align_of::<Shared<B>>().max(64);
-        let block = pool.alloc(size, align)?;
+        // Untagged: an object outlives the job that made it (it goes with its last
+        // handle), so a failed job's clean-up (`free_tagged`) must not take it.
+        let block = pool.alloc_tagged(size, align, 0)?;
         let ptr = block.as_ptr().cast::<Shared<B>>();
         let generation = block.generation();
         // SAFETY: the block holds `size` bytes at `ptr`, aligned for `Shared<B>`; nobody
