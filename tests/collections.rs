@@ -72,7 +72,10 @@ fn consume(arg: &(SharedQueueDesc<u64>, u64), _: &Ctx) -> Vec<u64> {
     for _ in 0..OPS {
         let v = q.pop_timeout(STEP).unwrap();
         let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
-        assert!(last[p].map_or(true, |l| l < i), "producer {p}'s items out of order");
+        assert!(
+            last[p].map_or(true, |l| l < i),
+            "producer {p}'s items out of order"
+        );
         last[p] = Some(i);
         sums[p] += i + 1;
     }
@@ -93,11 +96,19 @@ fn queue_two_producers_two_consumers_against_model() {
         assert!(producers.iter().all(Vec::is_empty));
         let mut sums = [0u64; 2];
         for h in consumers {
-            for (p, s) in answer(h, ANSWER, "consumer").unwrap().into_iter().enumerate() {
+            for (p, s) in answer(h, ANSWER, "consumer")
+                .unwrap()
+                .into_iter()
+                .enumerate()
+            {
                 sums[p] += s;
             }
         }
-        eprintln!("queue: {} pushes and pops in {:?}", 2 * OPS, start.elapsed());
+        eprintln!(
+            "queue: {} pushes and pops in {:?}",
+            2 * OPS,
+            start.elapsed()
+        );
         let model: u64 = (1..=OPS).sum();
         assert_eq!(sums, [model, model], "every item popped exactly once");
         assert!(q.is_empty());
@@ -121,8 +132,14 @@ fn queue_bounds_and_timeouts() {
     for i in 0..3 {
         assert_eq!(q.pop().unwrap(), [i; 3]);
     }
-    assert!(matches!(q.pop_timeout(Duration::from_millis(10)), Err(Error::Timeout { .. })));
-    assert!(matches!(SharedQueue::<u8>::new(&mem, 0), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(
+        q.pop_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(matches!(
+        SharedQueue::<u8>::new(&mem, 0),
+        Err(Error::InvalidConfig { .. })
+    ));
     // A blocked pop is woken by a push from another thread.
     std::thread::scope(|s| {
         let t = s.spawn(|| q.pop_timeout(Duration::from_secs(10)).unwrap());
@@ -202,7 +219,11 @@ fn inserter_sigkilled_leaves_a_consistent_map() {
             let deadline = Instant::now() + STEP;
             while m.len() < (round as usize + 1) * 20_000 {
                 if Instant::now() >= deadline {
-                    panic!("the inserter makes no progress: {} entries, job {:?}", m.len(), answer(job, Duration::from_secs(1), "stuck"));
+                    panic!(
+                        "the inserter makes no progress: {} entries, job {:?}",
+                        m.len(),
+                        answer(job, Duration::from_secs(1), "stuck")
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -210,12 +231,20 @@ fn inserter_sigkilled_leaves_a_consistent_map() {
             for p in pids.into_iter().filter(|&p| p > 0) {
                 kill(p, libc::SIGKILL); // the inserter is one of them, most likely in the lock
             }
-            assert!(matches!(answer(job, ANSWER, "killed"), Err(Error::WorkerDied { .. })));
+            assert!(matches!(
+                answer(job, ANSWER, "killed"),
+                Err(Error::WorkerDied { .. })
+            ));
             common::assert_full_strength(&pool, STEP);
         }
         // Every entry is intact, the count is right, and the map goes on working.
         let all = m.to_vec().unwrap();
-        assert_eq!(all.len(), m.len(), "count repaired after deaths ({})", m.owner_deaths());
+        assert_eq!(
+            all.len(),
+            m.len(),
+            "count repaired after deaths ({})",
+            m.owner_deaths()
+        );
         for &(k, v) in &all {
             assert_eq!(v, !(k & 0xffff_ffff), "entry {k:#x} torn");
         }
@@ -226,7 +255,11 @@ fn inserter_sigkilled_leaves_a_consistent_map() {
             assert_eq!(m.get(&(round << 32 | (n - 1))).unwrap(), Some(!(n - 1)));
             assert_eq!(m.get(&(round << 32 | n)).unwrap(), None);
         }
-        eprintln!("map: {} entries after 5 kills, {} inside the lock", all.len(), m.owner_deaths());
+        eprintln!(
+            "map: {} entries after 5 kills, {} inside the lock",
+            all.len(),
+            m.owner_deaths()
+        );
         m.insert(u64::MAX, 1).unwrap();
     });
 }
@@ -263,7 +296,10 @@ fn vec_pushed_from_two_workers_to_ten_million() {
         let start = Instant::now();
         let args = (0..2).map(|w| (v.desc(), w)).collect();
         let pushed: u64 = run_each(&pool, args, vec_pusher).into_iter().sum();
-        eprintln!("vec: {pushed} items from 2 workers in {:?}", start.elapsed());
+        eprintln!(
+            "vec: {pushed} items from 2 workers in {:?}",
+            start.elapsed()
+        );
         assert_eq!(v.len() as u64, VEC_ITEMS);
         let all = v.to_vec().unwrap();
         let mut next = [0u64; 2];
@@ -274,7 +310,10 @@ fn vec_pushed_from_two_workers_to_ten_million() {
         }
         assert_eq!(next, [VEC_ITEMS / 2; 2]);
         assert_eq!(v.get(0).unwrap() & ((1 << 40) - 1), 0);
-        assert!(matches!(v.get(VEC_ITEMS as usize), Err(Error::OutOfRange { .. })));
+        assert!(matches!(
+            v.get(VEC_ITEMS as usize),
+            Err(Error::OutOfRange { .. })
+        ));
         drop(v);
         assert_eq!(
             pool.mempool().usage().allocations,
@@ -300,7 +339,10 @@ fn running_out_is_an_error_and_changes_nothing() {
     assert_eq!(v.get(n as usize - 1).unwrap(), n - 1);
     v.truncate(10).unwrap();
     assert_eq!(v.to_vec().unwrap(), (0..10).collect::<Vec<_>>());
-    assert!(matches!(v.reserve(usize::MAX), Err(Error::OutOfMemory { .. })));
+    assert!(matches!(
+        v.reserve(usize::MAX),
+        Err(Error::OutOfMemory { .. })
+    ));
     drop(v);
 
     let m = SharedHashMap::<u64, [u64; 8]>::new(&mem).unwrap();
@@ -375,7 +417,10 @@ fn buffer_appends_from_four_workers_stay_whole() {
         let mut tail = [0u8; 8];
         b.read(bytes.len() - 8, &mut tail).unwrap();
         assert_eq!(u64::from_le_bytes(tail), 19_999);
-        assert!(matches!(b.read(bytes.len() - 7, &mut tail), Err(Error::OutOfRange { .. })));
+        assert!(matches!(
+            b.read(bytes.len() - 7, &mut tail),
+            Err(Error::OutOfRange { .. })
+        ));
     });
 }
 
@@ -385,11 +430,20 @@ fn mistyped_and_stale_descriptors_are_refused() {
     let v = SharedVec::<u32>::new(&mem).unwrap();
     let bytes = bincode::serialize(&v.desc()).unwrap();
     let as_u64: SharedVecDesc<u64> = bincode::deserialize(&bytes).unwrap();
-    assert!(matches!(as_u64.open(), Err(Error::InvalidDescriptor { .. })));
+    assert!(matches!(
+        as_u64.open(),
+        Err(Error::InvalidDescriptor { .. })
+    ));
     let as_queue: SharedQueueDesc<u32> = bincode::deserialize(&bytes).unwrap();
-    assert!(matches!(as_queue.open(), Err(Error::InvalidDescriptor { .. })));
+    assert!(matches!(
+        as_queue.open(),
+        Err(Error::InvalidDescriptor { .. })
+    ));
     let as_buffer: SharedBufferDesc = bincode::deserialize(&bytes).unwrap();
-    assert!(matches!(as_buffer.open(), Err(Error::InvalidDescriptor { .. })));
+    assert!(matches!(
+        as_buffer.open(),
+        Err(Error::InvalidDescriptor { .. })
+    ));
     let desc = v.desc();
     v.push(1).unwrap();
     drop(v);
