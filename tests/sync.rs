@@ -175,8 +175,7 @@ fn holder_sigkilled_is_reported_and_repairable() {
         drop(g);
         let mut g = m
             .lock()
-            .err()
-            .expect("still poisoned")
+            .expect_err("still poisoned")
             .into_poisoned()
             .unwrap();
         assert!(

@@ -25,12 +25,12 @@ use crate::sync::{Mutex, MutexDesc};
 /// use procyon::{Ctx, Pool};
 ///
 /// let pool = Pool::builder().workers(2).mempool_size(16 << 20).build()?;
-/// let best = SharedBox::new(pool.mempool(), (0u64, 0u64))?; // (score, item)
-/// pool.par_range(0u64..1000).for_each_with(best.desc(), |b: &SharedBoxDesc<(u64, u64)>, i: u64| {
+/// let best = SharedBox::new(pool.mempool(), [0u64; 2])?; // [score, item]
+/// pool.par_range(0u64..1000).for_each_with(best.desc(), |b: &SharedBoxDesc<[u64; 2]>, i: u64| {
 ///     let score = (i * 7919) % 1009;
-///     b.open().unwrap().update(|best| if score > best.0 { *best = (score, i) }).unwrap();
+///     b.open().unwrap().update(|best| if score > best[0] { *best = [score, i] }).unwrap();
 /// })?;
-/// assert_eq!(best.get()?.0, 1008);
+/// assert_eq!(best.get()?[0], 1008);
 /// # Ok(()) }
 /// ```
 pub struct SharedBox<T: Pod> {

@@ -176,11 +176,11 @@ impl Condvar {
     ///
     /// ```
     /// let pool = procyon::Mempool::new(4 << 20)?;
-    /// let (m, cv) = (procyon::sync::Mutex::new(&pool, false)?, procyon::sync::Condvar::new(&pool)?);
+    /// let (m, cv) = (procyon::sync::Mutex::new(&pool, 0u8)?, procyon::sync::Condvar::new(&pool)?);
     /// std::thread::scope(|s| {
-    ///     s.spawn(|| { *m.lock().unwrap() = true; cv.notify_one(); });
+    ///     s.spawn(|| { *m.lock().unwrap() = 1; cv.notify_one(); });
     ///     let mut g = m.lock().unwrap();
-    ///     while !*g {
+    ///     while *g == 0 {
     ///         g = cv.wait(g).unwrap();
     ///     }
     /// });

@@ -211,7 +211,8 @@ impl<T: Pod> Mutex<T> {
     /// let m = procyon::sync::Mutex::new(&pool, 1i32)?;
     /// let mut g = m.lock()?;
     /// *g += 1;
-    /// assert!(m.try_lock()?.is_none()); // held (by us: a second lock would be an error)
+    /// // Held: another thread's try_lock gets nothing (this thread's would be an error).
+    /// std::thread::scope(|s| s.spawn(|| assert!(m.try_lock().unwrap().is_none())).join().unwrap());
     /// drop(g);
     /// assert_eq!(*m.lock()?, 2);
     /// # Ok::<(), procyon::Error>(())
@@ -237,9 +238,11 @@ impl<T: Pod> Mutex<T> {
     /// let m = procyon::sync::Mutex::new(&pool, 0u8)?;
     /// let _g = m.lock()?;
     /// let other = std::thread::scope(|s| {
-    ///     s.spawn(|| m.lock_timeout(Duration::from_millis(20)).map(|_| ())).join().unwrap()
+    ///     s.spawn(|| m.lock_timeout(Duration::from_millis(20)).map(|_| ()).map_err(procyon::Error::from))
+    ///         .join()
+    ///         .unwrap()
     /// });
-    /// assert!(matches!(other, Err(procyon::sync::LockError::Failed(procyon::Error::Timeout { .. }))));
+    /// assert!(matches!(other, Err(procyon::Error::Timeout { .. })));
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
@@ -254,7 +257,8 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     /// [`LockError::Poisoned`] as for [`lock`](Self::lock) (the value is then held);
-    /// [`LockError::Failed`] for a system error.
+    /// [`LockError::Failed`] for a system error, or if this thread holds the lock
+    /// already (`EDEADLK`).
     pub fn try_lock(&self) -> LockResult<Option<MutexGuard<'_, T>>> {
         match self.acquire(Wait::Try) {
             Ok(Some(Ok(g))) => Ok(Some(g)),
@@ -340,10 +344,10 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
     /// ```
     /// let pool = procyon::Mempool::new(4 << 20)?;
     /// let m = procyon::sync::Mutex::new(&pool, 7u32)?;
-    /// let _ = std::panic::catch_unwind(|| {
+    /// let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
     ///     let _g = m.lock().unwrap();
     ///     panic!("half-way"); // poisons
-    /// });
+    /// }));
     /// let mut g = m.lock().err().unwrap().into_poisoned()?;
     /// *g = 0; // repair
     /// g.mark_consistent();
