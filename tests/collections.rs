@@ -301,7 +301,10 @@ fn vec_pushed_from_two_workers_to_ten_million() {
         let items = vec_items();
         // The last block (up to twice the items) and the one it grew from, which may sit
         // where the new one would have fitted: four times the items' bytes.
-        let pool = pool(2, ((items as usize * 8 * 4) + (64 << 20)).next_power_of_two());
+        let pool = pool(
+            2,
+            ((items as usize * 8 * 4) + (64 << 20)).next_power_of_two(),
+        );
         let before = pool.mempool().usage();
         let v = SharedVec::<u64>::new(pool.mempool()).unwrap();
         let start = Instant::now();

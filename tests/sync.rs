@@ -405,3 +405,48 @@ fn stale_and_mistyped_descriptors_are_refused() {
     let _other = Mutex::new(&pool, 9u32).unwrap();
     assert!(matches!(desc.open(), Err(Error::InvalidDescriptor { .. })));
 }
+
+/// Breaks the invariant under the lock, then panics with the guard alive.
+fn panic_holding(arg: &MutexDesc<Pair>, _: &Ctx) -> u64 {
+    let m = arg.open().unwrap();
+    let mut g = m.lock().unwrap();
+    g.a += 1;
+    panic!("half-way through an update");
+}
+
+#[test]
+fn a_task_panicking_with_the_guard_poisons_the_mutex() {
+    alone(|| {
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(16 << 20)
+            .build()
+            .unwrap();
+        let m = Mutex::new(pool.mempool(), Pair::default()).unwrap();
+        let job = pool.spawn_with(m.desc(), panic_holding).unwrap();
+        assert!(matches!(
+            answer(job, ANSWER, "panicking task"),
+            Err(Error::TaskPanicked { .. })
+        ));
+        let mut g = m
+            .lock()
+            .expect_err("poisoned by the panic")
+            .into_poisoned()
+            .unwrap();
+        assert!(!g.owner_died(), "a panic is not a death");
+        assert_eq!((g.a, g.b), (1, 0));
+        g.b = 2;
+        g.mark_consistent();
+        drop(g);
+        assert_eq!(
+            *m.lock().unwrap(),
+            Pair {
+                a: 1,
+                b: 2,
+                sum: 0,
+                holder: 0
+            }
+        );
+        assert_eq!(m.owner_deaths(), 0);
+    });
+}
