@@ -23,4 +23,4 @@ else
 fi
 # tokio (a dev-dependency) builds under --cfg loom only with its "sync" feature.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
-  cargo test --release --lib --features tokio/sync -- camlbox::loom_tests jobs::loom_tests
+  cargo test --release --lib --features tokio/sync -- camlbox::loom_tests jobs::loom_tests sync::loom_tests

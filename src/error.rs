@@ -12,7 +12,9 @@
 //! * **peers**: [`Error::Disconnected`] (the receiving process is gone),
 //!   [`Error::PoolShutDown`], [`Error::Malformed`] (a message could not be decoded);
 //! * **task outcomes**: [`Error::TaskPanicked`], [`Error::WorkerDied`],
-//!   [`Error::Cancelled`], [`Error::Timeout`].
+//!   [`Error::Cancelled`], [`Error::Timeout`];
+//! * **shared state**: [`Error::Poisoned`] (a process died or panicked holding a
+//!   [`sync::Mutex`](crate::sync::Mutex)).
 
 use std::io;
 
@@ -54,6 +56,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | `Ctx::report` while 4,096 reports of the job wait to be collected | [`Error::Full`] |
 /// | a job submitted while 65,536 jobs (nested ones included) are in flight; the job table grows in the mempool up to that, so the mempool's own limit may come first | [`Error::TooManyJobs`] or [`Error::OutOfMemory`] |
 /// | a fork-server build whose server cannot start, runs another image, or cannot map the pool at the client's addresses | [`Error::ForkServer`] |
+/// | a descriptor of a freed or forged `sync` object or shared container, or opened as another type (`MutexDesc::open`, `SharedVecDesc::open`, ...) | [`Error::InvalidDescriptor`] |
+/// | `Barrier::new` with 0 parties, `Semaphore::release` past `u32::MAX` permits, `SharedQueue::new` with capacity 0 | [`Error::InvalidConfig`] |
+/// | `SharedVec::get` / `set` / `SharedBuffer::read` past the end | [`Error::OutOfRange`] |
+/// | a `sync::Mutex` locked again by the thread that holds it | [`Error::Io`] (`EDEADLK`), never a hang |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -228,6 +234,19 @@ pub enum Error {
         rank: i32,
         /// What happened there.
         reason: String,
+    },
+
+    /// A process died (even by SIGKILL), or a task panicked, while holding a
+    /// [`sync::Mutex`](crate::sync::Mutex): the value it guards may be half-updated.
+    /// This is what a `LockError::Poisoned` becomes through `?`.
+    #[error(
+        "{what}: a process died or panicked while holding its lock, so the value may be \
+         half-updated; take the guard from LockError::Poisoned, repair the value and call \
+         MutexGuard::mark_consistent"
+    )]
+    Poisoned {
+        /// What was poisoned.
+        what: &'static str,
     },
 
     /// A system call failed.

@@ -49,6 +49,12 @@
 //! * beyond one machine (feature `mpi`): `cluster`, the same iterator API across MPI
 //!   ranks, one local pool per rank, tasks named by stable ids checked against every
 //!   rank's build.
+//! * shared state for every process of the tree, in the mempool, with descriptors that
+//!   travel into tasks: [`sync`] (a robust [`sync::Mutex`] that reports a dead holder,
+//!   [`sync::Condvar`], [`sync::Semaphore`], [`sync::Barrier`]) and [`collections`]
+//!   ([`collections::SharedQueue`], [`collections::SharedBox`],
+//!   [`collections::SharedVec`], [`collections::SharedHashMap`],
+//!   [`collections::SharedBuffer`]), on top of it.
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -63,6 +69,7 @@ mod camlbox;
 mod chunks;
 #[cfg(feature = "mpi")]
 pub mod cluster;
+pub mod collections;
 mod ctx;
 mod error;
 #[allow(dead_code)]
@@ -84,6 +91,7 @@ mod sort;
 mod space;
 mod staging;
 mod stream;
+pub mod sync;
 #[allow(dead_code)]
 pub(crate) mod sys;
 mod task;

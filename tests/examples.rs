@@ -112,6 +112,36 @@ fn matrix_matches_the_sequential_product() {
 }
 
 #[test]
+fn shared_structures_prints_the_sequential_checksum() {
+    common::no_leaks(|| {
+        let (ok, out, err) = run(
+            Command::new(example("shared_structures")).args([
+                "--items",
+                "50000",
+                "--buckets",
+                "32",
+            ]),
+            Duration::from_secs(60),
+        );
+        assert!(ok, "shared_structures failed:\n{out}\n{err}");
+        // The example's checksum, computed here on its own.
+        let item = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) % 1_000_003;
+        let (mut weight, mut sum) = (0u64, 0u64);
+        for i in 0..50_000 {
+            weight += item(i) % 32 + 1;
+            sum += item(i);
+        }
+        let expected = weight ^ sum.rotate_left(32) ^ 50_000;
+        let line = format!("checksum = {expected:#018x} (sequential {expected:#018x})");
+        assert!(out.contains(&line), "expected {line:?} in:\n{out}");
+        assert!(
+            out.contains("50000 items through the queue, 32 buckets"),
+            "{out}"
+        );
+    });
+}
+
+#[test]
 fn ctrl_c_cancels_the_render_and_leaves_no_process() {
     common::no_leaks(|| {
         // The full W1 image in a debug build takes minutes: Ctrl-C always lands mid-job.

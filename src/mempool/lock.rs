@@ -66,6 +66,24 @@ impl RobustMutex {
     /// `self` must be at its final address (in the shared mapping) and no thread of any
     /// process may use it yet, nor concurrently with this call.
     pub(crate) unsafe fn init(&self) -> io::Result<()> {
+        // SAFETY: the caller's contract is ours.
+        unsafe { self.init_kind(libc::PTHREAD_MUTEX_NORMAL) }
+    }
+
+    /// As [`init`](Self::init), but an error-checking mutex: a thread that locks it
+    /// again while holding it gets `EDEADLK` instead of hanging forever (the user-facing
+    /// `procyon::sync::Mutex` wants that error).
+    ///
+    /// # Safety
+    /// As [`init`](Self::init).
+    pub(crate) unsafe fn init_error_checking(&self) -> io::Result<()> {
+        // SAFETY: the caller's contract is ours.
+        unsafe { self.init_kind(libc::PTHREAD_MUTEX_ERRORCHECK) }
+    }
+
+    /// # Safety
+    /// As [`init`](Self::init).
+    unsafe fn init_kind(&self, kind: libc::c_int) -> io::Result<()> {
         let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
         // SAFETY: `attr` is valid for writes; pthread_mutexattr_init initializes it.
         check(unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) })?;
@@ -84,6 +102,7 @@ impl RobustMutex {
                     libc::PTHREAD_MUTEX_ROBUST,
                 ))
             })
+            .and_then(|()| check(libc::pthread_mutexattr_settype(attr_ptr, kind)))
             .and_then(|()| check(libc::pthread_mutex_init(self.raw.get(), attr_ptr)))
         };
         // SAFETY: `attr_ptr` is initialized and not used after this.
@@ -106,6 +125,65 @@ impl RobustMutex {
         match rc {
             0 => Ok((guard(), Acquired::Clean)),
             libc::EOWNERDEAD => Ok((guard(), Acquired::OwnerDied)),
+            err => Err(io::Error::from_raw_os_error(err)),
+        }
+    }
+
+    /// Takes the lock if nobody holds it; `None` if somebody does (`EBUSY`).
+    ///
+    /// Errors: as [`lock`](Self::lock).
+    pub(crate) fn try_lock(&self) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
+        // SAFETY: as in `lock`.
+        let rc = unsafe { libc::pthread_mutex_trylock(self.raw.get()) };
+        self.outcome(rc, libc::EBUSY)
+    }
+
+    /// Blocks until this thread holds the lock or `timeout` has passed (`None`).
+    ///
+    /// glibc measures the limit on `CLOCK_REALTIME`; the absolute time is taken from it
+    /// just before the call, so only a wall-clock step *during* the wait stretches or
+    /// shortens it. Errors: as [`lock`](Self::lock).
+    pub(crate) fn lock_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid timespec to write.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+        let secs = (now.tv_sec as u64)
+            .saturating_add(timeout.as_secs())
+            .saturating_add(nanos / 1_000_000_000)
+            .min(libc::time_t::MAX as u64);
+        let abs = libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: as in `lock`; `abs` is a valid timespec on our stack.
+        let rc = unsafe { libc::pthread_mutex_timedlock(self.raw.get(), &abs) };
+        self.outcome(rc, libc::ETIMEDOUT)
+    }
+
+    /// The guard for return code `rc` of a lock call; `busy` is the code that means
+    /// "not acquired" for that call.
+    fn outcome(
+        &self,
+        rc: libc::c_int,
+        busy: libc::c_int,
+    ) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
+        let guard = || RobustGuard {
+            mutex: self,
+            _not_send: PhantomData,
+        };
+        match rc {
+            0 => Ok(Some((guard(), Acquired::Clean))),
+            libc::EOWNERDEAD => Ok(Some((guard(), Acquired::OwnerDied))),
+            rc if rc == busy => Ok(None),
             err => Err(io::Error::from_raw_os_error(err)),
         }
     }
