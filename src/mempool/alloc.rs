@@ -244,7 +244,7 @@ impl Mempool {
         // size_flags of an owned block.
         let size = region.block(off).size_flags.load(Relaxed) & !flag::MASK;
         let mut extra = 0;
-        if size - HEADER >= pages::RELEASE_BLOCK {
+        if size - HEADER >= pages::RELEASE_BLOCK && region.over_retention(size) {
             // Give the pages back before locking: we still own the block, so nobody else
             // touches them. Mark the block first, so that whoever frees it (us, or
             // `free_tagged` if we die) knows its pages may be gone.
@@ -339,8 +339,9 @@ mod tests {
         drop(small);
         let again = pool.alloc(10_000, 64).unwrap();
         assert!(again.known_zero().is_empty());
-        // A large block is given back on free; if nothing merges with it, its interior
-        // is known zero when reused.
+        // With no retention, a large block is given back on free; if nothing merges with
+        // it, its interior is known zero when reused.
+        pool.set_retention(0).unwrap();
         let guard_before = pool.alloc(100, 64).unwrap();
         let mut big = pool.alloc(12 * MIB, 64).unwrap();
         let guard_after = pool.alloc(100, 64).unwrap();
@@ -353,6 +354,58 @@ mod tests {
         reused.zero_unknown();
         assert!(reused.as_bytes().iter().all(|&b| b == 0));
         drop((guard_before, guard_after, again));
+    }
+
+    #[test]
+    fn freed_pages_are_cached_up_to_the_retention_limit() {
+        let pool = Mempool::new(256 * MIB).unwrap();
+        pool.set_retention(100 * MIB).unwrap();
+        let guard = pool.alloc(100, 64).unwrap();
+        let mut big = pool.alloc(40 * MIB, 64).unwrap();
+        let after = pool.alloc(100, 64).unwrap();
+        let offset = big.offset();
+        big.as_bytes_mut().fill(3);
+        drop(big);
+        // Kept populated: counted in the cache, and the same block comes back dirty.
+        let cached = pool.usage().cached;
+        assert!(cached >= 40 * MIB, "{cached}");
+        assert_eq!(pool.__check_invariants().unwrap().cached, cached);
+        let mut again = pool.alloc(40 * MIB, 64).unwrap();
+        assert_eq!(again.offset(), offset);
+        assert!(again.known_zero().len() < 4096, "{:?}", again.known_zero());
+        assert!(again.as_bytes().iter().step_by(4096).all(|&b| b == 3));
+        again.zero_unknown();
+        assert!(again.as_bytes().iter().all(|&b| b == 0));
+        drop(again);
+        let zeroed = pool.alloc_zeroed(40 * MIB, 64).unwrap();
+        assert!(zeroed.as_bytes().iter().all(|&b| b == 0));
+        drop(zeroed);
+        // A second big block does not fit in the limit any more: given back on free.
+        let mut keep = pool.alloc(40 * MIB, 64).unwrap();
+        let mut other = pool.alloc(70 * MIB, 64).unwrap();
+        let fence = pool.alloc(100, 64).unwrap();
+        keep.as_bytes_mut().fill(4);
+        other.as_bytes_mut().fill(5);
+        drop(keep);
+        let before = pool.usage().cached;
+        drop(other);
+        let usage = pool.usage();
+        assert!(usage.cached <= 100 * MIB + 8 * MIB, "{usage:?}");
+        assert!(usage.cached < before + 70 * MIB, "{before} -> {usage:?}");
+        pool.__check_invariants().unwrap();
+        // trim gives everything back; what was given back reads as zero.
+        assert!(pool.trim().unwrap() >= 40 * MIB);
+        assert_eq!(pool.usage().cached, 0);
+        assert_eq!(pool.__check_invariants().unwrap().cached, 0);
+        let reused = pool.alloc(100 * MIB, 64).unwrap();
+        let zero = reused.known_zero();
+        assert!(zero.len() >= 100 * MIB - 3 * 4096, "{zero:?}");
+        assert!(reused.as_bytes()[zero]
+            .iter()
+            .step_by(4096)
+            .all(|&b| b == 0));
+        drop((reused, guard, after, fence));
+        pool.__check_invariants().unwrap();
     }
 
     #[test]

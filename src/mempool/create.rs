@@ -172,6 +172,10 @@ unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
     // Relaxed: nobody else can see the region until it is shared by a later fork, which
     // orders these stores before anything the child does.
     stats.populated.store(heap_start + page, Relaxed);
+    region
+        .hdr
+        .retain
+        .store(super::default_retention(len as usize) as u64, Relaxed);
     stats.dirty.store(heap_start + HEADER, Relaxed);
     let first = region.block(heap_start);
     first.prev_phys.store(NIL, Relaxed);

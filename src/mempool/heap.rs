@@ -17,11 +17,15 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::layout::{
     class_of, flag, round_up, search_class, BlockHeader, PoolHeader, FL_COUNT, GRANULE, HEADER,
-    MIN_BLOCK, NIL, STATE_UNRESERVED,
+    MIN_BLOCK, NIL, SL_COUNT, STATE_UNRESERVED,
 };
 use super::lock::RobustGuard;
 use super::pages::{self, PopulateError};
 use super::testing::{crash_point, CrashPoint};
+
+/// How many blocks of a request's own free list are looked at before the good-fit
+/// search (bounded, so allocation stays O(1)).
+const OWN_LIST_PROBES: usize = 4;
 
 /// A view of a mapped pool region. Copying it copies the pointer, not the memory.
 #[derive(Clone, Copy)]
@@ -131,6 +135,16 @@ impl<'a> Region<'a> {
     }
 }
 
+impl Region<'_> {
+    /// Whether keeping `more` populated free bytes would take the cache past the pool's
+    /// retention limit. Relaxed: under the lock the lock orders it; without the lock it
+    /// is only a hint (the decision under the lock is what bounds the cache).
+    pub(crate) fn over_retention(&self, more: u64) -> bool {
+        let hdr = self.hdr;
+        hdr.cached.load(Relaxed).saturating_add(more) > hdr.retain.load(Relaxed)
+    }
+}
+
 /// The region with the allocator lock held: the only way to change the heap.
 pub(crate) struct Locked<'a> {
     region: Region<'a>,
@@ -154,12 +168,19 @@ impl<'a> Locked<'a> {
         &self.guard
     }
 
-    /// Puts free block `off` of `size` bytes at the head of its list.
+    /// Puts free block `off` of `size` bytes at the head of its list, and counts its
+    /// populated bytes in the cache (remembered in its `tag` word, so that removing it
+    /// subtracts exactly what was added).
     pub(crate) fn insert_free(&self, off: u64, size: u64) {
         let (fl, sl) = class_of(size);
         let hdr = self.hdr;
         let head = hdr.heads[fl][sl].load(Relaxed);
         let b = self.block(off);
+        let sf = b.size_flags.load(Relaxed);
+        let counted = self.populated_estimate(off, size, sf, hdr.stats.populated.load(Relaxed));
+        b.tag.store(counted, Relaxed);
+        hdr.cached
+            .store(hdr.cached.load(Relaxed) + counted, Relaxed);
         b.next_free.store(head, Relaxed);
         b.prev_free.store(NIL, Relaxed);
         if head != NIL {
@@ -175,6 +196,9 @@ impl<'a> Locked<'a> {
         let (fl, sl) = class_of(size);
         let hdr = self.hdr;
         let b = self.block(off);
+        let counted = b.tag.swap(0, Relaxed);
+        hdr.cached
+            .store(hdr.cached.load(Relaxed).saturating_sub(counted), Relaxed);
         let next = b.next_free.load(Relaxed);
         let prev = b.prev_free.load(Relaxed);
         if next != NIL {
@@ -199,6 +223,23 @@ impl<'a> Locked<'a> {
     /// which may hold blocks between `size` and the next list boundary.
     fn find_free(&self, size: u64) -> Option<u64> {
         let hdr = self.hdr;
+        // First the first few blocks of the request's own list: a block freed just now
+        // (whose pages the cache kept populated) is reused by the next request of its size
+        // (the `par_map` pattern) instead of a block from a larger list.
+        let (own_fl, own_sl) = class_of(size);
+        if own_fl < FL_COUNT {
+            let mut off = hdr.heads[own_fl][own_sl].load(Relaxed);
+            for _ in 0..OWN_LIST_PROBES {
+                if off == NIL {
+                    break;
+                }
+                let b = self.block(off);
+                if b.size_flags.load(Relaxed) & !flag::MASK >= size {
+                    return Some(off);
+                }
+                off = b.next_free.load(Relaxed);
+            }
+        }
         if let Some((fl, sl)) = search_class(size) {
             let sl_map = hdr.sl_bitmap[fl].load(Relaxed) & (u32::MAX << sl);
             let found = if sl_map != 0 {
@@ -518,11 +559,39 @@ impl<'a> Locked<'a> {
         }
         // The estimate only matters for UNPOPULATED blocks (see `populated_estimate`).
         self.block(start).len.store(estimate.min(size), Relaxed);
-        if estimate >= pages::RELEASE_COALESCED {
+        if estimate >= pages::RELEASE_MIN && self.over_retention(estimate) {
             self.release(start, size, flags);
         }
         self.insert_free(start, size);
         start
+    }
+
+    /// Gives back the pages of every free block the cache counts; returns how many
+    /// populated bytes the cache held before.
+    pub(crate) fn trim(&self) -> u64 {
+        let hdr = self.hdr;
+        let before = hdr.cached.load(Relaxed);
+        let mut cached = Vec::new();
+        for fl in 0..FL_COUNT {
+            for sl in 0..SL_COUNT {
+                let mut off = hdr.heads[fl][sl].load(Relaxed);
+                while off != NIL {
+                    let b = self.block(off);
+                    if b.tag.load(Relaxed) > 0 {
+                        cached.push(off);
+                    }
+                    off = b.next_free.load(Relaxed);
+                }
+            }
+        }
+        for off in cached {
+            let sf = self.block(off).size_flags.load(Relaxed);
+            let size = sf & !flag::MASK;
+            self.remove_free(off, size);
+            self.release(off, size, sf & flag::UNPOPULATED);
+            self.insert_free(off, size);
+        }
+        before
     }
 
     /// Gives the interior pages of free block `off` back: flag first (conservative), then

@@ -78,7 +78,8 @@ pub(crate) struct BlockHeader {
     pub(crate) prev_phys: AtomicU64,
     /// Allocation number of a used block (unique per pool, never 0); 0 when free.
     pub(crate) generation: AtomicU64,
-    /// Caller's tag of a used block (0 = untagged).
+    /// Used block: the caller's tag (0 = untagged). Free block in a free list: the
+    /// populated bytes it was counted with in [`PoolHeader::cached`] when inserted.
     pub(crate) tag: AtomicU64,
     /// Used block: bytes requested (`<= size - HEADER`). Free block flagged
     /// `UNPOPULATED`: an estimate of how many of its bytes are populated (when to give
@@ -143,6 +144,12 @@ pub(crate) struct PoolHeader {
     pub(crate) lock: RobustMutex,
     /// Usage counters and watermarks.
     pub(crate) stats: Stats,
+    /// Populated bytes counted in free blocks (the cache of populated free space): the
+    /// sum of the `tag` words of the blocks in the free lists (see [`BlockHeader::tag`]).
+    pub(crate) cached: AtomicU64,
+    /// The retention limit: a free that would take `cached` above it gives the freed
+    /// block's pages back (see "Giving pages back" in the mempool docs).
+    pub(crate) retain: AtomicU64,
     /// Bit `f` set iff some list of first-level class `f` is non-empty.
     pub(crate) fl_bitmap: AtomicU64,
     /// Bit `s` of entry `f` set iff list `(f, s)` is non-empty.

@@ -59,11 +59,24 @@
 //!   advance it by a step of 2-8 MiB (one `madvise` per step). Allocations of 1 MiB or
 //!   more populate their payload *after* unlocking, so a huge allocation does not stall
 //!   the others.
-//! * Giving back: a freed block with a payload of 8 MiB or more has its interior pages
-//!   removed (`madvise(MADV_REMOVE)`) before the lock is taken; a free that coalesces at
-//!   least 16 MiB of populated bytes removes the merged block's interior under the lock.
-//!   Such free blocks are flagged `UNPOPULATED` (allocating from them populates first) and,
-//!   once the removal is done, `ZEROED`.
+//! * Giving pages back, and the cache of populated free space. Freed pages stay
+//!   populated (and mapped in every process that touched them), so the next allocation
+//!   of that size faults nothing in: `par_map`'s fresh output each call costs what a
+//!   reused one does. The populated bytes of free blocks are counted in the pool header
+//!   (`cached`, [`Usage::cached`]; each free block remembers what it was counted with,
+//!   so the count is exact with respect to the estimates and recovery recomputes it) and
+//!   bounded by the **retention limit** ([`Mempool::retention`], default a quarter of the
+//!   capacity, set with [`Mempool::set_retention`] or `PoolBuilder::mempool_retention`):
+//!   a free that would take the count past the limit gives the freed (coalesced) block's
+//!   interior pages back (`madvise(MADV_REMOVE)`): before the lock for a used block with
+//!   a payload of 8 MiB or more, under it otherwise. Blocks of fewer than 2 MiB of
+//!   populated pages are never given back on free (so the cache may exceed the limit by
+//!   such small blocks); [`Mempool::trim`] gives back every free block's pages. Given-back
+//!   free blocks are flagged `UNPOPULATED` (allocating from them populates first) and,
+//!   once the removal is done, `ZEROED`. A reused populated block is *not* known to be
+//!   zero: [`Mempool::alloc_zeroed`] clears it.
+//! * Reuse: an allocation first looks at the first four blocks of its own size class
+//!   (which holds the block of its size freed last), then does the O(1) good-fit search.
 //! * `dirty` watermark `D`: nothing at or above it was ever written. With `ZEROED`,
 //!   this tells an allocation which of its bytes are known to be zero, so
 //!   [`Mempool::alloc_zeroed`] and `SharedArray::zeroed` only clear the rest.
@@ -156,8 +169,10 @@ const MAX_ALIGN: usize = 1 << 30;
 ///   unless it was tagged ([`Mempool::alloc_tagged`], [`Mempool::free_tagged`]).
 /// * **Reserved, never SIGBUS.** Pages cost nothing until allocated; an allocation
 ///   reserves (populates) its pages before returning, so running out of memory is an
-///   `Err(OutOfMemory)` at allocation time, never a signal at first touch. Freeing a
-///   block of 8 MiB or more gives its pages back to the system.
+///   `Err(OutOfMemory)` at allocation time, never a signal at first touch. Freed pages
+///   stay populated up to the [retention limit](Mempool::retention) (so reallocating is
+///   as fast as reusing), beyond it they go back to the system, and [`Mempool::trim`]
+///   gives them all back.
 /// * **O(1) and bounded fragmentation.** Two-level segregated fit: allocation and free
 ///   take constant time; free blocks coalesce with their neighbours at once. A block
 ///   takes its size rounded up to 64 bytes plus a 64-byte header; an allocation of `n`
@@ -277,6 +292,15 @@ pub struct Usage {
     pub capacity: usize,
     /// Number of live allocations.
     pub allocations: usize,
+    /// Populated bytes held in free blocks (the cache of populated free space, kept up
+    /// to [`Mempool::retention`]; an estimate, see "Giving pages back" in the module
+    /// docs). [`Mempool::trim`] gives them back.
+    pub cached: usize,
+}
+
+/// The default retention limit of a pool of `capacity` bytes: a quarter of it.
+pub(crate) fn default_retention(capacity: usize) -> usize {
+    capacity / 4
 }
 
 pub(crate) fn pool_out_of_memory(requested: usize, available: u64, capacity: usize) -> Error {
@@ -317,7 +341,82 @@ impl Mempool {
             peak: stats.peak.load(Relaxed) as usize,
             capacity: self.inner.len,
             allocations: stats.live.load(Relaxed) as usize,
+            cached: self.inner.region().hdr.cached.load(Relaxed) as usize,
         }
+    }
+
+    /// The retention limit: how many populated bytes free blocks may keep (default: a
+    /// quarter of the capacity), the same in every process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(64 << 20)?;
+    /// assert_eq!(pool.retention(), 16 << 20);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn retention(&self) -> usize {
+        // Relaxed: a setting; whoever changes it does so under the lock.
+        self.inner.region().hdr.retain.load(Relaxed) as usize
+    }
+
+    /// Sets the retention limit (see [`Mempool::retention`]) for every process of the
+    /// tree. Lowering it gives nothing back by itself; call [`Mempool::trim`] for that.
+    /// 0 gives back every block of 2 MiB or more of populated pages when it is freed
+    /// (the behaviour before the cache existed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `bytes` exceeds the capacity; the errors of a locked
+    /// operation if the pool is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(64 << 20)?;
+    /// pool.set_retention(0)?;
+    /// drop(pool.alloc(16 << 20, 64)?);
+    /// assert_eq!(pool.usage().cached, 0);
+    /// assert!(pool.set_retention(1 << 40).is_err());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn set_retention(&self, bytes: usize) -> Result<()> {
+        if bytes > self.capacity() {
+            return Err(Error::config(format!(
+                "a retention limit of {bytes} bytes exceeds the mempool capacity of {} bytes; \
+                 pass at most that",
+                self.capacity()
+            )));
+        }
+        let locked = self.inner.lock()?;
+        // Relaxed: under the lock.
+        locked.hdr.retain.store(bytes as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Gives the pages of every free block back to the system now (they read as zero
+    /// afterwards, so zeroed allocations from them cost no `memset`); returns how many
+    /// populated bytes the cache held. Takes the lock for the time the `madvise` calls
+    /// take.
+    ///
+    /// # Errors
+    /// The errors of a locked operation if the pool is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(64 << 20)?;
+    /// let mut block = pool.alloc(8 << 20, 64)?;
+    /// block.as_bytes_mut().fill(1);
+    /// drop(block); // kept populated: the next allocation of it faults nothing in
+    /// assert!(pool.usage().cached >= 8 << 20);
+    /// assert!(pool.trim()? >= 8 << 20);
+    /// assert_eq!(pool.usage().cached, 0);
+    /// assert!(pool.alloc_zeroed(8 << 20, 64)?.as_bytes().iter().all(|&b| b == 0));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn trim(&self) -> Result<usize> {
+        let locked = self.inner.lock()?;
+        Ok(locked.trim() as usize)
     }
 
     /// Address of the region base, the same in every process of the tree.

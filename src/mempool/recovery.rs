@@ -69,7 +69,9 @@ impl Locked<'_> {
             off += size;
         }
 
-        // Pass 2: rebuild the free lists, bitmaps and statistics from the chain.
+        // Pass 2: rebuild the free lists, bitmaps, cache count and statistics from the
+        // chain.
+        hdr.cached.store(0, Relaxed);
         hdr.fl_bitmap.store(0, Relaxed);
         for fl in 0..FL_COUNT {
             hdr.sl_bitmap[fl].store(0, Relaxed);
@@ -161,6 +163,7 @@ impl Locked<'_> {
                 }
                 report.free_blocks += 1;
                 report.free_bytes += size as usize;
+                report.cached += b.tag.load(Relaxed) as usize;
                 report.largest_free = report.largest_free.max(size as usize);
             } else {
                 if sf & (flag::UNPOPULATED | flag::ZEROED) != 0 {
@@ -184,6 +187,13 @@ impl Locked<'_> {
             return Err(format!("chain ends at {off}, heap ends at {}", heap.end));
         }
         let listed = self.count_listed()?;
+        if hdr.cached.load(Relaxed) != report.cached as u64 {
+            return Err(format!(
+                "the cache count says {} B, the free blocks were counted with {} B",
+                hdr.cached.load(Relaxed),
+                report.cached
+            ));
+        }
         if listed != report.free_blocks {
             return Err(format!(
                 "{listed} blocks in free lists, {} free blocks in the chain",

@@ -61,6 +61,8 @@ pub struct HeapReport {
     pub free_blocks: usize,
     /// Bytes in free blocks (headers included).
     pub free_bytes: usize,
+    /// Populated bytes the free blocks were counted with (the cache).
+    pub cached: usize,
     /// Size of the largest free block (header included).
     pub largest_free: usize,
     /// Times a dead lock holder was recovered from.

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 pub struct PoolBuilder {
     pub(crate) workers: usize,
     pub(crate) mempool_size: Option<usize>,
+    pub(crate) mempool_retention: Option<usize>,
     pub(crate) inbox_slots: usize,
     pub(crate) slot_size: usize,
     pub(crate) min_len: usize,
@@ -40,6 +41,7 @@ impl Default for PoolBuilder {
         PoolBuilder {
             workers: crate::sys::process::cpus(),
             mempool_size: None,
+            mempool_retention: None,
             inbox_slots: 256,
             slot_size: 128,
             min_len: 1,
@@ -102,6 +104,28 @@ impl PoolBuilder {
     /// cost nothing until used).
     pub fn mempool_size(mut self, bytes: usize) -> Self {
         self.mempool_size = Some(bytes);
+        self
+    }
+
+    /// How many populated bytes the mempool's free blocks may keep (default: a quarter of
+    /// the mempool size; see [`Mempool::retention`](crate::Mempool::retention)). Freed
+    /// pages up to this stay populated in every process that touched them, so a fresh
+    /// output (`par_map`, `collect_array`) costs what a reused one does; past it, freed
+    /// pages go back to the system. `pool.mempool().trim()` gives them all back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(64 << 20)
+    ///     .mempool_retention(32 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.mempool().retention(), 32 << 20);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn mempool_retention(mut self, bytes: usize) -> Self {
+        self.mempool_retention = Some(bytes);
         self
     }
 

@@ -138,6 +138,9 @@ impl Pool {
             .mempool_size
             .unwrap_or_else(Mempool::default_capacity);
         let mempool = Mempool::create(size, backing)?;
+        if let Some(bytes) = config.mempool_retention {
+            mempool.set_retention(bytes)?;
+        }
         let n = config.workers;
         let control_block = mempool.alloc_zeroed(Control::size(n), 64)?;
         // SAFETY: the block is `Control::size(n)` zeroed bytes, 64-aligned, and kept
