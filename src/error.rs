@@ -8,7 +8,8 @@
 //!   [`Error::MessageTooLarge`];
 //! * **resources**: [`Error::OutOfMemory`] (the mempool is full), [`Error::Full`] (a
 //!   camlbox has no free slot), [`Error::TooManyJobs`] (65,536 jobs in flight),
-//!   [`Error::Io`] (a system call failed);
+//!   [`Error::Io`] (a system call failed), [`Error::Corrupted`] (a task wrote over the
+//!   mempool's bookkeeping);
 //! * **peers**: [`Error::Disconnected`] (the receiving process is gone),
 //!   [`Error::PoolShutDown`], [`Error::Malformed`] (a message could not be decoded);
 //! * **task outcomes**: [`Error::TaskPanicked`], [`Error::WorkerDied`],
@@ -202,6 +203,19 @@ pub enum Error {
     ForkServer {
         /// What went wrong.
         reason: String,
+    },
+
+    /// The mempool's own bookkeeping (a block header, a free-list link) was found
+    /// overwritten, by a task writing where it should not. The pool is poisoned: every
+    /// later allocation fails with this error and frees are refused without touching
+    /// memory. Drop the pool and build a new one (see docs/THREAT_MODEL.md).
+    #[error(
+        "the mempool is corrupted ({what}): a task wrote over its bookkeeping; drop this \
+         pool and build a new one"
+    )]
+    Corrupted {
+        /// What was found broken, and where.
+        what: String,
     },
 
     /// A system call failed.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use super::heap::{AllocFailure, Locked};
 use super::layout::{flag, GRANULE, HEADER, STATE_UNRESERVED};
 use super::pages::{self, PopulateError};
-use super::{pool_out_of_memory, Block, Mempool, RawBlock, MAX_ALIGN};
+use super::{poison, pool_out_of_memory, Block, Mempool, RawBlock, MAX_ALIGN};
 use crate::error::{Error, Result};
 
 impl Mempool {
@@ -51,14 +51,18 @@ impl Mempool {
         if size > isize::MAX as usize {
             return Err(pool_out_of_memory(size, 0, capacity));
         }
-        let allocation = {
+        let a = {
             let locked = self.inner.lock()?;
-            locked.alloc(size as u64, align, tag)
+            locked
+                .alloc(size as u64, align, tag)
+                .map_err(|failure| match failure {
+                    AllocFailure::NoFit { available } => {
+                        pool_out_of_memory(size, available, capacity)
+                    }
+                    AllocFailure::Populate(e) => populate_error(size, capacity, e),
+                    AllocFailure::Corrupted(c) => poison(&locked, c),
+                })?
         };
-        let a = allocation.map_err(|failure| match failure {
-            AllocFailure::NoFit { available } => pool_out_of_memory(size, available, capacity),
-            AllocFailure::Populate(e) => populate_error(size, capacity, e),
-        })?;
         if let Some(range) = a.populate_later {
             let region = self.inner.region();
             // SAFETY: the range is page-aligned inside our mapping and covers the payload of
@@ -66,10 +70,14 @@ impl Mempool {
             match unsafe { pages::populate(region.base(), range) } {
                 // Release: a later free (under the lock, maybe by another process through
                 // `free_tagged`) that sees 0 also sees the pages populated.
-                Ok(()) => region.block(a.header).state.store(0, Release),
+                Ok(()) => {
+                    region
+                        .block(a.header)
+                        .state
+                        .fetch_and(!STATE_UNRESERVED, Release);
+                }
                 Err(e) => {
-                    let locked = self.inner.lock()?;
-                    locked.free(a.header, 0);
+                    self.inner.locked(|l| l.free(a.header, 0))?;
                     return Err(populate_error(size, capacity, e));
                 }
             }
@@ -155,7 +163,7 @@ impl Mempool {
     /// ```
     pub fn free_raw(&self, raw: RawBlock) -> Result<()> {
         let (locked, off) = self.take_detached(raw)?;
-        locked.free(off, 0);
+        locked.free(off, 0).map_err(|c| poison(&locked, c))?;
         Ok(())
     }
 
@@ -216,26 +224,33 @@ impl Mempool {
         if tag == 0 {
             return Ok(0);
         }
-        let locked = self.inner.lock()?;
-        let heap = locked.heap();
-        let (mut off, mut freed) = (heap.start, 0);
-        while off < heap.end {
-            let b = locked.block(off);
-            // Relaxed: under the lock.
-            let sf = b.size_flags.load(Relaxed);
-            if sf & flag::FREE == 0 && b.tag.load(Relaxed) == tag {
-                let merged = locked.free(off, 0);
-                freed += 1;
-                off = merged + (locked.block(merged).size_flags.load(Relaxed) & !flag::MASK);
-            } else {
-                off += sf & !flag::MASK;
+        self.inner.locked(|locked| {
+            let heap = locked.heap();
+            let (mut off, mut freed) = (heap.start, 0);
+            while off < heap.end {
+                let (b, sf) = locked.checked(off)?;
+                // Relaxed: under the lock.
+                if sf & flag::FREE == 0 && b.tag.load(Relaxed) == tag {
+                    let merged = locked.free(off, 0)?;
+                    freed += 1;
+                    let (_, m_sf) = locked.checked(merged)?;
+                    off = merged + (m_sf & !flag::MASK);
+                } else {
+                    off += sf & !flag::MASK;
+                }
             }
-        }
-        Ok(freed)
+            Ok(freed)
+        })
     }
 
     /// Frees a block owned by a handle (called by `Block`'s drop).
     pub(crate) fn free_owned(&self, payload: u64, len: u64, generation: u64) -> Result<()> {
+        if self.inner.poisoned() {
+            // Refused without touching memory: the headers cannot be trusted.
+            return Err(Error::Corrupted {
+                what: "the pool was poisoned; the block is not freed".into(),
+            });
+        }
         let region = self.inner.region();
         let off = region
             .validate(payload, generation, len)
@@ -252,7 +267,7 @@ impl Mempool {
             // and, if we die before it, a `free_tagged` under the lock after our death; a
             // dead process's stores are all visible by then (the kernel's context switch
             // and exit are full barriers).
-            region.block(off).state.store(STATE_UNRESERVED, Relaxed);
+            region.block(off).state.fetch_or(STATE_UNRESERVED, Relaxed);
             let interior = pages::interior(off, off + size, region.page);
             // SAFETY: the interior of a block we own and are freeing: no live data.
             if unsafe { pages::remove(region.base(), interior) }.is_ok() {
@@ -263,7 +278,7 @@ impl Mempool {
         let off = locked
             .validate_owned(payload, generation, len)
             .map_err(Error::descriptor)?;
-        locked.free(off, extra);
+        locked.free(off, extra).map_err(|c| poison(&locked, c))?;
         Ok(())
     }
 

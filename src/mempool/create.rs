@@ -162,6 +162,7 @@ unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
         std::ptr::addr_of_mut!((*hdr).region_len).write(len);
         std::ptr::addr_of_mut!((*hdr).heap_start).write(heap_start);
         std::ptr::addr_of_mut!((*hdr).heap_end).write(len);
+        std::ptr::addr_of_mut!((*hdr).secret).write(random_id() ^ random_id().rotate_left(29));
     }
     // SAFETY: the header is initialized (plain fields above, atomics and free lists are
     // all-zero = empty, which is valid) and lives in our mapping.
@@ -177,18 +178,19 @@ unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
         .retain
         .store(super::default_retention(len as usize) as u64, Relaxed);
     stats.dirty.store(heap_start + HEADER, Relaxed);
-    let first = region.block(heap_start);
-    first.prev_phys.store(NIL, Relaxed);
-    first
-        .size_flags
-        .store((len - heap_start) | flag::FREE, Relaxed);
     let (guard, acquired) = region
         .hdr
         .lock
         .lock()
         .map_err(|e| Error::io("locking the new mempool", e))?;
     debug_assert_eq!(acquired, Acquired::Clean);
-    Locked::new(region, guard).insert_free(heap_start, len - heap_start);
+    let locked = Locked::new(region, guard);
+    locked.block(heap_start).prev_phys.store(NIL, Relaxed);
+    locked.store_size(heap_start, (len - heap_start) | flag::FREE, 0);
+    // The lists are empty: nothing to find broken.
+    locked
+        .insert_free(heap_start, len - heap_start)
+        .map_err(|c| Error::Corrupted { what: c.0 })?;
     Ok(id)
 }
 

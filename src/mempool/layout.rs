@@ -61,6 +61,9 @@ pub(crate) mod flag {
 /// Freeing such a block marks the free block [`flag::UNPOPULATED`].
 pub(crate) const STATE_UNRESERVED: u64 = 1;
 
+/// The bits of [`BlockHeader::state`] that hold the header's seal.
+pub(crate) const SEAL_MASK: u64 = !STATE_UNRESERVED;
+
 /// The header in front of every block, free or used.
 ///
 /// Who writes what (all under the allocator lock unless said otherwise):
@@ -89,7 +92,12 @@ pub(crate) struct BlockHeader {
     pub(crate) next_free: AtomicU64,
     /// Free block: previous block in its free list, or [`NIL`] if it is the head.
     pub(crate) prev_free: AtomicU64,
-    /// Used block: [`STATE_UNRESERVED`] or 0.
+    /// Bit 0: [`STATE_UNRESERVED`] (used blocks only). The other bits: the header's
+    /// **seal**, a keyed hash of the block's offset and size (`Region::seal`), rewritten
+    /// under the lock before every store that changes the size. A header whose seal does
+    /// not match was overwritten by somebody else: the allocator stops (poisons the pool)
+    /// instead of following it. The owner changes bit 0 with atomic `fetch_or` /
+    /// `fetch_and`, never touching the seal.
     pub(crate) state: AtomicU64,
 }
 
@@ -140,6 +148,9 @@ pub(crate) struct PoolHeader {
     pub(crate) heap_start: u64,
     /// End of the last block.
     pub(crate) heap_end: u64,
+    /// Random per-pool secret mixed into every block header's seal (see
+    /// [`BlockHeader::state`]).
+    pub(crate) secret: u64,
     /// The allocator lock.
     pub(crate) lock: RobustMutex,
     /// Usage counters and watermarks.

@@ -146,7 +146,7 @@ pub use block::{Block, RawBlock};
 pub use testing::{CrashPoint, HeapReport};
 
 use crate::error::{Error, Result};
-use heap::{Locked, Region};
+use heap::{Corrupt, Locked, Region};
 use lock::Acquired;
 
 /// Smallest accepted capacity.
@@ -258,12 +258,37 @@ impl Inner {
         }
         // Relaxed: written under the lock we now hold.
         if region.hdr.stats.poisoned.load(Relaxed) != 0 {
-            return Err(Error::io(
-                "using the mempool",
-                std::io::Error::other("heap found corrupted after a crash; build a new pool"),
-            ));
+            return Err(Error::Corrupted {
+                what: "the pool was poisoned when its bookkeeping was found broken".into(),
+            });
         }
         Ok(locked)
+    }
+
+    /// Whether the pool is poisoned (a hint without the lock: the locked operations
+    /// decide).
+    fn poisoned(&self) -> bool {
+        // Relaxed: a hint; see above.
+        self.region().hdr.stats.poisoned.load(Relaxed) != 0
+    }
+}
+
+/// Poisons the pool of `locked` after its bookkeeping was found broken: every later
+/// locked operation fails with [`Error::Corrupted`]. Returns that error.
+pub(crate) fn poison(locked: &Locked<'_>, c: Corrupt) -> Error {
+    // Relaxed: under the lock, which orders it for every later holder.
+    locked.hdr.stats.poisoned.store(1, Relaxed);
+    Error::Corrupted { what: c.0 }
+}
+
+impl Inner {
+    /// Takes the lock, runs `f`, and poisons the pool if `f` found it corrupted.
+    fn locked<R>(
+        &self,
+        f: impl FnOnce(&Locked<'_>) -> std::result::Result<R, Corrupt>,
+    ) -> Result<R> {
+        let locked = self.lock()?;
+        f(&locked).map_err(|c| poison(&locked, c))
     }
 }
 
@@ -415,8 +440,7 @@ impl Mempool {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn trim(&self) -> Result<usize> {
-        let locked = self.inner.lock()?;
-        Ok(locked.trim() as usize)
+        self.inner.locked(|l| l.trim()).map(|b| b as usize)
     }
 
     /// Address of the region base, the same in every process of the tree.
