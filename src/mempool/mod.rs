@@ -454,6 +454,12 @@ impl Mempool {
         (base..base + self.inner.len).contains(&(ptr as usize))
     }
 
+    /// Offset of the first block header: below it lies the pool header (tests only).
+    #[doc(hidden)]
+    pub fn __heap_start(&self) -> usize {
+        self.inner.region().hdr.heap_start as usize
+    }
+
     /// Walks the heap and checks every invariant (tests only).
     #[doc(hidden)]
     pub fn __check_invariants(&self) -> std::result::Result<HeapReport, String> {
