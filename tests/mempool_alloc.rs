@@ -395,3 +395,40 @@ fn the_populate_watermark_stays_on_page_boundaries_as_the_heap_grows() {
     }
     pool.__check_invariants().unwrap();
 }
+
+#[test]
+fn a_growable_pool_grows_to_its_maximum_and_coalesces_back() {
+    let pool = Mempool::growable(2 * MIB, Some(256 * MIB)).unwrap();
+    assert_eq!((pool.size(), pool.capacity()), (2 * MIB, 256 * MIB));
+    let mut blocks = Vec::new();
+    // Small ones past the first end, then large ones: each growth merges into the free
+    // tail or adds a block after a used one.
+    for i in 0..40 {
+        let mut b = pool.alloc(100_000 + i * 1000, 64).unwrap();
+        b.as_bytes_mut().fill(i as u8);
+        blocks.push((b, i as u8));
+    }
+    let mut big = pool.alloc(100 * MIB, 64).unwrap();
+    assert!(pool.size() > 100 * MIB);
+    assert!(
+        big.as_bytes().iter().step_by(4096).all(|&b| b == 0),
+        "fresh grown memory"
+    );
+    big.as_bytes_mut()[..MIB].fill(9);
+    pool.__check_invariants().unwrap();
+    assert!(matches!(
+        pool.alloc(200 * MIB, 64),
+        Err(Error::OutOfMemory { capacity, .. }) if capacity == 256 * MIB
+    ));
+    assert!(pool.size() <= pool.capacity());
+    pool.__check_invariants().unwrap();
+    for (b, fill) in &blocks {
+        assert!(b.as_bytes().iter().all(|x| x == fill));
+    }
+    drop(blocks);
+    drop(big);
+    let report = pool.__check_invariants().unwrap();
+    assert_eq!((report.used_blocks, report.free_blocks), (0, 1));
+    assert_eq!(report.free_bytes, pool.size() - pool.__heap_start());
+    assert!(Mempool::growable(8 * MIB, Some(4 * MIB)).is_err());
+}

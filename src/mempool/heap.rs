@@ -94,23 +94,31 @@ impl<'a> Region<'a> {
         self.base
     }
 
-    /// The header of the block at `off`.
+    /// The header of the block at `off` (inside the reservation: a growth writes the
+    /// next block's header just past the heap's end).
     pub(crate) fn block(&self, off: u64) -> &'a BlockHeader {
         debug_assert!(
-            off >= self.hdr.heap_start && off + HEADER <= self.hdr.heap_end,
+            off >= self.hdr.heap_start && off + HEADER <= self.hdr.region_len,
             "block offset {off} outside the heap"
         );
         debug_assert_eq!(off % GRANULE, 0);
-        // SAFETY: `off` is a 64-aligned offset inside the heap (checked above in debug
-        // builds, guaranteed by the callers, which only follow offsets of the walkable
-        // chain or validated descriptors). The mapping lives for 'a, and `BlockHeader` is
-        // atomics only, so any bit pattern is valid and concurrent access is sound.
+        // SAFETY: `off` is a 64-aligned offset inside the mapping (checked above in debug
+        // builds, guaranteed by the callers, which only follow offsets that `checked`
+        // accepted, offsets of their own blocks, or the end of the heap while growing it
+        // within the reservation). The mapping lives for 'a, and `BlockHeader` is atomics
+        // only, so any bit pattern is valid and concurrent access is sound.
         unsafe { &*(self.base.add(off as usize) as *const BlockHeader) }
     }
 
     /// The first block header offset at which the heap ends.
     pub(crate) fn heap(&self) -> Range<u64> {
-        self.hdr.heap_start..self.hdr.heap_end
+        self.hdr.heap_start..self.end()
+    }
+
+    /// The heap's current end. Acquire: pairs with the Release store of a growth, so
+    /// the header of the block it added is visible.
+    pub(crate) fn end(&self) -> u64 {
+        self.hdr.heap_end.load(Acquire)
     }
 
     /// The seal of a header at `off` for a block of `size` bytes: a keyed hash (the
@@ -473,7 +481,7 @@ impl<'a> Locked<'a> {
     /// Points the block after `end` (if any) back at `prev`. The caller checked it with
     /// [`Locked::check_next`] before its first store.
     fn link_next(&self, end: u64, prev: u64) {
-        if end < self.hdr.heap_end {
+        if end < self.end() {
             self.block(end).prev_phys.store(prev, Relaxed);
         }
     }
@@ -481,7 +489,7 @@ impl<'a> Locked<'a> {
     /// Checks that the block after `end` (if any) is a sealed header that points back at
     /// `prev`, as the chain says it must.
     fn check_next(&self, end: u64, prev: u64) -> Result<(), Corrupt> {
-        if end < self.hdr.heap_end {
+        if end < self.end() {
             let (n, _) = self.checked(end)?;
             if n.prev_phys.load(Relaxed) != prev {
                 return Err(Corrupt::at(end, "a block whose predecessor link is wrong"));
@@ -509,7 +517,13 @@ impl<'a> Locked<'a> {
             need.checked_add(align.checked_mul(2).ok_or_else(no_fit)?)
                 .ok_or_else(no_fit)?
         };
-        let f_off = self.find_free(search)?.ok_or_else(no_fit)?;
+        let f_off = match self.find_free(search)? {
+            Some(off) => off,
+            None => {
+                self.grow(search)?;
+                self.find_free(search)?.ok_or_else(no_fit)?
+            }
+        };
         let (f, f_sf) = self.checked(f_off)?;
         let f_size = f_sf & !flag::MASK;
         let f_end = f_off + f_size;
@@ -578,7 +592,7 @@ impl<'a> Locked<'a> {
                 // An eighth of the heap in use is not a whole number of pages: round the
                 // step, or the next populate would start off a page boundary.
                 let ahead = round_up(w_old + step, page).expect("far below u64::MAX");
-                w_new = target.max(ahead).min(self.hdr.region_len);
+                w_new = target.max(ahead).min(self.end());
                 now[2] = Some(w_old..w_new);
             } else {
                 w_new = w_old;
@@ -677,7 +691,7 @@ impl<'a> Locked<'a> {
         // store: a broken one refuses the free without touching memory.
         let right = off + b_size;
         let mut right_free = None;
-        if right < self.hdr.heap_end {
+        if right < self.end() {
             self.check_next(right, off)?;
             let r_sf = self.block(right).size_flags.load(Relaxed);
             if r_sf & flag::FREE != 0 {
@@ -755,6 +769,94 @@ impl<'a> Locked<'a> {
         }
         self.insert_free(start, size)?;
         Ok(start)
+    }
+
+    /// Grows the heap (up to the reservation) so that a free block of `need` bytes can
+    /// exist: by at least `need` plus a page, and at least doubling it, in steps of
+    /// [`pages::GROW_STEP`]. Nothing happens if the heap is at its maximum or the system
+    /// refuses the new header's page (the allocation then fails with `NoFit`).
+    ///
+    /// Crash consistency (see the mempool docs): 1. if the pages between the populated
+    /// watermark and the old end are the last free block's interior, that block is
+    /// flagged `UNPOPULATED` (conservative); 2. the new free block's header is written
+    /// past the old end (unreachable); 3. `heap_end` is raised in one store (the chain
+    /// now ends at the new end, through the new block); 4. the new block is merged into a
+    /// free last block (one store) or listed. Recovery after a death at any point sees a
+    /// walkable chain.
+    fn grow(&self, need: u64) -> Result<(), Corrupt> {
+        let hdr = self.hdr;
+        let (start, end, max) = (hdr.heap_start, self.end(), hdr.region_len);
+        let page = self.page;
+        let Some(room) = max.checked_sub(end).filter(|&r| r >= page + MIN_BLOCK) else {
+            return Ok(());
+        };
+        let want = need.saturating_add(page).max(end - start);
+        let grow = round_up(want, pages::GROW_STEP)
+            .unwrap_or(u64::MAX)
+            .min(room)
+            & !(page - 1);
+        let new_end = end + grow;
+        // The last block: walk the chain (growth is rare: the heap at least doubles).
+        let (mut off, mut last, mut steps) = (start, NIL, 0u64);
+        while off < end {
+            let (_, sf) = self.checked(off)?;
+            last = off;
+            off += sf & !flag::MASK;
+            steps += 1;
+            if steps > self.max_blocks() {
+                return Err(Corrupt("a block chain that loops".into()));
+            }
+        }
+        if off != end || last == NIL {
+            return Err(Corrupt::at(
+                off,
+                "a block chain that does not end at the heap's end",
+            ));
+        }
+        let (l, l_sf) = self.checked(last)?;
+        let l_size = l_sf & !flag::MASK;
+        let last_free = l_sf & flag::FREE != 0;
+        if last_free {
+            self.check_linked(last, l_size)?;
+        }
+        // SAFETY: the new header's page, inside the reservation (`new_end <= max`), which
+        // is mapped in every process of the tree since before the first fork.
+        if unsafe { pages::populate(self.base(), end..end + page) }.is_err() {
+            return Ok(());
+        }
+        let stats = &hdr.stats;
+        let watermark = stats.populated.load(Relaxed);
+        if last_free && watermark < end && l_sf & flag::UNPOPULATED == 0 {
+            // 1. The pages from the watermark to the end are the last block's interior.
+            let estimate = self.populated_estimate(last, l_size, l_sf, watermark);
+            self.remove_free(last, l_size)?;
+            l.len.store(estimate, Relaxed);
+            self.store_size(last, l_sf | flag::UNPOPULATED, 0);
+            self.insert_free(last, l_size)?;
+        }
+        // 2. The new block's header, unreachable until the end moves.
+        if stats.dirty.load(Relaxed) < end + HEADER {
+            stats.dirty.store(end + HEADER, Relaxed);
+        }
+        self.write_free_header(end, grow, last, flag::UNPOPULATED, 0);
+        // 3. The commit. Release: lock-free readers that see the new end see its header.
+        hdr.heap_end.store(new_end, Release);
+        crash_point(CrashPoint::GrowAfterEnd);
+        stats
+            .populated
+            .store(stats.populated.load(Relaxed).max(end + page), Relaxed);
+        // 4. Merge with a free last block, or list the new one.
+        if last_free {
+            let (_, l_sf) = self.checked(last)?;
+            self.remove_free(last, l_size)?;
+            self.store_size(last, (l_size + grow) | flag::FREE | flag::UNPOPULATED, 0);
+            let estimate = self.populated_estimate(last, l_size, l_sf, watermark);
+            l.len.store(estimate, Relaxed);
+            self.insert_free(last, l_size + grow)?;
+        } else {
+            self.insert_free(end, grow)?;
+        }
+        Ok(())
     }
 
     /// Gives back the pages of every free block the cache counts; returns how many

@@ -142,12 +142,15 @@ pub(crate) struct PoolHeader {
     pub(crate) magic: u64,
     /// Random pool id (`Mempool::id`).
     pub(crate) pool_id: u64,
-    /// Length of the whole mapping in bytes.
+    /// Length of the whole mapping in bytes: the reservation, the most the heap can
+    /// grow to.
     pub(crate) region_len: u64,
     /// Offset of the first block (page aligned).
     pub(crate) heap_start: u64,
-    /// End of the last block.
-    pub(crate) heap_end: u64,
+    /// End of the last block: the heap's current size. Only grows, under the lock, with
+    /// `Release` (the new block's header is written first); lock-free readers load it
+    /// with `Acquire`.
+    pub(crate) heap_end: AtomicU64,
     /// Random per-pool secret mixed into every block header's seal (see
     /// [`BlockHeader::state`]).
     pub(crate) secret: u64,

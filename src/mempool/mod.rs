@@ -312,9 +312,12 @@ pub struct Usage {
     pub in_use: usize,
     /// The highest `in_use` since the pool was created.
     pub peak: usize,
-    /// Size of the region ([`Mempool::capacity`]); about 10 KiB of it is the pool's own
-    /// header.
+    /// The most the pool can hold ([`Mempool::capacity`]: its reservation); about 12 KiB
+    /// of it is the pool's own header.
     pub capacity: usize,
+    /// The heap's current size ([`Mempool::size`]): `capacity` for a fixed pool, less
+    /// for a [growable](Mempool::growable) one that has not grown to its maximum.
+    pub size: usize,
     /// Number of live allocations.
     pub allocations: usize,
     /// Populated bytes held in free blocks (the cache of populated free space, kept up
@@ -342,9 +345,23 @@ impl Mempool {
         self.inner.id
     }
 
-    /// Length of the region in bytes.
+    /// The most the pool can hold, in bytes: the length of its reservation (for a
+    /// [growable](Mempool::growable) pool, its maximum).
     pub fn capacity(&self) -> usize {
         self.inner.len
+    }
+
+    /// The heap's current size in bytes (it only grows, up to [`Mempool::capacity`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let fixed = procyon::Mempool::new(8 << 20)?;
+    /// assert_eq!(fixed.size(), fixed.capacity());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn size(&self) -> usize {
+        self.inner.region().end() as usize
     }
 
     /// Current usage, as seen by every process of the tree.
@@ -367,6 +384,7 @@ impl Mempool {
             capacity: self.inner.len,
             allocations: stats.live.load(Relaxed) as usize,
             cached: self.inner.region().hdr.cached.load(Relaxed) as usize,
+            size: self.size(),
         }
     }
 

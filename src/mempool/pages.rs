@@ -29,6 +29,9 @@ pub(crate) const RELEASE_BLOCK: u64 = 8 << 20;
 /// (a `madvise` costs more than keeping them); `Mempool::trim` gives back even those.
 pub(crate) const RELEASE_MIN: u64 = 2 << 20;
 
+/// The heap grows in multiples of this (2 MiB).
+pub(crate) const GROW_STEP: u64 = 2 << 20;
+
 /// The empty range.
 pub(crate) const EMPTY: Range<u64> = 0..0;
 

@@ -133,7 +133,7 @@ impl Locked<'_> {
         let heap = self.heap();
         let stats = &hdr.stats;
         let watermark = stats.populated.load(Relaxed);
-        if watermark % self.page != 0 || watermark > hdr.region_len {
+        if watermark % self.page != 0 || watermark > self.end() {
             return Err(format!(
                 "populate watermark {watermark} not a page boundary in the region"
             ));

@@ -21,6 +21,9 @@ pub enum CrashPoint {
     /// Recovery: after its first merge of adjacent free blocks (recovery must survive
     /// its own death: the next locker recovers again).
     RecoveryAfterMerge = 5,
+    /// Growth: right after the heap's end moved (the new free block is reachable but
+    /// neither merged with a free last block nor listed).
+    GrowAfterEnd = 6,
 }
 
 /// The armed crash point of this process (0 = none). Process-local by nature.

@@ -23,6 +23,7 @@ pub struct PoolBuilder {
     pub(crate) workers: usize,
     pub(crate) mempool_size: Option<usize>,
     pub(crate) mempool_retention: Option<usize>,
+    pub(crate) mempool_max: Option<usize>,
     pub(crate) inbox_slots: usize,
     pub(crate) slot_size: usize,
     pub(crate) min_len: usize,
@@ -42,6 +43,7 @@ impl Default for PoolBuilder {
             workers: crate::sys::process::cpus(),
             mempool_size: None,
             mempool_retention: None,
+            mempool_max: None,
             inbox_slots: 256,
             slot_size: 128,
             min_len: 1,
@@ -100,10 +102,36 @@ impl PoolBuilder {
         self
     }
 
-    /// Size of the shared memory pool in bytes (default: half of physical memory; pages
-    /// cost nothing until used).
+    /// Initial size of the shared memory pool in bytes (default: half of physical memory;
+    /// pages cost nothing until used). It grows as needed up to
+    /// [`mempool_max`](Self::mempool_max).
     pub fn mempool_size(mut self, bytes: usize) -> Self {
         self.mempool_size = Some(bytes);
+        self
+    }
+
+    /// The most the mempool may grow to, in bytes (default: the physical memory). The
+    /// mempool starts at [`mempool_size`](Self::mempool_size) and grows as allocations
+    /// need, from any process, while jobs run; past the maximum, allocations fail with
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). Pass the `mempool_size` for a
+    /// pool that never grows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(16 << 20)
+    ///     .mempool_max(64 << 20)
+    ///     .build()?;
+    /// let big = pool.array_zeroed::<u8>(40 << 20)?; // more than the initial size
+    /// assert!(pool.mempool().usage().size > 40 << 20);
+    /// assert!(pool.array_zeroed::<u8>(64 << 20).is_err());
+    /// # drop(big);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn mempool_max(mut self, bytes: usize) -> Self {
+        self.mempool_max = Some(bytes);
         self
     }
 

@@ -137,7 +137,10 @@ impl Pool {
         let size = config
             .mempool_size
             .unwrap_or_else(Mempool::default_capacity);
-        let mempool = Mempool::create(size, backing)?;
+        let max = config
+            .mempool_max
+            .unwrap_or_else(|| Mempool::growth_limit(size));
+        let mempool = Mempool::create(size, max, backing)?;
         if let Some(bytes) = config.mempool_retention {
             mempool.set_retention(bytes)?;
         }
