@@ -790,6 +790,10 @@ impl<'a> Locked<'a> {
         let Some(room) = max.checked_sub(end).filter(|&r| r >= page + MIN_BLOCK) else {
             return Ok(());
         };
+        if need > room + (end - start) {
+            // Even the whole reservation could not hold it: do not grow for nothing.
+            return Ok(());
+        }
         let want = need.saturating_add(page).max(end - start);
         let grow = round_up(want, pages::GROW_STEP)
             .unwrap_or(u64::MAX)

@@ -9,6 +9,7 @@
 //!  | free lists  |        |         |        |                              |
 //!  +-------------+--------+---------+--------+----------------------- ... --+
 //!  0          heap_start                  populated watermark          heap_end
+//!                                                      (reserved up to region_len)
 //! ```
 //!
 //! Submodules: [`layout`] (what the region holds), [`lock`] (the robust process-shared
@@ -81,6 +82,37 @@
 //!   this tells an allocation which of its bytes are known to be zero, so
 //!   [`Mempool::alloc_zeroed`] and `SharedArray::zeroed` only clear the rest.
 //!
+//! # Growing
+//!
+//! The whole maximum ([`Mempool::capacity`]) is mapped at creation, before any fork
+//! (`MAP_NORESERVE`: untouched pages cost nothing), so every process of the tree has it
+//! at the same address; the heap itself ends at `heap_end` ([`Mempool::size`]). An
+//! allocation that finds no free block grows the heap under the lock, by at least the
+//! request and at least doubling it (in 2 MiB steps, capped at the maximum), then
+//! searches again: a process can grow the pool while the others run jobs, and nobody
+//! needs to map anything. Only the new block's header page is populated by the growth;
+//! the allocation populates its own pages as always, so running out is an
+//! `Err(OutOfMemory)`, never a SIGBUS. A request that could not fit even in the whole
+//! reservation does not grow the heap. The stores are in the table below.
+//!
+//! # Sealed headers
+//!
+//! Tasks can write anywhere in the region, so nothing the allocator reads from a block
+//! header is trusted before it is checked: each header's `state` word carries a seal, a
+//! keyed hash of the block's offset and size under a random per-pool secret, rewritten
+//! with every size change (`Locked::store_size`). `Region::checked` accepts a header only
+//! inside the heap, 64-aligned, below the populated watermark, with a size that fits and
+//! a matching seal; free-list links must lead back, physical neighbours must agree, and
+//! list walks are bounded. Every walk (allocation, free and coalescing, the list searches,
+//! growth, `free_tagged`, `trim`, descriptor validation, the invariant check) goes
+//! through these checks, and a free checks all it will touch before its first store.
+//! A failed check poisons the pool (`Stats::poisoned`): that call and every later
+//! allocation fail with [`Error::Corrupted`](crate::Error::Corrupted), and frees are
+//! refused without touching memory. Recovery after a holder's death trusts only the
+//! chain's bounds and re-seals every header (a death between a seal and its size store
+//! leaves a stale one). See docs/THREAT_MODEL.md for what this does not cover (the pool
+//! header).
+//!
 //! # The lock and crash consistency
 //!
 //! One lock protects the heap: a glibc pthread mutex, process-shared and robust (see
@@ -102,6 +134,7 @@
 //! | front split (align) | 1. new header (FREE, spans to the end); 2. old block shrinks | before 2: as above |
 //! | free | 1. block's `size_flags` \|= FREE; 2. merge right: block grows in one store; 3. merge left: left block grows in one store; 4. prev links | free blocks may be adjacent, lists stale |
 //! | give back | 1. \|= UNPOPULATED; 2. `madvise(REMOVE)`; 3. \|= ZEROED | each flag is conservative until the next store |
+//! | grow | 1. populate the new header's page; free last block \|= UNPOPULATED if pages below its end are not populated; 2. new free header past the end; 3. `heap_end` = new end (one store); 4. merge into a free last block (one store), or list it | before 3: the new header is unreachable garbage; after 3: two adjacent free blocks, which recovery merges |
 //! | watermarks | `dirty` raised before writing; `populated` raised after populating *and* after the commit | both stay on the safe side; recovery raises `populated` over the last reachable header |
 //!
 //! Who touches what: `size_flags`, links, lists, bitmaps and statistics only under the
