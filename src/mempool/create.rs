@@ -16,7 +16,8 @@ use crate::space::{Backing, Mapping};
 use crate::sys::mman;
 
 impl Mempool {
-    /// Maps a new pool of `capacity` bytes (rounded up to whole pages).
+    /// Maps a new pool of `capacity` bytes (rounded up to whole pages), which never grows
+    /// (see [`Mempool::growable`] for one that does).
     ///
     /// Pages cost nothing until allocations use them, so a generous capacity is cheap.
     ///

@@ -136,7 +136,7 @@ impl PoolBuilder {
     }
 
     /// How many populated bytes the mempool's free blocks may keep (default: a quarter of
-    /// the mempool size; see [`Mempool::retention`](crate::Mempool::retention)). Freed
+    /// the mempool's maximum, [`mempool_max`](Self::mempool_max); see [`Mempool::retention`](crate::Mempool::retention)). Freed
     /// pages up to this stay populated in every process that touched them, so a fresh
     /// output (`par_map`, `collect_array`) costs what a reused one does; past it, freed
     /// pages go back to the system. `pool.mempool().trim()` gives them all back.
