@@ -145,7 +145,7 @@ impl<'a> Region<'a> {
         let watermark = self.hdr.stats.populated.load(Relaxed);
         if off % GRANULE != 0
             || off < heap.start
-            || off.checked_add(MIN_BLOCK).is_none_or(|e| e > heap.end)
+            || off.checked_add(MIN_BLOCK).map_or(true, |e| e > heap.end)
             || off >= watermark
         {
             return Err(Corrupt::at(off, "a block offset outside the heap"));
