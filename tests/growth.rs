@@ -62,6 +62,44 @@ fn a_64_mib_pool_holds_a_1_gib_array_while_jobs_run_fork_server() {
     grows_while_jobs_run(StartMode::ForkServer);
 }
 
+/// A task grows the pool from its worker: 256 MiB in a pool built with 16 MiB, written
+/// and summed there, then dropped (freed into the cache).
+fn grow_in_a_worker(mib: &usize, ctx: &procyon::Ctx) -> u64 {
+    let n = *mib * MIB / 8;
+    let mut a = ctx.array_zeroed::<u64>(n).unwrap();
+    for i in (0..n).step_by(512) {
+        a[i] = 1;
+    }
+    a.iter().sum()
+}
+
+#[test]
+fn a_worker_grows_the_pool_and_the_client_sees_it() {
+    common::no_leaks(|| {
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(16 * MIB)
+            .start_mode(StartMode::Fork)
+            .build()
+            .unwrap();
+        let sum = pool
+            .spawn_with(256usize, grow_in_a_worker)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(sum, (256 * MIB / 8 / 512) as u64);
+        let usage = pool.mempool().usage();
+        assert!(usage.size > 256 * MIB, "{usage:?}");
+        // The client allocates in what the worker grew (no growth of its own needed).
+        let before = usage.size;
+        let b = pool.array_zeroed::<u8>(200 * MIB).unwrap();
+        assert_eq!(pool.mempool().usage().size, before);
+        assert!(b.iter().step_by(4096).all(|&x| x == 0));
+        drop(b);
+        pool.mempool().__check_invariants().unwrap();
+    });
+}
+
 #[test]
 fn the_maximum_is_out_of_memory_and_the_pool_stays_usable() {
     common::no_leaks(|| {
