@@ -110,6 +110,22 @@ impl<T: Pod> SharedArray<T> {
         })
     }
 
+    /// The array's block (none for an array of no bytes), which frees the memory when
+    /// dropped: what a job keeps alive of an array it reads.
+    pub(crate) fn into_block(self) -> Option<Block> {
+        self.block
+    }
+
+    /// An array of no elements in `pool` (no allocation: it cannot fail).
+    pub(crate) fn empty(pool: &Mempool) -> Self {
+        SharedArray {
+            block: None,
+            pool_id: pool.id(),
+            len: 0,
+            _elem: PhantomData,
+        }
+    }
+
     /// An array of `len` zeroes. Memory the allocator knows is zero (fresh or given-back
     /// pages) is not written again, so this is cheap even for large arrays.
     ///
@@ -537,17 +553,43 @@ impl<T> ArrayDesc<T> {
 impl<T: Pod> ArrayDesc<T> {
     /// Checks the descriptor names a live array of `T` in a pool this process knows, and
     /// returns the address of its first element.
-    fn resolve(&self) -> Result<NonNull<T>> {
+    /// Checks the element type and size; `Ok(None)` for an array of no bytes (which
+    /// resolves to a dangling pointer in any process), else its size in bytes.
+    fn byte_size(&self) -> Result<Option<u64>> {
         let raw = &self.raw;
         raw.check_elem::<T>()?;
         let bytes = raw.bytes()?;
         if bytes > isize::MAX as u64 || usize::try_from(raw.len).is_err() {
             return Err(Error::descriptor("array larger than the address space"));
         }
-        if bytes == 0 {
+        Ok((bytes != 0).then_some(bytes))
+    }
+
+    fn resolve(&self) -> Result<NonNull<T>> {
+        let Some(bytes) = self.byte_size()? else {
             return Ok(NonNull::dangling());
+        };
+        let id = self.raw.pool_id;
+        let pool = mempool::lookup(id).ok_or_else(|| unknown_pool(id))?;
+        self.resolve_checked(&pool, bytes)
+    }
+
+    /// [`Self::resolve`] against `pool`, this process's handle of the descriptor's
+    /// mempool (a worker's own handle: no registry lookup).
+    fn resolve_in(&self, pool: &Mempool) -> Result<NonNull<T>> {
+        let Some(bytes) = self.byte_size()? else {
+            return Ok(NonNull::dangling());
+        };
+        if self.raw.pool_id != pool.id() {
+            return Err(Error::descriptor(
+                "the array lives in another pool than the job's: pass arrays of the pool that runs the job",
+            ));
         }
-        let pool = mempool::lookup(raw.pool_id).ok_or_else(|| unknown_pool(raw.pool_id))?;
+        self.resolve_checked(pool, bytes)
+    }
+
+    fn resolve_checked(&self, pool: &Mempool, bytes: u64) -> Result<NonNull<T>> {
+        let raw = &self.raw;
         let ptr = pool.resolve(raw.offset, raw.generation, bytes)?.cast::<T>();
         if ptr.as_ptr() as usize % std::mem::align_of::<T>() != 0 {
             return Err(Error::descriptor("misaligned array offset"));
@@ -555,10 +597,12 @@ impl<T: Pod> ArrayDesc<T> {
         Ok(ptr)
     }
 
-    /// The address of the first element, checked as [`Self::validate`] does, without
-    /// forming a reference to any element (other processes may be writing some of them).
-    pub(crate) fn base_ptr(&self) -> Result<NonNull<T>> {
-        self.resolve()
+    /// The address of the first element, checked as [`Self::validate`] does but against
+    /// `pool` (this process's handle of the descriptor's mempool; an error if the
+    /// descriptor names another pool), without forming a reference to any element (other
+    /// processes may be writing some of them).
+    pub(crate) fn base_ptr_in(&self, pool: &Mempool) -> Result<NonNull<T>> {
+        self.resolve_in(pool)
     }
 
     /// Checks that the descriptor names a live array of `T` in a pool of this process

@@ -19,9 +19,9 @@ use serde::Serialize;
 
 use crate::array::{ArrayDesc, SharedArray};
 use crate::kind::{JobKind, WorkerCx};
-use crate::ops::Resolved;
 use crate::pool::{JobHandle, Pool};
 use crate::task::{assert_stateless, conjure, TaskFn};
+use crate::view::{ArrayView, ArrayViewMut};
 use crate::{Error, Result};
 
 /// `f(&state, offset, &arr[offset..offset + chunk])` for every chunk, results in order.
@@ -36,13 +36,13 @@ where
 {
     /// The array, the chunk length, the state.
     type Args = (ArrayDesc<T>, u64, A);
-    type Local = (Resolved<T>, F);
+    type Local = (ArrayView<T>, F);
     type Partial = Vec<R>;
     const ORDERED: bool = true;
 
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
+    fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
         // SAFETY: the caller borrows the array until the job has ended.
-        unsafe { Ok((Resolved::new(&args.0)?, conjure::<F>())) }
+        unsafe { Ok((ArrayView::resolve(&args.0, &cx.mempool)?, conjure::<F>())) }
     }
 
     fn run(
@@ -56,7 +56,7 @@ where
                 let start = c * chunk;
                 let end = (start + chunk).min(arr.len());
                 // SAFETY: nobody writes the array while the caller borrows it for the job.
-                f(state, start, unsafe { arr.slice(start..end) })
+                f(state, start, unsafe { arr.chunk(start..end) })
             })
             .collect();
         (Some(out), false)
@@ -170,16 +170,17 @@ pub(crate) struct ChunksMutReading<S, T, F>(PhantomData<fn(S, T, F)>);
 impl<S: Pod, T: Pod, F: Fn(&[S], usize, &mut [T]) + TaskFn> JobKind for ChunksMutReading<S, T, F> {
     /// The array read whole, the array written by chunks, the chunk length.
     type Args = (ArrayDesc<S>, ArrayDesc<T>, u64);
-    type Local = (Resolved<S>, Resolved<T>, F);
+    type Local = (ArrayView<S>, ArrayViewMut<T>, F);
     type Partial = ();
     const ORDERED: bool = false;
 
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        // SAFETY: the caller borrows both arrays until the job has ended.
+    fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
+        // SAFETY: the caller borrows `src` by `&` and `dst` by `&mut` until the job has
+        // ended.
         unsafe {
             Ok((
-                Resolved::new(&args.0)?,
-                Resolved::new(&args.1)?,
+                ArrayView::resolve(&args.0, &cx.mempool)?,
+                ArrayViewMut::resolve(&args.1, &cx.mempool)?,
                 conjure::<F>(),
             ))
         }
@@ -192,13 +193,13 @@ impl<S: Pod, T: Pod, F: Fn(&[S], usize, &mut [T]) + TaskFn> JobKind for ChunksMu
     ) -> (Option<()>, bool) {
         let chunk = *chunk as usize;
         // SAFETY: `src` is borrowed shared by the caller for the job: nobody writes it.
-        let all = unsafe { src.slice(0..src.len()) };
+        let all = unsafe { src.chunk(0..src.len()) };
         for c in range {
             let start = c * chunk;
             let end = (start + chunk).min(dst.len());
             // SAFETY: chunk `c` of `dst` is handed to this worker alone; `dst` is
             // borrowed `&mut` by the caller, so it is not `src`.
-            f(all, start, unsafe { dst.slice_mut(start..end) });
+            f(all, start, unsafe { dst.chunk_mut(start..end) });
         }
         (None, false)
     }

@@ -55,6 +55,27 @@ impl Ctx {
 
     /// Whether this task's job, or any job above it, was cancelled (or has failed or
     /// timed out): a long task should check it now and then and return early.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Error, Pool};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let handle = pool.spawn(|ctx: &Ctx| {
+    ///     let mut rounds = 0u64;
+    ///     while !ctx.is_cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///         rounds += 1;
+    ///     }
+    ///     rounds // never seen: a cancelled job answers Cancelled
+    /// })?;
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// handle.cancel();
+    /// assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         let control = self.pool.inner().control;
         let mut cur = Some(self.job);
@@ -75,6 +96,30 @@ impl Ctx {
     /// Reports progress of this job in the task's own units (e.g. rows of a frame).
     /// Monotonic: the largest `done` and `total` reported win. Costs two atomic
     /// operations; call it as often as you like.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Pool};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let pool = Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&seen);
+    /// let rows = pool
+    ///     .spawn(|ctx: &Ctx| {
+    ///         for row in 1..=10u64 {
+    ///             ctx.progress(row, 10); // one row of a frame done
+    ///         }
+    ///         10u64
+    ///     })?
+    ///     .on_progress(move |p| sink.lock().unwrap().push(p.reported))
+    ///     .wait()?;
+    /// assert_eq!(rows, 10);
+    /// // The last call, made once the job has ended, sees the final value.
+    /// assert_eq!(seen.lock().unwrap().last(), Some(&Some((10, 10))));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn progress(&self, done: u64, total: u64) {
         crate::progress::set_progress(
             self.pool.inner().control.slot(self.job.slot as usize),
@@ -89,6 +134,29 @@ impl Ctx {
     /// # Errors
     /// [`Error::Full`] if too many reports wait to be collected (the owner polls every
     /// 10 ms); [`Error::OutOfMemory`] if the mempool is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Pool};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let pool = Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let partial = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&partial);
+    /// let best = pool
+    ///     .spawn(|ctx: &Ctx| {
+    ///         for step in [3u64, 2, 1] {
+    ///             ctx.report(&step).unwrap(); // an improving answer, as it is found
+    ///         }
+    ///         1u64
+    ///     })?
+    ///     .on_report(move |v: u64| sink.lock().unwrap().push(v))
+    ///     .wait()?;
+    /// assert_eq!(best, 1);
+    /// assert_eq!(*partial.lock().unwrap(), vec![3, 2, 1]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn report<T: Serialize>(&self, value: &T) -> Result<()> {
         let inner = self.pool.inner();
         crate::progress::push_report(
@@ -100,6 +168,18 @@ impl Ctx {
     }
 
     /// A number identifying this task's job (as in error messages).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Pool};
+    ///
+    /// let pool = Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let first = pool.spawn(|ctx: &Ctx| ctx.job_number())?.wait()?;
+    /// let second = pool.spawn(|ctx: &Ctx| ctx.job_number())?.wait()?;
+    /// assert_ne!(first, second); // each job has its own number
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn job_number(&self) -> u64 {
         self.job.number()
     }

@@ -38,6 +38,10 @@
 //!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
 //!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
+//! * job kinds (`kind`): what each operation computes in a worker, one file per kind;
+//!   every kind reads and writes shared arrays through raw-pointer views resolved against
+//!   the worker's own mempool handle (`view`), forming slices only over the elements the
+//!   protocol gives it;
 //! * jobs: a shared header per job, chunks taken by the workers themselves (guided
 //!   self-scheduling), results in input order; [`JobHandle`] to wait, poll, cancel,
 //!   watch [`Progress`] or `.await`; [`Ctx`] inside a task for nested jobs, cancellation
@@ -49,6 +53,8 @@
 //! items or closures that capture nothing (checked at compile time), and state through
 //! `map_with` or shared arrays.
 //! Who is trusted, and what a misbehaving task can and cannot corrupt: `docs/THREAT_MODEL.md`.
+
+#![deny(missing_docs)]
 
 mod array;
 mod camlbox;
@@ -72,11 +78,13 @@ mod scheduler;
 mod server;
 mod sort;
 mod space;
+mod staging;
 mod stream;
 #[allow(dead_code)]
 pub(crate) mod sys;
 mod task;
 mod unwind;
+mod view;
 mod worker;
 
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
@@ -101,4 +109,5 @@ pub use pool::{JobHandle, Pool, PoolBuilder, ProgressStream, ReportStream, Start
 pub use progress::Progress;
 #[doc(hidden)]
 pub use server::fork_server_pid as __fork_server_pid;
+pub use staging::{ArrayInput, StagedInput};
 pub use task::TaskFn;

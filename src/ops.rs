@@ -1,195 +1,36 @@
-//! The direct operations on shared arrays and vectors: `par_map`, `par_map_into`,
-//! `par_chunks_mut`, `par_map_vec`. Each is a [`JobKind`] plus a thin `Pool` method.
-
-use std::marker::PhantomData;
-use std::ops::Range;
-use std::sync::atomic::Ordering;
+//! The direct operations on shared arrays and vectors, as thin `Pool` methods: `par_map`,
+//! `par_map_into`, `par_chunks_mut`, `par_map_vec`, `spawn`, `spawn_with`. What each
+//! job computes in the workers is its kind in [`crate::kind`].
 
 use bytemuck::Pod;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::array::{ArrayDesc, SharedArray};
-use crate::kind::{JobKind, WorkerCx};
+use crate::array::SharedArray;
+use crate::kind::chunks_mut::ChunksMut;
+use crate::kind::map_into::MapInto;
+use crate::kind::map_vec::{MapVec, VecArgs};
+use crate::kind::spawn::{SpawnJob, SpawnWithJob};
 use crate::pool::{JobHandle, Pool};
-use crate::stream;
-use crate::task::{assert_stateless, conjure, TaskFn};
+use crate::staging::ArrayInput;
+use crate::task::{assert_stateless, TaskFn};
 use crate::{Error, Result};
-
-/// A shared array resolved in this process: base pointer and length.
-#[doc(hidden)]
-pub struct Resolved<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-impl<T: Pod> Resolved<T> {
-    /// Validates `desc` in this process.
-    ///
-    /// # Safety
-    /// The array must stay alive for as long as the result is used.
-    pub(crate) unsafe fn new(desc: &ArrayDesc<T>) -> Result<Self> {
-        // No slice of the whole array: other workers may be writing their chunks of it.
-        let ptr = desc.base_ptr()?;
-        Ok(Resolved {
-            ptr: ptr.as_ptr(),
-            len: desc.len(),
-        })
-    }
-
-    /// Number of elements.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// # Safety
-    /// Nobody writes `range` while the slice lives.
-    pub(crate) unsafe fn slice(&self, range: Range<usize>) -> &[T] {
-        assert!(
-            range.start <= range.end && range.end <= self.len,
-            "chunk out of range"
-        );
-        // SAFETY: in bounds (asserted) of a live array (constructor's contract); no
-        // concurrent writer (caller's contract).
-        unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
-    }
-
-    /// # Safety
-    /// Nobody else reads or writes `range` while the slice lives (chunks are disjoint).
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice_mut(&self, range: Range<usize>) -> &mut [T] {
-        assert!(
-            range.start <= range.end && range.end <= self.len,
-            "chunk out of range"
-        );
-        // SAFETY: in bounds (asserted) of a live array; exclusive by the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
-    }
-}
-
-/// `dst[i] = f(src[i])`.
-pub(crate) struct MapInto<T, U, F>(PhantomData<fn(T, U, F)>);
-
-impl<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn> JobKind for MapInto<T, U, F> {
-    /// Input, output, and whether to write the output past the cache ([`crate::stream`]).
-    type Args = (ArrayDesc<T>, ArrayDesc<U>, bool);
-    type Local = (Resolved<T>, Resolved<U>, F);
-    type Partial = ();
-    const ORDERED: bool = false;
-
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        // SAFETY: the owner keeps both arrays alive until the job has ended.
-        unsafe {
-            Ok((
-                Resolved::new(&args.0)?,
-                Resolved::new(&args.1)?,
-                conjure::<F>(),
-            ))
-        }
-    }
-
-    fn run(
-        args: &Self::Args,
-        (src, dst, f): &mut Self::Local,
-        range: Range<usize>,
-    ) -> (Option<()>, bool) {
-        // SAFETY: chunks are disjoint (self-scheduling hands out each index once) and the
-        // input is read-only for the job.
-        let (s, d) = unsafe { (src.slice(range.clone()), dst.slice_mut(range)) };
-        if args.2 {
-            stream::map_streaming(s, d, &*f);
-        } else {
-            stream::map_cached(s, d, &*f);
-        }
-        (None, false)
-    }
-}
-
-/// `f(offset, &mut arr[offset..offset + chunk])` for every chunk.
-pub(crate) struct ChunksMut<T, F>(PhantomData<fn(T, F)>);
-
-impl<T: Pod, F: Fn(usize, &mut [T]) + TaskFn> JobKind for ChunksMut<T, F> {
-    type Args = (ArrayDesc<T>, u64);
-    type Local = (Resolved<T>, F);
-    type Partial = ();
-    const ORDERED: bool = false;
-
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        // SAFETY: the owner holds `&mut` of the array until the job has ended.
-        unsafe { Ok((Resolved::new(&args.0)?, conjure::<F>())) }
-    }
-
-    fn run(
-        args: &Self::Args,
-        (arr, f): &mut Self::Local,
-        range: Range<usize>,
-    ) -> (Option<()>, bool) {
-        let chunk = args.1 as usize;
-        for c in range {
-            let start = c * chunk;
-            let end = (start + chunk).min(arr.len);
-            // SAFETY: chunk `c` is handed to exactly one worker.
-            f(start, unsafe { arr.slice_mut(start..end) });
-        }
-        (None, false)
-    }
-}
-
-/// Arguments of a `par_map_vec` job: where the encoded items are.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct VecArgs {
-    /// Mempool offset of `n + 1` native-endian u64 positions (read as atomics), followed
-    /// by the items.
-    offset: u64,
-    n: u64,
-}
-
-/// `f` over serde values encoded in a mempool block; partials are the encoded outputs.
-pub(crate) struct MapVec<T, U, F>(PhantomData<fn(T, U, F)>);
-
-impl<
-        T: DeserializeOwned + 'static,
-        U: Serialize + DeserializeOwned + 'static,
-        F: Fn(T) -> U + TaskFn,
-    > JobKind for MapVec<T, U, F>
-{
-    type Args = VecArgs;
-    type Local = (crate::mempool::Mempool, F);
-    type Partial = Vec<U>;
-    const ORDERED: bool = true;
-
-    fn init(_: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
-        Ok((cx.mempool.clone(), conjure::<F>()))
-    }
-
-    fn run(
-        args: &Self::Args,
-        (mempool, f): &mut Self::Local,
-        range: Range<usize>,
-    ) -> (Option<Vec<U>>, bool) {
-        let base = args.offset as usize;
-        let index_len = (args.n as usize + 1) * 8;
-        // SAFETY: the owner keeps the input block alive and unchanged until the job ends.
-        let index = unsafe { mempool.words_at(base, args.n as usize + 1) };
-        let mut out = Vec::with_capacity(range.len());
-        for i in range {
-            let a = index[i].load(Ordering::Relaxed) as usize;
-            let b = index[i + 1].load(Ordering::Relaxed) as usize;
-            // SAFETY: as above; positions were written by the owner before publishing.
-            let bytes =
-                unsafe { mempool.bytes_at(base + index_len + a, b - a) }.expect("input block");
-            let item: T = bincode::deserialize(bytes).expect("input item decodes");
-            out.push(f(item));
-        }
-        (Some(out), false)
-    }
-}
 
 impl Pool {
     /// A zeroed shared array of `len` elements in this pool's mempool.
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let a = pool.array_zeroed::<u32>(1000)?;
+    /// assert_eq!(a.len(), 1000);
+    /// assert!(a.iter().all(|&v| v == 0));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn array_zeroed<T: Pod>(&self, len: usize) -> Result<SharedArray<T>> {
         SharedArray::zeroed(self.mempool(), len)
     }
@@ -198,6 +39,18 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let data: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+    /// let x = pool.array_from_slice(&data)?; // one copy into the mempool
+    /// let y = pool.par_map(&x, |v: f64| v * v)?;
+    /// let back: Vec<f64> = y.to_vec(); // and one copy out
+    /// assert_eq!(back[30], 900.0);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn array_from_slice<T: Pod>(&self, data: &[T]) -> Result<SharedArray<T>> {
         SharedArray::from_slice(self.mempool(), data)
     }
@@ -206,6 +59,15 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] if the mempool cannot hold it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let squares = pool.array_from_fn(100, |i| (i * i) as u64)?;
+    /// assert_eq!(squares[9], 81);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn array_from_fn<T: Pod>(
         &self,
         len: usize,
@@ -215,6 +77,10 @@ impl Pool {
     }
 
     /// Maps `f` over `src` in the workers into a new shared array.
+    ///
+    /// `src` is a [`SharedArray`], read in place, or a slice, `Vec` or array of plain
+    /// data, copied once into the mempool first (see [`ArrayInput`](crate::ArrayInput));
+    /// [`SharedArray::to_vec`] is the one copy out when a `Vec` is needed.
     ///
     /// `f` must be a `fn` item or a closure that captures nothing (checked at compile
     /// time); use [`par_iter`](Pool::par_iter)`.map_with` to pass state.
@@ -226,38 +92,62 @@ impl Pool {
     /// let x = pool.array_from_fn(10_000, |i| i as f64)?;
     /// let y = pool.par_map(&x, |v: f64| 2.0 * v + 1.0)?;
     /// assert_eq!(y[10], 21.0);
+    ///
+    /// // From a Vec, back to a Vec: one copy in, one copy out.
+    /// let v: Vec<u32> = (0..1000).collect();
+    /// let squares: Vec<u64> = pool.par_map(&v, |x: u32| u64::from(x) * u64::from(x))?.to_vec();
+    /// assert_eq!(squares[999], 998_001);
     /// # Ok::<(), procyon::Error>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::OutOfMemory`] for the output; a task failure
+    /// [`Error::OutOfMemory`] for the output (or the staged copy of the input); a task failure
     /// ([`Error::TaskPanicked`], [`Error::WorkerDied`], ...). No partial output is
     /// returned on failure.
-    pub fn par_map<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
-        &self,
-        src: &SharedArray<T>,
-        f: F,
-    ) -> Result<SharedArray<U>> {
+    pub fn par_map<A, U, F>(&self, src: &A, f: F) -> Result<SharedArray<U>>
+    where
+        A: ArrayInput + ?Sized,
+        U: Pod,
+        F: Fn(A::Elem) -> U + TaskFn,
+    {
         assert_stateless::<F>();
+        let src = src.stage(self)?;
         // Every element is written by the job (and a failed job's output is dropped).
-        let mut dst = SharedArray::<U>::for_overwrite(self.mempool(), src.len())?;
-        self.par_map_into(src, &mut dst, f)?;
+        let mut dst = SharedArray::<U>::for_overwrite(self.mempool(), src.array().len())?;
+        self.par_map_into(src.array(), &mut dst, f)?;
         Ok(dst)
     }
 
-    /// Maps `f` over `src` into the existing array `dst` (same length).
+    /// Maps `f` over `src` into the existing array `dst` (same length). `src` is any
+    /// [`ArrayInput`](crate::ArrayInput), as for [`par_map`](Pool::par_map).
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] if the lengths differ; task failures as
     /// [`par_map`](Pool::par_map).
-    pub fn par_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
-        &self,
-        src: &SharedArray<T>,
-        dst: &mut SharedArray<U>,
-        f: F,
-    ) -> Result<()> {
-        // SAFETY: the job is waited for before the borrows of `src` and `dst` end.
-        unsafe { self.spawn_map_into(src, dst, f) }?.wait()
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let x = pool.array_from_fn(10_000, |i| i as f64)?;
+    /// let mut y = pool.array_zeroed::<f64>(10_000)?;
+    /// for round in 0..3 {
+    ///     // The output is reused: no allocation, its pages are already mapped everywhere.
+    ///     pool.par_map_into(&x, &mut y, |v: f64| 2.0 * v + 1.0)?;
+    ///     assert_eq!(y[round], 2.0 * round as f64 + 1.0);
+    /// }
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn par_map_into<A, U, F>(&self, src: &A, dst: &mut SharedArray<U>, f: F) -> Result<()>
+    where
+        A: ArrayInput + ?Sized,
+        U: Pod,
+        F: Fn(A::Elem) -> U + TaskFn,
+    {
+        let src = src.stage(self)?;
+        // SAFETY: the job is waited for before the borrows of `src` (and its staged
+        // copy) and `dst` end.
+        unsafe { self.spawn_map_into(src.array(), dst, f) }?.wait()
     }
 
     /// Starts [`par_map_into`](Pool::par_map_into) and returns its handle.
@@ -272,6 +162,20 @@ impl Pool {
     ///
     /// # Errors
     /// As [`par_map_into`](Pool::par_map_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let x = pool.array_from_fn(10_000, |i| i as u32)?;
+    /// let mut y = pool.array_zeroed::<u32>(10_000)?;
+    /// // SAFETY: `x` and `y` outlive the handle, and `y` is not touched until it is waited for.
+    /// let handle = unsafe { pool.spawn_map_into(&x, &mut y, |v: u32| v + 1)? };
+    /// // ... other work in this thread while the workers run ...
+    /// handle.wait()?;
+    /// assert_eq!(y[9_999], 10_000);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub unsafe fn spawn_map_into<T: Pod, U: Pod, F: Fn(T) -> U + TaskFn>(
         &self,
         src: &SharedArray<T>,
@@ -421,27 +325,6 @@ impl Pool {
     }
 }
 
-/// One task, `f(&ctx)`, whose value comes back to the caller.
-pub(crate) struct SpawnJob<F, R>(PhantomData<fn(F) -> R>);
-
-impl<F: Fn(&crate::Ctx) -> R + TaskFn, R: Serialize + DeserializeOwned + 'static> JobKind
-    for SpawnJob<F, R>
-{
-    type Args = ();
-    type Local = (crate::Ctx, F);
-    type Partial = R;
-    const ORDERED: bool = true;
-    const BORROWS: bool = false;
-
-    fn init(_: &(), _: &WorkerCx) -> Result<Self::Local> {
-        Ok((crate::Ctx::current()?, conjure::<F>()))
-    }
-
-    fn run(_: &(), (ctx, f): &mut Self::Local, _: Range<usize>) -> (Option<R>, bool) {
-        (Some(f(ctx)), false)
-    }
-}
-
 impl Pool {
     /// Runs `f(&ctx)` as a job of its own in a worker and returns its handle: wait for it,
     /// poll it, cancel it, watch its progress, or `.await` it.
@@ -529,28 +412,4 @@ fn spawned<R: DeserializeOwned + Send + 'static>(sub: crate::pool::Submitted) ->
                 })
         }),
     )
-}
-
-/// One task, `f(&arg, &ctx)`, whose value comes back to the caller.
-pub(crate) struct SpawnWithJob<A, F, R>(PhantomData<fn(A, F) -> R>);
-
-impl<A, F, R> JobKind for SpawnWithJob<A, F, R>
-where
-    A: Serialize + DeserializeOwned + 'static,
-    F: Fn(&A, &crate::Ctx) -> R + TaskFn,
-    R: Serialize + DeserializeOwned + 'static,
-{
-    type Args = A;
-    type Local = (crate::Ctx, F);
-    type Partial = R;
-    const ORDERED: bool = true;
-    const BORROWS: bool = false;
-
-    fn init(_: &A, _: &WorkerCx) -> Result<Self::Local> {
-        Ok((crate::Ctx::current()?, conjure::<F>()))
-    }
-
-    fn run(arg: &A, (ctx, f): &mut Self::Local, _: Range<usize>) -> (Option<R>, bool) {
-        (Some(f(arg, ctx)), false)
-    }
 }

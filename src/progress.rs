@@ -41,7 +41,27 @@ pub(crate) const MAX_PENDING_REPORTS: u32 = 4096;
 pub(crate) const POLL_PERIOD: Duration = Duration::from_millis(10);
 const NODE_HEADER: usize = 32;
 
-/// A snapshot of a job's progress.
+/// A snapshot of a job's progress: items whose chunk has finished, and what the tasks
+/// reported in their own units with [`Ctx::progress`](crate::Ctx::progress).
+///
+/// Read it from [`JobHandle::progress`](crate::JobHandle::progress), a callback
+/// ([`JobHandle::on_progress`](crate::JobHandle::on_progress)) or a stream
+/// ([`JobHandle::progress_stream`](crate::JobHandle::progress_stream)).
+///
+/// # Examples
+///
+/// ```
+/// use procyon::{Pool, Progress};
+///
+/// let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+/// let handle = pool.par_range(0..5000u64).map(|i: u64| i % 7).spawn_collect_vec()?;
+/// let Progress { items_done, items_total, reported } = handle.progress();
+/// assert_eq!(items_total, 5000);
+/// assert!(items_done <= items_total);
+/// assert_eq!(reported, None); // no task called `Ctx::progress`
+/// assert_eq!(handle.wait()?.len(), 5000);
+/// # Ok::<(), procyon::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Progress {
     /// Items whose chunk has finished.

@@ -45,9 +45,9 @@ use bytemuck::Pod;
 
 use crate::array::{ArrayDesc, SharedArray};
 use crate::kind::{JobKind, WorkerCx};
-use crate::ops::Resolved;
 use crate::pool::{Chunking, JobHandle, Pool};
 use crate::task::{assert_stateless, conjure, TaskFn};
+use crate::view::{ArrayView, ArrayViewMut};
 use crate::Result;
 
 /// An order on `T` named by a type (the comparison is re-created in each worker).
@@ -125,13 +125,20 @@ pub(crate) struct SortRuns<T, O>(PhantomData<fn(T, O)>);
 impl<T: Pod, O: Order<T>> JobKind for SortRuns<T, O> {
     /// Source, destination, run length, stable.
     type Args = (ArrayDesc<T>, ArrayDesc<T>, u64, bool);
-    type Local = (Resolved<T>, Resolved<T>);
+    /// The source is written too when it is the destination (sorting in place).
+    type Local = (ArrayViewMut<T>, ArrayViewMut<T>);
     type Partial = ();
     const ORDERED: bool = false;
 
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        // SAFETY: the caller keeps both arrays alive until the job has ended.
-        unsafe { Ok((Resolved::new(&args.0)?, Resolved::new(&args.1)?)) }
+    fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
+        // SAFETY: the caller keeps both arrays alive, and touches neither, until the job
+        // has ended.
+        unsafe {
+            Ok((
+                ArrayViewMut::resolve(&args.0, &cx.mempool)?,
+                ArrayViewMut::resolve(&args.1, &cx.mempool)?,
+            ))
+        }
     }
 
     fn run(
@@ -146,11 +153,11 @@ impl<T: Pod, O: Order<T>> JobKind for SortRuns<T, O> {
             let out = if src_desc == dst_desc {
                 // SAFETY: run `c` is claimed by this worker alone, nobody else reads or
                 // writes it during the job.
-                unsafe { src.slice_mut(r) }
+                unsafe { src.chunk_mut(r) }
             } else {
                 // SAFETY: as above for the destination's run; the source is only read
                 // during the job.
-                let (out, input) = unsafe { (dst.slice_mut(r.clone()), src.slice(r)) };
+                let (out, input) = unsafe { (dst.chunk_mut(r.clone()), src.chunk(r)) };
                 out.copy_from_slice(input);
                 out
             };
@@ -171,13 +178,19 @@ pub(crate) struct MergePass<T, O>(PhantomData<fn(T, O)>);
 impl<T: Pod, O: Order<T>> JobKind for MergePass<T, O> {
     /// Source, destination, run width, piece length.
     type Args = (ArrayDesc<T>, ArrayDesc<T>, u64, u64);
-    type Local = (Resolved<T>, Resolved<T>);
+    type Local = (ArrayView<T>, ArrayViewMut<T>);
     type Partial = ();
     const ORDERED: bool = false;
 
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        // SAFETY: the caller keeps both arrays alive until the job has ended.
-        unsafe { Ok((Resolved::new(&args.0)?, Resolved::new(&args.1)?)) }
+    fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
+        // SAFETY: the caller keeps both arrays alive, and touches neither, until the job
+        // has ended; a pass only reads its source (the previous pass's output).
+        unsafe {
+            Ok((
+                ArrayView::resolve(&args.0, &cx.mempool)?,
+                ArrayViewMut::resolve(&args.1, &cx.mempool)?,
+            ))
+        }
     }
 
     fn run(
@@ -190,7 +203,7 @@ impl<T: Pod, O: Order<T>> JobKind for MergePass<T, O> {
         for t in range {
             let (s, e) = (t * piece, ((t + 1) * piece).min(n));
             // SAFETY: piece `t` of the destination is claimed by this worker alone.
-            let out = unsafe { dst.slice_mut(s..e) };
+            let out = unsafe { dst.chunk_mut(s..e) };
             let mut pos = s;
             while pos < e {
                 let lo = pos / (2 * width) * (2 * width);
@@ -198,7 +211,7 @@ impl<T: Pod, O: Order<T>> JobKind for MergePass<T, O> {
                 let hi = (lo + 2 * width).min(n);
                 let stop = e.min(hi);
                 // SAFETY: the source is only read during the job.
-                let (a, b) = unsafe { (src.slice(lo..mid), src.slice(mid..hi)) };
+                let (a, b) = unsafe { (src.chunk(lo..mid), src.chunk(mid..hi)) };
                 let (i0, j0) = co_rank::<T, O>(pos - lo, a, b);
                 let (i1, j1) = co_rank::<T, O>(stop - lo, a, b);
                 assert!(

@@ -1,6 +1,6 @@
 //! Every adapter and terminal of `ParIter` (and `par_iter_mut`) against rayon's result on
 //! the same input:
-//! sizes 0, 1, 2, 7, 1000 and random ones below 1000 (and one 1_000_003 case), 1 to 3
+//! sizes 0, 1, 2, 7, 1000 and random ones below 1000 (and one 1_000_003 case), 1 to 4
 //! workers, chunks from one item to whole-job sized. Reductions that are associative but
 //! not commutative (concatenation) must keep the input order.
 //!
@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use rayon::prelude::*;
 
 thread_local! {
-    static POOLS: Vec<Pool> = (1..=3)
+    static POOLS: Vec<Pool> = (1..=4)
         .map(|w| Pool::builder().workers(w).mempool_size(96 << 20).build().expect("pool builds"))
         .collect();
 }
@@ -69,7 +69,7 @@ proptest! {
     /// map, filter, filter_map, flat_map, enumerate (after a map), skip, take, zip (equal
     /// and unequal lengths), chain, collected in order.
     #[test]
-    fn stages_match_rayon(xs in data(), ys in data(), workers in 1usize..=3, c in chunks(), k in 0usize..1100) {
+    fn stages_match_rayon(xs in data(), ys in data(), workers in 1usize..=4, c in chunks(), k in 0usize..1100) {
         with_pool(workers, |pool| {
             let a = pool.array_from_slice(&xs).unwrap();
             let b = pool.array_from_slice(&ys).unwrap();
@@ -118,7 +118,7 @@ proptest! {
 
     /// Searches, in input order where rayon keeps it.
     #[test]
-    fn searches_match_rayon(xs in data(), workers in 1usize..=3, c in chunks(), m in 1u32..60) {
+    fn searches_match_rayon(xs in data(), workers in 1usize..=4, c in chunks(), m in 1u32..60) {
         with_pool(workers, |pool| {
             let a = pool.array_from_slice(&xs).unwrap();
             let r = || xs.par_iter().copied();
@@ -146,7 +146,7 @@ proptest! {
 
     /// Reductions, folds, min/max forms (ties as std), collections.
     #[test]
-    fn reductions_match_rayon(xs in data(), workers in 1usize..=3, c in chunks()) {
+    fn reductions_match_rayon(xs in data(), workers in 1usize..=4, c in chunks()) {
         with_pool(workers, |pool| {
             let a = pool.array_from_slice(&xs).unwrap();
             let r = || xs.par_iter().copied();
@@ -209,7 +209,7 @@ proptest! {
 
     /// try_for_each / try_fold / try_reduce return the first failure in input order.
     #[test]
-    fn fallible_terminals_match_rayon(xs in data(), workers in 1usize..=3, c in chunks(), bad in 900u32..1000) {
+    fn fallible_terminals_match_rayon(xs in data(), workers in 1usize..=4, c in chunks(), bad in 900u32..1000) {
         with_pool(workers, |pool| {
             let a = pool.array_from_slice(&xs).unwrap();
             let r = || xs.par_iter().copied();
@@ -247,7 +247,7 @@ proptest! {
 
     /// The `_with`, `_init`, `_ctx` and `_with_ctx` forms of every adapter.
     #[test]
-    fn state_forms_match_rayon(xs in data(), workers in 1usize..=3, c in chunks(), k in 1u32..50) {
+    fn state_forms_match_rayon(xs in data(), workers in 1usize..=4, c in chunks(), k in 1u32..50) {
         with_pool(workers, |pool| {
             let a = pool.array_from_slice(&xs).unwrap();
             let r = || xs.par_iter().copied();
@@ -284,7 +284,7 @@ proptest! {
     /// `par_iter_mut` alone, enumerated, and zipped with read-only iterators of equal and
     /// unequal lengths, against rayon's `par_iter_mut` on a `Vec`.
     #[test]
-    fn iter_mut_matches_rayon(xs in data(), ys in data(), workers in 1usize..=3, c in chunks(), k in 0u32..9) {
+    fn iter_mut_matches_rayon(xs in data(), ys in data(), workers in 1usize..=4, c in chunks(), k in 0u32..9) {
         with_pool(workers, |pool| {
             let b = pool.array_from_slice(&ys).unwrap();
             let mut a = pool.array_from_slice(&xs).unwrap();

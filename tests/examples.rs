@@ -90,6 +90,8 @@ fn mandelbrot_matches_the_sequential_image_and_writes_a_png() {
         assert!(ok, "mandelbrot failed:\n{out}\n{err}");
         assert!(out.contains("checksum "), "{out}");
         assert!(out.contains("(same checksum, same pixels)"), "{out}");
+        // The speedup line is followed by how busy the machine was.
+        assert!(out.contains("machine load"), "{out}");
         let bytes = std::fs::read(&png).expect("the PNG was written");
         std::fs::remove_file(&png).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");

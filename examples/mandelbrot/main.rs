@@ -101,6 +101,8 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn std::error::Error>> {
         frame.width, frame.height, frame.max_iter, args.workers
     );
 
+    // Read before the run: our own workers would count in the average taken after it.
+    let load_before = load_average();
     let start = Instant::now();
     let handle = rows::spawn(&pool, frame, &image)?;
     let rows_total = u64::from(frame.height);
@@ -151,12 +153,34 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn std::error::Error>> {
             sequential.as_secs_f64() / parallel.as_secs_f64(),
             args.workers
         );
+        println!("{}", load_note(load_before, num_cpus::get()));
     }
     if let Some(path) = &args.out {
         picture::write_png(path, &frame, &image)?;
         println!("wrote {}", path.display());
     }
     Ok(Outcome::Finished)
+}
+
+/// The 1-minute load average (Linux's `/proc/loadavg`), if this system has one.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The line printed under the speedup: how busy the machine was before the run, so that
+/// a speedup measured beside other programs is read as such.
+fn load_note(load: Option<f64>, cpus: usize) -> String {
+    match load {
+        None => format!("machine load: unknown (no /proc/loadavg); {cpus} CPUs"),
+        Some(l) if l >= 0.5 => format!(
+            "machine load before the run: {l:.2} (1-min average) on {cpus} CPUs: other programs \
+             were running, so this speedup is lower than on an idle machine"
+        ),
+        Some(l) => {
+            format!("machine load before the run: {l:.2} (1-min average) on {cpus} CPUs: idle")
+        }
+    }
 }
 
 /// Waits for the render job, drawing a progress bar from the handle's progress (items

@@ -13,6 +13,7 @@ use std::ops::{ControlFlow, Range};
 
 use super::source::{Detached, Source};
 use super::stage::{OneToOne, Stage};
+use crate::mempool::Mempool;
 use crate::Result;
 
 /// A source followed by one-to-one stages, as one source.
@@ -29,8 +30,8 @@ impl<S: Source, St: Stage<S::Item> + OneToOne> Source for Staged<S, St> {
         S::len(&args.0)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        Ok((S::init(&args.0)?, St::init(&args.1)?))
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        Ok((S::init(&args.0, pool)?, St::init(&args.1)?))
     }
 
     fn feed(
@@ -57,8 +58,8 @@ impl<S: Source> Source for Enumerated<S> {
         S::len(args)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        S::init(args)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        S::init(args, pool)
     }
 
     fn feed(
@@ -91,8 +92,8 @@ impl<S: Source> Source for Skip<S> {
         S::len(&args.0).saturating_sub(args.1 as usize)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        S::init(&args.0)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        S::init(&args.0, pool)
     }
 
     fn feed(
@@ -121,8 +122,8 @@ impl<S: Source> Source for Take<S> {
         S::len(&args.0).min(usize::try_from(args.1).unwrap_or(usize::MAX))
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        S::init(&args.0)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        S::init(&args.0, pool)
     }
 
     fn feed(
@@ -150,8 +151,8 @@ impl<A: Source, B: Source> Source for Zip<A, B> {
         A::len(&args.0).min(B::len(&args.1))
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        Ok((A::init(&args.0)?, B::init(&args.1)?, Vec::new()))
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        Ok((A::init(&args.0, pool)?, B::init(&args.1, pool)?, Vec::new()))
     }
 
     fn feed(
@@ -189,8 +190,8 @@ impl<A: Source, B: Source<Item = A::Item>> Source for Chain<A, B> {
         A::len(&args.0).saturating_add(B::len(&args.1))
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        Ok((A::init(&args.0)?, B::init(&args.1)?))
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        Ok((A::init(&args.0, pool)?, B::init(&args.1, pool)?))
     }
 
     fn feed(
@@ -227,8 +228,8 @@ impl<S: Source> Source for Rev<S> {
         S::len(args)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        Ok((S::init(args)?, Vec::new()))
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        Ok((S::init(args, pool)?, Vec::new()))
     }
 
     fn feed(
@@ -266,8 +267,8 @@ impl<S: Source> Source for Chunks<S> {
         S::len(&args.0).div_ceil(args.1.max(1) as usize)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        S::init(&args.0)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        S::init(&args.0, pool)
     }
 
     fn feed(
@@ -309,9 +310,14 @@ mod tests {
     use crate::iter::range::{RangeArgs, RangeSource};
     use crate::iter::stage::Id;
 
+    /// A small mempool of this process (range sources resolve nothing in it).
+    fn test_pool() -> Mempool {
+        Mempool::new(1 << 20).expect("a 1 MiB mempool maps")
+    }
+
     /// Items `range` of source `S`, resolved in this process.
     fn items<S: Source>(args: &S::Args, range: Range<usize>) -> Vec<S::Item> {
-        let mut local = S::init(args).unwrap();
+        let mut local = S::init(args, &test_pool()).unwrap();
         let mut out = Vec::new();
         let _ = S::feed(args, &mut local, range, |x| {
             out.push(x);
@@ -380,7 +386,7 @@ mod tests {
     #[test]
     fn a_break_stops_the_feed_on_both_sides_of_a_chain() {
         let args = (range(0..3), range(10..13));
-        let mut local = Chain::<R, R>::init(&args).unwrap();
+        let mut local = Chain::<R, R>::init(&args, &test_pool()).unwrap();
         let mut seen = Vec::new();
         let flow = Chain::<R, R>::feed(&args, &mut local, 0..6, |x| {
             seen.push(x);

@@ -21,12 +21,13 @@ type Chained<'p, S, St, S2, St2> = ParIter<'p, Chain<Fused<S, St>, Fused<S2, St2
 /// The indexed adapters: only while every stage is one-to-one (before any `filter`,
 /// `filter_map` or `flat_map`), as rayon's `IndexedParallelIterator`.
 impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
-    /// Takes in the build problems of `other`, an iterator to combine with this one,
-    /// and fails the combination if it runs on another pool.
+    /// Takes in the build problems and staged inputs of `other`, an iterator to combine
+    /// with this one, and fails the combination if it runs on another pool.
     fn absorb<S2: Source, St2: Stage<S2::Item>>(&mut self, other: &mut ParIter<'p, S2, St2>) {
         if self.opts.error.is_none() {
             self.opts.error = other.opts.error.take();
         }
+        self.opts.keep.append(&mut other.opts.keep);
         if self.opts.error.is_none() && self.pool.mempool().id() != other.pool.mempool().id() {
             self.opts.error = Some(Error::config(
                 "zip/chain of parallel iterators on two different pools: build both on one pool",

@@ -35,20 +35,17 @@ mod mutable;
 mod range;
 mod reduce;
 mod search;
-mod source;
-mod stage;
-mod terminal;
+pub(crate) mod source;
+pub(crate) mod stage;
+pub(crate) mod terminal;
 
 use std::marker::PhantomData;
-use std::ops::{ControlFlow, Range};
 
 use bytemuck::Pod;
 
-use crate::array::{ArrayDesc, SharedArray};
-use crate::kind::{JobKind, WorkerCx};
-use crate::ops::Resolved;
+use crate::array::SharedArray;
+use crate::kind::pipeline::{CollectArray, IterJob};
 use crate::pool::{Chunking, JobHandle, Pool};
-use crate::stream::StreamWriter;
 use crate::Result;
 
 pub use collect::{FromParIter, ParExtend};
@@ -87,7 +84,25 @@ struct Opts {
     timeout: Option<std::time::Duration>,
     /// A problem found while building the iterator, reported by the terminal operation.
     error: Option<crate::Error>,
+    /// Staged copies of private data the job reads ([`crate::staging`]): kept alive
+    /// until the job has ended (they travel into the handle's finishing closure).
+    keep: Keep,
 }
+
+/// An iterator taken apart: pool, source and stages, build problem, staged inputs.
+type Parts<'p, S, St> = (
+    &'p Pool,
+    (
+        <S as Source>::Args,
+        <St as Stage<<S as Source>::Item>>::State,
+    ),
+    Option<crate::Error>,
+    Keep,
+);
+
+/// What a job's handle keeps alive until the job has ended: the blocks of staged input
+/// arrays.
+pub(crate) type Keep = Vec<crate::mempool::Block>;
 
 impl<'p, S: Source> ParIter<'p, S, Id> {
     /// A pipeline over `source` with no stages yet.
@@ -138,10 +153,16 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         }
     }
 
-    /// The pool, the source and stages (as one indexed source's arguments), and any
-    /// problem found while building: what another iterator takes in to combine with.
-    fn into_parts(self) -> (&'p Pool, (S::Args, St::State), Option<crate::Error>) {
-        (self.pool, (self.source, self.state), self.opts.error)
+    /// The pool, the source and stages (as one indexed source's arguments), any problem
+    /// found while building, and what the job keeps alive: what another iterator takes
+    /// in to combine with.
+    fn into_parts(self) -> Parts<'p, S, St> {
+        (
+            self.pool,
+            (self.source, self.state),
+            self.opts.error,
+            self.opts.keep,
+        )
     }
 
     /// Calls `f` with the job's progress while a terminal operation waits (at most every
@@ -265,9 +286,12 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         let sub = self
             .pool
             .submit::<IterJob<S, St, T>>(&args, n, self.chunking)?;
+        let keep = self.opts.keep;
         let handle = JobHandle::new(
             sub,
             Box::new(move |sub| {
+                // Runs once the job has ended: its staged inputs may go.
+                drop(keep);
                 let parts = if T::HAS_ACC {
                     sub.partials::<T::Acc>()?
                 } else {
@@ -334,93 +358,21 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         let sub = self
             .pool
             .submit::<CollectArray<S, St>>(&args, n, self.chunking)?;
-        JobHandle::new(sub, Box::new(|_| Ok(())))
-            .with_opts(
-                self.opts.on_progress,
-                self.opts.on_report,
-                self.opts.timeout,
-            )
-            .wait()?;
+        let keep = self.opts.keep;
+        // The closure runs once the job has ended: its staged inputs may go then.
+        JobHandle::new(
+            sub,
+            Box::new(move |_| {
+                drop(keep);
+                Ok(())
+            }),
+        )
+        .with_opts(
+            self.opts.on_progress,
+            self.opts.on_report,
+            self.opts.timeout,
+        )
+        .wait()?;
         Ok(out)
-    }
-}
-
-/// The job kind of a pipeline ending in terminal `T`.
-pub(crate) struct IterJob<S, St, T>(PhantomData<fn(S, St, T)>);
-
-impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S, St, T> {
-    type Args = (S::Args, St::State, T::State);
-    type Local = (S::Local, St::Local);
-    type Partial = T::Acc;
-    const ORDERED: bool = T::ORDERED;
-
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        Ok((S::init(&args.0)?, St::init(&args.1)?))
-    }
-
-    fn run(
-        args: &Self::Args,
-        (src, st): &mut Self::Local,
-        range: Range<usize>,
-    ) -> (Option<T::Acc>, bool) {
-        let mut acc = T::start(&args.2);
-        let flow = S::feed(&args.0, src, range, |item| {
-            St::push(&args.1, st, item, &mut |out| T::step(&mut acc, out))
-        });
-        // A break is a short-circuit: the whole job stops claiming chunks.
-        (T::HAS_ACC.then_some(acc), flow.is_break())
-    }
-
-    fn merge(left: T::Acc, right: T::Acc) -> T::Acc {
-        T::merge(left, right)
-    }
-}
-
-/// The job kind of `collect_array`: item `i` is written to `out[i]`.
-pub(crate) struct CollectArray<S, St>(PhantomData<fn(S, St)>);
-
-impl<S: Source, St: Stage<S::Item> + OneToOne> JobKind for CollectArray<S, St>
-where
-    St::Out: Pod,
-{
-    /// Source, stages, output, and whether to write it past the cache
-    /// ([`crate::stream`]).
-    type Args = (S::Args, St::State, ArrayDesc<St::Out>, bool);
-    type Local = (S::Local, St::Local, Resolved<St::Out>);
-    type Partial = ();
-    const ORDERED: bool = false;
-
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
-        // SAFETY: the client owns the output array until the job has ended.
-        let out = unsafe { Resolved::new(&args.2) }?;
-        Ok((S::init(&args.0)?, St::init(&args.1)?, out))
-    }
-
-    fn run(
-        args: &Self::Args,
-        (src, st, out): &mut Self::Local,
-        range: Range<usize>,
-    ) -> (Option<()>, bool) {
-        // SAFETY: chunk `range` is handed to this worker only.
-        let dst = unsafe { out.slice_mut(range.clone()) };
-        if args.3 {
-            let mut w = StreamWriter::new(dst);
-            let _ = S::feed(&args.0, src, range, |item| {
-                St::push(&args.1, st, item, &mut |o| {
-                    w.push(o);
-                    ControlFlow::Continue(())
-                })
-            });
-        } else {
-            let mut i = 0;
-            let _ = S::feed(&args.0, src, range, |item| {
-                St::push(&args.1, st, item, &mut |o| {
-                    dst[i] = o;
-                    i += 1;
-                    ControlFlow::Continue(())
-                })
-            });
-        }
-        (None, false)
     }
 }

@@ -18,12 +18,13 @@ use super::env::{Env, EnvFn, Plain, With};
 use super::indexed::Staged;
 use super::source::Source;
 use super::stage::{OneToOne, Stage};
-use super::ParIter;
+use super::{Keep, ParIter};
 use crate::array::{ArrayDesc, SharedArray};
 use crate::kind::{JobKind, WorkerCx};
-use crate::ops::Resolved;
+use crate::mempool::Mempool;
 use crate::pool::{Chunking, JobHandle, Pool};
 use crate::task::{assert_stateless, TaskFn};
+use crate::view::ArrayViewMut;
 use crate::{Error, Result};
 
 /// What a `for_each` over `&mut` elements receives per element. Implementation detail of
@@ -83,7 +84,7 @@ impl Source for Nothing {
     fn len(_: &()) -> usize {
         usize::MAX
     }
-    fn init(_: &()) -> Result<()> {
+    fn init(_: &(), _: &Mempool) -> Result<()> {
         Ok(())
     }
     fn feed(
@@ -109,6 +110,8 @@ pub struct ParIterMut<'p, T: Pod, Sh: MutShape<T> = Alone> {
     right: <Sh::Right as Source>::Args,
     chunking: Chunking,
     error: Option<Error>,
+    /// Staged inputs of a zipped iterator, kept until the job has ended.
+    keep: Keep,
     _borrow: PhantomData<&'p mut SharedArray<T>>,
 }
 
@@ -141,6 +144,7 @@ impl Pool {
             right: (),
             chunking: self.inner().default_chunking(),
             error: self.check_array(arr).err(),
+            keep: Keep::new(),
             _borrow: PhantomData,
         }
     }
@@ -188,8 +192,9 @@ impl<'p, T: Pod> ParIterMut<'p, T, Alone> {
         S: Source,
         St: Stage<S::Item> + OneToOne,
     {
-        let (pool, right, error) = other.into_parts();
+        let (pool, right, error, keep) = other.into_parts();
         let mut it = self.reshape(right);
+        it.keep = keep;
         if it.error.is_none() {
             it.error = error;
         }
@@ -208,6 +213,7 @@ impl<'p, T: Pod> ParIterMut<'p, T, Alone> {
             right,
             chunking: self.chunking,
             error: self.error,
+            keep: self.keep,
             _borrow: PhantomData,
         }
     }
@@ -262,7 +268,16 @@ impl<'p, T: Pod, Sh: MutShape<T>> ParIterMut<'p, T, Sh> {
         let sub = self
             .pool
             .submit::<ForEachMut<T, Sh, E, F>>(&args, n, self.chunking)?;
-        JobHandle::new(sub, Box::new(|_| Ok(()))).wait()
+        let keep = self.keep;
+        // The closure runs once the job has ended: its staged inputs may go then.
+        JobHandle::new(
+            sub,
+            Box::new(move |_| {
+                drop(keep);
+                Ok(())
+            }),
+        )
+        .wait()
     }
 }
 
@@ -392,7 +407,7 @@ where
     /// The resolved array, the read-only side, the closure's environment, and the
     /// buffer of the read-only items of the current chunk.
     type Local = (
-        Resolved<T>,
+        ArrayViewMut<T>,
         <Sh::Right as Source>::Local,
         E::Local,
         Vec<<Sh::Right as Source>::Item>,
@@ -400,12 +415,12 @@ where
     type Partial = ();
     const ORDERED: bool = false;
 
-    fn init(args: &Self::Args, _: &WorkerCx) -> Result<Self::Local> {
+    fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
         // SAFETY: the client holds the array's `&mut` borrow until the job has ended.
-        let arr = unsafe { Resolved::new(&args.0) }?;
+        let arr = unsafe { ArrayViewMut::resolve(&args.0, &cx.mempool) }?;
         Ok((
             arr,
-            Sh::Right::init(&args.1)?,
+            Sh::Right::init(&args.1, &cx.mempool)?,
             E::init(&args.2)?,
             Vec::new(),
         ))
@@ -425,7 +440,7 @@ where
         let start = range.start;
         // SAFETY: chunk `range` is handed to this worker only (chunks are disjoint), and
         // nobody else reads the array while the client holds its `&mut` borrow.
-        let dst = unsafe { arr.slice_mut(range) };
+        let dst = unsafe { arr.chunk_mut(range) };
         for (k, (x, y)) in dst.iter_mut().zip(buf.drain(..)).enumerate() {
             F::call(&args.2, env, Sh::item(start + k, x, y));
         }

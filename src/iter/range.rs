@@ -11,7 +11,9 @@ use super::source::{ArraySource, Detached, Source};
 use super::stage::Id;
 use super::ParIter;
 use crate::array::SharedArray;
+use crate::mempool::Mempool;
 use crate::pool::Pool;
+use crate::staging::{ArrayInput, StagedInput};
 use crate::Result;
 
 mod sealed {
@@ -95,7 +97,7 @@ impl<I: RangeInt> Source for RangeSource<I> {
         usize::try_from(args.len).unwrap_or(usize::MAX)
     }
 
-    fn init(_: &Self::Args) -> Result<()> {
+    fn init(_: &Self::Args, _: &Mempool) -> Result<()> {
         Ok(())
     }
 
@@ -113,9 +115,12 @@ impl<I: RangeInt> Source for RangeSource<I> {
 }
 
 impl Pool {
-    /// A parallel iterator over the elements of `arr` (by value).
+    /// A parallel iterator over the elements of `data` (by value): a [`SharedArray`],
+    /// read in place, or a slice, `Vec` or array of plain data, copied once into the
+    /// mempool for the job (one `memcpy`; see [`ArrayInput`]).
     ///
-    /// The array is borrowed until the terminal operation returns.
+    /// The data is borrowed until the terminal operation returns. A problem with it (an
+    /// array of another pool, no room for the copy) is the terminal operation's error.
     ///
     /// # Examples
     ///
@@ -123,14 +128,30 @@ impl Pool {
     /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
     /// let a = pool.array_from_fn(100, |i| i as u32)?;
     /// assert_eq!(pool.par_iter(&a).map(|x: u32| x * 2).sum::<u32>()?, 9900);
+    ///
+    /// // Data the program already has: staged, then read in the workers.
+    /// let v: Vec<u32> = (0..100).collect();
+    /// assert_eq!(pool.par_iter(&v).map(|x: u32| x * 2).sum::<u32>()?, 9900);
+    /// assert_eq!(pool.par_iter(&v[..10]).max()?, Some(9));
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn par_iter<'p, T: Pod>(
+    pub fn par_iter<'p, A: ArrayInput + ?Sized>(
         &'p self,
-        arr: &'p SharedArray<T>,
-    ) -> ParIter<'p, ArraySource<T>, Id> {
-        let error = self.check_array(arr).err();
-        ParIter::new(self, arr.desc(), error)
+        data: &'p A,
+    ) -> ParIter<'p, ArraySource<A::Elem>, Id> {
+        match data.stage(self) {
+            Ok(StagedInput::InPlace(arr)) => {
+                let error = self.check_array(arr).err();
+                ParIter::new(self, arr.desc(), error)
+            }
+            Ok(StagedInput::Copied(arr)) => {
+                let mut it = ParIter::new(self, arr.desc(), None);
+                it.opts.keep.extend(arr.into_block());
+                it
+            }
+            // Reported by the terminal operation, as every problem found while building.
+            Err(e) => ParIter::new(self, SharedArray::empty(self.mempool()).desc(), Some(e)),
+        }
     }
 
     /// A parallel iterator over the integers of `range`, of any primitive integer type

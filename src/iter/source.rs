@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::array::ArrayDesc;
-use crate::ops::Resolved;
+use crate::mempool::Mempool;
+use crate::view::ArrayView;
 use crate::Result;
 
 /// A source of items, resolved in each worker. Implementation detail of
@@ -25,8 +26,9 @@ pub trait Source: 'static {
     type Local;
     /// Number of items.
     fn len(args: &Self::Args) -> usize;
-    /// Resolves the source in a worker.
-    fn init(args: &Self::Args) -> Result<Self::Local>;
+    /// Resolves the source in a worker, against `pool` (the worker's handle of the
+    /// job's mempool).
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local>;
     /// Feeds items `range` (within `0..len`) to `f` in order until it breaks.
     fn feed(
         args: &Self::Args,
@@ -51,15 +53,15 @@ pub struct ArraySource<T>(PhantomData<fn(T)>);
 impl<T: Pod> Source for ArraySource<T> {
     type Item = T;
     type Args = ArrayDesc<T>;
-    type Local = Resolved<T>;
+    type Local = ArrayView<T>;
 
     fn len(args: &Self::Args) -> usize {
         args.len()
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
         // SAFETY: the client keeps the array borrowed until the job has ended.
-        unsafe { Resolved::new(args) }
+        unsafe { ArrayView::resolve(args, pool) }
     }
 
     fn feed(
@@ -69,7 +71,7 @@ impl<T: Pod> Source for ArraySource<T> {
         mut f: impl FnMut(T) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         // SAFETY: the array is read-only while the client borrows it for the job.
-        for &x in unsafe { local.slice(range) } {
+        for &x in unsafe { local.chunk(range) } {
             f(x)?;
         }
         ControlFlow::Continue(())

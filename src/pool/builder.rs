@@ -97,6 +97,14 @@ impl PoolBuilder {
     }
 
     /// Number of worker processes (default: `num_cpus::get()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(3).mempool_size(64 << 20).build()?;
+    /// assert_eq!(pool.pids().1.len(), 3);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -105,6 +113,23 @@ impl PoolBuilder {
     /// Initial size of the shared memory pool in bytes (default: half of physical memory;
     /// pages cost nothing until used). It grows as needed up to
     /// [`mempool_max`](Self::mempool_max).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(16 << 20)
+    ///     .mempool_max(16 << 20)
+    ///     .build()?;
+    /// assert!(pool.mempool().capacity() <= 16 << 20);
+    /// // Too big a request is an error, not a crash.
+    /// assert!(matches!(
+    ///     pool.array_zeroed::<u8>(32 << 20),
+    ///     Err(procyon::Error::OutOfMemory { .. })
+    /// ));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn mempool_size(mut self, bytes: usize) -> Self {
         self.mempool_size = Some(bytes);
         self
@@ -158,24 +183,64 @@ impl PoolBuilder {
     }
 
     /// Slots in each process's camlbox (default 256).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).inbox_slots(64).build()?;
+    /// let x = pool.array_from_fn(1000, |i| i as u64)?;
+    /// assert_eq!(pool.par_iter(&x).sum::<u64>()?, 499_500);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn inbox_slots(mut self, slots: usize) -> Self {
         self.inbox_slots = slots;
         self
     }
 
     /// Bytes per camlbox slot (default 128; at least 64).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).slot_size(256).build()?;
+    /// let x = pool.array_from_fn(1000, |i| i as u64)?;
+    /// assert_eq!(pool.par_iter(&x).sum::<u64>()?, 499_500);
+    /// // Smaller than a control message: refused at build.
+    /// assert!(procyon::Pool::builder().slot_size(8).build().is_err());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes;
         self
     }
 
     /// Default smallest chunk of items a worker takes at once (default 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Chunks of at least 1000 items: cheap items, fewer claims.
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).min_len(1000).build()?;
+    /// let x = pool.array_from_fn(100_000, |i| i as u64)?;
+    /// assert_eq!(pool.par_iter(&x).sum::<u64>()?, 4_999_950_000);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn min_len(mut self, items: usize) -> Self {
         self.min_len = items;
         self
     }
 
     /// Default largest chunk of items a worker takes at once (default: unbounded).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // At most one item per chunk: each item is a long computation, balance them finely.
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).max_len(1).build()?;
+    /// let x = pool.array_from_fn(20, |i| i as u64)?;
+    /// assert_eq!(pool.par_iter(&x).map(|v: u64| v * v).sum::<u64>()?, 2470);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn max_len(mut self, items: usize) -> Self {
         self.max_len = items;
         self
@@ -184,12 +249,53 @@ impl PoolBuilder {
     /// How long idle workers and waiting clients spin before they sleep on a futex
     /// (default 50 us; zero sleeps at once). When the workers occupy every CPU, a waiting
     /// client spins at most 5 us: its spinning would take a CPU from a worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // Never spin: idle workers sleep at once (for a machine shared with other programs).
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(2)
+    ///     .mempool_size(64 << 20)
+    ///     .spin(Duration::ZERO)
+    ///     .build()?;
+    /// let x = pool.array_from_fn(1000, |i| i as u64)?;
+    /// assert_eq!(pool.par_iter(&x).sum::<u64>()?, 499_500);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
         self
     }
 
     /// How long a cancelled task may run before its worker is killed (default 50 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Error};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(64 << 20)
+    ///     .cancel_grace(Duration::from_millis(20))
+    ///     .build()?;
+    /// // A task that never looks at `is_cancelled`: its worker is killed after the grace.
+    /// let handle = pool.spawn(|_: &Ctx| -> u32 {
+    ///     loop {
+    ///         std::hint::spin_loop();
+    ///     }
+    /// })?;
+    /// let start = Instant::now();
+    /// handle.cancel();
+    /// assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    /// assert!(start.elapsed() < Duration::from_secs(5));
+    /// // The worker was replaced: the pool goes on serving.
+    /// assert_eq!(pool.spawn(|_: &Ctx| 7u32)?.wait()?, 7);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
         self
@@ -318,6 +424,19 @@ impl PoolBuilder {
     /// fails; [`Error::ForkServer`] if the fork server cannot be started, runs another
     /// image, or cannot map the pool (procyon in a shared library, no `/proc`);
     /// [`Error::PoolShutDown`] if the scheduler dies while starting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// assert_eq!(pool.workers(), 2);
+    /// // A bad value is an error at build, not a panic later.
+    /// assert!(matches!(
+    ///     procyon::Pool::builder().workers(0).build(),
+    ///     Err(procyon::Error::InvalidConfig { .. })
+    /// ));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn build(self) -> Result<Pool> {
         Pool::build(self)
     }

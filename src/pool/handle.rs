@@ -384,6 +384,27 @@ impl<R> JobHandle<R> {
 
     /// Calls `f` with the job's progress while it runs (at most every 10 ms, only when
     /// it changed, monotonic) and once more with the final value when it completes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::Pool;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let last = Arc::new(Mutex::new(None));
+    /// let sink = Arc::clone(&last);
+    /// let doubled = pool
+    ///     .par_range(0..10_000u64)
+    ///     .map(|v: u64| 2 * v)
+    ///     .spawn_collect_vec()?
+    ///     .on_progress(move |p| *sink.lock().unwrap() = Some(p))
+    ///     .wait()?;
+    /// assert_eq!(doubled[4_999], 9_998);
+    /// let p = last.lock().unwrap().expect("called at least once, at the end");
+    /// assert_eq!((p.items_done, p.items_total), (10_000, 10_000));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn on_progress(mut self, f: impl FnMut(Progress) + Send + 'static) -> Self {
         self.on_progress = Some(Box::new(f));
         self
@@ -391,6 +412,25 @@ impl<R> JobHandle<R> {
 
     /// Calls `f` with every partial result a task sent with `Ctx::report`, in the order
     /// they were reported. Values that do not decode as `T` are skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Pool};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let pool = Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let lines = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&lines);
+    /// pool.spawn(|ctx: &Ctx| {
+    ///     ctx.report(&"loaded".to_string()).unwrap();
+    ///     ctx.report(&"solved".to_string()).unwrap();
+    /// })?
+    /// .on_report(move |s: String| sink.lock().unwrap().push(s))
+    /// .wait()?;
+    /// assert_eq!(*lines.lock().unwrap(), ["loaded", "solved"]);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn on_report<T: DeserializeOwned>(mut self, mut f: impl FnMut(T) + Send + 'static) -> Self {
         self.on_report = Some(Box::new(move |bytes: &[u8]| {
             if let Ok(v) = bincode::deserialize::<T>(bytes) {
@@ -402,6 +442,20 @@ impl<R> JobHandle<R> {
 
     /// Fails the job with [`Error::Timeout`] if it has not ended `timeout` from now
     /// (its workers are stopped like a cancel's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Error};
+    /// use std::time::Duration;
+    ///
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let slow = pool
+    ///     .spawn(|_: &Ctx| std::thread::sleep(Duration::from_secs(10)))?
+    ///     .timeout(Duration::from_millis(50));
+    /// assert!(matches!(slow.wait(), Err(Error::Timeout { .. })));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.deadline = Some((Instant::now() + timeout, timeout));
         self
@@ -413,6 +467,20 @@ impl<R> JobHandle<R> {
     /// [`Error::TaskPanicked`], [`Error::WorkerDied`], [`Error::Cancelled`],
     /// [`Error::Timeout`], [`Error::PoolShutDown`], or an error from collecting the
     /// results.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Error};
+    ///
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// assert_eq!(pool.spawn(|_: &Ctx| 6 * 7)?.wait()?, 42);
+    /// // A panic in the task is an error value here, and the pool goes on.
+    /// let failed = pool.spawn(|_: &Ctx| -> u32 { panic!("bad input") })?.wait();
+    /// assert!(matches!(failed, Err(Error::TaskPanicked { .. })));
+    /// assert_eq!(pool.spawn(|_: &Ctx| 1)?.wait()?, 1);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn wait(mut self) -> Result<R> {
         self.wait_step(None).unwrap_or_else(|| {
             Err(Error::PoolShutDown {
@@ -426,6 +494,27 @@ impl<R> JobHandle<R> {
     ///
     /// # Errors
     /// As [`wait`](JobHandle::wait); `Err(handle)` (the outer one) on timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::Ctx;
+    /// use std::time::Duration;
+    ///
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let mut handle = pool.spawn(|_: &Ctx| {
+    ///     std::thread::sleep(Duration::from_millis(100));
+    ///     5u32
+    /// })?;
+    /// let value = loop {
+    ///     match handle.wait_timeout(Duration::from_millis(10)) {
+    ///         Ok(result) => break result?,
+    ///         Err(still_running) => handle = still_running, // e.g. repaint a GUI here
+    ///     }
+    /// };
+    /// assert_eq!(value, 5);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     // The error variant gives the handle back, by value, so the caller can keep waiting.
     #[allow(clippy::result_large_err)]
     pub fn wait_timeout(
@@ -442,6 +531,27 @@ impl<R> JobHandle<R> {
     ///
     /// # Errors
     /// As [`wait`](JobHandle::wait); `Err(handle)` (the outer one) if still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::Ctx;
+    /// use std::time::Duration;
+    ///
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let mut handle = pool.spawn(|_: &Ctx| 9u8)?;
+    /// let value = loop {
+    ///     match handle.try_wait() {
+    ///         Ok(result) => break result?,
+    ///         Err(pending) => {
+    ///             handle = pending;
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///     }
+    /// };
+    /// assert_eq!(value, 9);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     // The error variant gives the handle back, by value, so the caller can keep waiting.
     #[allow(clippy::result_large_err)]
     pub fn try_wait(mut self) -> std::result::Result<Result<R>, JobHandle<R>> {
@@ -455,11 +565,44 @@ impl<R> JobHandle<R> {
     /// [`Error::Cancelled`]. Tasks see it at their next chunk or through
     /// `Ctx::is_cancelled`; workers still inside after the pool's grace period are
     /// killed and replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::{Ctx, Error};
+    /// use std::time::Duration;
+    ///
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let handle = pool.spawn(|ctx: &Ctx| {
+    ///     // A sub-job of its own, cancelled with its parent.
+    ///     ctx.par_range(0..1_000_000usize)
+    ///         .for_each(|_: usize| std::thread::sleep(Duration::from_millis(1)))
+    ///         .is_ok()
+    /// })?;
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// handle.cancel();
+    /// assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn cancel(&self) {
         self.sub().abort(Failure::Cancelled);
     }
 
     /// A snapshot of the job's progress.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procyon::Pool;
+    ///
+    /// let pool = Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let handle = pool.par_range(0..1000u64).spawn_collect_vec()?;
+    /// let p = handle.progress(); // a snapshot while (or after) it runs
+    /// assert_eq!(p.items_total, 1000);
+    /// assert!(p.items_done <= 1000);
+    /// assert_eq!(handle.wait()?, (0..1000).collect::<Vec<u64>>());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn progress(&self) -> Progress {
         Progress::of(self.sub().slot())
     }

@@ -119,6 +119,17 @@ const SHARED_CPU_WAITER_SPIN: Duration = Duration::from_micros(5);
 
 impl Pool {
     /// A builder with the defaults (one worker per CPU, half of RAM as mempool).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(2)
+    ///     .mempool_size(64 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.workers(), 2);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder::default()
     }
@@ -127,6 +138,14 @@ impl Pool {
     ///
     /// # Errors
     /// As [`PoolBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::new()?; // one worker per CPU
+    /// assert_eq!(pool.workers(), num_cpus::get());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn new() -> Result<Pool> {
         PoolBuilder::default().build()
     }
@@ -217,17 +236,47 @@ impl Pool {
     }
 
     /// Number of worker processes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// assert_eq!(pool.workers(), 2);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn workers(&self) -> usize {
         self.inner.config.workers
     }
 
     /// The pool's mempool, where shared arrays live.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(1).mempool_size(64 << 20).build()?;
+    /// let before = pool.mempool().usage().in_use;
+    /// let a = pool.array_zeroed::<u8>(1 << 20)?;
+    /// assert!(pool.mempool().usage().in_use >= before + (1 << 20));
+    /// drop(a);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn mempool(&self) -> &Mempool {
         &self.inner.mempool
     }
 
     /// Pids of the scheduler and the current workers (for monitoring and tests); 0 for a
     /// worker index whose process died and has not been replaced yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(64 << 20).build()?;
+    /// let (scheduler, workers) = pool.pids();
+    /// assert!(scheduler > 0);
+    /// assert_eq!(workers.len(), 2);
+    /// assert!(workers.iter().all(|&pid| pid > 0 && pid != scheduler));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
     pub fn pids(&self) -> (i32, Vec<i32>) {
         let c = &self.inner.control;
         (
