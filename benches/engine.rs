@@ -208,6 +208,20 @@ fn w5_procyon(
     pool.par_map_into(x, y, w5_kernel).unwrap()
 }
 
+/// W5 into a fresh output each call: `par_map` allocates the output, which is dropped
+/// (freed) before the next call; the mempool's cache keeps its pages populated.
+fn w5_procyon_fresh(
+    pool: &procyon::Pool,
+    x: &procyon::SharedArray<f64>,
+) -> procyon::SharedArray<f64> {
+    pool.par_map(x, w5_kernel).unwrap()
+}
+
+/// W5 into a fresh `Vec` each call, the rayon way.
+fn w5_rayon_collect(rp: &rayon::ThreadPool, xs: &[f64]) -> Vec<f64> {
+    rp.install(|| xs.par_iter().map(|&v| w5_kernel(v)).collect())
+}
+
 /// Asserts that `out` holds W5's output, then clears it (so that a run that wrote
 /// nothing cannot pass the next check).
 fn w5_check(out: &mut [f64], who: &str) {
@@ -239,8 +253,14 @@ fn w5(c: &mut Criterion) {
     }
     g.bench_function("sequential", |b| b.iter(|| w5_sequential(&xs, &mut ys)));
     g.bench_function("rayon", |b| b.iter(|| w5_rayon(&rp, &xs, &mut ys)));
+    g.bench_function("rayon/collect", |b| {
+        b.iter(|| black_box(w5_rayon_collect(&rp, &xs)))
+    });
     g.bench_with_input(BenchmarkId::new("procyon", WORKERS), &(), |b, _| {
         b.iter(|| w5_procyon(&pool, &x, &mut y))
+    });
+    g.bench_with_input(BenchmarkId::new("procyon/par_map", WORKERS), &(), |b, _| {
+        b.iter(|| black_box(w5_procyon_fresh(&pool, &x)))
     });
     g.finish();
 
@@ -250,6 +270,7 @@ fn w5(c: &mut Criterion) {
     // timed) before the next.
     let rounds = if quick() { 9 } else { 25 };
     let (mut seq, mut ray, mut pro) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ray_collect, mut fresh) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         seq.push(time(|| w5_sequential(&xs, &mut ys)));
         w5_check(&mut ys, "sequential");
@@ -257,13 +278,29 @@ fn w5(c: &mut Criterion) {
         w5_check(&mut ys, "rayon");
         pro.push(time(|| w5_procyon(&pool, &x, &mut y)));
         w5_check(&mut y, "procyon");
+        // The fresh outputs are dropped (freed) outside the timing, as in a loop that
+        // uses each result and lets it go.
+        let mut out = Vec::new();
+        ray_collect.push(time(|| out = w5_rayon_collect(&rp, &xs)));
+        w5_check(&mut out, "rayon's collect");
+        drop(out);
+        let mut out = None;
+        fresh.push(time(|| out = Some(w5_procyon_fresh(&pool, &x))));
+        w5_check(&mut out.expect("timed above"), "procyon's par_map");
     }
     let gbs = |v: Vec<f64>| bytes as f64 / median(v) / 1e9;
     let (s, r, p) = (gbs(seq), gbs(ray), gbs(pro));
+    let (rc, pf) = (gbs(ray_collect), gbs(fresh));
     println!(
         "w5 interleaved over {rounds} rounds (medians): sequential {s:.1} GB/s, rayon {r:.1} GB/s, \
          procyon {p:.1} GB/s; procyon / rayon = {:.3}",
         p / r
+    );
+    println!(
+        "w5 fresh outputs, same rounds (medians): rayon collect {rc:.1} GB/s, procyon par_map \
+         {pf:.1} GB/s; par_map / par_map_into = {:.3}, par_map / rayon collect = {:.3}",
+        pf / p,
+        pf / rc
     );
 }
 

@@ -8,7 +8,8 @@
 //!   [`Error::MessageTooLarge`];
 //! * **resources**: [`Error::OutOfMemory`] (the mempool is full), [`Error::Full`] (a
 //!   camlbox has no free slot), [`Error::TooManyJobs`] (65,536 jobs in flight),
-//!   [`Error::Io`] (a system call failed);
+//!   [`Error::Io`] (a system call failed), [`Error::Corrupted`] (a task wrote over the
+//!   mempool's bookkeeping);
 //! * **peers**: [`Error::Disconnected`] (the receiving process is gone),
 //!   [`Error::PoolShutDown`], [`Error::Malformed`] (a message could not be decoded);
 //! * **task outcomes**: [`Error::TaskPanicked`], [`Error::WorkerDied`],
@@ -36,6 +37,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | more than 256 workers (`workers(100_000)`) | [`Error::InvalidConfig`] |
 /// | `mempool_size` below 1 MiB (`0`, `4096`) | [`Error::InvalidConfig`] |
 /// | `mempool_size` above the physical memory or above 64 TiB | [`Error::InvalidConfig`] |
+/// | `mempool_max` below `mempool_size`, above the physical memory or above 64 TiB; `Mempool::set_retention` above the capacity | [`Error::InvalidConfig`] |
 /// | `slot_size` below 64 bytes (`slot_size(8)`) or above 16 MiB; a camlbox above 1 GiB | [`Error::InvalidConfig`] |
 /// | `inbox_slots` below 2 or above 65,536 | [`Error::InvalidConfig`] |
 /// | `min_len(0)`, `max_len(0)`, or `min_len` above `max_len` on the builder | [`Error::InvalidConfig`] |
@@ -43,7 +45,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | `par_chunks_mut` / `par_chunks` / `par_chunks_with` / `par_chunks_mut_reading` with a chunk length of 0 | [`Error::InvalidConfig`] |
 /// | `Camlbox::new` with 0 slots or slots below 8 bytes; a second live receiver of a box | [`Error::InvalidConfig`] |
 /// | `Mempool::alloc` alignment not a power of two, or above 1 GiB | [`Error::InvalidConfig`] |
-/// | an array (or a `par_map` output, `par_map_vec`'s encoded items, a `par_sort`'s scratch array) larger than what the mempool has free; a length whose byte size overflows | [`Error::OutOfMemory`] |
+/// | an array (or a `par_map` output, `par_map_vec`'s encoded items, a `par_sort`'s scratch array) larger than what the mempool has free and can grow to; a length whose byte size overflows | [`Error::OutOfMemory`] |
+/// | any allocation or free after a task wrote over the mempool's block headers (the pool poisoned itself) | [`Error::Corrupted`] |
 /// | `par_map_into` with input and output of different lengths | [`Error::LengthMismatch`] |
 /// | an array of another pool passed to `par_map`, `par_map_into`, `par_chunks_mut`, `par_chunks`, `par_chunks_mut_reading`, `par_sort` (any form), `par_iter`, `SharedArray::adopt_in` | [`Error::InvalidDescriptor`] |
 /// | a `par_sort_by` comparison found not to be a total order while merging | [`Error::TaskPanicked`] (the array's contents are then unspecified) |
@@ -81,7 +84,7 @@ pub enum Error {
         requested: usize,
         /// The largest request that could have been served right now.
         available: usize,
-        /// Total capacity of the mempool.
+        /// The most the mempool can hold (its maximum, for a growable one).
         capacity: usize,
     },
 
@@ -247,6 +250,19 @@ pub enum Error {
     Poisoned {
         /// What was poisoned.
         what: &'static str,
+    },
+
+    /// The mempool's own bookkeeping (a block header, a free-list link) was found
+    /// overwritten, by a task writing where it should not. The pool is poisoned: every
+    /// later allocation fails with this error and frees are refused without touching
+    /// memory. Drop the pool and build a new one (see docs/THREAT_MODEL.md).
+    #[error(
+        "the mempool is corrupted ({what}): a task wrote over its bookkeeping; drop this \
+         pool and build a new one"
+    )]
+    Corrupted {
+        /// What was found broken, and where.
+        what: String,
     },
 
     /// A system call failed.

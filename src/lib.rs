@@ -32,8 +32,9 @@
 //!
 //! * processes: [`Pool`] (client side), the scheduler (forks and re-forks workers, fails
 //!   the jobs of dead ones, cancels), the workers (run chunks, help their nested jobs);
-//! * data plane: [`Mempool`] (shared region, allocator with a lock that survives a dead
-//!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`]; whole-array operations in the
+//! * data plane: [`Mempool`] (shared region that grows up to its reservation, allocator
+//!   with a lock that survives a dead holder and sealed headers that a wild write cannot
+//!   lead astray, a bounded cache of populated free pages, no SIGBUS), [`SharedArray`] / [`ArrayDesc`]; whole-array operations in the
 //!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
 //!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);

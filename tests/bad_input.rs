@@ -12,6 +12,7 @@ fn pool(workers: usize) -> Pool {
     Pool::builder()
         .workers(workers)
         .mempool_size(64 << 20)
+        .mempool_max(64 << 20)
         .build()
         .expect("pool builds")
 }
@@ -89,6 +90,7 @@ fn mempool_sizes() {
         let small = Pool::builder()
             .workers(1)
             .mempool_size(1 << 20)
+            .mempool_max(1 << 20)
             .build()
             .expect("1 MiB mempool builds");
         serves(&small);

@@ -13,6 +13,7 @@ fn pool(workers: usize) -> Pool {
     Pool::builder()
         .workers(workers)
         .mempool_size(64 << 20)
+        .mempool_max(64 << 20)
         .build()
         .expect("pool builds")
 }

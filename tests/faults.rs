@@ -28,6 +28,7 @@ fn pool(workers: usize, mempool: usize) -> Pool {
     Pool::builder()
         .workers(workers)
         .mempool_size(mempool)
+        .mempool_max(mempool)
         .cancel_grace(Duration::from_millis(20))
         .build()
         .expect("pool builds")

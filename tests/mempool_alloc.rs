@@ -278,6 +278,8 @@ fn resident(addr: usize, len: usize) -> usize {
 #[test]
 fn large_frees_give_pages_back_and_reuse_works() {
     let pool = Mempool::new(256 * MIB).unwrap();
+    // No cache: every free of 2 MiB or more of populated pages gives them back.
+    pool.set_retention(0).unwrap();
     let mut big = pool.alloc(128 * MIB, 64).unwrap();
     let (addr, len) = (big.as_ptr() as usize & !4095, 128 * MIB);
     // Reserved at allocation: the pages are resident before we touch them.
@@ -308,6 +310,47 @@ fn large_frees_give_pages_back_and_reuse_works() {
     assert!(left < 16 * MIB, "{} MiB still resident", left >> 20);
     let report = pool.__check_invariants().unwrap();
     assert_eq!(report.free_blocks, 1);
+}
+
+#[test]
+fn freed_pages_stay_resident_up_to_the_retention_limit_and_trim_gives_them_back() {
+    let pool = Mempool::new(512 * MIB).unwrap();
+    assert_eq!(pool.retention(), 128 * MIB);
+    let fence = pool.alloc(100, 64).unwrap();
+    let mut big = pool.alloc(96 * MIB, 64).unwrap();
+    let (addr, len) = (big.as_ptr() as usize & !4095, 96 * MIB);
+    big.as_bytes_mut().fill(7);
+    drop(big);
+    // Under the limit: kept resident, counted, and handed out again as it was.
+    assert!(
+        resident(addr, len) >= len - 8192,
+        "given back under the limit"
+    );
+    assert!(pool.usage().cached >= len);
+    let again = pool.alloc(96 * MIB, 64).unwrap();
+    assert_eq!(again.as_ptr() as usize & !4095, addr);
+    assert!(again.as_bytes().iter().step_by(4096).all(|&b| b == 7));
+    drop(again);
+    let zeroed = pool.alloc_zeroed(96 * MIB, 64).unwrap();
+    assert!(zeroed.as_bytes().iter().step_by(512).all(|&b| b == 0));
+    drop(zeroed);
+    // A second block that would take the cache past the limit is given back on free.
+    let keep = pool.alloc(96 * MIB, 64).unwrap();
+    let mut other = pool.alloc(96 * MIB, 64).unwrap();
+    let fence2 = pool.alloc(100, 64).unwrap();
+    let other_addr = other.as_ptr() as usize & !4095;
+    other.as_bytes_mut().fill(8);
+    drop(keep);
+    drop(other);
+    assert!(resident(other_addr, len) <= 8192, "kept past the limit");
+    let usage = pool.usage();
+    assert!(usage.cached <= 128 * MIB + 8 * MIB, "{usage:?}");
+    // trim: nothing populated stays in free blocks.
+    pool.trim().unwrap();
+    assert_eq!(pool.usage().cached, 0);
+    assert!(resident(addr, len) <= 8192);
+    pool.__check_invariants().unwrap();
+    drop((fence, fence2));
 }
 
 #[test]
@@ -351,4 +394,41 @@ fn the_populate_watermark_stays_on_page_boundaries_as_the_heap_grows() {
         }
     }
     pool.__check_invariants().unwrap();
+}
+
+#[test]
+fn a_growable_pool_grows_to_its_maximum_and_coalesces_back() {
+    let pool = Mempool::growable(2 * MIB, Some(256 * MIB)).unwrap();
+    assert_eq!((pool.size(), pool.capacity()), (2 * MIB, 256 * MIB));
+    let mut blocks = Vec::new();
+    // Small ones past the first end, then large ones: each growth merges into the free
+    // tail or adds a block after a used one.
+    for i in 0..40 {
+        let mut b = pool.alloc(100_000 + i * 1000, 64).unwrap();
+        b.as_bytes_mut().fill(i as u8);
+        blocks.push((b, i as u8));
+    }
+    let mut big = pool.alloc(100 * MIB, 64).unwrap();
+    assert!(pool.size() > 100 * MIB);
+    assert!(
+        big.as_bytes().iter().step_by(4096).all(|&b| b == 0),
+        "fresh grown memory"
+    );
+    big.as_bytes_mut()[..MIB].fill(9);
+    pool.__check_invariants().unwrap();
+    assert!(matches!(
+        pool.alloc(200 * MIB, 64),
+        Err(Error::OutOfMemory { capacity, .. }) if capacity == 256 * MIB
+    ));
+    assert!(pool.size() <= pool.capacity());
+    pool.__check_invariants().unwrap();
+    for (b, fill) in &blocks {
+        assert!(b.as_bytes().iter().all(|x| x == fill));
+    }
+    drop(blocks);
+    drop(big);
+    let report = pool.__check_invariants().unwrap();
+    assert_eq!((report.used_blocks, report.free_blocks), (0, 1));
+    assert_eq!(report.free_bytes, pool.size() - pool.__heap_start());
+    assert!(Mempool::growable(8 * MIB, Some(4 * MIB)).is_err());
 }

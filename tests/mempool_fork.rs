@@ -312,3 +312,54 @@ fn a_death_during_recovery_is_recovered_by_the_next_locker() {
     drop(kept);
     assert_no_children();
 }
+
+/// A child dies right after moving the heap's end (the new free block reachable, not yet
+/// merged with the free tail nor listed). The parent recovers: the growth holds, the
+/// heap is one walkable chain, and the pool goes on growing to its maximum.
+#[test]
+fn death_in_the_middle_of_a_growth_is_recovered() {
+    let _serial = serial();
+    let files = temp_files();
+    let pool = Mempool::growable(4 * MIB, Some(64 * MIB)).unwrap();
+    let mut keep = pool.alloc(1000, 64).unwrap();
+    keep.as_bytes_mut().fill(5);
+    let baseline = pool.usage();
+    for tail_used in [false, true] {
+        let size_before = pool.size();
+        // With `tail_used`, the last block is used when the heap grows (no merge).
+        let tail = tail_used.then(|| {
+            let free = pool.__check_invariants().unwrap().largest_free;
+            pool.alloc(free - 64 - 64, 64).unwrap()
+        });
+        let child = fork_child(|| {
+            Mempool::__arm_crash_point(Some(CrashPoint::GrowAfterEnd));
+            let _b = pool.alloc(2 * size_before, 64).map_err(|e| e.to_string())?;
+            Err("survived the crash point".to_string())
+        });
+        assert_eq!(wait(child), Status::Signaled(libc::SIGKILL));
+        let probe = pool.alloc(123, 64).unwrap();
+        drop(probe);
+        let report = pool.__check_invariants().unwrap();
+        assert!(pool.size() > size_before, "the growth was lost");
+        assert_eq!(report.used_blocks, 1 + tail_used as usize);
+        drop(tail);
+        let report = pool.__check_invariants().unwrap();
+        assert_eq!((report.used_blocks, report.free_blocks), (1, 1));
+    }
+    assert_eq!(pool.__check_invariants().unwrap().recoveries, 2);
+    // It goes on growing, up to its maximum.
+    let mut big = pool.alloc(48 * MIB, 64).unwrap();
+    big.as_bytes_mut()[48 * MIB - 1] = 1;
+    assert!(pool.alloc(16 * MIB, 64).is_err());
+    drop(big);
+    assert!(keep.as_bytes().iter().all(|&b| b == 5));
+    let usage = pool.usage();
+    assert_eq!(
+        (usage.in_use, usage.allocations),
+        (baseline.in_use, baseline.allocations)
+    );
+    drop(keep);
+    assert_no_children();
+    drop(pool);
+    assert_no_new_files(&files);
+}

@@ -137,6 +137,7 @@ fn bad_input_is_an_error() {
     let pool = Pool::builder()
         .workers(2)
         .mempool_size(16 << 20)
+        .mempool_max(16 << 20)
         .build()
         .unwrap();
     // No room for the scratch array: the array is left as it was.
@@ -150,6 +151,7 @@ fn bad_input_is_an_error() {
     let other = Pool::builder()
         .workers(1)
         .mempool_size(16 << 20)
+        .mempool_max(16 << 20)
         .build()
         .unwrap();
     let mut foreign = other.array_from_fn(100, |i| i as u32).unwrap();

@@ -154,6 +154,7 @@ fn data_too_big_to_stage_is_out_of_memory_from_the_terminal() {
         let pool = Pool::builder()
             .workers(1)
             .mempool_size(8 << 20)
+            .mempool_max(8 << 20)
             .build()
             .unwrap();
         let big = vec![7u64; 4 << 20]; // 32 MiB, four times the mempool

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use super::heap::{AllocFailure, Locked};
 use super::layout::{flag, GRANULE, HEADER, STATE_UNRESERVED};
 use super::pages::{self, PopulateError};
-use super::{pool_out_of_memory, Block, Mempool, RawBlock, MAX_ALIGN};
+use super::{poison, pool_out_of_memory, Block, Mempool, RawBlock, MAX_ALIGN};
 use crate::error::{Error, Result};
 
 impl Mempool {
@@ -51,14 +51,18 @@ impl Mempool {
         if size > isize::MAX as usize {
             return Err(pool_out_of_memory(size, 0, capacity));
         }
-        let allocation = {
+        let a = {
             let locked = self.inner.lock()?;
-            locked.alloc(size as u64, align, tag)
+            locked
+                .alloc(size as u64, align, tag)
+                .map_err(|failure| match failure {
+                    AllocFailure::NoFit { available } => {
+                        pool_out_of_memory(size, available, capacity)
+                    }
+                    AllocFailure::Populate(e) => populate_error(size, capacity, e),
+                    AllocFailure::Corrupted(c) => poison(&locked, c),
+                })?
         };
-        let a = allocation.map_err(|failure| match failure {
-            AllocFailure::NoFit { available } => pool_out_of_memory(size, available, capacity),
-            AllocFailure::Populate(e) => populate_error(size, capacity, e),
-        })?;
         if let Some(range) = a.populate_later {
             let region = self.inner.region();
             // SAFETY: the range is page-aligned inside our mapping and covers the payload of
@@ -66,10 +70,14 @@ impl Mempool {
             match unsafe { pages::populate(region.base(), range) } {
                 // Release: a later free (under the lock, maybe by another process through
                 // `free_tagged`) that sees 0 also sees the pages populated.
-                Ok(()) => region.block(a.header).state.store(0, Release),
+                Ok(()) => {
+                    region
+                        .block(a.header)
+                        .state
+                        .fetch_and(!STATE_UNRESERVED, Release);
+                }
                 Err(e) => {
-                    let locked = self.inner.lock()?;
-                    locked.free(a.header, 0);
+                    self.inner.locked(|l| l.free(a.header, 0))?;
                     return Err(populate_error(size, capacity, e));
                 }
             }
@@ -155,7 +163,7 @@ impl Mempool {
     /// ```
     pub fn free_raw(&self, raw: RawBlock) -> Result<()> {
         let (locked, off) = self.take_detached(raw)?;
-        locked.free(off, 0);
+        locked.free(off, 0).map_err(|c| poison(&locked, c))?;
         Ok(())
     }
 
@@ -216,26 +224,33 @@ impl Mempool {
         if tag == 0 {
             return Ok(0);
         }
-        let locked = self.inner.lock()?;
-        let heap = locked.heap();
-        let (mut off, mut freed) = (heap.start, 0);
-        while off < heap.end {
-            let b = locked.block(off);
-            // Relaxed: under the lock.
-            let sf = b.size_flags.load(Relaxed);
-            if sf & flag::FREE == 0 && b.tag.load(Relaxed) == tag {
-                let merged = locked.free(off, 0);
-                freed += 1;
-                off = merged + (locked.block(merged).size_flags.load(Relaxed) & !flag::MASK);
-            } else {
-                off += sf & !flag::MASK;
+        self.inner.locked(|locked| {
+            let heap = locked.heap();
+            let (mut off, mut freed) = (heap.start, 0);
+            while off < heap.end {
+                let (b, sf) = locked.checked(off)?;
+                // Relaxed: under the lock.
+                if sf & flag::FREE == 0 && b.tag.load(Relaxed) == tag {
+                    let merged = locked.free(off, 0)?;
+                    freed += 1;
+                    let (_, m_sf) = locked.checked(merged)?;
+                    off = merged + (m_sf & !flag::MASK);
+                } else {
+                    off += sf & !flag::MASK;
+                }
             }
-        }
-        Ok(freed)
+            Ok(freed)
+        })
     }
 
     /// Frees a block owned by a handle (called by `Block`'s drop).
     pub(crate) fn free_owned(&self, payload: u64, len: u64, generation: u64) -> Result<()> {
+        if self.inner.poisoned() {
+            // Refused without touching memory: the headers cannot be trusted.
+            return Err(Error::Corrupted {
+                what: "the pool was poisoned; the block is not freed".into(),
+            });
+        }
         let region = self.inner.region();
         let off = region
             .validate(payload, generation, len)
@@ -244,7 +259,7 @@ impl Mempool {
         // size_flags of an owned block.
         let size = region.block(off).size_flags.load(Relaxed) & !flag::MASK;
         let mut extra = 0;
-        if size - HEADER >= pages::RELEASE_BLOCK {
+        if size - HEADER >= pages::RELEASE_BLOCK && region.over_retention(size) {
             // Give the pages back before locking: we still own the block, so nobody else
             // touches them. Mark the block first, so that whoever frees it (us, or
             // `free_tagged` if we die) knows its pages may be gone.
@@ -252,7 +267,7 @@ impl Mempool {
             // and, if we die before it, a `free_tagged` under the lock after our death; a
             // dead process's stores are all visible by then (the kernel's context switch
             // and exit are full barriers).
-            region.block(off).state.store(STATE_UNRESERVED, Relaxed);
+            region.block(off).state.fetch_or(STATE_UNRESERVED, Relaxed);
             let interior = pages::interior(off, off + size, region.page);
             // SAFETY: the interior of a block we own and are freeing: no live data.
             if unsafe { pages::remove(region.base(), interior) }.is_ok() {
@@ -263,7 +278,7 @@ impl Mempool {
         let off = locked
             .validate_owned(payload, generation, len)
             .map_err(Error::descriptor)?;
-        locked.free(off, extra);
+        locked.free(off, extra).map_err(|c| poison(&locked, c))?;
         Ok(())
     }
 
@@ -339,8 +354,9 @@ mod tests {
         drop(small);
         let again = pool.alloc(10_000, 64).unwrap();
         assert!(again.known_zero().is_empty());
-        // A large block is given back on free; if nothing merges with it, its interior
-        // is known zero when reused.
+        // With no retention, a large block is given back on free; if nothing merges with
+        // it, its interior is known zero when reused.
+        pool.set_retention(0).unwrap();
         let guard_before = pool.alloc(100, 64).unwrap();
         let mut big = pool.alloc(12 * MIB, 64).unwrap();
         let guard_after = pool.alloc(100, 64).unwrap();
@@ -353,6 +369,58 @@ mod tests {
         reused.zero_unknown();
         assert!(reused.as_bytes().iter().all(|&b| b == 0));
         drop((guard_before, guard_after, again));
+    }
+
+    #[test]
+    fn freed_pages_are_cached_up_to_the_retention_limit() {
+        let pool = Mempool::new(256 * MIB).unwrap();
+        pool.set_retention(100 * MIB).unwrap();
+        let guard = pool.alloc(100, 64).unwrap();
+        let mut big = pool.alloc(40 * MIB, 64).unwrap();
+        let after = pool.alloc(100, 64).unwrap();
+        let offset = big.offset();
+        big.as_bytes_mut().fill(3);
+        drop(big);
+        // Kept populated: counted in the cache, and the same block comes back dirty.
+        let cached = pool.usage().cached;
+        assert!(cached >= 40 * MIB, "{cached}");
+        assert_eq!(pool.__check_invariants().unwrap().cached, cached);
+        let mut again = pool.alloc(40 * MIB, 64).unwrap();
+        assert_eq!(again.offset(), offset);
+        assert!(again.known_zero().len() < 4096, "{:?}", again.known_zero());
+        assert!(again.as_bytes().iter().step_by(4096).all(|&b| b == 3));
+        again.zero_unknown();
+        assert!(again.as_bytes().iter().all(|&b| b == 0));
+        drop(again);
+        let zeroed = pool.alloc_zeroed(40 * MIB, 64).unwrap();
+        assert!(zeroed.as_bytes().iter().all(|&b| b == 0));
+        drop(zeroed);
+        // A second big block does not fit in the limit any more: given back on free.
+        let mut keep = pool.alloc(40 * MIB, 64).unwrap();
+        let mut other = pool.alloc(70 * MIB, 64).unwrap();
+        let fence = pool.alloc(100, 64).unwrap();
+        keep.as_bytes_mut().fill(4);
+        other.as_bytes_mut().fill(5);
+        drop(keep);
+        let before = pool.usage().cached;
+        drop(other);
+        let usage = pool.usage();
+        assert!(usage.cached <= 100 * MIB + 8 * MIB, "{usage:?}");
+        assert!(usage.cached < before + 70 * MIB, "{before} -> {usage:?}");
+        pool.__check_invariants().unwrap();
+        // trim gives everything back; what was given back reads as zero.
+        assert!(pool.trim().unwrap() >= 40 * MIB);
+        assert_eq!(pool.usage().cached, 0);
+        assert_eq!(pool.__check_invariants().unwrap().cached, 0);
+        let reused = pool.alloc(100 * MIB, 64).unwrap();
+        let zero = reused.known_zero();
+        assert!(zero.len() >= 100 * MIB - 3 * 4096, "{zero:?}");
+        assert!(reused.as_bytes()[zero]
+            .iter()
+            .step_by(4096)
+            .all(|&b| b == 0));
+        drop((reused, guard, after, fence));
+        pool.__check_invariants().unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the first free block, registering the pool in this process.
 
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -15,7 +16,8 @@ use crate::space::{Backing, Mapping};
 use crate::sys::mman;
 
 impl Mempool {
-    /// Maps a new pool of `capacity` bytes (rounded up to whole pages).
+    /// Maps a new pool of `capacity` bytes (rounded up to whole pages), which never grows
+    /// (see [`Mempool::growable`] for one that does).
     ///
     /// Pages cost nothing until allocations use them, so a generous capacity is cheap.
     ///
@@ -33,39 +35,70 @@ impl Mempool {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn new(capacity: usize) -> Result<Mempool> {
-        Mempool::create(capacity, Backing::Anonymous)
+        Mempool::create(capacity, capacity, Backing::Anonymous)
     }
 
-    /// As [`Mempool::new`], backed as `backing` says (a memfd for a pool whose processes
-    /// the fork server starts).
-    pub(crate) fn create(capacity: usize, backing: Backing) -> Result<Mempool> {
-        let physical = mman::physical_memory();
-        if capacity < MIN_CAPACITY {
-            return Err(Error::config(format!(
-                "mempool capacity of {capacity} bytes is below the minimum of {MIN_CAPACITY} \
-                 bytes; pass at least 1 MiB (or use Mempool::with_default_capacity)"
-            )));
-        }
-        if physical > 0 && capacity as u64 > physical {
-            return Err(Error::config(format!(
-                "mempool capacity of {capacity} bytes exceeds the physical memory of {physical} \
-                 bytes; pass at most that (pages only cost memory once allocated, so \
-                 Mempool::default_capacity(), half of RAM, is usually right)"
-            )));
-        }
-        if capacity as u64 > MAX_HEAP {
-            return Err(Error::config(format!(
-                "mempool capacity of {capacity} bytes exceeds the maximum of {MAX_HEAP} bytes"
-            )));
-        }
+    /// A pool that starts at `initial` bytes and grows as allocations need, up to `max`
+    /// bytes (`None`: the physical memory). The whole `max` is reserved as address space
+    /// at once (mapped `MAP_NORESERVE`, at the same address in every process forked
+    /// afterwards: untouched pages cost nothing), and the heap's end advances under the
+    /// allocator lock, from any process, even after the workers started. Running out of
+    /// `max`, or of memory, is `Err(OutOfMemory)` at allocation, never SIGBUS.
+    ///
+    /// # Errors
+    /// As [`Mempool::new`], for `initial` and for `max`; [`Error::InvalidConfig`] if `max`
+    /// is below `initial`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::growable(4 << 20, Some(64 << 20))?;
+    /// assert_eq!(pool.usage().size, 4 << 20);
+    /// let block = pool.alloc(32 << 20, 64)?; // grows
+    /// assert!(pool.usage().size > 32 << 20);
+    /// assert_eq!(pool.capacity(), 64 << 20);
+    /// assert!(pool.alloc(64 << 20, 64).is_err()); // past the maximum
+    /// # drop(block);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn growable(initial: usize, max: Option<usize>) -> Result<Mempool> {
+        let max = max.unwrap_or_else(|| Mempool::growth_limit(initial));
+        Mempool::create(initial, max, Backing::Anonymous)
+    }
+
+    /// The maximum of a growable pool given none: the physical memory (or `initial` if
+    /// that is more, or 1 GiB when unknown).
+    pub(crate) fn growth_limit(initial: usize) -> usize {
+        let physical = mman::physical_memory().min(MAX_HEAP);
         let page = mman::page_size() as u64;
-        let len = round_up(capacity as u64, page).expect("capacity below MAX_HEAP");
+        let limit = if physical == 0 {
+            1 << 30
+        } else {
+            physical & !(page - 1)
+        };
+        (limit as usize).max(initial)
+    }
+
+    /// A pool of `initial` bytes that grows up to `max`, backed as `backing` says (a
+    /// memfd for a pool whose processes the fork server starts).
+    pub(crate) fn create(initial: usize, max: usize, backing: Backing) -> Result<Mempool> {
+        if max < initial {
+            return Err(Error::config(format!(
+                "mempool maximum of {max} bytes is below its initial size of {initial} bytes; \
+                 pass a maximum of at least that"
+            )));
+        }
+        check_capacity(initial)?;
+        check_capacity(max)?;
+        let page = mman::page_size() as u64;
+        let heap_len = round_up(initial as u64, page).expect("capacity below MAX_HEAP");
+        let len = round_up(max as u64, page).expect("capacity below MAX_HEAP");
         let map = Mapping::new(len as usize, backing, c"procyon-mempool")
             .map_err(|e| Error::io("mapping the mempool", e))?;
         let base = map.ptr();
         // SAFETY: `base` is the fresh mapping of `len` bytes made above, used by nobody else
         // (dropping `map` on failure unmaps it).
-        let id = unsafe { init_region(base, len, page) }?;
+        let id = unsafe { init_region(base, len, heap_len, page) }?;
         let inner = Arc::new(Inner {
             base,
             len: len as usize,
@@ -76,7 +109,33 @@ impl Mempool {
         registry::register(id, Arc::downgrade(&inner));
         Ok(Mempool { inner })
     }
+}
 
+/// Checks a mempool size (initial or maximum) against the limits.
+fn check_capacity(capacity: usize) -> Result<()> {
+    let physical = mman::physical_memory();
+    if capacity < MIN_CAPACITY {
+        return Err(Error::config(format!(
+            "mempool capacity of {capacity} bytes is below the minimum of {MIN_CAPACITY} \
+                 bytes; pass at least 1 MiB (or use Mempool::with_default_capacity)"
+        )));
+    }
+    if physical > 0 && capacity as u64 > physical {
+        return Err(Error::config(format!(
+            "mempool capacity of {capacity} bytes exceeds the physical memory of {physical} \
+                 bytes; pass at most that (pages only cost memory once allocated, so \
+                 Mempool::default_capacity(), half of RAM, is usually right)"
+        )));
+    }
+    if capacity as u64 > MAX_HEAP {
+        return Err(Error::config(format!(
+            "mempool capacity of {capacity} bytes exceeds the maximum of {MAX_HEAP} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Mempool {
     /// The pool another process created in the memory file now mapped as `map` (at the
     /// address it has there), registered in this process.
     ///
@@ -137,11 +196,13 @@ impl Mempool {
     }
 }
 
-/// Writes the pool header and the first free block into a fresh mapping; returns the id.
+/// Writes the pool header and the first free block into a fresh mapping of `len` bytes
+/// whose heap ends at `heap_len` for now; returns the id.
 ///
 /// # Safety
-/// `base` is a fresh mapping of `len` bytes (page aligned, zeroed) that nobody else uses.
-unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
+/// `base` is a fresh mapping of `len` bytes (page aligned, zeroed) that nobody else uses,
+/// and `heap_len <= len` is page aligned.
+unsafe fn init_region(base: NonNull<u8>, len: u64, heap_len: u64, page: u64) -> Result<u64> {
     let heap_start = round_up(std::mem::size_of::<PoolHeader>() as u64, page).expect("small");
     // Header pages plus the page of the first block header.
     // SAFETY: inside the fresh mapping.
@@ -161,7 +222,8 @@ unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
         std::ptr::addr_of_mut!((*hdr).pool_id).write(id);
         std::ptr::addr_of_mut!((*hdr).region_len).write(len);
         std::ptr::addr_of_mut!((*hdr).heap_start).write(heap_start);
-        std::ptr::addr_of_mut!((*hdr).heap_end).write(len);
+        std::ptr::addr_of_mut!((*hdr).heap_end).write(AtomicU64::new(heap_len));
+        std::ptr::addr_of_mut!((*hdr).secret).write(random_id() ^ random_id().rotate_left(29));
     }
     // SAFETY: the header is initialized (plain fields above, atomics and free lists are
     // all-zero = empty, which is valid) and lives in our mapping.
@@ -172,19 +234,24 @@ unsafe fn init_region(base: NonNull<u8>, len: u64, page: u64) -> Result<u64> {
     // Relaxed: nobody else can see the region until it is shared by a later fork, which
     // orders these stores before anything the child does.
     stats.populated.store(heap_start + page, Relaxed);
+    region
+        .hdr
+        .retain
+        .store(super::default_retention(len as usize) as u64, Relaxed);
     stats.dirty.store(heap_start + HEADER, Relaxed);
-    let first = region.block(heap_start);
-    first.prev_phys.store(NIL, Relaxed);
-    first
-        .size_flags
-        .store((len - heap_start) | flag::FREE, Relaxed);
     let (guard, acquired) = region
         .hdr
         .lock
         .lock()
         .map_err(|e| Error::io("locking the new mempool", e))?;
     debug_assert_eq!(acquired, Acquired::Clean);
-    Locked::new(region, guard).insert_free(heap_start, len - heap_start);
+    let locked = Locked::new(region, guard);
+    locked.block(heap_start).prev_phys.store(NIL, Relaxed);
+    locked.store_size(heap_start, (heap_len - heap_start) | flag::FREE, 0);
+    // The lists are empty: nothing to find broken.
+    locked
+        .insert_free(heap_start, heap_len - heap_start)
+        .map_err(|c| Error::Corrupted { what: c.0 })?;
     Ok(id)
 }
 

@@ -61,6 +61,9 @@ pub(crate) mod flag {
 /// Freeing such a block marks the free block [`flag::UNPOPULATED`].
 pub(crate) const STATE_UNRESERVED: u64 = 1;
 
+/// The bits of [`BlockHeader::state`] that hold the header's seal.
+pub(crate) const SEAL_MASK: u64 = !STATE_UNRESERVED;
+
 /// The header in front of every block, free or used.
 ///
 /// Who writes what (all under the allocator lock unless said otherwise):
@@ -78,7 +81,8 @@ pub(crate) struct BlockHeader {
     pub(crate) prev_phys: AtomicU64,
     /// Allocation number of a used block (unique per pool, never 0); 0 when free.
     pub(crate) generation: AtomicU64,
-    /// Caller's tag of a used block (0 = untagged).
+    /// Used block: the caller's tag (0 = untagged). Free block in a free list: the
+    /// populated bytes it was counted with in [`PoolHeader::cached`] when inserted.
     pub(crate) tag: AtomicU64,
     /// Used block: bytes requested (`<= size - HEADER`). Free block flagged
     /// `UNPOPULATED`: an estimate of how many of its bytes are populated (when to give
@@ -88,7 +92,12 @@ pub(crate) struct BlockHeader {
     pub(crate) next_free: AtomicU64,
     /// Free block: previous block in its free list, or [`NIL`] if it is the head.
     pub(crate) prev_free: AtomicU64,
-    /// Used block: [`STATE_UNRESERVED`] or 0.
+    /// Bit 0: [`STATE_UNRESERVED`] (used blocks only). The other bits: the header's
+    /// **seal**, a keyed hash of the block's offset and size (`Region::seal`), rewritten
+    /// under the lock before every store that changes the size. A header whose seal does
+    /// not match was overwritten by somebody else: the allocator stops (poisons the pool)
+    /// instead of following it. The owner changes bit 0 with atomic `fetch_or` /
+    /// `fetch_and`, never touching the seal.
     pub(crate) state: AtomicU64,
 }
 
@@ -133,16 +142,28 @@ pub(crate) struct PoolHeader {
     pub(crate) magic: u64,
     /// Random pool id (`Mempool::id`).
     pub(crate) pool_id: u64,
-    /// Length of the whole mapping in bytes.
+    /// Length of the whole mapping in bytes: the reservation, the most the heap can
+    /// grow to.
     pub(crate) region_len: u64,
     /// Offset of the first block (page aligned).
     pub(crate) heap_start: u64,
-    /// End of the last block.
-    pub(crate) heap_end: u64,
+    /// End of the last block: the heap's current size. Only grows, under the lock, with
+    /// `Release` (the new block's header is written first); lock-free readers load it
+    /// with `Acquire`.
+    pub(crate) heap_end: AtomicU64,
+    /// Random per-pool secret mixed into every block header's seal (see
+    /// [`BlockHeader::state`]).
+    pub(crate) secret: u64,
     /// The allocator lock.
     pub(crate) lock: RobustMutex,
     /// Usage counters and watermarks.
     pub(crate) stats: Stats,
+    /// Populated bytes counted in free blocks (the cache of populated free space): the
+    /// sum of the `tag` words of the blocks in the free lists (see [`BlockHeader::tag`]).
+    pub(crate) cached: AtomicU64,
+    /// The retention limit: a free that would take `cached` above it gives the freed
+    /// block's pages back (see "Giving pages back" in the mempool docs).
+    pub(crate) retain: AtomicU64,
     /// Bit `f` set iff some list of first-level class `f` is non-empty.
     pub(crate) fl_bitmap: AtomicU64,
     /// Bit `s` of entry `f` set iff list `(f, s)` is non-empty.

@@ -9,6 +9,7 @@
 //!  | free lists  |        |         |        |                              |
 //!  +-------------+--------+---------+--------+----------------------- ... --+
 //!  0          heap_start                  populated watermark          heap_end
+//!                                                      (reserved up to region_len)
 //! ```
 //!
 //! Submodules: [`layout`] (what the region holds), [`lock`] (the robust process-shared
@@ -59,14 +60,58 @@
 //!   advance it by a step of 2-8 MiB (one `madvise` per step). Allocations of 1 MiB or
 //!   more populate their payload *after* unlocking, so a huge allocation does not stall
 //!   the others.
-//! * Giving back: a freed block with a payload of 8 MiB or more has its interior pages
-//!   removed (`madvise(MADV_REMOVE)`) before the lock is taken; a free that coalesces at
-//!   least 16 MiB of populated bytes removes the merged block's interior under the lock.
-//!   Such free blocks are flagged `UNPOPULATED` (allocating from them populates first) and,
-//!   once the removal is done, `ZEROED`.
+//! * Giving pages back, and the cache of populated free space. Freed pages stay
+//!   populated (and mapped in every process that touched them), so the next allocation
+//!   of that size faults nothing in: `par_map`'s fresh output each call costs what a
+//!   reused one does. The populated bytes of free blocks are counted in the pool header
+//!   (`cached`, [`Usage::cached`]; each free block remembers what it was counted with,
+//!   so the count is exact with respect to the estimates and recovery recomputes it) and
+//!   bounded by the **retention limit** ([`Mempool::retention`], default a quarter of the
+//!   capacity, set with [`Mempool::set_retention`] or `PoolBuilder::mempool_retention`):
+//!   a free that would take the count past the limit gives the freed (coalesced) block's
+//!   interior pages back (`madvise(MADV_REMOVE)`): before the lock for a used block with
+//!   a payload of 8 MiB or more, under it otherwise. Blocks of fewer than 2 MiB of
+//!   populated pages are never given back on free (so the cache may exceed the limit by
+//!   such small blocks); [`Mempool::trim`] gives back every free block's pages. Given-back
+//!   free blocks are flagged `UNPOPULATED` (allocating from them populates first) and,
+//!   once the removal is done, `ZEROED`. A reused populated block is *not* known to be
+//!   zero: [`Mempool::alloc_zeroed`] clears it.
+//! * Reuse: an allocation first looks at the first four blocks of its own size class
+//!   (which holds the block of its size freed last), then does the O(1) good-fit search.
 //! * `dirty` watermark `D`: nothing at or above it was ever written. With `ZEROED`,
 //!   this tells an allocation which of its bytes are known to be zero, so
 //!   [`Mempool::alloc_zeroed`] and `SharedArray::zeroed` only clear the rest.
+//!
+//! # Growing
+//!
+//! The whole maximum ([`Mempool::capacity`]) is mapped at creation, before any fork
+//! (`MAP_NORESERVE`: untouched pages cost nothing), so every process of the tree has it
+//! at the same address; the heap itself ends at `heap_end` ([`Mempool::size`]). An
+//! allocation that finds no free block grows the heap under the lock, by at least the
+//! request and at least doubling it (in 2 MiB steps, capped at the maximum), then
+//! searches again: a process can grow the pool while the others run jobs, and nobody
+//! needs to map anything. Only the new block's header page is populated by the growth;
+//! the allocation populates its own pages as always, so running out is an
+//! `Err(OutOfMemory)`, never a SIGBUS. A request that could not fit even in the whole
+//! reservation does not grow the heap. The stores are in the table below.
+//!
+//! # Sealed headers
+//!
+//! Tasks can write anywhere in the region, so nothing the allocator reads from a block
+//! header is trusted before it is checked: each header's `state` word carries a seal, a
+//! keyed hash of the block's offset and size under a random per-pool secret, rewritten
+//! with every size change (`Locked::store_size`). `Region::checked` accepts a header only
+//! inside the heap, 64-aligned, below the populated watermark, with a size that fits and
+//! a matching seal; free-list links must lead back, physical neighbours must agree, and
+//! list walks are bounded. Every walk (allocation, free and coalescing, the list searches,
+//! growth, `free_tagged`, `trim`, descriptor validation, the invariant check) goes
+//! through these checks, and a free checks all it will touch before its first store.
+//! A failed check poisons the pool (`Stats::poisoned`): that call and every later
+//! allocation fail with [`Error::Corrupted`](crate::Error::Corrupted), and frees are
+//! refused without touching memory. Recovery after a holder's death trusts only the
+//! chain's bounds and re-seals every header (a death between a seal and its size store
+//! leaves a stale one). See docs/THREAT_MODEL.md for what this does not cover (the pool
+//! header).
 //!
 //! # The lock and crash consistency
 //!
@@ -89,6 +134,7 @@
 //! | front split (align) | 1. new header (FREE, spans to the end); 2. old block shrinks | before 2: as above |
 //! | free | 1. block's `size_flags` \|= FREE; 2. merge right: block grows in one store; 3. merge left: left block grows in one store; 4. prev links | free blocks may be adjacent, lists stale |
 //! | give back | 1. \|= UNPOPULATED; 2. `madvise(REMOVE)`; 3. \|= ZEROED | each flag is conservative until the next store |
+//! | grow | 1. populate the new header's page; free last block \|= UNPOPULATED if pages below its end are not populated; 2. new free header past the end; 3. `heap_end` = new end (one store); 4. merge into a free last block (one store), or list it | before 3: the new header is unreachable garbage; after 3: two adjacent free blocks, which recovery merges |
 //! | watermarks | `dirty` raised before writing; `populated` raised after populating *and* after the commit | both stay on the safe side; recovery raises `populated` over the last reachable header |
 //!
 //! Who touches what: `size_flags`, links, lists, bitmaps and statistics only under the
@@ -133,7 +179,7 @@ pub use block::{Block, RawBlock};
 pub use testing::{CrashPoint, HeapReport};
 
 use crate::error::{Error, Result};
-use heap::{Locked, Region};
+use heap::{Corrupt, Locked, Region};
 use lock::Acquired;
 
 /// Smallest accepted capacity.
@@ -156,8 +202,10 @@ const MAX_ALIGN: usize = 1 << 30;
 ///   unless it was tagged ([`Mempool::alloc_tagged`], [`Mempool::free_tagged`]).
 /// * **Reserved, never SIGBUS.** Pages cost nothing until allocated; an allocation
 ///   reserves (populates) its pages before returning, so running out of memory is an
-///   `Err(OutOfMemory)` at allocation time, never a signal at first touch. Freeing a
-///   block of 8 MiB or more gives its pages back to the system.
+///   `Err(OutOfMemory)` at allocation time, never a signal at first touch. Freed pages
+///   stay populated up to the [retention limit](Mempool::retention) (so reallocating is
+///   as fast as reusing), beyond it they go back to the system, and [`Mempool::trim`]
+///   gives them all back.
 /// * **O(1) and bounded fragmentation.** Two-level segregated fit: allocation and free
 ///   take constant time; free blocks coalesce with their neighbours at once. A block
 ///   takes its size rounded up to 64 bytes plus a 64-byte header; an allocation of `n`
@@ -243,12 +291,37 @@ impl Inner {
         }
         // Relaxed: written under the lock we now hold.
         if region.hdr.stats.poisoned.load(Relaxed) != 0 {
-            return Err(Error::io(
-                "using the mempool",
-                std::io::Error::other("heap found corrupted after a crash; build a new pool"),
-            ));
+            return Err(Error::Corrupted {
+                what: "the pool was poisoned when its bookkeeping was found broken".into(),
+            });
         }
         Ok(locked)
+    }
+
+    /// Whether the pool is poisoned (a hint without the lock: the locked operations
+    /// decide).
+    fn poisoned(&self) -> bool {
+        // Relaxed: a hint; see above.
+        self.region().hdr.stats.poisoned.load(Relaxed) != 0
+    }
+}
+
+/// Poisons the pool of `locked` after its bookkeeping was found broken: every later
+/// locked operation fails with [`Error::Corrupted`]. Returns that error.
+pub(crate) fn poison(locked: &Locked<'_>, c: Corrupt) -> Error {
+    // Relaxed: under the lock, which orders it for every later holder.
+    locked.hdr.stats.poisoned.store(1, Relaxed);
+    Error::Corrupted { what: c.0 }
+}
+
+impl Inner {
+    /// Takes the lock, runs `f`, and poisons the pool if `f` found it corrupted.
+    fn locked<R>(
+        &self,
+        f: impl FnOnce(&Locked<'_>) -> std::result::Result<R, Corrupt>,
+    ) -> Result<R> {
+        let locked = self.lock()?;
+        f(&locked).map_err(|c| poison(&locked, c))
     }
 }
 
@@ -272,11 +345,23 @@ pub struct Usage {
     pub in_use: usize,
     /// The highest `in_use` since the pool was created.
     pub peak: usize,
-    /// Size of the region ([`Mempool::capacity`]); about 10 KiB of it is the pool's own
-    /// header.
+    /// The most the pool can hold ([`Mempool::capacity`]: its reservation); about 12 KiB
+    /// of it is the pool's own header.
     pub capacity: usize,
+    /// The heap's current size ([`Mempool::size`]): `capacity` for a fixed pool, less
+    /// for a [growable](Mempool::growable) one that has not grown to its maximum.
+    pub size: usize,
     /// Number of live allocations.
     pub allocations: usize,
+    /// Populated bytes held in free blocks (the cache of populated free space, kept up
+    /// to [`Mempool::retention`]; an estimate, see "Giving pages back" in the module
+    /// docs). [`Mempool::trim`] gives them back.
+    pub cached: usize,
+}
+
+/// The default retention limit of a pool of `capacity` bytes: a quarter of it.
+pub(crate) fn default_retention(capacity: usize) -> usize {
+    capacity / 4
 }
 
 pub(crate) fn pool_out_of_memory(requested: usize, available: u64, capacity: usize) -> Error {
@@ -293,9 +378,23 @@ impl Mempool {
         self.inner.id
     }
 
-    /// Length of the region in bytes.
+    /// The most the pool can hold, in bytes: the length of its reservation (for a
+    /// [growable](Mempool::growable) pool, its maximum).
     pub fn capacity(&self) -> usize {
         self.inner.len
+    }
+
+    /// The heap's current size in bytes (it only grows, up to [`Mempool::capacity`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let fixed = procyon::Mempool::new(8 << 20)?;
+    /// assert_eq!(fixed.size(), fixed.capacity());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn size(&self) -> usize {
+        self.inner.region().end() as usize
     }
 
     /// Current usage, as seen by every process of the tree.
@@ -317,7 +416,83 @@ impl Mempool {
             peak: stats.peak.load(Relaxed) as usize,
             capacity: self.inner.len,
             allocations: stats.live.load(Relaxed) as usize,
+            cached: self.inner.region().hdr.cached.load(Relaxed) as usize,
+            size: self.size(),
         }
+    }
+
+    /// The retention limit: how many populated bytes free blocks may keep (default: a
+    /// quarter of the [capacity](Mempool::capacity), i.e. of a growable pool's maximum),
+    /// the same in every process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(64 << 20)?;
+    /// assert_eq!(pool.retention(), 16 << 20);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn retention(&self) -> usize {
+        // Relaxed: a setting; whoever changes it does so under the lock.
+        self.inner.region().hdr.retain.load(Relaxed) as usize
+    }
+
+    /// Sets the retention limit (see [`Mempool::retention`]) for every process of the
+    /// tree. Lowering it gives nothing back by itself; call [`Mempool::trim`] for that.
+    /// 0 gives back every block of 2 MiB or more of populated pages when it is freed
+    /// (the behaviour before the cache existed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `bytes` exceeds the capacity; the errors of a locked
+    /// operation if the pool is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(64 << 20)?;
+    /// pool.set_retention(0)?;
+    /// drop(pool.alloc(16 << 20, 64)?); // given back: only a few pages stay cached
+    /// assert!(pool.usage().cached < 2 << 20);
+    /// assert!(pool.set_retention(1 << 40).is_err());
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn set_retention(&self, bytes: usize) -> Result<()> {
+        if bytes > self.capacity() {
+            return Err(Error::config(format!(
+                "a retention limit of {bytes} bytes exceeds the mempool capacity of {} bytes; \
+                 pass at most that",
+                self.capacity()
+            )));
+        }
+        let locked = self.inner.lock()?;
+        // Relaxed: under the lock.
+        locked.hdr.retain.store(bytes as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Gives the pages of every free block back to the system now (they read as zero
+    /// afterwards, so zeroed allocations from them cost no `memset`); returns how many
+    /// populated bytes the cache held. Takes the lock for the time the `madvise` calls
+    /// take.
+    ///
+    /// # Errors
+    /// The errors of a locked operation if the pool is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Mempool::new(64 << 20)?;
+    /// let mut block = pool.alloc(8 << 20, 64)?;
+    /// block.as_bytes_mut().fill(1);
+    /// drop(block); // kept populated: the next allocation of it faults nothing in
+    /// assert!(pool.usage().cached >= 8 << 20);
+    /// assert!(pool.trim()? >= 8 << 20);
+    /// assert_eq!(pool.usage().cached, 0);
+    /// assert!(pool.alloc_zeroed(8 << 20, 64)?.as_bytes().iter().all(|&b| b == 0));
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn trim(&self) -> Result<usize> {
+        self.inner.locked(|l| l.trim()).map(|b| b as usize)
     }
 
     /// Address of the region base, the same in every process of the tree.
@@ -329,6 +504,12 @@ impl Mempool {
     pub(crate) fn contains(&self, ptr: *const u8) -> bool {
         let base = self.base() as usize;
         (base..base + self.inner.len).contains(&(ptr as usize))
+    }
+
+    /// Offset of the first block header: below it lies the pool header (tests only).
+    #[doc(hidden)]
+    pub fn __heap_start(&self) -> usize {
+        self.inner.region().hdr.heap_start as usize
     }
 
     /// Walks the heap and checks every invariant (tests only).

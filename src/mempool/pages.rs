@@ -20,15 +20,17 @@ pub(crate) const POPULATE_OUTSIDE_LOCK: u64 = 1 << 20;
 pub(crate) const STEP_MIN: u64 = 2 << 20;
 pub(crate) const STEP_MAX: u64 = 8 << 20;
 
-/// A used block whose payload is at least this large gives its interior pages back to the
-/// system when freed (before taking the lock: the owner still owns the block).
+/// A used block whose payload is at least this large, freed when the cache of populated
+/// free space is (about) full, gives its interior pages back before taking the lock (the
+/// owner still owns the block, so the `madvise` does not stall the other allocators).
 pub(crate) const RELEASE_BLOCK: u64 = 8 << 20;
 
-/// A free that coalesces at least this many *populated* bytes into one free block gives
-/// that block's interior pages back (under the lock). Each populated byte counts once
-/// (an `UNPOPULATED` block counts as 0), so the cost is amortized against the populate
-/// that made those pages.
-pub(crate) const RELEASE_COALESCED: u64 = 16 << 20;
+/// A free block holding fewer populated bytes than this is never given back on free
+/// (a `madvise` costs more than keeping them); `Mempool::trim` gives back even those.
+pub(crate) const RELEASE_MIN: u64 = 2 << 20;
+
+/// The heap grows in multiples of this (2 MiB).
+pub(crate) const GROW_STEP: u64 = 2 << 20;
 
 /// The empty range.
 pub(crate) const EMPTY: Range<u64> = 0..0;

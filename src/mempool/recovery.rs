@@ -11,11 +11,11 @@
 //! the lock orders them with the accesses of earlier and later holders, and the kernel's
 //! handling of the holder's death (which hands us the lock) orders its stores before ours.
 
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::heap::Locked;
 use super::layout::{
-    class_of, flag, round_up, FL_COUNT, GRANULE, HEADER, MIN_BLOCK, NIL, SL_COUNT,
+    class_of, flag, round_up, FL_COUNT, GRANULE, HEADER, MIN_BLOCK, NIL, SL_COUNT, STATE_UNRESERVED,
 };
 use super::testing::{crash_point, CrashPoint, HeapReport};
 
@@ -37,10 +37,14 @@ impl Locked<'_> {
             let b = self.block(off);
             let sf = b.size_flags.load(Relaxed);
             let size = sf & !flag::MASK;
-            if size < MIN_BLOCK || size % GRANULE != 0 || off + size > heap.end {
+            if size < MIN_BLOCK || size % GRANULE != 0 || size > heap.end - off {
                 hdr.stats.poisoned.store(1, Relaxed);
                 return Err(format!("block at {off} has impossible size {size}"));
             }
+            // A death between a seal and the size store it goes with leaves a stale seal:
+            // re-seal from the chain (what recovery trusts), keeping the state bit.
+            let state = b.state.load(Relaxed) & STATE_UNRESERVED;
+            b.state.store(self.seal(off, size) | state, Relaxed);
             let free = sf & flag::FREE != 0;
             if free && prev_free {
                 let p = self.block(prev);
@@ -52,9 +56,10 @@ impl Locked<'_> {
                     + self.populated_estimate(off, size, sf, watermark);
                 p.len.store(estimate.min(merged), Relaxed);
                 // One store, like the merges of `free`: a death here leaves a valid chain.
-                p.size_flags.store(
+                self.store_size(
+                    prev,
                     merged | flag::FREE | ((p_sf | sf) & flag::UNPOPULATED),
-                    Release,
+                    0,
                 );
                 crash_point(CrashPoint::RecoveryAfterMerge);
                 off += size;
@@ -69,7 +74,9 @@ impl Locked<'_> {
             off += size;
         }
 
-        // Pass 2: rebuild the free lists, bitmaps and statistics from the chain.
+        // Pass 2: rebuild the free lists, bitmaps, cache count and statistics from the
+        // chain.
+        hdr.cached.store(0, Relaxed);
         hdr.fl_bitmap.store(0, Relaxed);
         for fl in 0..FL_COUNT {
             hdr.sl_bitmap[fl].store(0, Relaxed);
@@ -77,16 +84,23 @@ impl Locked<'_> {
                 hdr.heads[fl][sl].store(NIL, Relaxed);
             }
         }
+        let stats = &hdr.stats;
         let (mut in_use, mut live, mut max_gen) = (0, 0, 0);
+        let last_header = prev.max(heap.start);
+        let covered = round_up(last_header + HEADER, self.page).expect("inside the region");
+        if covered > stats.populated.load(Relaxed) {
+            stats.populated.store(covered, Relaxed);
+        }
         let mut off = heap.start;
-        let mut last_header = heap.start;
         while off < heap.end {
-            last_header = off;
             let b = self.block(off);
             let sf = b.size_flags.load(Relaxed);
             let size = sf & !flag::MASK;
             if sf & flag::FREE != 0 {
-                self.insert_free(off, size);
+                if let Err(c) = self.insert_free(off, size) {
+                    stats.poisoned.store(1, Relaxed);
+                    return Err(c.0);
+                }
             } else {
                 in_use += size;
                 live += 1;
@@ -94,16 +108,11 @@ impl Locked<'_> {
             }
             off += size;
         }
-        let stats = &hdr.stats;
         // An allocation that died between its commit and raising the populated watermark
         // leaves a reachable header above it. Its page was written, hence populated; the
         // pages between the old watermark and it are either populated already (small
         // allocations populate before writing), or the payload of a used block in state
         // UNRESERVED, or the interior of a front piece flagged UNPOPULATED (large ones).
-        let covered = round_up(last_header + HEADER, self.page).expect("inside the region");
-        if covered > stats.populated.load(Relaxed) {
-            stats.populated.store(covered, Relaxed);
-        }
         stats.in_use.store(in_use, Relaxed);
         stats.live.store(live, Relaxed);
         stats
@@ -124,7 +133,7 @@ impl Locked<'_> {
         let heap = self.heap();
         let stats = &hdr.stats;
         let watermark = stats.populated.load(Relaxed);
-        if watermark % self.page != 0 || watermark > hdr.region_len {
+        if watermark % self.page != 0 || watermark > self.end() {
             return Err(format!(
                 "populate watermark {watermark} not a page boundary in the region"
             ));
@@ -135,16 +144,15 @@ impl Locked<'_> {
         };
         let (mut off, mut prev, mut prev_free) = (heap.start, NIL, false);
         while off < heap.end {
-            let b = self.block(off);
-            let sf = b.size_flags.load(Relaxed);
-            let size = sf & !flag::MASK;
-            if size < MIN_BLOCK || size % GRANULE != 0 || off + size > heap.end {
-                return Err(format!("block at {off}: bad size {size}"));
-            }
             if off >= watermark {
                 return Err(format!(
                     "block header at {off} above the watermark {watermark}"
                 ));
+            }
+            let (b, sf) = self.checked(off).map_err(|c| c.0)?;
+            let size = sf & !flag::MASK;
+            if size % GRANULE != 0 {
+                return Err(format!("block at {off}: bad size {size}"));
             }
             if b.prev_phys.load(Relaxed) != prev {
                 return Err(format!("block at {off}: prev_phys != {prev}"));
@@ -161,6 +169,7 @@ impl Locked<'_> {
                 }
                 report.free_blocks += 1;
                 report.free_bytes += size as usize;
+                report.cached += b.tag.load(Relaxed) as usize;
                 report.largest_free = report.largest_free.max(size as usize);
             } else {
                 if sf & (flag::UNPOPULATED | flag::ZEROED) != 0 {
@@ -184,6 +193,13 @@ impl Locked<'_> {
             return Err(format!("chain ends at {off}, heap ends at {}", heap.end));
         }
         let listed = self.count_listed()?;
+        if hdr.cached.load(Relaxed) != report.cached as u64 {
+            return Err(format!(
+                "the cache count says {} B, the free blocks were counted with {} B",
+                hdr.cached.load(Relaxed),
+                report.cached
+            ));
+        }
         if listed != report.free_blocks {
             return Err(format!(
                 "{listed} blocks in free lists, {} free blocks in the chain",
@@ -207,11 +223,17 @@ impl Locked<'_> {
     fn in_free_list(&self, off: u64, size: u64) -> bool {
         let (fl, sl) = class_of(size);
         let mut cur = self.hdr.heads[fl][sl].load(Relaxed);
-        while cur != NIL {
+        for _ in 0..self.max_blocks() {
+            if cur == NIL {
+                return false;
+            }
             if cur == off {
                 return true;
             }
-            cur = self.block(cur).next_free.load(Relaxed);
+            let Ok((b, _)) = self.checked(cur) else {
+                return false;
+            };
+            cur = b.next_free.load(Relaxed);
         }
         false
     }
@@ -232,8 +254,7 @@ impl Locked<'_> {
                 }
                 let mut prev = NIL;
                 while cur != NIL {
-                    let b = self.block(cur);
-                    let sf = b.size_flags.load(Relaxed);
+                    let (b, sf) = self.checked(cur).map_err(|c| c.0)?;
                     if sf & flag::FREE == 0 {
                         return Err(format!("used block {cur} in free list ({fl},{sl})"));
                     }

@@ -21,6 +21,9 @@ pub enum CrashPoint {
     /// Recovery: after its first merge of adjacent free blocks (recovery must survive
     /// its own death: the next locker recovers again).
     RecoveryAfterMerge = 5,
+    /// Growth: right after the heap's end moved (the new free block is reachable but
+    /// neither merged with a free last block nor listed).
+    GrowAfterEnd = 6,
 }
 
 /// The armed crash point of this process (0 = none). Process-local by nature.
@@ -61,6 +64,8 @@ pub struct HeapReport {
     pub free_blocks: usize,
     /// Bytes in free blocks (headers included).
     pub free_bytes: usize,
+    /// Populated bytes the free blocks were counted with (the cache).
+    pub cached: usize,
     /// Size of the largest free block (header included).
     pub largest_free: usize,
     /// Times a dead lock holder was recovered from.

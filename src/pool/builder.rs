@@ -22,6 +22,8 @@ use crate::{Error, Result};
 pub struct PoolBuilder {
     pub(crate) workers: usize,
     pub(crate) mempool_size: Option<usize>,
+    pub(crate) mempool_retention: Option<usize>,
+    pub(crate) mempool_max: Option<usize>,
     pub(crate) inbox_slots: usize,
     pub(crate) slot_size: usize,
     pub(crate) min_len: usize,
@@ -40,6 +42,8 @@ impl Default for PoolBuilder {
         PoolBuilder {
             workers: crate::sys::process::cpus(),
             mempool_size: None,
+            mempool_retention: None,
+            mempool_max: None,
             inbox_slots: 256,
             slot_size: 128,
             min_len: 1,
@@ -106,13 +110,18 @@ impl PoolBuilder {
         self
     }
 
-    /// Size of the shared memory pool in bytes (default: half of physical memory; pages
-    /// cost nothing until used).
+    /// Initial size of the shared memory pool in bytes (default: half of physical memory;
+    /// pages cost nothing until used). It grows as needed up to
+    /// [`mempool_max`](Self::mempool_max).
     ///
     /// # Examples
     ///
     /// ```
-    /// let pool = procyon::Pool::builder().workers(1).mempool_size(16 << 20).build()?;
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(16 << 20)
+    ///     .mempool_max(16 << 20)
+    ///     .build()?;
     /// assert!(pool.mempool().capacity() <= 16 << 20);
     /// // Too big a request is an error, not a crash.
     /// assert!(matches!(
@@ -123,6 +132,53 @@ impl PoolBuilder {
     /// ```
     pub fn mempool_size(mut self, bytes: usize) -> Self {
         self.mempool_size = Some(bytes);
+        self
+    }
+
+    /// The most the mempool may grow to, in bytes (default: the physical memory). The
+    /// mempool starts at [`mempool_size`](Self::mempool_size) and grows as allocations
+    /// need, from any process, while jobs run; past the maximum, allocations fail with
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). Pass the `mempool_size` for a
+    /// pool that never grows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(16 << 20)
+    ///     .mempool_max(64 << 20)
+    ///     .build()?;
+    /// let big = pool.array_zeroed::<u8>(40 << 20)?; // more than the initial size
+    /// assert!(pool.mempool().usage().size > 40 << 20);
+    /// assert!(pool.array_zeroed::<u8>(64 << 20).is_err());
+    /// # drop(big);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn mempool_max(mut self, bytes: usize) -> Self {
+        self.mempool_max = Some(bytes);
+        self
+    }
+
+    /// How many populated bytes the mempool's free blocks may keep (default: a quarter of
+    /// the mempool's maximum, [`mempool_max`](Self::mempool_max); see [`Mempool::retention`](crate::Mempool::retention)). Freed
+    /// pages up to this stay populated in every process that touched them, so a fresh
+    /// output (`par_map`, `collect_array`) costs what a reused one does; past it, freed
+    /// pages go back to the system. `pool.mempool().trim()` gives them all back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procyon::Pool::builder()
+    ///     .workers(1)
+    ///     .mempool_size(64 << 20)
+    ///     .mempool_retention(32 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.mempool().retention(), 32 << 20);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn mempool_retention(mut self, bytes: usize) -> Self {
+        self.mempool_retention = Some(bytes);
         self
     }
 

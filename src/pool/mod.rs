@@ -156,7 +156,13 @@ impl Pool {
         let size = config
             .mempool_size
             .unwrap_or_else(Mempool::default_capacity);
-        let mempool = Mempool::create(size, backing)?;
+        let max = config
+            .mempool_max
+            .unwrap_or_else(|| Mempool::growth_limit(size));
+        let mempool = Mempool::create(size, max, backing)?;
+        if let Some(bytes) = config.mempool_retention {
+            mempool.set_retention(bytes)?;
+        }
         let n = config.workers;
         let control_block = mempool.alloc_zeroed(Control::size(n), 64)?;
         // SAFETY: the block is `Control::size(n)` zeroed bytes, 64-aligned, and kept
