@@ -58,6 +58,7 @@
 mod array;
 mod camlbox;
 mod chunks;
+mod columnar;
 mod ctx;
 mod error;
 #[allow(dead_code)]
@@ -89,6 +90,7 @@ mod worker;
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
 pub use bytemuck::{Pod, Zeroable};
 pub use camlbox::{Camlbox, Receiver, Sender};
+pub use columnar::{SharedStrings, SharedVecs};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
 pub use join::Scope;

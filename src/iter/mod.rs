@@ -25,6 +25,7 @@
 mod adapters;
 mod aggregate;
 mod collect;
+mod columnar;
 mod consume;
 mod env;
 mod fallible;
