@@ -34,7 +34,7 @@ pub struct ColumnsView<T> {
 }
 
 impl<T: Pod> ColumnsView<T> {
-    fn resolve((offsets, values): &(ArrayDesc<u64>, ArrayDesc<T>)) -> Result<Self> {
+    pub(super) fn resolve((offsets, values): &(ArrayDesc<u64>, ArrayDesc<T>)) -> Result<Self> {
         if offsets.is_empty() {
             return Err(Error::descriptor(
                 "a columnar value has at least one offset",
@@ -74,6 +74,33 @@ impl<T: Pod> ColumnsView<T> {
         // SAFETY: `a..b` lies within the live values array (checked above), whose elements
         // are initialized `T: Pod` and written by no process while the value lives, which
         // covers `'a` (caller's contract).
+        unsafe { std::slice::from_raw_parts(self.values.add(a), b - a) }
+    }
+
+    /// The values of items `range` together, for `range` within `0..len`.
+    ///
+    /// # Safety
+    /// As [`Self::item`].
+    pub(super) unsafe fn span<'a>(&self, range: Range<usize>) -> &'a [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "columnar items {range:?} of {}",
+            self.len
+        );
+        // SAFETY: as in `item`: offsets `start` and `end` are in the live, unwritten
+        // offsets array.
+        let (a, b) = unsafe {
+            (
+                self.offsets.add(range.start).read() as usize,
+                self.offsets.add(range.end).read() as usize,
+            )
+        };
+        assert!(
+            a <= b && b <= self.values_len,
+            "columnar offsets {a}..{b} outside {} values: the shared value was overwritten",
+            self.values_len
+        );
+        // SAFETY: as in `item`: `a..b` is within the live values array, unwritten for `'a`.
         unsafe { std::slice::from_raw_parts(self.values.add(a), b - a) }
     }
 

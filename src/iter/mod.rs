@@ -36,6 +36,7 @@ mod mutable;
 mod range;
 mod reduce;
 mod search;
+mod serde_source;
 pub(crate) mod source;
 pub(crate) mod stage;
 pub(crate) mod terminal;
