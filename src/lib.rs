@@ -35,7 +35,11 @@
 //! * data plane: [`Mempool`] (shared region, allocator with a lock that survives a dead
 //!   holder, no SIGBUS), [`SharedArray`] / [`ArrayDesc`]; whole-array operations in the
 //!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
-//!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
+//!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`]; variable-size items
+//!   without per-item encoding, as Arrow lays them out (offsets and one values buffer):
+//!   [`SharedStrings`] / [`SharedVecs`] (`columnar`), iterated as `&str` / `&[T]` by
+//!   [`Pool::par_iter_strs`] / [`Pool::par_iter_vecs`]; any serde values encoded in bulk,
+//!   one buffer per job and decoded a chunk at a time: [`Pool::par_iter_vec`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
 //! * job kinds (`kind`): what each operation computes in a worker, one file per kind;
 //!   every kind reads and writes shared arrays through raw-pointer views resolved against

@@ -1,7 +1,9 @@
 //! Parallel iterators over shared arrays and index ranges, run in the worker processes.
 //!
 //! `pool.par_iter(&arr)` and `pool.par_range(a..b)` (any primitive integer type) start a
-//! pipeline; adapters (`map`, `filter`, `filter_map`, `flat_map`, `enumerate`, `zip`,
+//! pipeline, and so do `pool.par_iter_strs(&strings)` / `pool.par_iter_vecs(&vecs)`
+//! ([`columnar`]: `&str` / `&[T]` out of the mempool) and `pool.par_iter_vec(items)`
+//! ([`serde_source`]: serde values encoded in bulk); adapters (`map`, `filter`, `filter_map`, `flat_map`, `enumerate`, `zip`,
 //! `skip`, `take`, `chain`, each closure-taking one also in `_with`, `_init` and `_ctx`
 //! forms) build its type; a terminal (`sum`, `collect`, `for_each`, `find_first`,
 //! `try_for_each`, ...) submits it as one job and waits. Workers take chunks
