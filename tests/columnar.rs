@@ -1,13 +1,12 @@
 //! `SharedStrings` and `SharedVecs` against the sequential result (and rayon's, for the
 //! order-keeping collects) on the same input: sizes 0, 1, 2, 7, 1000, random ones below
 //! 1000 and a large one; empty items; non-ASCII UTF-8 (multi-byte letters, emoji, NUL);
-//! 1 and 2 workers; chunks from one item to whole-job sized. A task that panics in the
-//! middle of the stream fails its job with the message, and the pool goes on serving.
+//! 1 and 2 workers; chunks from one item to whole-job sized. Values of another mempool and
+//! values too large for the mempool are typed errors. Faults (a task that panics
+//! mid-stream) are in tests/columnar_faults.rs.
 //!
 //! Each test thread builds one pool per worker count once and reuses it (building a pool
 //! forks processes); the pools go when the thread ends.
-
-mod common;
 
 use procyon::{Error, IntoParIterOn, Pool, SharedStrings, SharedVecs};
 use proptest::prelude::*;
@@ -179,48 +178,6 @@ fn a_large_list_of_strings_matches_the_sequential_sum() {
             assert_eq!(s.get(1_000_002), Some(v[1_000_002].as_str()));
         });
     }
-}
-
-/// Panics on the item "boom".
-fn explode(w: &str) -> usize {
-    if w == "boom" {
-        panic!("item {w:?} exploded");
-    }
-    w.len()
-}
-
-#[test]
-fn a_task_that_panics_mid_stream_fails_the_job_and_the_pool_serves_on() {
-    common::no_leaks(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(32 << 20)
-            .build()
-            .unwrap();
-        let mut v: Vec<String> = (0..10_000).map(|i| format!("w{i}")).collect();
-        v[6_789] = "boom".into();
-        // A first job grows the pool's job table; then nothing else stays allocated.
-        assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
-        let before = pool.mempool().usage().allocations;
-        let s = pool.strings_from_slice(&v).unwrap();
-        match pool.par_iter_strs(&s).map(explode).sum::<usize>() {
-            Err(Error::TaskPanicked { message, .. }) => {
-                assert!(message.contains("\"boom\" exploded"), "{message}")
-            }
-            other => panic!("expected TaskPanicked, got {other:?}"),
-        }
-        // The same value, still intact, on the same pool.
-        v[6_789] = "fine".into();
-        let t = pool.strings_from_slice(&v).unwrap();
-        let got: usize = pool.par_iter_strs(&t).map(explode).sum().unwrap();
-        assert_eq!(got, v.iter().map(String::len).sum::<usize>());
-        assert_eq!(s.get(6_789), Some("boom"));
-        drop((s, t));
-        assert!(
-            pool.mempool().usage().allocations <= before,
-            "the values were freed"
-        );
-    });
 }
 
 #[test]

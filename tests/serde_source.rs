@@ -2,13 +2,10 @@
 //! input: sizes 0, 1, 2, 7, 1000 and random ones below 1000; strings (non-ASCII, empty),
 //! nested vectors, options; 1 and 2 workers; chunks from one item to whole-job sized;
 //! combined with other iterators (`zip`, `chain`, `par_iter_mut(..).zip`), which must keep
-//! the encoded items alive until the job has ended. Items that cannot be encoded or
-//! decoded, and a task that panics mid-stream, are typed errors; the pool serves on and
-//! nothing stays allocated.
+//! the encoded items alive until the job has ended. Faults (bad items, a panicking task)
+//! are in tests/columnar_faults.rs.
 
-mod common;
-
-use procyon::{Error, Pool};
+use procyon::Pool;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -115,95 +112,6 @@ fn par_iter_mut_zipped_with_serde_items_keeps_them_alive() {
         assert_eq!(
             lens.to_vec(),
             words.iter().map(|w| w.len() as u64).collect::<Vec<_>>()
-        );
-    });
-}
-
-/// Encodes differently from how it decodes: bincode cannot skip an absent field.
-#[derive(Serialize, Deserialize)]
-struct Skips {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    a: Option<u8>,
-    b: u8,
-}
-
-/// Never encodes.
-struct Unencodable;
-
-impl Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Ok(Unencodable)
-    }
-}
-
-fn explode(r: Rec) -> u32 {
-    if r.name == "boom" {
-        panic!("record {} exploded", r.id);
-    }
-    r.id
-}
-
-#[test]
-fn bad_items_and_panics_are_typed_errors_and_free_everything() {
-    common::no_leaks(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(32 << 20)
-            .build()
-            .unwrap();
-        assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
-        let before = pool.mempool().usage().allocations;
-
-        match pool.par_iter_vec(vec![Unencodable]).count() {
-            Err(Error::Malformed { reason }) => {
-                assert!(
-                    reason.contains("item 0") && reason.contains("refuses"),
-                    "{reason}"
-                )
-            }
-            other => panic!("expected Malformed, got {other:?}"),
-        }
-        let skips = vec![Skips { a: Some(1), b: 2 }, Skips { a: None, b: 3 }];
-        match pool.par_iter_vec(skips).map(|s: Skips| s.b).collect_vec() {
-            Err(Error::TaskPanicked { message, .. }) => {
-                assert!(message.contains("does not decode"), "{message}")
-            }
-            other => panic!("expected TaskPanicked, got {other:?}"),
-        }
-        let mut v: Vec<Rec> = (0..10_000)
-            .map(|id| Rec {
-                id,
-                name: format!("r{id}"),
-                tags: vec![],
-                score: None,
-            })
-            .collect();
-        v[7_777].name = "boom".into();
-        match pool.par_iter_vec(v.clone()).map(explode).sum::<u32>() {
-            Err(Error::TaskPanicked { message, .. }) => {
-                assert!(message.contains("record 7777 exploded"), "{message}")
-            }
-            other => panic!("expected TaskPanicked, got {other:?}"),
-        }
-        v[7_777].name = "fine".into();
-        let want: u64 = (0..10_000u64).sum();
-        let got: u64 = pool
-            .par_iter_vec(v)
-            .map(|r: Rec| r.id as u64)
-            .sum()
-            .unwrap();
-        assert_eq!(got, want);
-        assert!(
-            pool.mempool().usage().allocations <= before,
-            "the encoded items were freed"
         );
     });
 }
