@@ -20,6 +20,7 @@ use super::stage::Id;
 use super::{IntoParIterOn, ParIter};
 use crate::array::ArrayDesc;
 use crate::columnar::{SharedStrings, SharedVecs};
+use crate::mempool::Mempool;
 use crate::pool::Pool;
 use crate::{Error, Result};
 
@@ -34,16 +35,20 @@ pub struct ColumnsView<T> {
 }
 
 impl<T: Pod> ColumnsView<T> {
-    pub(super) fn resolve((offsets, values): &(ArrayDesc<u64>, ArrayDesc<T>)) -> Result<Self> {
+    /// Resolves the descriptors against `pool`, this worker's handle of the job's mempool.
+    pub(super) fn resolve(
+        (offsets, values): &(ArrayDesc<u64>, ArrayDesc<T>),
+        pool: &Mempool,
+    ) -> Result<Self> {
         if offsets.is_empty() {
             return Err(Error::descriptor(
                 "a columnar value has at least one offset",
             ));
         }
         Ok(ColumnsView {
-            offsets: offsets.base_ptr()?.as_ptr(),
+            offsets: offsets.base_ptr_in(pool)?.as_ptr(),
             len: offsets.len() - 1,
-            values: values.base_ptr()?.as_ptr(),
+            values: values.base_ptr_in(pool)?.as_ptr(),
             values_len: values.len(),
         })
     }
@@ -135,8 +140,8 @@ impl Source for StrSource {
         args.0.len().saturating_sub(1)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        ColumnsView::resolve(args)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        ColumnsView::resolve(args, pool)
     }
 
     fn feed(
@@ -171,8 +176,8 @@ impl<T: Pod> Source for VecsSource<T> {
         args.0.len().saturating_sub(1)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        ColumnsView::resolve(args)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        ColumnsView::resolve(args, pool)
     }
 
     fn feed(

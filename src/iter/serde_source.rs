@@ -39,6 +39,7 @@ use super::source::Source;
 use super::stage::Id;
 use super::ParIter;
 use crate::array::{ArrayDesc, SharedArray};
+use crate::mempool::Mempool;
 use crate::pool::Pool;
 use crate::{Error, Result};
 
@@ -60,8 +61,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Source for SerdeSource<T> {
         args.0.len().saturating_sub(1)
     }
 
-    fn init(args: &Self::Args) -> Result<Self::Local> {
-        ColumnsView::resolve(args)
+    fn init(args: &Self::Args, pool: &Mempool) -> Result<Self::Local> {
+        ColumnsView::resolve(args, pool)
     }
 
     fn feed(
@@ -167,8 +168,8 @@ impl Pool {
         };
         drop(items);
         let mut it = ParIter::new(self, (offsets.desc(), bytes.desc()), error);
-        it.opts.keep.push(Box::new(offsets));
-        it.opts.keep.push(Box::new(bytes));
+        it.opts.keep.extend(offsets.into_block());
+        it.opts.keep.extend(bytes.into_block());
         it
     }
 }
