@@ -114,8 +114,9 @@ impl Pool {
     /// any serde type, in the workers: they are encoded here into one buffer in the mempool and decoded a chunk at a time by
     /// the workers. The cost: one encoding pass here (sequential, tens of nanoseconds per
     /// small record), 8 bytes of offsets per item, and one decoding per item in the workers (in
-    /// parallel, allocating what the item owns). Plain data is faster as a [`SharedArray`],
-    /// strings and vectors of plain data as [`SharedStrings`](crate::SharedStrings) /
+    /// parallel, allocating what the item owns). Plain data is faster through
+    /// [`Pool::par_iter`] (a [`SharedArray`] read in place, or a slice or `Vec` staged with
+    /// one copy), strings and vectors of plain data as [`SharedStrings`](crate::SharedStrings) /
     /// [`SharedVecs`](crate::SharedVecs), which cost one copy and no encoding.
     /// Results that keep the order (`collect_vec`, `reduce`, ...) are in input order. The
     /// items are encoded (copied) at once, so a borrowed `items` is free again on return.
