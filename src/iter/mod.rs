@@ -5,9 +5,9 @@
 //! ([`columnar`]: `&str` / `&[T]` out of the mempool) and `pool.par_iter_vec(items)`
 //! ([`serde_source`]: serde values encoded in bulk); adapters (`map`, `filter`,
 //! `filter_map`, `flat_map`, `enumerate`, `zip`, `skip`, `take`, `chain`, each
-//! closure-taking one also in `_with`, `_init` and `_ctx` forms) build its type; a terminal (`sum`, `collect`, `for_each`, `find_first`,
-//! `try_for_each`, ...) submits it as one job and waits. Workers take chunks
-//! of the index space themselves; each chunk leaves an accumulator that is combined in
+//! closure-taking one also in `_with`, `_init` and `_ctx` forms) build its type; a
+//! terminal (`sum`, `collect`, `for_each`, `find_first`, `try_for_each`, ...) submits it
+//! as one job and waits. Workers take chunks of the index space themselves; each chunk leaves an accumulator that is combined in
 //! input order where the operation needs it (`collect_vec`, `reduce`, `min`) or inside
 //! each worker where it does not (`sum`, `count`, `any`).
 //!
