@@ -7,9 +7,10 @@
 //! `filter_map`, `flat_map`, `enumerate`, `zip`, `skip`, `take`, `chain`, each
 //! closure-taking one also in `_with`, `_init` and `_ctx` forms) build its type; a
 //! terminal (`sum`, `collect`, `for_each`, `find_first`, `try_for_each`, ...) submits it
-//! as one job and waits. Workers take chunks of the index space themselves; each chunk leaves an accumulator that is combined in
-//! input order where the operation needs it (`collect_vec`, `reduce`, `min`) or inside
-//! each worker where it does not (`sum`, `count`, `any`).
+//! as one job and waits. Workers take chunks of the index space themselves; each chunk
+//! leaves an accumulator that is combined in input order where the operation needs it
+//! (`collect_vec`, `reduce`, `min`) or inside each worker where it does not (`sum`,
+//! `count`, `any`).
 //!
 //! # Examples
 //!
