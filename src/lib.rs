@@ -36,7 +36,11 @@
 //!   with a lock that survives a dead holder and sealed headers that a wild write cannot
 //!   lead astray, a bounded cache of populated free pages, no SIGBUS), [`SharedArray`] / [`ArrayDesc`]; whole-array operations in the
 //!   workers, in place: [`Pool::par_sort`] and its forms, [`Pool::par_chunks`],
-//!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`];
+//!   [`Pool::par_chunks_mut`], [`Pool::par_chunks_mut_reading`]; variable-size items
+//!   without per-item encoding, as Arrow lays them out (offsets and one values buffer):
+//!   [`SharedStrings`] / [`SharedVecs`] (`columnar`), iterated as `&str` / `&[T]` by
+//!   [`Pool::par_iter_strs`] / [`Pool::par_iter_vecs`]; any serde values encoded in bulk,
+//!   one buffer per job and decoded a chunk at a time: [`Pool::par_iter_vec`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
 //! * job kinds (`kind`): what each operation computes in a worker, one file per kind;
 //!   every kind reads and writes shared arrays through raw-pointer views resolved against
@@ -71,6 +75,7 @@ mod chunks;
 #[cfg(feature = "mpi")]
 pub mod cluster;
 pub mod collections;
+mod columnar;
 mod ctx;
 mod error;
 #[allow(dead_code)]
@@ -103,6 +108,7 @@ mod worker;
 pub use array::{ArrayDesc, RawArrayDesc, SharedArray};
 pub use bytemuck::{Pod, Zeroable};
 pub use camlbox::{Camlbox, Receiver, Sender};
+pub use columnar::{SharedStrings, SharedVecs};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
 pub use join::Scope;

@@ -1,13 +1,16 @@
 //! Parallel iterators over shared arrays and index ranges, run in the worker processes.
 //!
 //! `pool.par_iter(&arr)` and `pool.par_range(a..b)` (any primitive integer type) start a
-//! pipeline; adapters (`map`, `filter`, `filter_map`, `flat_map`, `enumerate`, `zip`,
-//! `skip`, `take`, `chain`, each closure-taking one also in `_with`, `_init` and `_ctx`
-//! forms) build its type; a terminal (`sum`, `collect`, `for_each`, `find_first`,
-//! `try_for_each`, ...) submits it as one job and waits. Workers take chunks
-//! of the index space themselves; each chunk leaves an accumulator that is combined in
-//! input order where the operation needs it (`collect_vec`, `reduce`, `min`) or inside
-//! each worker where it does not (`sum`, `count`, `any`).
+//! pipeline, and so do `pool.par_iter_strs(&strings)` / `pool.par_iter_vecs(&vecs)`
+//! ([`columnar`]: `&str` / `&[T]` out of the mempool) and `pool.par_iter_vec(items)`
+//! ([`serde_source`]: serde values encoded in bulk); adapters (`map`, `filter`,
+//! `filter_map`, `flat_map`, `enumerate`, `zip`, `skip`, `take`, `chain`, each
+//! closure-taking one also in `_with`, `_init` and `_ctx` forms) build its type; a
+//! terminal (`sum`, `collect`, `for_each`, `find_first`, `try_for_each`, ...) submits it
+//! as one job and waits. Workers take chunks of the index space themselves; each chunk
+//! leaves an accumulator that is combined in input order where the operation needs it
+//! (`collect_vec`, `reduce`, `min`) or inside each worker where it does not (`sum`,
+//! `count`, `any`).
 //!
 //! # Examples
 //!
@@ -25,6 +28,7 @@
 mod adapters;
 mod aggregate;
 mod collect;
+mod columnar;
 mod consume;
 mod env;
 mod fallible;
@@ -35,6 +39,7 @@ mod mutable;
 mod range;
 mod reduce;
 mod search;
+mod serde_source;
 pub(crate) mod source;
 pub(crate) mod stage;
 pub(crate) mod terminal;

@@ -171,7 +171,8 @@ impl Pool {
     }
 }
 
-/// Turns a range or a shared array into a parallel iterator on a given pool: rayon's
+/// Turns a range, a shared array, a [`SharedStrings`](crate::SharedStrings) or a
+/// [`SharedVecs`](crate::SharedVecs) into a parallel iterator on a given pool: rayon's
 /// `into_par_iter()`, with the pool named.
 ///
 /// # Examples
@@ -188,7 +189,7 @@ impl Pool {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be turned into a procyon parallel iterator",
-    note = "ranges of primitive integers and `&SharedArray<T>` can; put other data in a SharedArray (`pool.array_from_slice`) or use `pool.par_map_vec` for a Vec of serde values"
+    note = "ranges of primitive integers, `&SharedArray<T>`, `&SharedStrings` and `&SharedVecs<T>` can; put other data in a SharedArray (`pool.array_from_slice`), strings in a SharedStrings (`pool.strings_from_slice`), or use `pool.par_iter_vec` for serde values"
 )]
 pub trait IntoParIterOn<'p> {
     /// Where the items come from.
