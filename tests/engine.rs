@@ -112,6 +112,7 @@ proptest! {
 
 #[test]
 fn reduce_keeps_input_order() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let words: Vec<u32> = (0..500).collect();
     let arr = pool.array_from_slice(&words).unwrap();
@@ -130,6 +131,7 @@ fn reduce_keeps_input_order() {
 
 #[test]
 fn map_init_runs_once_per_worker_per_job() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     // Every item reports the pid of its worker and how many items that worker's state
     // had seen: the counts per pid must be 1..=k with no restart per chunk.
@@ -158,6 +160,7 @@ fn map_init_runs_once_per_worker_per_job() {
 
 #[test]
 fn par_chunks_mut_and_ranges() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let mut img = pool.array_zeroed::<u32>(1003).unwrap();
     pool.par_chunks_mut(&mut img, 10, |off: usize, c: &mut [u32]| {
@@ -182,6 +185,7 @@ fn par_chunks_mut_and_ranges() {
 
 #[test]
 fn bad_input_is_an_error() {
+    let _turn = common::one_at_a_time();
     assert!(matches!(
         Pool::builder().workers(0).build(),
         Err(Error::InvalidConfig { .. })
@@ -204,6 +208,7 @@ fn bad_input_is_an_error() {
 
 #[test]
 fn large_values_through_par_map_vec() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let items: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 1 << 20]).collect();
     let sums = pool
@@ -305,6 +310,7 @@ fn outside_sigkill_is_a_worker_death() {
 
 #[test]
 fn four_client_threads_share_a_pool() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     std::thread::scope(|s| {
         for t in 0..4u64 {
@@ -348,6 +354,7 @@ fn drop_reaps_everything_and_pools_coexist() {
 
 #[test]
 fn client_sigkill_takes_the_tree_down() {
+    let _turn = common::one_at_a_time();
     let mut fds = [0i32; 2];
     // SAFETY: pipe(2) into a local array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);

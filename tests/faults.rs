@@ -1330,16 +1330,19 @@ fn client_sigkill(state: ClientState) {
 
 #[test]
 fn client_sigkill_while_idle() {
+    let _turn = common::one_at_a_time();
     client_sigkill(ClientState::Idle);
 }
 
 #[test]
 fn client_sigkill_while_a_job_runs() {
+    let _turn = common::one_at_a_time();
     client_sigkill(ClientState::RunningJob);
 }
 
 #[test]
 fn client_sigkill_while_nested_jobs_run() {
+    let _turn = common::one_at_a_time();
     client_sigkill(ClientState::RunningNestedJobs);
 }
 

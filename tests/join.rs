@@ -59,6 +59,7 @@ fn panics(_: &Ctx) -> u64 {
 
 #[test]
 fn join_returns_both_results_of_two_types() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let (a, b) = pool
         .join(
@@ -100,6 +101,7 @@ fn nested_joins_depth_four_finish_with_one_and_two_workers() {
 
 #[test]
 fn a_panic_on_either_side_is_the_error_and_stops_the_other() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     // Left fails: the right side, which runs until cancelled, is stopped.
     let t = Instant::now();
@@ -139,6 +141,7 @@ fn a_panic_on_either_side_is_the_error_and_stops_the_other() {
 
 #[test]
 fn a_later_failure_stops_an_earlier_task_that_runs_on() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     // The left side would run until cancelled: the right side's panic must stop it.
     let t = Instant::now();
@@ -158,6 +161,7 @@ fn a_later_failure_stops_an_earlier_task_that_runs_on() {
 
 #[test]
 fn cancelling_the_parent_stops_both_sides_of_a_nested_join() {
+    let _turn = common::one_at_a_time();
     for workers in [1, 2] {
         let pool = pool(workers);
         let h = pool
@@ -179,6 +183,7 @@ fn cancelling_the_parent_stops_both_sides_of_a_nested_join() {
 
 #[test]
 fn scope_returns_results_in_spawn_order() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let empty: Vec<u64> = pool.scope(|_| {}).unwrap();
     assert!(empty.is_empty());
@@ -222,6 +227,7 @@ fn scope_returns_results_in_spawn_order() {
 
 #[test]
 fn a_failing_scope_task_cancels_the_rest_and_is_the_error() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let t = Instant::now();
     let r = pool.scope(|s| {
@@ -249,6 +255,7 @@ fn a_failing_scope_task_cancels_the_rest_and_is_the_error() {
 
 #[test]
 fn a_shut_down_pool_is_an_error_not_a_hang() {
+    let _turn = common::one_at_a_time();
     let pool = pool(1);
     let (sched, _) = pool.pids();
     // The scheduler dies: every later submission must fail at once.

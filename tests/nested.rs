@@ -149,6 +149,7 @@ fn cooperative(ctx: &Ctx) -> u64 {
 
 #[test]
 fn cooperative_cancel_is_prompt() {
+    let _turn = common::one_at_a_time();
     let pool = Pool::builder()
         .workers(2)
         .mempool_size(64 << 20)
@@ -179,6 +180,7 @@ fn slow_row(ctx: &Ctx, i: usize) -> u64 {
 
 #[test]
 fn progress_is_monotonic_and_reports_arrive_in_order() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let reports = Arc::new(Mutex::new(Vec::new()));
@@ -244,6 +246,7 @@ fn propagates(ctx: &Ctx) -> u64 {
 
 #[test]
 fn nested_errors_reach_the_parent_task_or_the_caller() {
+    let _turn = common::one_at_a_time();
     let pool = pool(2);
     // The parent task handles the error itself.
     assert_eq!(pool.spawn(panics_deep).unwrap().wait().unwrap(), u64::MAX);
@@ -265,6 +268,7 @@ fn square_after(ctx: &Ctx) -> u64 {
 
 #[test]
 fn async_handles_under_tokio() {
+    let _turn = common::one_at_a_time();
     let pool = Arc::new(pool(2));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -95,6 +95,7 @@ fn wordcount_counts_as_the_sequential_loop() {
 
 #[test]
 fn the_generator_follows_w8() {
+    let _turn = common::one_at_a_time();
     let text = text::generate(10_000, text::SEED);
     assert!(text.len() >= 10_000 && text.len() < 10_020);
     let lines: Vec<&str> = text.split('\n').collect();

@@ -89,9 +89,25 @@ pub fn shm_and_tmp() -> BTreeSet<String> {
     s
 }
 
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The turn of a test that starts processes in a binary whose other tests check for
+/// leftover processes ([`no_leaks`] takes it too): held for the whole test, it keeps that
+/// test's pool from being counted as another test's leak under plain `cargo test`. Never
+/// call [`no_leaks`] while holding it (the lock is not reentrant).
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Asserts that a closure leaves no new descendant process and no new file in /dev/shm
 /// or /tmp whose name mentions procyon.
+///
+/// The check counts every descendant of the test process, so two such checks in one test
+/// binary must not overlap: plain `cargo test` runs a binary's tests on parallel threads
+/// (cargo-nextest gives each its own process). A lock taken for the whole closure runs
+/// them one at a time; a failed test's poisoned lock is taken over.
 pub fn no_leaks<R>(f: impl FnOnce() -> R) -> R {
+    let _turn = one_at_a_time();
     let files_before = shm_and_tmp();
     let r = f();
     let deadline = Instant::now() + Duration::from_secs(2);
