@@ -87,7 +87,11 @@ fn adapters(c: &mut Criterion) {
 
     // flat_map
     // black_box: without it the compiler sums the three items in closed form.
-    let seq = || (0..N).flat_map(|i| [black_box(i), i + 1, i + 2]).sum::<u64>();
+    let seq = || {
+        (0..N)
+            .flat_map(|i| [black_box(i), i + 1, i + 2])
+            .sum::<u64>()
+    };
     let ray = || {
         threads.install(|| {
             (0..N)
