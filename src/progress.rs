@@ -120,7 +120,7 @@ pub(crate) fn push_report<T: Serialize>(
         let seq = slot.report_seq.fetch_add(1, Ordering::Relaxed);
         let raw = block.into_raw();
         // SAFETY: the node header lies in the block we own (8-aligned, 64-aligned base).
-        let words = unsafe { mempool.words_at(raw.offset() as usize, 4) };
+        let words = unsafe { mempool.words_at(raw.offset() as usize, 4) }?;
         words[0].store(raw.len(), Ordering::Relaxed);
         words[1].store(raw.generation(), Ordering::Relaxed);
         words[3].store(seq, Ordering::Relaxed);
@@ -193,18 +193,23 @@ fn pop_all(mempool: &Mempool, slot: &JobSlot, mut each: impl FnMut(u64, Report))
     let mut off = slot.reports.swap(0, Ordering::Acquire);
     while off != 0 {
         // SAFETY: `off` is a node pushed by a worker: a live block whose header the
-        // pusher wrote before publishing it; nobody else pops.
-        let words = unsafe { mempool.words_at(off as usize, 4) };
+        // pusher wrote before publishing it; nobody else pops. A chain a task overwrote
+        // ends the walk here or below (the rest is lost, never followed out of the
+        // region, never looped over: a node already adopted fails `adopt`).
+        let Ok(words) = (unsafe { mempool.words_at(off as usize, 4) }) else {
+            break;
+        };
         let (len, gen, next, seq) = (
             words[0].load(Ordering::Relaxed),
             words[1].load(Ordering::Relaxed),
             words[2].load(Ordering::Relaxed),
             words[3].load(Ordering::Relaxed),
         );
-        if let Ok(block) = mempool.adopt(RawBlock::from_parts(mempool.id(), off, len, gen)) {
-            slot.reports_pending.fetch_sub(1, Ordering::Relaxed);
-            each(seq, Report(block));
-        }
+        let Ok(block) = mempool.adopt(RawBlock::from_parts(mempool.id(), off, len, gen)) else {
+            break;
+        };
+        slot.reports_pending.fetch_sub(1, Ordering::Relaxed);
+        each(seq, Report(block));
         off = next;
     }
 }

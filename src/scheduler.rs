@@ -595,7 +595,9 @@ fn free_orphan(mempool: &Mempool, slot: &crate::jobs::JobSlot, rows: usize) {
         // SAFETY: the table lies inside the orphan's argument block (checked just above),
         // still allocated (its owner died or handed it over before freeing it) and no
         // longer used by any worker (unpinned).
-        let entry = unsafe { BlockRef::in_table(mempool, table, w) };
+        let Ok(entry) = (unsafe { BlockRef::in_table(mempool, table, w) }) else {
+            break;
+        };
         if let Some(raw) = entry.take(mempool) {
             let _ = mempool.free_raw(raw);
         }

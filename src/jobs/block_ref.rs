@@ -61,12 +61,23 @@ impl BlockRef {
     /// # Safety
     /// `table .. table + (index + 1) * SIZE` must lie inside a live block of `mempool`
     /// that holds such a table (8-aligned) for as long as the reference is used.
-    pub(crate) unsafe fn in_table(mempool: &Mempool, table: u64, index: usize) -> &BlockRef {
-        debug_assert_eq!(table % 8, 0);
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDescriptor`] if the entry is not an aligned range of the
+    /// region (a table offset read from shared memory that a task overwrote).
+    pub(crate) unsafe fn in_table(
+        mempool: &Mempool,
+        table: u64,
+        index: usize,
+    ) -> crate::Result<&BlockRef> {
+        let at = index
+            .checked_mul(Self::SIZE)
+            .and_then(|o| (table as usize).checked_add(o))
+            .ok_or_else(|| crate::Error::descriptor("result table entry past the address space"))?;
         // SAFETY: forwarded to the caller: in bounds of a live block, aligned, and made of
         // atomics (any bit pattern is a valid reference to check before use).
-        let words = unsafe { mempool.words_at(table as usize + index * Self::SIZE, 3) };
+        let words = unsafe { mempool.words_at(at, 3) }?;
         // SAFETY: three consecutive AtomicU64 words are a `#[repr(C)]` BlockRef.
-        unsafe { &*(words.as_ptr() as *const BlockRef) }
+        Ok(unsafe { &*(words.as_ptr() as *const BlockRef) })
     }
 }

@@ -46,7 +46,7 @@ impl<
         let base = args.offset as usize;
         let index_len = (args.n as usize + 1) * 8;
         // SAFETY: the owner keeps the input block alive and unchanged until the job ends.
-        let index = unsafe { mempool.words_at(base, args.n as usize + 1) };
+        let index = unsafe { mempool.words_at(base, args.n as usize + 1) }.expect("input index");
         let mut out = Vec::with_capacity(range.len());
         for i in range {
             let a = index[i].load(Ordering::Relaxed) as usize;

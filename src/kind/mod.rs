@@ -272,7 +272,7 @@ fn publish_partials<P: Serialize>(
     // SAFETY: the owner allocated the table with one reference per worker row inside the
     // argument block, which stays alive until the job ends (we hold a claimed chunk, so
     // it cannot end); only this worker writes its own entry.
-    let entry = unsafe { BlockRef::in_table(&cx.mempool, table, cx.index) };
+    let entry = unsafe { BlockRef::in_table(&cx.mempool, table, cx.index) }?;
     // Relaxed: published by our final `add_done` (AcqRel) before the owner reads it.
     entry.store(block.into_raw());
     Ok(())

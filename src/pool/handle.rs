@@ -178,7 +178,7 @@ impl Submitted {
         // per worker row), which we own and which is alive.
         let entry = unsafe {
             BlockRef::in_table(&self.pool.mempool, args.offset() + self.table_at as u64, w)
-        };
+        }?;
         let Some(raw) = entry.take(&self.pool.mempool) else {
             return Ok(None);
         };
