@@ -21,7 +21,9 @@ cd "$(dirname "$0")/.."
 
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
   echo "miri.sh: installing the nightly toolchain's miri (rustup component add)" >&2
-  if ! rustup toolchain install nightly --profile minimal --component miri,rust-src >&2; then
+  # Bounded: on a machine whose network drops the Rust distribution server's packets,
+  # rustup would wait a long time before failing.
+  if ! timeout 900 rustup toolchain install nightly --profile minimal --component miri,rust-src >&2; then
     echo "miri.sh: miri cannot be installed on this machine; the Miri check is skipped" >&2
     exit 0
   fi
