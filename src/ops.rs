@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::array::SharedArray;
 use crate::kind::chunks_mut::ChunksMut;
 use crate::kind::map_into::MapInto;
-use crate::kind::map_vec::{MapVec, VecArgs};
 use crate::kind::spawn::{SpawnJob, SpawnWithJob};
 use crate::pool::{JobHandle, Pool};
 use crate::staging::ArrayInput;
@@ -265,63 +264,15 @@ impl Pool {
     /// # Errors
     /// [`Error::OutOfMemory`] if the encoded input or output does not fit in the mempool;
     /// task failures as [`par_map`](Pool::par_map).
-    pub fn par_map_vec<T, U, F>(&self, items: Vec<T>, _f: F) -> Result<Vec<U>>
+    pub fn par_map_vec<T, U, F>(&self, items: Vec<T>, f: F) -> Result<Vec<U>>
     where
         T: Serialize + DeserializeOwned + 'static,
         U: Serialize + DeserializeOwned + Send + 'static,
         F: Fn(T) -> U + TaskFn,
     {
-        assert_stateless::<F>();
-        let n = items.len();
-        let mut sizes = Vec::with_capacity(n);
-        let mut total = 0u64;
-        for item in &items {
-            let s = bincode::serialized_size(item).map_err(|e| Error::Malformed {
-                reason: e.to_string(),
-            })?;
-            sizes.push(total);
-            total += s;
-        }
-        sizes.push(total);
-        let index_len = (n + 1) * 8;
-        let block = self.mempool().alloc(index_len + total as usize, 64)?;
-        // SAFETY: the block is ours, `index_len + total` bytes, not shared yet.
-        let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), block.len()) };
-        for (i, pos) in sizes.iter().enumerate() {
-            buf[i * 8..i * 8 + 8].copy_from_slice(&pos.to_ne_bytes());
-        }
-        for (item, pos) in items.iter().zip(&sizes) {
-            let at = index_len + *pos as usize;
-            bincode::serialize_into(&mut &mut buf[at..], item).map_err(|e| Error::Malformed {
-                reason: e.to_string(),
-            })?;
-        }
-        drop(items);
-        let args = VecArgs {
-            offset: block.offset(),
-            n: n as u64,
-        };
-        let chunking = self.inner().default_chunking();
-        let sub = self.submit::<MapVec<T, U, F>>(&args, n, chunking)?;
-        let result = JobHandle::new(
-            sub,
-            Box::new(move |sub| {
-                let parts = sub.partials::<Vec<U>>()?;
-                let mut out = Vec::with_capacity(n);
-                for (_, mut p) in parts {
-                    out.append(&mut p);
-                }
-                if out.len() != n {
-                    return Err(Error::Malformed {
-                        reason: format!("{} results for {n} items", out.len()),
-                    });
-                }
-                Ok(out)
-            }),
-        )
-        .wait();
-        drop(block);
-        result
+        // The serde source's bulk encoding (one buffer, an offset per item), then an
+        // ordered collect: the same path as `par_iter_vec(items).map(f).collect_vec()`.
+        self.par_iter_vec(items).map(f).collect_vec()
     }
 }
 

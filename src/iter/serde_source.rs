@@ -159,13 +159,11 @@ impl Pool {
         let (offsets, bytes, error) = match encode(self, items.as_ref()) {
             Ok((offsets, bytes)) => (offsets, bytes, None),
             // Empty arrays, never resolved: the terminal reports `e` before any job.
-            Err(e) => match (
-                SharedArray::for_overwrite(self.mempool(), 0),
-                SharedArray::for_overwrite(self.mempool(), 0),
-            ) {
-                (Ok(o), Ok(b)) => (o, b, Some(e)),
-                _ => unreachable!("zero elements take no allocation"),
-            },
+            Err(e) => (
+                SharedArray::empty(self.mempool()),
+                SharedArray::empty(self.mempool()),
+                Some(e),
+            ),
         };
         drop(items);
         let mut it = ParIter::new(self, (offsets.desc(), bytes.desc()), error);

@@ -7,16 +7,15 @@
 //! worker can run any kind without a registry (all processes share one program image).
 //!
 //! The kinds of the direct operations live here, one per file: [`map_into`] (`par_map`,
-//! `par_map_into`), [`chunks_mut`] (`par_chunks_mut`), [`map_vec`] (`par_map_vec`),
-//! [`spawn`] (`spawn`, `spawn_with`) and [`pipeline`] (every `par_iter` terminal and
-//! `collect_array`); the `Pool` methods that submit them are thin (`ops`, `iter`).
+//! `par_map_into`), [`chunks_mut`] (`par_chunks_mut`),
+//! [`spawn`] (`spawn`, `spawn_with`) and [`pipeline`] (every `par_iter` terminal,
+//! `collect_array`, and `par_map_vec`, which is `par_iter_vec(..).map(..).collect_vec()`); the `Pool` methods that submit them are thin (`ops`, `iter`).
 //! Whole-array algorithms whose kinds are part of the algorithm (`sort`, `chunks`,
 //! `par_iter_mut`) keep them beside it. Every kind reads and writes shared arrays
 //! through [`crate::view`] only.
 
 pub(crate) mod chunks_mut;
 pub(crate) mod map_into;
-pub(crate) mod map_vec;
 pub(crate) mod pipeline;
 pub(crate) mod spawn;
 
