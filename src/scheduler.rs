@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::camlbox::{Camlbox, Sender};
-use crate::jobs::{BlockRef, Control, Failure, JobId, SlotState};
+use crate::jobs::partials::{Partial, PartialCell, CELL_SIZE};
+use crate::jobs::slot::INLINE_BYTES;
+use crate::jobs::{Control, Failure, JobId, SlotState};
 use crate::kind::WorkerCx;
 use crate::mempool::Mempool;
 use crate::sys::process::{self, Exit, Fork};
@@ -583,25 +585,30 @@ impl Scheduler {
 /// workers recorded, the reports nobody collected, and its argument block.
 fn free_orphan(mempool: &Mempool, slot: &crate::jobs::JobSlot, rows: usize) {
     crate::progress::discard_reports(mempool, slot);
-    let Some(args) = slot.args.load(mempool) else {
-        return;
+    let args = slot.args.load(mempool);
+    // The table lies inside the argument block, or in the header's inline area when the
+    // job has none; anything else is an overwritten header: free nothing it names.
+    let (start, len) = match args {
+        Some(a) => (a.offset(), a.len()),
+        None => (slot.inline_offset(mempool), INLINE_BYTES as u64),
     };
     let table = slot.table.load(Ordering::Relaxed);
-    if table < args.offset() || table + (rows * BlockRef::SIZE) as u64 > args.offset() + args.len()
-    {
-        return;
-    }
-    for w in 0..rows {
-        // SAFETY: the table lies inside the orphan's argument block (checked just above),
-        // still allocated (its owner died or handed it over before freeing it) and no
-        // longer used by any worker (unpinned).
-        let Ok(entry) = (unsafe { BlockRef::in_table(mempool, table, w) }) else {
-            break;
-        };
-        if let Some(raw) = entry.take(mempool) {
-            let _ = mempool.free_raw(raw);
+    if table >= start && table + (rows * CELL_SIZE) as u64 <= start + len {
+        for w in 0..rows {
+            // SAFETY: the table lies inside the orphan's argument block or inline area
+            // (checked just above), still allocated (its owner died or handed it over
+            // before freeing it) and no longer used by any worker (unpinned).
+            let Ok(cell) = (unsafe { PartialCell::in_table(mempool, table, w) }) else {
+                break;
+            };
+            if let Ok(Some(Partial::Block(raw))) = cell.take(mempool) {
+                let _ = mempool.free_raw(raw);
+            }
         }
     }
+    let Some(args) = args else {
+        return;
+    };
     slot.args.clear();
     // Owned by a dead process, or detached by one that handed the job over: either way
     // nobody else frees it.

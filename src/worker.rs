@@ -118,29 +118,72 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         .started
         .fetch_add(1, Ordering::SeqCst);
     setup.control.header().ready_event.notify();
+    let spare = setup.spare;
+    loop {
+        let linger = spare.then(|| Instant::now() + SPARE_LINGER);
+        match next_job(setup, linger) {
+            Some(id) => run_job(st, id),
+            // Closed, or a spare that lingered long enough.
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Waits for a job this idle worker may join: `None` once the pool is closed or, for a
+/// spare, at `linger`.
+fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
     let control = setup.control;
     let header = control.header();
     let w = setup.cx.index;
-    let spare = setup.spare;
+    // The earliest time a lazy job we passed by opens to us: we sleep no longer.
+    let mut due: Option<u64> = None;
+    let scan = |due: &mut Option<u64>| {
+        if setup.spare {
+            control.find_work(w, due, |id| control.wanted_by_a_bounded_wait(id))
+        } else {
+            control.find_work(w, due, |_| true)
+        }
+    };
     loop {
+        let until = match due.take() {
+            // A lazy job opens within microseconds (or is done by then): spin until it
+            // does rather than sleep, so that the nested jobs its owner keeps starting
+            // find nobody asleep to wake (a futex wake costs more than such a job).
+            Some(t) if !setup.pool.config.spin.is_zero() => {
+                while process::monotonic_ns() < t {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                    if header.closed.load(Ordering::SeqCst) != 0 {
+                        return None;
+                    }
+                    let mut later = None;
+                    if let Some(id) = scan(&mut later) {
+                        return Some(id);
+                    }
+                }
+                continue;
+            }
+            Some(t) => {
+                let wait = Duration::from_nanos(t.saturating_sub(process::monotonic_ns()));
+                let at = Instant::now() + wait;
+                Some(linger.map_or(at, |l| l.min(at)))
+            }
+            None => linger,
+        };
         // The scan is the event's condition, so a job made runnable while we go to sleep
         // is seen (see `futex`'s protocol).
-        let linger = spare.then(|| Instant::now() + SPARE_LINGER);
-        let next = header.work.wait_until(setup.pool.config.spin, linger, || {
+        let next = header.work.wait_until(setup.pool.config.spin, until, || {
             if header.closed.load(Ordering::SeqCst) != 0 {
                 return Some(None);
             }
-            if spare {
-                control.find_work(w, |id| control.wanted_by_a_bounded_wait(id))
-            } else {
-                control.find_work(w, |_| true)
-            }
-            .map(Some)
+            scan(&mut due).map(Some)
         });
         match next {
-            Some(Some(id)) => run_job(st, id),
-            // Closed, or a spare that lingered long enough.
-            _ => return Ok(()),
+            Some(found) => return found,
+            None if linger.is_some_and(|l| Instant::now() >= l) => return None,
+            // A lazy job's time came (or a spurious timeout): scan again.
+            None => continue,
         }
     }
 }
@@ -183,6 +226,13 @@ fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
     }
 }
 
+/// Runs chunks of nested job `target` (submitted by the calling task) until none is left
+/// to claim: the first step of an unbounded wait for it.
+pub(crate) fn run_own(target: JobId) {
+    let st = state().expect("run_own outside a worker");
+    run_job(st, target);
+}
+
 /// Waits for nested job `target` (submitted by the calling task) until `done` gives its
 /// outcome or `until` passes.
 ///
@@ -212,7 +262,8 @@ pub(crate) fn help_until<T>(
             return Some(r);
         }
         // Only our own sub-tree: whatever else is ready waits for an idle worker.
-        if let Some(id) = control.find_work(w, |id| control.is_in_tree(id, target)) {
+        let mut due = None;
+        if let Some(id) = control.find_work(w, &mut due, |id| control.is_in_tree(id, target)) {
             run_job(st, id);
             continue;
         }
@@ -222,8 +273,13 @@ pub(crate) fn help_until<T>(
         if Instant::now() >= until {
             return None;
         }
-        // Sleep briefly on the child's event; new sub-tree work is found by the next scan.
-        let step = (Instant::now() + Duration::from_millis(1)).min(until);
+        // Sleep briefly on the child's event (no longer than until a lazy job of the
+        // sub-tree opens); new sub-tree work is found by the next scan.
+        let mut step = (Instant::now() + Duration::from_millis(1)).min(until);
+        if let Some(t) = due {
+            let wait = Duration::from_nanos(t.saturating_sub(process::monotonic_ns()));
+            step = step.min(Instant::now() + wait);
+        }
         if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
             return Some(r);
         }
@@ -253,6 +309,10 @@ fn wait_bounded<T>(
     // usually takes them within microseconds. A bounded wait runs no task, so it never
     // nests in another one of this worker.
     let mut waiting: Option<Waiting<'_>> = None;
+    // We run nothing ourselves: the job must not wait for us to lift its laziness.
+    if slot.holds(target.gen) {
+        slot.open(&control.header().work);
+    }
     let ask_at = Instant::now() + Duration::from_micros(200);
     loop {
         if let Some(r) = done() {
@@ -268,7 +328,7 @@ fn wait_bounded<T>(
         if waiting.is_none()
             && now >= ask_at
             && slot.is_active_job(target.gen)
-            && slot.chunks_left()
+            && control.chunks_left(slot)
         {
             debug_assert_eq!(me.waiting_on.load(Ordering::SeqCst), 0);
             me.waiting_on.store(target.pack(), Ordering::SeqCst);

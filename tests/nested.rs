@@ -300,3 +300,69 @@ async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> 
     }
     out
 }
+
+/// Spins for `ms` milliseconds, then says which process ran it.
+fn busy_pid(ms: u32) -> u32 {
+    let end = Instant::now() + Duration::from_millis(ms as u64);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    std::process::id()
+}
+
+/// A nested job starts lazy (its owner runs it alone at first), but one of long items is
+/// still shared: the idle worker, asleep when the job starts, takes the second item.
+#[test]
+fn a_nested_job_of_long_items_runs_on_both_workers() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        for round in 0..3 {
+            // Let the other worker fall asleep first.
+            std::thread::sleep(Duration::from_millis(50));
+            let pids = pool
+                .spawn(|ctx: &Ctx| {
+                    ctx.par_range(0..2u32)
+                        .with_max_len(1)
+                        .map(|_: u32| busy_pid(150))
+                        .collect_vec()
+                        .unwrap()
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_ne!(
+                pids[0], pids[1],
+                "round {round}: both items ran in one worker"
+            );
+        }
+    });
+}
+
+/// The inner jobs of a tree (their tasks start jobs of their own) are shared at once;
+/// the result matches the sequential count whatever ran where.
+#[test]
+fn trees_of_small_nested_jobs_count_every_leaf() {
+    fn tree(ctx: &Ctx, d: u32) -> u64 {
+        if d == 0 {
+            return 1;
+        }
+        ctx.par_range(0..4u32)
+            .with_max_len(1)
+            .map_with_ctx(d - 1, |d: &u32, c: &Ctx, _: u32| tree(c, *d))
+            .sum::<u64>()
+            .unwrap()
+    }
+    common::no_leaks(|| {
+        for workers in [1, 2, 3] {
+            let pool = pool(workers);
+            for d in 1..=5u32 {
+                let got = pool
+                    .spawn_with(d, |d: &u32, ctx: &Ctx| tree(ctx, *d))
+                    .unwrap()
+                    .wait()
+                    .unwrap();
+                assert_eq!(got, 4u64.pow(d), "workers {workers}, depth {d}");
+            }
+        }
+    });
+}

@@ -7,8 +7,10 @@
 //!   transitions) and its pins: the claim / pin protocol that keeps a worker from ever
 //!   running a half-rewritten header (model-checked with loom);
 //! * [`slot`]: the job header: chunk self-scheduling, done accounting, failure;
+//! * [`stripes`]: per-worker stripes with stealing, for jobs of many small chunks;
 //! * [`failure`]: the failure record written into the slot itself;
 //! * [`block_ref`]: `(offset, len, generation)` references to mempool blocks;
+//! * [`partials`]: the per-worker cells where a job's partial results wait for its owner;
 //! * [`table`]: the control block: worker table, the job table that grows in segments;
 //! * [`run_set`]: how any idle worker finds any ready job.
 //!
@@ -20,12 +22,13 @@ pub(crate) mod failure;
 pub(crate) mod id;
 #[cfg(all(test, loom))]
 mod loom_tests;
+pub(crate) mod partials;
 pub(crate) mod run_set;
 pub(crate) mod slot;
 pub(crate) mod state;
+pub(crate) mod stripes;
 pub(crate) mod table;
 
-pub(crate) use block_ref::BlockRef;
 pub(crate) use failure::{FailOutcome, Failure};
 pub(crate) use id::{JobId, NO_PARENT};
 pub(crate) use slot::JobSlot;

@@ -47,13 +47,19 @@ impl Control {
     /// joined by `worker` before, and accepted by `wanted`. Tidies the run set on the
     /// way (exhausted jobs leave it). The result is a hint: the caller pins the slot and
     /// validates the generation before running anything.
+    ///
+    /// Lazy nested jobs (`jobs::slot`, "Lazy nested jobs") are passed by until their time;
+    /// `due` is lowered to the earliest such time seen, so that a caller with nothing to
+    /// do sleeps no longer than that.
     pub(crate) fn find_work(
         &self,
         worker: usize,
+        due: &mut Option<u64>,
         mut wanted: impl FnMut(JobId) -> bool,
     ) -> Option<JobId> {
         let words = self.slot_count() / 64;
         let h = self.header();
+        let mut now = None;
         for w in 0..words {
             let mut bits = h.runnable[w].load(Ordering::SeqCst);
             while bits != 0 {
@@ -71,7 +77,11 @@ impl Control {
                     slot: i as u32,
                     gen,
                 };
-                if slot.chunks_left() {
+                if self.chunks_left(slot) {
+                    if let Some(until) = slot.lazy_for(&mut now) {
+                        *due = Some(due.map_or(until, |d| d.min(until)));
+                        continue;
+                    }
                     if wanted(id) {
                         return Some(id);
                     }
@@ -80,7 +90,7 @@ impl Control {
                 // Every chunk is handed out: take it out of the run set, under a pin so
                 // that the slot cannot be given to a new job meanwhile.
                 slot.pin(worker);
-                if slot.is_active_job(gen) && !slot.chunks_left() {
+                if slot.is_active_job(gen) && !self.chunks_left(slot) {
                     self.clear_runnable(i);
                 }
                 slot.unpin(worker, &h.ended);

@@ -21,6 +21,22 @@
 //! counts the unclaimed items as done, so `done` still reaches `n` once the chunks
 //! already handed out finish.
 //!
+//! ## Lazy nested jobs
+//!
+//! A job a task starts (a nested job) is run first by its owner, the worker that waits
+//! for it (`worker::help_until`). Most nested jobs are small (the leaves of a tree):
+//! a second worker joining one only moves its header's cache lines between CPUs, and
+//! costs more than it saves. So a nested job is submitted *lazy*: it is in the run set,
+//! but idle workers pass it by ([`JobSlot::lazy_for`]) until its `lazy_until` time, a
+//! fixed [`LAZY_FOR`] after submission. The owner lifts the laziness at once
+//! ([`JobSlot::open`]) when the job turns out to be worth sharing: when one of its tasks
+//! starts a nested job of its own (an inner node of a tree), when the owner waits with a
+//! deadline (it then runs nothing itself), or when the owner finds the time has passed
+//! between chunks. An idle worker that passed a lazy job by sleeps no longer than its
+//! `lazy_until`, so a job whose owner is stuck in one long chunk is still shared then.
+//! Laziness only delays other workers: the owner always runs the job, so no job waits
+//! for it to be lifted.
+//!
 //! ## Failure
 //!
 //! The first failure (a panic caught in a task, a worker death seen by the scheduler, a
@@ -38,8 +54,12 @@ use crate::jobs::block_ref::BlockRef;
 use crate::jobs::failure::{FailOutcome, Failure, FailureCell};
 use crate::jobs::id::JobId;
 use crate::jobs::state::{Pins, SlotState, StateWord, MAX_WORKERS};
+use crate::jobs::stripes::{self, Stripe};
 
 const JOIN_WORDS: usize = MAX_WORKERS / 64;
+
+/// How long a nested job stays lazy unless its owner opens it sooner (module docs).
+pub(crate) const LAZY_FOR: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// The shared header of one job. Lives in the job table in the mempool.
 #[repr(C, align(64))]
@@ -59,7 +79,11 @@ pub(crate) struct JobSlot {
     pub(crate) args_len: AtomicU64,
     /// Packed `(slot, gen)` of the parent job, or `NO_PARENT`.
     pub(crate) parent: AtomicU64,
-    /// Mempool offset of the partial-results table (one [`BlockRef`] per worker row).
+    /// Mempool offset of the serialized arguments: at the start of the argument block,
+    /// or of `inline` when the job has no block.
+    pub(crate) args_at: AtomicU64,
+    /// Mempool offset of the partial-results table (one `jobs::partials::PartialCell`
+    /// per worker row), after the arguments.
     pub(crate) table: AtomicU64,
     /// Generation of the job at the root of this job's tree (its own for a top-level
     /// job): the tag of every block allocated inside the tree, freed together if the
@@ -68,11 +92,17 @@ pub(crate) struct JobSlot {
     /// Pid of the process that submitted the job and will collect it (0: the scheduler
     /// took it over); the scheduler fails and retires the jobs of an owner that died.
     pub(crate) owner: AtomicU64,
-    _pad0: [u64; 2],
+    /// A nested job is *lazy* at first: its owner runs it alone, and idle workers leave
+    /// it alone until this time (`sys::process::monotonic_ns`) or until the owner lifts it
+    /// (0: open to every worker). See "Lazy nested jobs" in the module docs.
+    lazy_until: AtomicU64,
+    /// Mempool offset of the job's stripes (`jobs::stripes`; 0: the job claims through
+    /// `next`) and how many there are. Written in INIT.
+    pub(crate) stripes: AtomicU64,
+    pub(crate) stripe_count: AtomicU64,
     // Hot, written by workers.
-    pub(crate) next: AtomicU64,
-    _pad1: [u64; 7],
-    pub(crate) done: AtomicU64,
+    pub(crate) next: OwnLine<AtomicU64>,
+    pub(crate) done: OwnLine<AtomicU64>,
     /// Reports waiting for the owner (bounded by `MAX_PENDING_REPORTS`).
     pub(crate) reports_pending: AtomicU32,
     /// On a top-level job: jobs of its tree whose owner died and that the scheduler has
@@ -91,10 +121,37 @@ pub(crate) struct JobSlot {
     /// Woken when the job ends and when the last pin goes away after a failure.
     pub(crate) event: Event,
     failure: FailureCell,
+    /// Room for a small job's arguments and partial-results table, so that submitting
+    /// it allocates nothing: written by the claimer in INIT, read-only while ACTIVE
+    /// except for the table cells (see `jobs::partials`).
+    inline: Inline,
 }
+
+/// A field on a cache line of its own (the counters every worker writes).
+#[repr(C, align(64))]
+pub(crate) struct OwnLine<T>(T);
+
+impl<T> std::ops::Deref for OwnLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Bytes of a job header's inline area.
+pub(crate) const INLINE_BYTES: usize = 512;
+
+#[repr(C, align(64))]
+struct Inline([AtomicU64; INLINE_BYTES / 8]);
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<JobSlot>() % 64 == 0);
+// The claim counter and the done counter, written by every worker, each on a cache line
+// of its own.
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::offset_of!(JobSlot, next) % 64 == 0);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::offset_of!(JobSlot, done) % 64 == 0);
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::align_of::<JobSlot>() == 64);
 
@@ -126,17 +183,82 @@ impl JobSlot {
         self.report_seq.store(0, Ordering::Relaxed);
         self.reports.store(0, Ordering::Relaxed);
         self.root.store(gen, Ordering::Relaxed);
+        self.lazy_until.store(0, Ordering::Relaxed);
+        self.stripes.store(0, Ordering::Relaxed);
+        self.stripe_count.store(0, Ordering::Relaxed);
         // The claimer owns the slot from here: a scheduler looking for the jobs of dead
         // owners must never see the previous job's owner on a slot being filled.
         self.owner
             .store(crate::sys::process::cached_pid() as u64, Ordering::Relaxed);
         self.failure.clear();
         self.args.clear();
+        self.args_at.store(0, Ordering::Relaxed);
         self.table.store(0, Ordering::Relaxed);
         for w in &self.joined {
             w.store(0, Ordering::Relaxed);
         }
         Some(gen)
+    }
+
+    /// Mempool offset of the header's inline area (the header lives in the mempool's
+    /// job table, so it has one).
+    pub(crate) fn inline_offset(&self, mempool: &crate::mempool::Mempool) -> u64 {
+        (self.inline.0.as_ptr() as usize - mempool.base() as usize) as u64
+    }
+
+    /// Writes `bytes` (at most [`INLINE_BYTES`]) to the start of the inline area.
+    /// Only the claimer calls it, in INIT (published with ACTIVE, Release).
+    pub(crate) fn write_inline(&self, bytes: &[u8]) {
+        assert!(bytes.len() <= INLINE_BYTES, "inline arguments too large");
+        for (w, chunk) in self.inline.0.iter().zip(bytes.chunks(8)) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            // Relaxed: see above.
+            w.store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+    }
+
+    /// Zeroes the inline area's words `from..from + n` (a table of cells). Claimer only,
+    /// in INIT.
+    pub(crate) fn zero_inline(&self, from_byte: usize, bytes: usize) {
+        for w in &self.inline.0[from_byte / 8..(from_byte + bytes).div_ceil(8)] {
+            // Relaxed: see `write_inline`.
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes the job lazy until `until` (`sys::process::monotonic_ns`). Claimer only,
+    /// in INIT (published with ACTIVE, Release).
+    pub(crate) fn make_lazy(&self, until: u64) {
+        self.lazy_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Whether idle workers must still pass the job by at `now`: `Some(until)` if so.
+    pub(crate) fn lazy_for(&self, now: &mut Option<u64>) -> Option<u64> {
+        // Relaxed: a hint (laziness only delays; the owner runs the job regardless).
+        let until = self.lazy_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let t = *now.get_or_insert_with(crate::sys::process::monotonic_ns);
+        (t < until).then_some(until)
+    }
+
+    /// Lifts the job's laziness and wakes idle workers (no-op if it was not lazy).
+    pub(crate) fn open(&self, work: &Event) {
+        // Relaxed: a hint, as in `lazy_for`; the notify orders the rest.
+        if self.lazy_until.load(Ordering::Relaxed) != 0 {
+            self.lazy_until.store(0, Ordering::Relaxed);
+            work.notify();
+        }
+    }
+
+    /// Lifts the job's laziness if its time has passed (the owner, between chunks).
+    pub(crate) fn open_if_due(&self, work: &Event) {
+        let mut now = None;
+        if self.lazy_until.load(Ordering::Relaxed) != 0 && self.lazy_for(&mut now).is_none() {
+            self.open(work);
+        }
     }
 
     /// Makes the header visible to workers (INIT -> ACTIVE).
@@ -181,9 +303,13 @@ impl JobSlot {
         self.joined[worker / 64].load(Ordering::SeqCst) & (1 << (worker % 64)) != 0
     }
 
-    /// Whether some chunk of the job is not handed out yet. Once false it stays false
-    /// for this generation (`next` only grows).
-    pub(crate) fn chunks_left(&self) -> bool {
+    /// Whether some chunk of the job is not handed out yet (`stripes`: the job's, from
+    /// `Control::stripes_of`). Once false it stays false for this generation (`next`
+    /// only grows, stripes only lose items) but for a steal in flight (`jobs::stripes`).
+    pub(crate) fn chunks_left(&self, stripes: Option<&[Stripe]>) -> bool {
+        if let Some(st) = stripes {
+            return stripes::any_left(st);
+        }
         // Relaxed: a hint; whoever acts on it claims with a CAS on `next` or re-checks
         // under a pin.
         self.next.load(Ordering::Relaxed) < self.n_items.load(Ordering::Relaxed)
@@ -233,17 +359,28 @@ impl JobSlot {
         self.gen() == gen
     }
 
-    /// Claims the next chunk of items by guided self-scheduling, or `None` when all are
-    /// taken or the job should stop.
-    pub(crate) fn claim_chunk(&self) -> Option<Range<usize>> {
+    /// Claims the next chunk of items for `worker` by guided self-scheduling, from the
+    /// job's stripes if it has them (`jobs::stripes`), or `None` when all are taken or the
+    /// job should stop.
+    pub(crate) fn claim_chunk(
+        &self,
+        stripes: Option<&[Stripe]>,
+        worker: usize,
+    ) -> Option<Range<usize>> {
         // Relaxed loads of the read-only header: the worker loaded ACTIVE with Acquire.
         let n = self.n_items.load(Ordering::Relaxed);
         let min = self.min_len.load(Ordering::Relaxed).max(1);
         let max = self.max_len.load(Ordering::Relaxed).max(min);
+        if self.state() != SlotState::Active {
+            return None;
+        }
+        if let Some(st) = stripes {
+            return stripes::claim(st, worker, min, max);
+        }
         let workers = self.workers.load(Ordering::Relaxed).max(1);
         let mut cur = self.next.load(Ordering::Relaxed);
         loop {
-            if cur >= n || self.state() != SlotState::Active {
+            if cur >= n {
                 return None;
             }
             let size = ((n - cur) / (2 * workers)).clamp(min, max).min(n - cur);
@@ -256,15 +393,26 @@ impl JobSlot {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Some(cur as usize..(cur + size) as usize),
-                Err(actual) => cur = actual,
+                Err(actual) => {
+                    if self.state() != SlotState::Active {
+                        return None;
+                    }
+                    cur = actual
+                }
             }
         }
     }
 
-    /// Stops the job early (short-circuit, not a failure): no chunk is handed out any
-    /// more, and the caller takes every unclaimed item as done-without-running. Returns
-    /// how many items it took; the caller adds them to `done` with its own.
-    pub(crate) fn stop_and_take_rest(&self) -> u64 {
+    /// Stops the job early (short-circuit, not a failure) after the chunk ending at
+    /// `from`: no chunk past it is handed out any more, and the caller takes every
+    /// unclaimed item past it as done-without-running. Returns how many items it took;
+    /// the caller adds them to `done` with its own. With the single counter every item
+    /// before `from` is claimed already; with stripes some may not be, and the caller
+    /// goes on claiming them (`jobs::stripes`, Stop).
+    pub(crate) fn stop_and_take_rest(&self, stripes: Option<&[Stripe]>, from: u64) -> u64 {
+        if let Some(st) = stripes {
+            return stripes::take_from(st, from);
+        }
         let n = self.n_items.load(Ordering::Relaxed);
         // Relaxed: `swap` is atomic, so exactly one caller gets each unclaimed item; the
         // accounting is published through `done` like any chunk.
@@ -330,7 +478,7 @@ mod tests {
         s.publish();
         let mut covered = 0;
         let mut sizes = vec![];
-        while let Some(r) = s.claim_chunk() {
+        while let Some(r) = s.claim_chunk(None, 0) {
             assert_eq!(r.start, covered);
             covered = r.end;
             sizes.push(r.len());

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use crate::futex::Event;
 use crate::jobs::id::JobId;
 use crate::jobs::slot::JobSlot;
+use crate::jobs::stripes::{Stripe, STRIPE_SIZE};
 
 /// Slots per segment of the job table.
 pub(crate) const SEGMENT_SLOTS: usize = 512;
@@ -228,6 +229,45 @@ impl Control {
         // published, and holds `SEGMENT_SLOTS` slots made only of atomics; `i %
         // SEGMENT_SLOTS` is in bounds.
         Some(unsafe { &*(self.region.add(off) as *const JobSlot).add(i % SEGMENT_SLOTS) })
+    }
+
+    /// The stripes of `slot`'s job (`jobs::stripes`), if it has any: `Ok(None)` when it
+    /// claims through its single counter.
+    ///
+    /// # Errors
+    /// If the header names stripes outside the region (a task overwrote it).
+    pub(crate) fn stripes_of<'a>(&self, slot: &'a JobSlot) -> Result<Option<&'a [Stripe]>, String> {
+        // Relaxed: written in INIT, published with ACTIVE (the caller loaded it with
+        // Acquire or pinned the slot and validated its generation).
+        let off = slot.stripes.load(Ordering::Relaxed) as usize;
+        if off == 0 {
+            return Ok(None);
+        }
+        let count = slot.stripe_count.load(Ordering::Relaxed) as usize;
+        let inside = count
+            .checked_mul(STRIPE_SIZE)
+            .and_then(|b| off.checked_add(b))
+            .is_some_and(|end| end <= self.region_len);
+        if !inside || off % STRIPE_SIZE != 0 || count > crate::jobs::state::MAX_WORKERS {
+            return Err(
+                "the job's stripes lie outside the mempool (its header was overwritten)".into(),
+            );
+        }
+        // SAFETY: `count` stripes at `off` lie inside the mapped region (checked), aligned
+        // (checked); they are atomics and padding, any bit pattern is a (possibly wrong, never
+        // unsafe) stripe; the job that laid them out keeps them alive while it is ACTIVE or
+        // pinned, which the caller's claim presupposes.
+        Ok(Some(unsafe {
+            std::slice::from_raw_parts(self.region.add(off) as *const Stripe, count)
+        }))
+    }
+
+    /// Whether `slot`'s job has chunks nobody claimed yet (a hint).
+    pub(crate) fn chunks_left(&self, slot: &JobSlot) -> bool {
+        match self.stripes_of(slot) {
+            Ok(stripes) => slot.chunks_left(stripes),
+            Err(_) => false,
+        }
     }
 
     /// Number of slots the job table has now (a multiple of [`SEGMENT_SLOTS`]).

@@ -26,7 +26,8 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::jobs::{BlockRef, Failure, JobSlot};
+use crate::jobs::partials::{encode_inline, PartialCell};
+use crate::jobs::{Failure, JobSlot};
 use crate::mempool::Mempool;
 
 /// What a job computes. Implemented by zero-sized marker types.
@@ -120,10 +121,17 @@ pub(crate) struct WorkerCx {
 /// `slot` must be ACTIVE, pinned by this worker, and its header must have been written
 /// for kind `K` (which is how its address got there).
 pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize) {
-    let Some(first) = slot.claim_chunk() else {
+    let ended = &cx.control.header().ended;
+    let stripes = match cx.control.stripes_of(slot) {
+        Ok(s) => s,
+        Err(message) => {
+            slot.fail(&Failure::Setup { message }, ended);
+            return;
+        }
+    };
+    let Some(first) = slot.claim_chunk(stripes, cx.index) else {
         return;
     };
-    let ended = &cx.control.header().ended;
     // While we hold a claimed chunk, `done` cannot reach `n`: the owner waits, and the
     // argument block stays alive.
     // SAFETY: the argument block belongs to this job and is alive (see above); it was
@@ -158,14 +166,18 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
     };
     let n = slot.n_items.load(Ordering::Relaxed);
     // Flush finished items to `done` every ~1/64 of the job, so progress moves without
-    // a shared write per chunk.
-    let flush_every = (n / 64).max(1);
+    // a shared write per chunk; a job of fewer than 64 items counts once per worker (at
+    // its end), which keeps a small nested job at one `done` write per worker.
+    let flush_every = if n < 64 { n } else { n / 64 };
     let mut ordered: Vec<(u64, K::Partial)> = Vec::new();
     let mut merged: Option<K::Partial> = None;
     let mut pending = 0u64;
+    let mut chunks = 0u64;
+    let work = &cx.control.header().work;
     let mut cur = Some(first);
     while let Some(range) = cur {
         let start = range.start as u64;
+        let end = range.end as u64;
         let len = range.len() as u64;
         let stop = match catch_unwind(AssertUnwindSafe(|| K::run(&args, &mut local, range))) {
             Ok((part, stop)) => {
@@ -192,11 +204,20 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
             }
         };
         pending += len;
-        if stop {
-            pending += slot.stop_and_take_rest();
-            break;
+        chunks += 1;
+        if chunks.is_power_of_two() && chunks.trailing_zeros() % 2 == 0 {
+            // A lazy job whose time has come is shared (`jobs::slot`, "Lazy nested
+            // jobs"); looking at the clock after chunks 1, 4, 16, 64, ... costs nothing.
+            slot.open_if_due(work);
         }
-        cur = slot.claim_chunk();
+        if stop {
+            pending += slot.stop_and_take_rest(stripes, end);
+            if stripes.is_none() {
+                break;
+            }
+            // Striped: items before `end` may still be unclaimed; they run as usual.
+        }
+        cur = slot.claim_chunk(stripes, cx.index);
         if cur.is_some() && pending >= flush_every {
             // Safe to flush: we hold the next chunk, so this cannot complete the job.
             slot.add_done(pending, ended);
@@ -239,11 +260,7 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
 /// The job's argument block must be alive and fully written.
 unsafe fn read_args<A: DeserializeOwned>(cx: &WorkerCx, slot: &JobSlot) -> Result<A, String> {
     // Relaxed: written in INIT, published with ACTIVE (we loaded it with Acquire).
-    let off = slot
-        .args
-        .load(&cx.mempool)
-        .ok_or("the job has no argument block")?
-        .offset() as usize;
+    let off = slot.args_at.load(Ordering::Relaxed) as usize;
     let len = slot.args_len.load(Ordering::Relaxed) as usize;
     // SAFETY: forwarded: the block [off, off+len) is alive, written, and not written
     // concurrently (arguments are read-only once the job is ACTIVE).
@@ -251,28 +268,32 @@ unsafe fn read_args<A: DeserializeOwned>(cx: &WorkerCx, slot: &JobSlot) -> Resul
     bincode::deserialize(bytes).map_err(|e| format!("job arguments could not be decoded: {e}"))
 }
 
-/// Stores this worker's partials in a mempool block and records it in the job's table.
+/// Records this worker's partials in its row's cell of the job's table: in the cell
+/// itself when they encode small (no allocation), else in a mempool block the cell names.
 fn publish_partials<P: Serialize>(
     cx: &WorkerCx,
     slot: &JobSlot,
     tag: u64,
     parts: &[(u64, P)],
 ) -> crate::Result<()> {
-    let size = bincode::serialized_size(parts).map_err(|e| crate::Error::Malformed {
+    let malformed = |e: bincode::Error| crate::Error::Malformed {
         reason: e.to_string(),
-    })? as usize;
-    let block = cx.mempool.alloc_tagged(size.max(1), 8, tag)?;
+    };
+    let table = slot.table.load(Ordering::Relaxed);
+    // SAFETY: the owner laid the table out with one cell per worker row (in the argument
+    // block or the header's inline area), which stays alive until the job ends (we hold
+    // a claimed chunk, so it cannot end); only this worker writes its own cell.
+    let cell = unsafe { PartialCell::in_table(&cx.mempool, table, cx.index) }?;
+    if let Some((buf, len, one)) = encode_inline(parts) {
+        cell.store_inline(&buf[..len], one);
+        return Ok(());
+    }
+    let size = bincode::serialized_size(parts).map_err(malformed)? as usize;
+    let block = cx.mempool.alloc_tagged(size, 8, tag)?;
     // SAFETY: the block is ours, freshly allocated, `size` bytes long, not shared yet.
     let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), size) };
-    bincode::serialize_into(&mut &mut buf[..], parts).map_err(|e| crate::Error::Malformed {
-        reason: e.to_string(),
-    })?;
-    let table = slot.table.load(Ordering::Relaxed);
-    // SAFETY: the owner allocated the table with one reference per worker row inside the
-    // argument block, which stays alive until the job ends (we hold a claimed chunk, so
-    // it cannot end); only this worker writes its own entry.
-    let entry = unsafe { BlockRef::in_table(&cx.mempool, table, cx.index) }?;
-    // Relaxed: published by our final `add_done` (AcqRel) before the owner reads it.
-    entry.store(block.into_raw());
+    bincode::serialize_into(&mut &mut buf[..], parts).map_err(malformed)?;
+    // Published by our final `add_done` (AcqRel) before the owner reads it.
+    cell.store_block(block.into_raw());
     Ok(())
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::jobs::{BlockRef, FailOutcome, Failure, JobId, JobSlot, SlotState};
+use crate::jobs::partials::{Partial, PartialCell};
+use crate::jobs::{FailOutcome, Failure, JobId, JobSlot, SlotState};
 use crate::mempool::Block;
 use crate::pool::PoolInner;
 use crate::progress::{discard_reports, Progress, ReportInbox, POLL_PERIOD};
@@ -26,8 +27,12 @@ use crate::scheduler::SchedMsg;
 pub(crate) struct Submitted {
     pub(crate) pool: Arc<PoolInner>,
     pub(crate) id: JobId,
+    /// The argument block (`None`: the arguments and table sit in the job header).
     pub(crate) args: Option<Block>,
-    pub(crate) table_at: usize,
+    /// Mempool offset of the partial-results table.
+    pub(crate) table: u64,
+    /// Not yet released or handed over to the scheduler.
+    pub(crate) live: bool,
     /// Time limit the submitting pool handle gives its jobs.
     pub(crate) timeout: Option<Duration>,
     /// The job borrows nothing of the owner's (`JobKind::BORROWS` is false): the owner
@@ -95,6 +100,14 @@ impl Submitted {
         } else {
             self.pool.waiter_spin()
         };
+        if self.waiting == Waiting::Help && deadline.is_none() {
+            // A nested job: run it here first (it is lazy: nobody else may have started
+            // it), and a small one is done before any clock is read.
+            crate::worker::run_own(self.id);
+            if let Some(r) = self.poll() {
+                return Some(r.map_err(|f| self.error_of(f)));
+            }
+        }
         loop {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
             let until = deadline.map_or(step, |d| d.min(step));
@@ -157,39 +170,33 @@ impl Submitted {
     pub(crate) fn partials<P: DeserializeOwned>(&self) -> Result<Vec<(u64, P)>> {
         let mut all = Vec::new();
         for w in 0..self.pool.control.entries() {
-            let Some(block) = self.take_partial_block(w)? else {
+            let Some(partial) = self.take_partial(w)? else {
                 continue;
             };
-            let mut parts: Vec<(u64, P)> =
-                bincode::deserialize(block.as_bytes()).map_err(|e| Error::Malformed {
-                    reason: format!("partial results: {e}"),
-                })?;
+            let mut parts: Vec<(u64, P)> = partial.decode(&self.pool.mempool)?;
             all.append(&mut parts);
         }
         all.sort_by_key(|(start, _)| *start);
         Ok(all)
     }
 
-    fn take_partial_block(&self, w: usize) -> Result<Option<Block>> {
-        let Some(args) = &self.args else {
+    fn take_partial(&self, w: usize) -> Result<Option<Partial>> {
+        if !self.live {
             return Ok(None);
-        };
-        // SAFETY: the table lies inside our argument block (allocated with one reference
-        // per worker row), which we own and which is alive.
-        let entry = unsafe {
-            BlockRef::in_table(&self.pool.mempool, args.offset() + self.table_at as u64, w)
-        }?;
-        let Some(raw) = entry.take(&self.pool.mempool) else {
-            return Ok(None);
-        };
-        self.pool.mempool.adopt(raw).map(Some)
+        }
+        // SAFETY: the table lies inside our argument block or our slot's inline area (laid
+        // out with one cell per worker row), which we own and which is alive.
+        let cell = unsafe { PartialCell::in_table(&self.pool.mempool, self.table, w) }?;
+        cell.take(&self.pool.mempool)
     }
 
     /// Releases everything the job holds: partial blocks, reports, the argument block,
     /// the slot; after a failure of a top-level job, everything its tree allocated.
     fn release(&mut self) {
         for w in 0..self.pool.control.entries() {
-            let _ = self.take_partial_block(w);
+            if let Ok(Some(Partial::Block(raw))) = self.take_partial(w) {
+                let _ = self.pool.mempool.free_raw(raw);
+            }
         }
         discard_reports(&self.pool.mempool, self.slot());
         let slot = self.slot();
@@ -219,6 +226,7 @@ impl Submitted {
             }
         }
         self.args = None;
+        self.live = false;
         let slot = self.slot();
         if slot.state().has_ended() {
             self.pool.control.retire(self.id.slot as usize);
@@ -254,27 +262,33 @@ impl Submitted {
         if !self.detachable {
             return false;
         }
-        let Some(args) = self.args.take() else {
+        if !self.live {
             return true;
-        };
-        let slot = self.slot();
+        }
         // Relaxed: the scheduler reads it after our message, which synchronizes.
-        slot.owner.store(0, Ordering::Relaxed);
-        let raw = args.into_raw();
+        self.slot().owner.store(0, Ordering::Relaxed);
+        let raw = self.args.take().map(Block::into_raw);
         if self
             .pool
             .send_scheduler(SchedMsg::Adopt { job: self.id })
             .is_ok()
         {
+            self.live = false;
             return true;
         }
-        slot.owner
+        self.slot()
+            .owner
             .store(crate::sys::process::cached_pid() as u64, Ordering::Relaxed);
-        match self.pool.mempool.adopt(raw) {
-            Ok(block) => self.args = Some(block),
-            // Cannot happen for our own detached block; the scheduler-less pool is going
-            // away with its mempool anyway.
-            Err(_) => return true,
+        if let Some(raw) = raw {
+            match self.pool.mempool.adopt(raw) {
+                Ok(block) => self.args = Some(block),
+                // Cannot happen for our own detached block; the scheduler-less pool is
+                // going away with its mempool anyway.
+                Err(_) => {
+                    self.live = false;
+                    return true;
+                }
+            }
         }
         false
     }
@@ -282,7 +296,7 @@ impl Submitted {
 
 impl Drop for Submitted {
     fn drop(&mut self) {
-        if self.args.is_none() {
+        if !self.live {
             return;
         }
         if self.poll().is_none() {

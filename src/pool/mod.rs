@@ -16,7 +16,10 @@ pub use handle::JobHandle;
 pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
 
 use crate::camlbox::{Camlbox, Sender};
-use crate::jobs::{BlockRef, Control, MAX_JOBS, SEGMENT_SLOTS};
+use crate::jobs::partials::CELL_SIZE;
+use crate::jobs::slot::{INLINE_BYTES, LAZY_FOR};
+use crate::jobs::stripes::{self, STRIPE_SIZE};
+use crate::jobs::{Control, MAX_JOBS, SEGMENT_SLOTS};
 use crate::jobs::{JobId, NO_PARENT};
 use crate::kind::{entry, JobKind};
 use crate::mempool::{Block, Mempool};
@@ -436,20 +439,39 @@ impl PoolInner {
                 reason: "the scheduler has shut down".into(),
             });
         }
-        let args_len = bincode::serialized_size(args).map_err(|e| Error::Malformed {
+        let malformed = |e: bincode::Error| Error::Malformed {
             reason: e.to_string(),
-        })? as usize;
-        let table_at = args_len.next_multiple_of(8);
-        // One block reference per worker row (spares included) for its partial results.
-        let table_len = self.control.entries() * BlockRef::SIZE;
-        let block = self
-            .mempool
-            .alloc_zeroed((table_at + table_len).max(1), 64)?;
-        // SAFETY: the block is ours and at least `args_len` bytes; nobody else sees it yet.
-        let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), args_len) };
-        bincode::serialize_into(&mut &mut buf[..], args).map_err(|e| Error::Malformed {
-            reason: e.to_string(),
-        })?;
+        };
+        let args_len = bincode::serialized_size(args).map_err(malformed)? as usize;
+        // The arguments, then one partial-results cell per worker row (spares included).
+        let table_at = args_len.next_multiple_of(CELL_SIZE);
+        let table_len = self.control.entries() * CELL_SIZE;
+        // A job of many small chunks claims them from per-worker stripes (`jobs::stripes`).
+        let stripe_count = stripes::stripes_for(
+            n as u64,
+            chunking.max_len.min(u64::MAX as usize) as u64,
+            self.config.workers as u64,
+        );
+        let stripes_at = (table_at + table_len).next_multiple_of(STRIPE_SIZE);
+        let total = if stripe_count > 0 {
+            stripes_at + stripe_count * STRIPE_SIZE
+        } else {
+            table_at + table_len
+        };
+        // A small job's arguments and table fit in its header's inline area: nothing to
+        // allocate, nothing to free. A larger one gets an argument block.
+        let mut staged = [0u8; INLINE_BYTES];
+        let block = if total <= INLINE_BYTES {
+            bincode::serialize_into(&mut &mut staged[..args_len], args).map_err(malformed)?;
+            None
+        } else {
+            let block = self.mempool.alloc_zeroed(total, 64)?;
+            // SAFETY: the block is ours and at least `args_len` bytes; nobody else sees
+            // it yet.
+            let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), args_len) };
+            bincode::serialize_into(&mut &mut buf[..], args).map_err(malformed)?;
+            Some(block)
+        };
         let (slot_index, gen) = self.claim_slot()?;
         let slot = self.control.slot(slot_index);
         let id = JobId {
@@ -457,6 +479,17 @@ impl PoolInner {
             gen,
         };
         // Relaxed stores: published by `publish` (Release), see `job`'s module docs.
+        let base = match &block {
+            Some(b) => {
+                slot.args.store(b.raw());
+                b.offset()
+            }
+            None => {
+                slot.write_inline(&staged[..args_len]);
+                slot.zero_inline(table_at, table_len);
+                slot.inline_offset(&self.mempool)
+            }
+        };
         slot.entry.store(
             crate::kind::encode_entry(entry::<K>) as _,
             Ordering::Relaxed,
@@ -470,16 +503,37 @@ impl PoolInner {
         );
         slot.workers
             .store(self.config.workers as u64, Ordering::Relaxed);
-        slot.args.store(block.raw());
+        slot.args_at.store(base, Ordering::Relaxed);
         slot.args_len.store(args_len as u64, Ordering::Relaxed);
-        slot.table
-            .store(block.offset() + table_at as u64, Ordering::Relaxed);
+        let table = base + table_at as u64;
+        slot.table.store(table, Ordering::Relaxed);
+        if stripe_count > 0 {
+            slot.stripes
+                .store(base + stripes_at as u64, Ordering::Relaxed);
+            slot.stripe_count
+                .store(stripe_count as u64, Ordering::Relaxed);
+            match self.control.stripes_of(slot) {
+                Ok(Some(st)) => stripes::init(st, n as u64),
+                // Cannot happen for the layout just written; claim through `next` then.
+                _ => slot.stripes.store(0, Ordering::Relaxed),
+            }
+        }
         slot.parent
             .store(parent.map_or(NO_PARENT, JobId::pack), Ordering::Relaxed);
         let root = parent.and_then(|p| self.control.job_root(p)).unwrap_or(gen);
         slot.root.store(root, Ordering::Relaxed);
         slot.owner
             .store(process::cached_pid() as u64, Ordering::Relaxed);
+        if let Some(p) = parent {
+            // A nested job starts lazy (`jobs::slot`, "Lazy nested jobs"): we run it
+            // ourselves first. Its parent, whose task starts it, is an inner node of a
+            // tree from now on: worth sharing at once.
+            slot.make_lazy(process::monotonic_ns() + LAZY_FOR.as_nanos() as u64);
+            let parent_slot = self.control.slot(p.slot as usize);
+            if parent_slot.holds(p.gen) {
+                parent_slot.open(&self.control.header().work);
+            }
+        }
         slot.publish();
         if n == 0 {
             slot.complete_empty(&self.control.header().ended);
@@ -489,8 +543,9 @@ impl PoolInner {
         Ok(handle::Submitted {
             pool: Arc::clone(self),
             id,
-            args: Some(block),
-            table_at,
+            args: block,
+            table,
+            live: true,
             timeout: None,
             detachable: !K::BORROWS,
             waiting: if parent.is_some() {

@@ -178,6 +178,19 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process of the machine, so a
+/// time one process writes to shared memory means the same to the others (an `Instant`
+/// cannot travel). Read through the vDSO, no system call.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// CPUs this process may run on (affinity and cgroup quota included), read once: the
 /// same count `PoolBuilder`'s default number of workers comes from.
 pub(crate) fn cpus() -> usize {
