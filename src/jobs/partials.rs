@@ -174,7 +174,11 @@ impl PartialCell {
     /// [`crate::Error::InvalidDescriptor`] if the cell's tag is none of the above (a task
     /// overwrote it).
     pub(crate) fn take(&self, mempool: &Mempool) -> crate::Result<Option<Partial>> {
-        // Relaxed: the caller saw the job end (Acquire), which publishes the cell.
+        // Relaxed: the caller saw the job end (Acquire), which publishes the cell. Most
+        // cells of a job are empty: look before writing.
+        if self.meta.load(Ordering::Relaxed) == EMPTY {
+            return Ok(None);
+        }
         let meta = self.meta.swap(EMPTY, Ordering::Relaxed);
         match meta {
             EMPTY => Ok(None),

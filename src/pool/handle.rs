@@ -230,6 +230,7 @@ impl Submitted {
         let slot = self.slot();
         if slot.state().has_ended() {
             self.pool.control.retire(self.id.slot as usize);
+            crate::pool::LAST_RETIRED.with(|l| l.set(Some(self.id.slot as usize)));
         }
     }
 

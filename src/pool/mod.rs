@@ -385,6 +385,12 @@ impl Pool {
     }
 }
 
+thread_local! {
+    /// The job slot this thread retired last (`Submitted::release`), tried first by its
+    /// next submission.
+    pub(crate) static LAST_RETIRED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
 /// Chunking of one job.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Chunking {
@@ -563,6 +569,17 @@ impl PoolInner {
     /// error at once.
     fn claim_slot(&self) -> Result<(usize, u64)> {
         let header = self.control.header();
+        // The slot this thread retired last first: its header is likely still in this
+        // CPU's cache, and no other process's scan starts there.
+        if let Some(i) = LAST_RETIRED.with(|l| l.take()) {
+            if let Some(slot) = self.control.try_slot(i) {
+                if slot.state().is_reusable() && !slot.is_pinned() {
+                    if let Some(gen) = slot.try_claim(self.control.next_gen()) {
+                        return Ok((i, gen));
+                    }
+                }
+            }
+        }
         loop {
             let count = self.control.slot_count();
             let start = header.slot_hint.fetch_add(1, Ordering::Relaxed) as usize;
