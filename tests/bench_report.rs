@@ -100,6 +100,8 @@ fn run_and_scaling_sections() {
 - commit: abc1234
 - cores: 2
 
+Every figure below is from this machine's 2 cores; rows with more workers than that are marked oversubscribed.
+
 | bench | when | load average (1, 5, 15 min) |
 |---|---|---|
 | w3 | before | 0.10 0.20 0.30 |
@@ -121,4 +123,26 @@ fn malformed_input_is_an_error_naming_the_line() {
     .unwrap_err();
     assert!(err.starts_with("line 2:"), "{err}");
     assert!(render::parse_meta("no tab here").is_err());
+}
+
+#[test]
+fn round_trip_compares_medians_and_p99s() {
+    let w4 = |system: &str, median_s: f64, p99_s: f64| {
+        Line::Result(Record {
+            bench: "w4".into(),
+            case: "sum of 16".into(),
+            workers: 2,
+            system: system.into(),
+            median_s,
+            p99_s,
+            samples: 2000,
+            items: None,
+            bytes: None,
+        })
+    };
+    let lines = [w4("rayon", 8e-6, 60e-6), w4("procyon", 4e-6, 120e-6)];
+    let text = render::render("{{tables}}", &meta(), &lines);
+    let row = "| sum of 16 | 2 | 4.0 us (p99 120.0 us) | 2.00x | 0.50x \
+               | median <= 10 us, p99 <= 100 us | **missed** (p99 <= 100 us) |";
+    assert!(text.contains(row), "got:\n{text}");
 }
