@@ -205,7 +205,7 @@ fn main() {
     };
     let rounds = match (measuring(), quick()) {
         (false, _) => 1,
-        (true, true) => 5,
+        (true, true) => 7,
         (true, false) => 15,
     };
     note_load("w5", "before");

@@ -79,7 +79,7 @@ fn main() {
     let (depths, rounds, per_block) = if !measuring() {
         (1..=3u64, 1, 1)
     } else if quick() {
-        (1..=5u64, 5, 20)
+        (1..=5u64, 7, 20)
     } else {
         (1..=5u64, 15, 50)
     };

@@ -1,7 +1,7 @@
 //! W1 (mandelbrot) and W2 (matmul) from docs/WORKLOADS.md, each in one criterion group that
 //! holds the sequential loop and, for every worker count of `PROCYON_BENCH_WORKERS`
-//! (a list such as `1,2,4`; default 2), rayon with that many threads and procyon with that many worker processes. All three
-//! run the very kernels of `examples/mandelbrot` and `examples/matrix` (included below),
+//! (a list such as `1,2,4`; default 2), rayon with that many threads and procyon with
+//! that many worker processes. All three run the very kernels of `examples/mandelbrot` and `examples/matrix` (included below),
 //! so speedups and ratios to rayon come from one run on one machine.
 //!
 //! * `w1_mandelbrot/{sequential, rayon/W, procyon/W}`: 2048 x 2048, max_iter 2000, one
@@ -410,11 +410,11 @@ fn interleaved(_: &mut Criterion) {
     let mut w1 = W1::new();
     let mut w2 = W2::new();
     for &workers in &counts {
-        let r = interleaved_rounds(&mut w1, workers, if quick() { 3 } else { 7 });
+        let r = interleaved_rounds(&mut w1, workers, if quick() { 5 } else { 7 });
         if Some(&workers) == counts.last() {
             report_rounds(W1::GROUP, workers, &r);
         }
-        let r = interleaved_rounds(&mut w2, workers, if quick() { 5 } else { 31 });
+        let r = interleaved_rounds(&mut w2, workers, if quick() { 9 } else { 31 });
         if Some(&workers) == counts.last() {
             report_rounds(W2::GROUP, workers, &r);
         }

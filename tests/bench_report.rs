@@ -95,7 +95,12 @@ fn summary_lists_every_target_at_two_workers() {
 
 #[test]
 fn run_and_scaling_sections() {
-    let text = render::render("{{run}}\n{{scaling}}", &meta(), &sample());
+    let mut lines = sample();
+    // Recorded last, listed first: the scaling table is sorted by workload and workers.
+    lines.push(rec("w1", "reference size", 2, "sequential", 2.0));
+    lines.push(rec("w1", "reference size", 2, "rayon", 1.25));
+    lines.push(rec("w1", "reference size", 2, "procyon", 1.0));
+    let text = render::render("{{run}}\n{{scaling}}", &meta(), &lines);
     let expected = "\
 - commit: abc1234
 - cores: 2
@@ -108,6 +113,7 @@ Every figure below is from this machine's 2 cores; rows with more workers than t
 
 | workload | case | workers | rayon speedup | procyon speedup |
 |---|---|---:|---:|---:|
+| w1 | reference size | 2 | 1.60x | 2.00x |
 | w3 | default chunking | 2 | 1.60x | 2.00x |
 | w3 | default chunking | 4 (oversubscribed) | 0.80x | 1.00x |
 | w5 | 512 MiB warm | 2 | 1.25x | 2.00x |

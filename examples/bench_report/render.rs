@@ -349,7 +349,9 @@ fn scaling(groups: &[Group<'_>], cores: usize) -> String {
     let mut s = String::from(
         "| workload | case | workers | rayon speedup | procyon speedup |\n|---|---|---:|---:|---:|\n",
     );
-    for g in groups.iter().filter(|g| scales(g.bench, g.case)) {
+    let mut rows: Vec<&Group<'_>> = groups.iter().filter(|g| scales(g.bench, g.case)).collect();
+    rows.sort_by(|a, b| (a.bench, a.case, a.workers).cmp(&(b.bench, b.case, b.workers)));
+    for g in rows {
         let Some(seq) = g.systems.get("sequential") else {
             continue;
         };
