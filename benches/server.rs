@@ -1,5 +1,6 @@
 //! `examples/server` under load: requests per second and p50 / p99 latency for small
-//! (64 x 64) and large (1024 x 1024) tiles at 2 workers, rendered by the procyon pool
+//! (64 x 64) and large (1024 x 1024) tiles at 2 workers (or each count of
+//! `PROCYON_BENCH_WORKERS`, a list such as `1,2,4`), rendered by the procyon pool
 //! and, in the same run, by the same server rendering with rayon inside
 //! `spawn_blocking` (`--engine rayon`).
 //!
@@ -30,7 +31,6 @@ use std::time::{Duration, Instant};
 
 /// Connections sending requests at once.
 const CONNECTIONS: usize = 8;
-const WORKERS: &str = "2";
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 /// A tile to ask for, and how many times.
@@ -68,13 +68,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &PathBuf, engine: &str) -> Server {
+    fn start(binary: &PathBuf, engine: &str, workers: usize) -> Server {
         let mut child = Command::new(binary)
             .args([
                 "--addr",
                 "127.0.0.1:0",
                 "--workers",
-                WORKERS,
+                &workers.to_string(),
                 "--engine",
                 engine,
             ])
@@ -176,12 +176,19 @@ fn main() {
         },
     ];
     let binary = server_binary();
-    println!("server bench: {WORKERS} workers, {CONNECTIONS} keep-alive connections on loopback");
+    for workers in support::workers() {
+        run_cases(&binary, &cases, workers);
+    }
+}
+
+/// Every case at `workers` workers (rayon: as many threads), engines interleaved.
+fn run_cases(binary: &PathBuf, cases: &[Case], workers: usize) {
+    println!("server bench: {workers} workers, {CONNECTIONS} keep-alive connections on loopback");
     println!(
         "{:<26} {:<8} {:>9} {:>10} {:>10}",
         "tile", "engine", "req/s", "p50", "p99"
     );
-    for case in &cases {
+    for case in cases {
         let mut checksum = None;
         // Interleaved: procyon, rayon, procyon, rayon; the table shows each run.
         let engines: &[&str] = if support::measuring() {
@@ -190,7 +197,7 @@ fn main() {
             &["procyon", "rayon"]
         };
         for &engine in engines {
-            let server = Server::start(&binary, engine);
+            let server = Server::start(binary, engine, workers);
             // Warm up: the first requests fault in the mempool and the caches.
             let warm = Case {
                 requests: CONNECTIONS,
