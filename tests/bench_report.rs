@@ -1,9 +1,10 @@
 //! The report generator (examples/bench_report) turns a fixed sample of bench results into
-//! the expected tables: ratios, units, targets met and missed, oversubscribed rows.
+//! the expected tables: ratios, units, targets met and missed, oversubscribed rows; and
+//! the benches' own helpers: the worker list, the order of interleaved blocks.
 
-#[path = "../benches/support/results.rs"]
-#[allow(dead_code)]
-mod results;
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::results;
 
 #[path = "../examples/bench_report/render.rs"]
 mod render;
@@ -151,4 +152,27 @@ fn round_trip_compares_medians_and_p99s() {
     let row = "| sum of 16 | 2 | 4.0 us (p99 120.0 us) | 2.00x | 0.50x \
                | median <= 10 us, p99 <= 100 us | **missed** (p99 <= 100 us) |";
     assert!(text.contains(row), "got:\n{text}");
+}
+
+#[test]
+fn worker_lists() {
+    assert_eq!(support::parse_workers("1,2,4"), Ok(vec![1, 2, 4]));
+    assert_eq!(support::parse_workers(" 2 , 2,8,"), Ok(vec![2, 8]));
+    for bad in ["", "0", "two", "1,-2", ","] {
+        assert!(support::parse_workers(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn blocks_run_each_system_in_blocks_rotating_the_order() {
+    let mut order = Vec::new();
+    let samples = support::blocks(&["a", "b", "c"], 3, 2, |s| {
+        order.push(s.to_string());
+        order.len() as f64
+    });
+    let order: String = order.concat();
+    assert_eq!(order, "aabbccbbccaaccaabb");
+    // Each system's samples, in its own order: a ran 1st-2nd, 11th-12th, 15th-16th.
+    assert_eq!(samples[0], [1.0, 2.0, 11.0, 12.0, 15.0, 16.0]);
+    assert_eq!(samples.iter().map(Vec::len).sum::<usize>(), 18);
 }
