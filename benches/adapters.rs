@@ -1,7 +1,7 @@
 //! Per-adapter overhead against rayon on W3-sized work (100,000 items), and `par_sort`
 //! of 10 M `u64` against rayon's `par_sort_unstable`: each group holds the sequential
-//! loop, rayon with N threads and procyon with N worker processes (N = the number of
-//! CPUs), measured in the same run.
+//! loop, rayon with N threads and procyon with N worker processes (each N of
+//! `PROCYON_BENCH_WORKERS`, a list such as `1,2,4`; default 2), measured in the same run.
 //!
 //! * `zip`: `a.zip(b).map(x * y).sum()` over two `f64` arrays;
 //! * `flat_map`: three items per input, summed (rayon: `flat_map_iter`, the form whose
@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{quick, rayon_pool};
+use support::{quick, rayon_pool, workers};
 
 /// Items of the adapter groups (W3's size).
 const N: u64 = 100_000;
@@ -48,8 +48,14 @@ fn load() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_else(|_| "unknown".into())
 }
 
+/// Every group at each worker count of `PROCYON_BENCH_WORKERS` (default 2).
 fn adapters(c: &mut Criterion) {
-    let workers = num_cpus::get();
+    for w in workers() {
+        adapters_at(c, w);
+    }
+}
+
+fn adapters_at(c: &mut Criterion, workers: usize) {
     let pool = Pool::builder()
         .workers(workers)
         .mempool_size(512 << 20)

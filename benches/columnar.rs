@@ -1,6 +1,7 @@
 //! Variable-size items (issue 14): the shared columnar layout and the serde path, each
 //! against the sequential loop (and rayon where it applies) in the same run, with N
-//! workers / threads (N = the number of CPUs).
+//! workers / threads for each N of `PROCYON_BENCH_WORKERS` (a list such as `1,2,4`;
+//! default 2).
 //!
 //! * `strings_5m`: the length in characters of 5 M short words, summed: through a
 //!   `SharedStrings` built from the `Vec<String>` in every iteration (the staging copy is
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{median, quick, rayon_pool, time};
+use support::{median, quick, rayon_pool, time, workers};
 
 fn configure(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     g.sample_size(10);
@@ -88,7 +89,12 @@ fn word(k: u64) -> String {
 }
 
 fn strings(c: &mut Criterion) {
-    let workers = num_cpus::get();
+    for w in workers() {
+        strings_at(c, w);
+    }
+}
+
+fn strings_at(c: &mut Criterion, workers: usize) {
     let pool = Pool::builder()
         .workers(workers)
         .mempool_size(512 << 20)
@@ -186,7 +192,12 @@ fn costly(r: &Rec) -> u64 {
 }
 
 fn serde_path(c: &mut Criterion) {
-    let workers = num_cpus::get();
+    for w in workers() {
+        serde_path_at(c, w);
+    }
+}
+
+fn serde_path_at(c: &mut Criterion, workers: usize) {
     let pool = Pool::builder()
         .workers(workers)
         .mempool_size(512 << 20)

@@ -1,5 +1,6 @@
 //! `examples/server` under load: requests per second and p50 / p99 latency for small
-//! (64 x 64) and large (1024 x 1024) tiles at 2 workers, rendered by the procyon pool
+//! (64 x 64) and large (1024 x 1024) tiles at 2 workers (or each count of
+//! `PROCYON_BENCH_WORKERS`, a list such as `1,2,4`), rendered by the procyon pool
 //! and, in the same run, by the same server rendering with rayon inside
 //! `spawn_blocking` (`--engine rayon`).
 //!
@@ -30,7 +31,6 @@ use std::time::{Duration, Instant};
 
 /// Connections sending requests at once.
 const CONNECTIONS: usize = 8;
-const WORKERS: &str = "2";
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 /// A tile to ask for, and how many times.
@@ -40,7 +40,7 @@ struct Case {
     requests: usize,
 }
 
-/// The release server example, built if missing.
+/// The server example, built in this bench's profile if missing or stale.
 fn server_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("bench binary path");
     let target = exe
@@ -48,11 +48,14 @@ fn server_binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps");
     let path = target.join("examples").join("server");
-    // Always ask cargo: it rebuilds only what changed.
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--example", "server"])
-        .status()
-        .expect("cargo runs");
+    // Always ask cargo: it rebuilds only what changed. In the profile this bench was
+    // built in (`cargo test --benches` builds it in debug, next to target/debug/examples).
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--example", "server"]);
+    if target.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
     assert!(status.success(), "building the server example failed");
     assert!(path.exists(), "{} is missing", path.display());
     path
@@ -65,13 +68,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &PathBuf, engine: &str) -> Server {
+    fn start(binary: &PathBuf, engine: &str, workers: usize) -> Server {
         let mut child = Command::new(binary)
             .args([
                 "--addr",
                 "127.0.0.1:0",
                 "--workers",
-                WORKERS,
+                &workers.to_string(),
                 "--engine",
                 engine,
             ])
@@ -151,8 +154,15 @@ fn load(server: &Server, case: &Case) -> (f64, Duration, Duration, u64) {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported: there is one run.
-    let quick = support::quick();
-    let scale = if quick { 10 } else { 1 };
+    // `cargo test --benches` (no `--bench`) runs each case once, at a hundredth of the
+    // requests: it checks that the bench works, it measures nothing.
+    let scale = if !support::measuring() {
+        100
+    } else if support::quick() {
+        10
+    } else {
+        1
+    };
     let cases = [
         Case {
             name: "64x64, max_iter 200",
@@ -162,20 +172,32 @@ fn main() {
         Case {
             name: "1024x1024, max_iter 200",
             query: "width=1024&height=1024&max_iter=200",
-            requests: 40 / scale,
+            requests: (40 / scale).max(2),
         },
     ];
     let binary = server_binary();
-    println!("server bench: {WORKERS} workers, {CONNECTIONS} keep-alive connections on loopback");
+    for workers in support::workers() {
+        run_cases(&binary, &cases, workers);
+    }
+}
+
+/// Every case at `workers` workers (rayon: as many threads), engines interleaved.
+fn run_cases(binary: &PathBuf, cases: &[Case], workers: usize) {
+    println!("server bench: {workers} workers, {CONNECTIONS} keep-alive connections on loopback");
     println!(
         "{:<26} {:<8} {:>9} {:>10} {:>10}",
         "tile", "engine", "req/s", "p50", "p99"
     );
-    for case in &cases {
+    for case in cases {
         let mut checksum = None;
         // Interleaved: procyon, rayon, procyon, rayon; the table shows each run.
-        for engine in ["procyon", "rayon", "procyon", "rayon"] {
-            let server = Server::start(&binary, engine);
+        let engines: &[&str] = if support::measuring() {
+            &["procyon", "rayon", "procyon", "rayon"]
+        } else {
+            &["procyon", "rayon"]
+        };
+        for &engine in engines {
+            let server = Server::start(binary, engine, workers);
             // Warm up: the first requests fault in the mempool and the caches.
             let warm = Case {
                 requests: CONNECTIONS,

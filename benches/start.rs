@@ -16,7 +16,7 @@ use procyon::{Pool, StartMode};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::median;
+use support::{median, workers};
 
 const ROUNDS: usize = 20;
 
@@ -42,16 +42,13 @@ fn build_and_drop(mode: StartMode, workers: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let workers: usize = std::env::var("PROCYON_BENCH_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(2);
+    let counts = workers();
     let mut heaps: Vec<usize> = vec![0, 256 << 20, 1 << 30];
     if std::env::var_os("PROCYON_BENCH_BIG_HEAP").is_some() {
         heaps.push(4 << 30);
     }
     let t = Instant::now();
-    let (first, _) = build_and_drop(StartMode::ForkServer, workers);
+    let (first, _) = build_and_drop(StartMode::ForkServer, counts[0]);
     println!(
         "first fork-server build (server started): {first:.2} ms; then {:.2} ms for its drop included",
         t.elapsed().as_secs_f64() * 1e3
@@ -64,7 +61,10 @@ fn main() {
             ballast[i] = 1;
         }
         black_box(&ballast);
-        for mode in [StartMode::ForkServer, StartMode::Fork] {
+        for (&workers, mode) in counts
+            .iter()
+            .flat_map(|w| [(w, StartMode::ForkServer), (w, StartMode::Fork)])
+        {
             let (mut b, mut d) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 let (bt, dt) = build_and_drop(mode, workers);

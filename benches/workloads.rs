@@ -1,7 +1,7 @@
 //! W1 (mandelbrot) and W2 (matmul) from docs/WORKLOADS.md, each in one criterion group that
-//! holds the sequential loop and, for every worker count from 1 to the number of CPUs,
-//! rayon with that many threads and procyon with that many worker processes. All three
-//! run the very kernels of `examples/mandelbrot` and `examples/matrix` (included below),
+//! holds the sequential loop and, for every worker count of `PROCYON_BENCH_WORKERS`
+//! (a list such as `1,2,4`; default 2), rayon with that many threads and procyon with
+//! that many worker processes. All three run the very kernels of `examples/mandelbrot` and `examples/matrix` (included below),
 //! so speedups and ratios to rayon come from one run on one machine.
 //!
 //! * `w1_mandelbrot/{sequential, rayon/W, procyon/W}`: 2048 x 2048, max_iter 2000, one
@@ -13,10 +13,12 @@
 //!
 //! Criterion measures one benchmark after the other, so a burst of load from another
 //! user of the machine lands on one of them only. The last part therefore measures the
-//! three systems *interleaved* (sequential, rayon, procyon, again and again, at the
-//! largest worker count) and prints the median of the per-round speedups and ratios,
-//! which such bursts move much less; they are also saved as `interleaved.json` in the
-//! group's criterion directory. The load average is printed before each part.
+//! three systems *interleaved* (in blocks of one run each, sequential, rayon, procyon,
+//! again and again, the order rotating, at every worker count; support/blocks.rs) and
+//! records them in `results.jsonl` (support/results.rs), which `scripts/bench-report.sh`
+//! turns into BENCHMARKS.md; the largest count's medians are also saved as
+//! `interleaved.json` in the group's criterion directory. `PROCYON_BENCH_ROUNDS_ONLY=1`
+//! skips the criterion groups. The load average is printed before each part.
 //!
 //! Every run checks its result against the sequential one. `PROCYON_BENCH_QUICK=1` takes
 //! shorter samples, fewer rounds, and **shrinks W1 to 1024 x 1024** (same mapping and
@@ -38,7 +40,10 @@ use rayon::prelude::*;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{criterion_dir, median, quick, rayon_pool, time};
+use support::{
+    blocks, criterion_dir, criterion_wanted, measuring, median, note_load, quick, rayon_pool,
+    record_samples, time, workers,
+};
 
 /// The W1 kernel and its procyon form, as the example runs them.
 #[path = "../examples/mandelbrot"]
@@ -58,17 +63,6 @@ use w1::kernel::{Frame, W1_CHECKSUM};
 use w2::blocks::ROWS_PER_TASK;
 use w2::kernel::{W2_CHECKSUM, W2_N};
 
-/// Whether this is `cargo bench` rather than `cargo test --benches`, which runs each
-/// benchmark once, as a test (at the quick sizes, and without the interleaved rounds).
-fn measuring() -> bool {
-    std::env::args().any(|a| a == "--bench")
-}
-
-/// Worker counts to measure: 1 to the number of CPUs.
-fn worker_counts() -> std::ops::RangeInclusive<usize> {
-    1..=num_cpus::get()
-}
-
 /// Long iterations (W1 takes seconds): the fewest samples criterion allows, one flat
 /// batch each.
 fn configure(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, full: Duration) {
@@ -82,19 +76,13 @@ fn configure(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, full:
     }
 }
 
-/// Prints the load average, so that a run records how busy the machine was (these
-/// machines are shared: quote results with it).
-fn note_load(when: &str) {
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        eprintln!("load average {when}: {}", load.trim());
-    }
-}
-
 /// A workload in its three forms (the sequential loop, rayon, procyon), each run's
 /// output checked against the sequential one.
 trait Workload {
     /// The criterion group (also where the interleaved rounds are saved).
     const GROUP: &'static str;
+    /// The workload's name in the results ("w1", "w2").
+    const NAME: &'static str;
     /// criterion's measurement time per benchmark in full mode.
     const FULL_TIME: Duration;
     /// The arrays procyon's form works on.
@@ -145,6 +133,7 @@ impl W1 {
 
 impl Workload for W1 {
     const GROUP: &'static str = "w1_mandelbrot";
+    const NAME: &'static str = "w1";
     const FULL_TIME: Duration = Duration::from_secs(60);
     type Arrays = SharedArray<u32>;
 
@@ -226,6 +215,7 @@ impl W2 {
 
 impl Workload for W2 {
     const GROUP: &'static str = "w2_matmul";
+    const NAME: &'static str = "w2";
     const FULL_TIME: Duration = Duration::from_secs(20);
     type Arrays = [SharedArray<f64>; 3];
 
@@ -281,7 +271,7 @@ fn check<T: PartialEq + Default + Copy>(expected: &[T], out: &mut [T], who: &str
 /// The group of workload `w`: the sequential loop, then rayon and procyon at every
 /// worker count, each benchmark's output checked after it ran.
 fn bench<W: Workload>(c: &mut Criterion, mut w: W) {
-    note_load(&format!("before {}", W::GROUP));
+    note_load(W::GROUP, "before criterion's");
     let mut g = c.benchmark_group(W::GROUP);
     configure(&mut g, W::FULL_TIME);
     g.throughput(w.throughput());
@@ -295,7 +285,7 @@ fn bench<W: Workload>(c: &mut Criterion, mut w: W) {
     if std::mem::take(&mut ran) {
         w.check_own("the sequential loop");
     }
-    for workers in worker_counts() {
+    for workers in workers() {
         let rp = rayon_pool(workers);
         g.bench_with_input(BenchmarkId::new("rayon", workers), &workers, |b, _| {
             ran = true;
@@ -318,11 +308,15 @@ fn bench<W: Workload>(c: &mut Criterion, mut w: W) {
 }
 
 fn w1_mandelbrot(c: &mut Criterion) {
-    bench(c, W1::new());
+    if criterion_wanted() {
+        bench(c, W1::new());
+    }
 }
 
 fn w2_matmul(c: &mut Criterion) {
-    bench(c, W2::new());
+    if criterion_wanted() {
+        bench(c, W2::new());
+    }
 }
 
 /// Prints the medians of interleaved rounds (`rounds[i] = (sequential, rayon, procyon)`
@@ -359,42 +353,73 @@ fn report_rounds(group: &str, workers: usize, rounds: &[(f64, f64, f64)]) {
     }
 }
 
-/// `rounds` rounds of the three forms of `w` one right after the other, after a warm-up
-/// run of procyon's (the workers' first touch of the arrays' pages). Every run's output
-/// is checked, and cleared, before the next run (untimed).
+/// `rounds` rounds of the three forms of `w` in interleaved blocks of one run each (the
+/// order rotating; support/blocks.rs), after a warm-up run of procyon's (the workers'
+/// first touch of the arrays' pages), recorded in the results. Every run's output is
+/// checked, and cleared, before the next run (untimed). Returns the rounds as
+/// `(sequential, rayon, procyon)` seconds.
 fn interleaved_rounds<W: Workload>(
-    mut w: W,
-    rp: &rayon::ThreadPool,
+    w: &mut W,
     workers: usize,
     rounds: usize,
-) {
+) -> Vec<(f64, f64, f64)> {
+    let rp = rayon_pool(workers);
     let (pool, mut arrays) = w.procyon_pool(workers);
     w.procyon(&pool, &mut arrays);
     w.check_procyon(&mut arrays);
-    let r: Vec<_> = (0..rounds)
-        .map(|_| {
-            let seq = time(|| w.sequential());
+    const SYSTEMS: [&str; 3] = ["sequential", "rayon", "procyon"];
+    let samples = blocks(&SYSTEMS, rounds, 1, |system| match system {
+        "sequential" => {
+            let t = time(|| w.sequential());
             w.check_own("the sequential loop");
-            let rayon = time(|| w.rayon(rp));
+            t
+        }
+        "rayon" => {
+            let t = time(|| w.rayon(&rp));
             w.check_own("rayon");
-            let procyon = time(|| w.procyon(&pool, &mut arrays));
+            t
+        }
+        _ => {
+            let t = time(|| w.procyon(&pool, &mut arrays));
             w.check_procyon(&mut arrays);
-            (seq, rayon, procyon)
-        })
+            t
+        }
+    });
+    let r = (0..rounds)
+        .map(|i| (samples[0][i], samples[1][i], samples[2][i]))
         .collect();
-    report_rounds(W::GROUP, workers, &r);
+    let case = if W::NAME == "w1" && quick() {
+        "1024 x 1024 (quick)"
+    } else {
+        "reference size"
+    };
+    for (system, s) in SYSTEMS.iter().zip(samples) {
+        record_samples(W::NAME, case, workers, system, s, None, None);
+    }
+    r
 }
 
+/// The interleaved rounds of W1 and W2 at every worker count; the last count's are also
+/// saved as `interleaved.json` beside criterion's results, for `plot_speedup`.
 fn interleaved(_: &mut Criterion) {
     if !measuring() {
         return;
     }
-    let workers = *worker_counts().end();
-    let rp = rayon_pool(workers);
-    note_load("before the interleaved rounds");
-    interleaved_rounds(W1::new(), &rp, workers, if quick() { 3 } else { 7 });
-    interleaved_rounds(W2::new(), &rp, workers, if quick() { 5 } else { 31 });
-    note_load("at the end");
+    let counts = workers();
+    note_load("w1 w2", "before");
+    let mut w1 = W1::new();
+    let mut w2 = W2::new();
+    for &workers in &counts {
+        let r = interleaved_rounds(&mut w1, workers, if quick() { 5 } else { 7 });
+        if Some(&workers) == counts.last() {
+            report_rounds(W1::GROUP, workers, &r);
+        }
+        let r = interleaved_rounds(&mut w2, workers, if quick() { 9 } else { 31 });
+        if Some(&workers) == counts.last() {
+            report_rounds(W2::GROUP, workers, &r);
+        }
+    }
+    note_load("w1 w2", "after");
 }
 
 criterion_group!(workloads, w1_mandelbrot, w2_matmul, interleaved);

@@ -14,6 +14,11 @@
 //! rounds the benchmark saves (`<group>/interleaved.json`) get a second table and
 //! triangles on the plot. With `--list` it prints the median of every benchmark it finds
 //! instead (for `benches/engine.rs`).
+//!
+//! With `--results <results.jsonl>` (what `scripts/bench-report.sh` uses) it draws the
+//! same plot from the interleaved block rounds the benches record instead of criterion's
+//! medians (benches/support/results.rs), and prints no table: `examples/bench_report`
+//! writes the report's tables from the same file.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -25,6 +30,10 @@ use serde::Deserialize;
 
 #[path = "../benches/support/criterion_dir.rs"]
 mod support;
+
+#[path = "../benches/support/results.rs"]
+#[allow(dead_code)] // the writing half is the benches'
+mod results;
 
 /// The groups of `benches/workloads.rs`, with the names used in the table.
 const GROUPS: [(&str, &str); 2] = [
@@ -57,6 +66,10 @@ struct Args {
     /// (for the engine benchmarks' W3 to W5), and draw nothing.
     #[arg(long)]
     list: bool,
+    /// Instead of criterion's medians: the interleaved rounds recorded in this
+    /// `results.jsonl` (by `scripts/bench-report.sh`'s run).
+    #[arg(long)]
+    results: Option<PathBuf>,
 }
 
 /// The part of criterion's `estimates.json` we use.
@@ -135,6 +148,47 @@ fn load(dir: &Path, group: &str, name: &'static str) -> Result<Workload, Box<dyn
     })
 }
 
+/// W1 and W2 from the benches' recorded rounds. Each worker count's rounds have their own
+/// sequential median, so the times are kept relative to it (sequential = 1): the plot's
+/// speedups are then each count's own.
+fn load_results(path: &Path) -> Result<Vec<Workload>, Box<dyn Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines = results::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (bench, name) in [("w1", GROUPS[0].1), ("w2", GROUPS[1].1)] {
+        let mut times: BTreeMap<u32, BTreeMap<String, f64>> = BTreeMap::new();
+        for line in &lines {
+            if let results::Line::Result(r) = line {
+                if r.bench == bench {
+                    times
+                        .entry(r.workers as u32)
+                        .or_default()
+                        .insert(r.system.clone(), r.median_s);
+                }
+            }
+        }
+        let parallel: BTreeMap<u32, (f64, f64)> = times
+            .iter()
+            .filter_map(|(&w, t)| {
+                let seq = t.get("sequential")?;
+                Some((w, (t.get("rayon")? / seq, t.get("procyon")? / seq)))
+            })
+            .collect();
+        if !parallel.is_empty() {
+            out.push(Workload {
+                name,
+                sequential: 1.0,
+                parallel,
+                interleaved: None,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no W1 or W2 rounds to plot", path.display()).into());
+    }
+    Ok(out)
+}
+
 fn print_table(workloads: &[Workload]) {
     println!("| workload | workers | sequential | rayon | procyon | speedup rayon | speedup procyon | procyon / rayon |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -184,7 +238,7 @@ fn seconds(s: f64) -> String {
     }
 }
 
-fn plot(workloads: &[Workload], out: &Path) -> Result<(), Box<dyn Error>> {
+fn plot(workloads: &[Workload], out: &Path, caption: &str) -> Result<(), Box<dyn Error>> {
     let max_workers = workloads
         .iter()
         .flat_map(|w| w.parallel.keys())
@@ -196,10 +250,7 @@ fn plot(workloads: &[Workload], out: &Path) -> Result<(), Box<dyn Error>> {
     let root = BitMapBackend::new(out, (800, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Speedup over the sequential loop (median of criterion samples)",
-            ("sans-serif", 22),
-        )
+        .caption(caption, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(54)
@@ -360,16 +411,28 @@ fn main() -> Result<(), Box<dyn Error>> {
     if args.list {
         return list(&dir);
     }
-    let workloads = GROUPS
-        .iter()
-        .map(|&(group, name)| load(&dir, group, name))
-        .collect::<Result<Vec<_>, _>>()?;
-    print_table(&workloads);
+    let (workloads, caption) = match &args.results {
+        Some(path) => (
+            load_results(path)?,
+            "Speedup over the sequential loop (medians of interleaved rounds)",
+        ),
+        None => {
+            let w = GROUPS
+                .iter()
+                .map(|&(group, name)| load(&dir, group, name))
+                .collect::<Result<Vec<_>, _>>()?;
+            print_table(&w);
+            (
+                w,
+                "Speedup over the sequential loop (median of criterion samples)",
+            )
+        }
+    };
     register_font(args.font.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    plot(&workloads, &args.out)?;
+    plot(&workloads, &args.out, caption)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -1,0 +1,127 @@
+//! W7 nested tree (docs/WORKLOADS.md): a tree of fan-out 4 and depth d = 1..5 whose leaves
+//! return 1 and whose nodes sum their children (result 4^d), in four forms:
+//!
+//! * `procyon`: every node's task starts its 4 children as one nested job through its
+//!   `Ctx` (`ctx.par_range(..).with_max_len(1).map_ctx(..)`); the root's job comes from
+//!   the client. A tree of depth d is (4^d - 1) / 3 jobs.
+//! * `rayon`: the same shape with nested `into_par_iter().with_max_len(1)`.
+//! * `procyon-flat`: one flat job over the 4^d leaves, one item per chunk.
+//! * `sequential`: the recursion on one thread.
+//!
+//! Systems run in interleaved blocks (support/blocks.rs), every tree's sum checked;
+//! `PROCYON_BENCH_WORKERS=1,2,4` gives the worker counts (default 2). Under
+//! `cargo test --benches` it runs depths 1 to 3 once. Plain binary (`harness = false`).
+
+use std::hint::black_box;
+
+use procyon::{Ctx, Pool};
+use rayon::prelude::*;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{blocks, measuring, note_load, quick, rayon_pool, record_samples, time, workers};
+
+/// A node at `depth` (0: a leaf) inside a worker: its children as one nested job. The
+/// children's depth travels in the range's items (child `i` of the range `4(d-1)..4d`
+/// has depth `i / 4`), so the job carries no state to encode.
+fn procyon_node(ctx: &Ctx, depth: u64) -> u64 {
+    if depth == 0 {
+        return black_box(1);
+    }
+    let lo = 4 * (depth - 1);
+    ctx.par_range(lo..lo + 4)
+        .with_max_len(1)
+        .map_ctx(|ctx: &Ctx, i: u64| procyon_node(ctx, i / 4))
+        .sum::<u64>()
+        .expect("nested job")
+}
+
+/// The tree of `depth` from the client: the root's children as one job.
+fn procyon_tree(pool: &Pool, depth: u64) -> u64 {
+    let lo = 4 * (depth - 1);
+    pool.par_range(lo..lo + 4)
+        .with_max_len(1)
+        .map_ctx(|ctx: &Ctx, i: u64| procyon_node(ctx, i / 4))
+        .sum::<u64>()
+        .expect("tree job")
+}
+
+/// One flat job over the tree's 4^depth leaves, one item per chunk.
+fn procyon_flat(pool: &Pool, depth: u64) -> u64 {
+    pool.par_range(0..4u64.pow(depth as u32))
+        .with_max_len(1)
+        .map(|_: u64| black_box(1u64))
+        .sum::<u64>()
+        .expect("flat job")
+}
+
+fn rayon_node(depth: u64) -> u64 {
+    if depth == 0 {
+        return black_box(1);
+    }
+    (0..4usize)
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|_| rayon_node(depth - 1))
+        .sum()
+}
+
+fn sequential_node(depth: u64) -> u64 {
+    if depth == 0 {
+        return black_box(1);
+    }
+    (0..4).map(|_| sequential_node(depth - 1)).sum()
+}
+
+const SYSTEMS: [&str; 4] = ["sequential", "rayon", "procyon", "procyon-flat"];
+
+fn main() {
+    let (depths, rounds, per_block) = if !measuring() {
+        (1..=3u64, 1, 1)
+    } else if quick() {
+        (1..=5u64, 7, 20)
+    } else {
+        (1..=5u64, 15, 50)
+    };
+    note_load("w7", "before");
+    for w in workers() {
+        let pool = Pool::builder()
+            .workers(w)
+            .mempool_size(256 << 20)
+            .build()
+            .expect("pool");
+        let rp = rayon_pool(w);
+        for depth in depths.clone() {
+            let expected = 4u64.pow(depth as u32);
+            // Fewer trees per block as they grow (a depth-5 tree is 341 jobs).
+            let per_block = (per_block >> depth.saturating_sub(3)).max(1);
+            let samples = blocks(&SYSTEMS, rounds, per_block, |system| {
+                let mut got = 0;
+                let t = time(|| {
+                    got = match system {
+                        "sequential" => sequential_node(depth),
+                        "rayon" => rp.install(|| rayon_node(depth)),
+                        "procyon" => procyon_tree(&pool, depth),
+                        _ => procyon_flat(&pool, depth),
+                    }
+                });
+                assert_eq!(got, expected, "{system}'s tree of depth {depth}");
+                t
+            });
+            // items: the tree's nested jobs, (4^d - 1) / 3, for the cost per job.
+            let jobs = (expected - 1) / 3;
+            for (system, s) in SYSTEMS.iter().zip(samples) {
+                record_samples(
+                    "w7",
+                    &format!("depth {depth}"),
+                    w,
+                    system,
+                    s,
+                    Some(jobs),
+                    None,
+                );
+            }
+        }
+    }
+    note_load("w7", "after");
+}

@@ -1,0 +1,78 @@
+//! Systems measured in interleaved blocks: each round runs a block of iterations of one
+//! system, then a block of the next, and so on, the order rotating from round to round.
+//! Never job by job: procyon's idle workers and rayon's idle threads spin for a while
+//! after a job, on the very CPUs the other system needs next, so alternating single jobs
+//! charges each system for the other's spinning. A burst of load from elsewhere still
+//! lands on every system alike, which is what a single criterion group per system cannot
+//! offer.
+
+use super::results::{self, Line, Record};
+
+/// Runs `rounds` rounds of a block of `per_block` iterations of every system in
+/// `systems`, and returns each system's per-iteration seconds (in `systems`' order).
+/// `run(name)` performs one iteration of system `name`, checks its result (untimed), and
+/// returns the seconds its timed part took.
+pub fn blocks(
+    systems: &[&str],
+    rounds: usize,
+    per_block: usize,
+    mut run: impl FnMut(&str) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::with_capacity(rounds * per_block); systems.len()];
+    for round in 0..rounds {
+        for k in 0..systems.len() {
+            let s = (k + round) % systems.len();
+            for _ in 0..per_block {
+                out[s].push(run(systems[s]));
+            }
+        }
+    }
+    out
+}
+
+/// The value at quantile `p` of `sorted` (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Records (and prints) the median and p99 of `samples` (seconds per iteration) of
+/// `system` on `case` of `bench` with `workers` workers; `items` and `bytes` per
+/// iteration, when counted. Written only under `cargo bench`.
+#[allow(clippy::too_many_arguments)]
+pub fn record_samples(
+    bench: &str,
+    case: &str,
+    workers: usize,
+    system: &str,
+    mut samples: Vec<f64>,
+    items: Option<u64>,
+    bytes: Option<u64>,
+) -> Record {
+    samples.sort_by(f64::total_cmp);
+    let r = Record {
+        bench: bench.into(),
+        case: case.into(),
+        workers,
+        system: system.into(),
+        median_s: percentile(&samples, 0.5),
+        p99_s: percentile(&samples, 0.99),
+        samples: samples.len(),
+        items,
+        bytes,
+    };
+    let extra = match (items, bytes) {
+        (_, Some(b)) => format!(", {:.1} GB/s", b as f64 / r.median_s / 1e9),
+        (Some(n), None) => format!(", {:.1} ns/item", r.median_s / n as f64 * 1e9),
+        (None, None) => String::new(),
+    };
+    println!(
+        "{bench} {case}, {workers} workers, {system}: median {:.2} us, p99 {:.2} us over {}{extra}",
+        r.median_s * 1e6,
+        r.p99_s * 1e6,
+        r.samples
+    );
+    if super::measuring() {
+        results::write(&Line::Result(r.clone()));
+    }
+    r
+}
