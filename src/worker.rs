@@ -129,6 +129,14 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     }
 }
 
+/// What ended an idle worker's wait.
+enum Woken {
+    Job(JobId),
+    Closed,
+    /// Only lazy jobs are there: wait again, no longer than until the first one opens.
+    Lazy,
+}
+
 /// Waits for a job this idle worker may join: `None` once the pool is closed or, for a
 /// spare, at `linger`.
 fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
@@ -145,11 +153,15 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
         }
     };
     loop {
+        let mut waiting_for_due = false;
         let until = match due.take() {
             // A lazy job opens within microseconds (or is done by then): spin until it
             // does rather than sleep, so that the nested jobs its owner keeps starting
             // find nobody asleep to wake (a futex wake costs more than such a job).
+            // Meanwhile we rescan only when the run set changes: reading the lazy job's
+            // header again and again would pull its cache lines away from its owner.
             Some(t) if !setup.pool.config.spin.is_zero() => {
+                let mut seen = control.run_set_fingerprint();
                 while process::monotonic_ns() < t {
                     for _ in 0..64 {
                         std::hint::spin_loop();
@@ -157,14 +169,19 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
                     if header.closed.load(Ordering::SeqCst) != 0 {
                         return None;
                     }
-                    let mut later = None;
-                    if let Some(id) = scan(&mut later) {
-                        return Some(id);
+                    let now = control.run_set_fingerprint();
+                    if now != seen {
+                        seen = now;
+                        let mut later = None;
+                        if let Some(id) = scan(&mut later) {
+                            return Some(id);
+                        }
                     }
                 }
                 continue;
             }
             Some(t) => {
+                waiting_for_due = true;
                 let wait = Duration::from_nanos(t.saturating_sub(process::monotonic_ns()));
                 let at = Instant::now() + wait;
                 Some(linger.map_or(at, |l| l.min(at)))
@@ -172,15 +189,22 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
             None => linger,
         };
         // The scan is the event's condition, so a job made runnable while we go to sleep
-        // is seen (see `futex`'s protocol).
+        // is seen (see `futex`'s protocol). A lazy job found while the wait is not bounded
+        // by one ends the wait, so that the next one is bounded by its time (or spins).
         let next = header.work.wait_until(setup.pool.config.spin, until, || {
             if header.closed.load(Ordering::SeqCst) != 0 {
-                return Some(None);
+                return Some(Woken::Closed);
             }
-            scan(&mut due).map(Some)
+            match scan(&mut due) {
+                Some(id) => Some(Woken::Job(id)),
+                None if due.is_some() && !waiting_for_due => Some(Woken::Lazy),
+                None => None,
+            }
         });
         match next {
-            Some(found) => return found,
+            Some(Woken::Job(id)) => return Some(id),
+            Some(Woken::Closed) => return None,
+            Some(Woken::Lazy) => continue,
             None if linger.is_some_and(|l| Instant::now() >= l) => return None,
             // A lazy job's time came (or a spurious timeout): scan again.
             None => continue,

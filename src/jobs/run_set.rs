@@ -29,7 +29,24 @@ impl Control {
     /// Puts job `slot` in the run set and wakes idle workers. Call after publishing it.
     pub(crate) fn make_runnable(&self, slot: usize) {
         self.header().runnable[slot / 64].fetch_or(1 << (slot % 64), Ordering::SeqCst);
-        self.header().work.notify();
+        if self.slot(slot).is_lazy() {
+            // Its owner runs it anyway: only sleepers need telling (they learn its time and
+            // sleep no longer), and the shared `seq` word is left alone for the many small
+            // nested jobs a tree starts. The bit above is set and scanned with SeqCst, as
+            // `notify_sleepers` requires.
+            self.header().work.notify_sleepers();
+        } else {
+            self.header().work.notify();
+        }
+    }
+
+    /// A fingerprint of the run set's bits: it changes whenever a job enters or leaves
+    /// it (a hint for a waiter that wants to rescan only then).
+    pub(crate) fn run_set_fingerprint(&self) -> u64 {
+        let h = self.header();
+        (0..self.slot_count() / 64).fold(0u64, |acc, w| {
+            acc.rotate_left(7) ^ h.runnable[w].load(Ordering::Relaxed)
+        })
     }
 
     /// Takes `slot` out of the run set (see the module docs for who may).

@@ -233,6 +233,12 @@ impl JobSlot {
         self.lazy_until.store(until, Ordering::Relaxed);
     }
 
+    /// Whether the job was submitted lazy and its laziness not lifted yet.
+    pub(crate) fn is_lazy(&self) -> bool {
+        // Relaxed: a hint, as in `lazy_for`.
+        self.lazy_until.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether idle workers must still pass the job by at `now`: `Some(until)` if so.
     pub(crate) fn lazy_for(&self, now: &mut Option<u64>) -> Option<u64> {
         // Relaxed: a hint (laziness only delays; the owner runs the job regardless).
@@ -288,7 +294,14 @@ impl JobSlot {
     /// pool's async waiter on the pool-wide `ended` event.
     fn notify_end(&self, ended: &Event) {
         self.event.notify();
-        ended.notify();
+        if self.parent().is_some() {
+            // A nested job is waited for by the task that started it, never by a client's
+            // async waiter: tell `ended` only if someone sleeps on it, leaving its word
+            // (shared by every process) alone.
+            ended.notify_sleepers();
+        } else {
+            ended.notify();
+        }
     }
 
     /// Marks `worker` as joined; `false` if it had joined before (then it must not run
