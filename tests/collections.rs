@@ -464,3 +464,113 @@ fn mistyped_and_stale_descriptors_are_refused() {
     assert!(matches!(desc.open(), Err(Error::InvalidDescriptor { .. })));
     assert_eq!(mem.usage().allocations, 0);
 }
+
+/// An object a task creates outlives the task when the task hands it over: the client
+/// takes the handle, sees the task's writes, and the object goes with the client's last
+/// handle (nothing left in the mempool).
+#[test]
+fn a_handed_over_object_outlives_the_task_that_made_it() {
+    use procyon::sync::{Handover, SharedDesc};
+    common::no_leaks(|| {
+        let pool = procyon::Pool::builder()
+            .workers(2)
+            .mempool_size(64 << 20)
+            .build()
+            .unwrap();
+        let base = pool.mempool().usage().in_use;
+        let handed: Handover<procyon::collections::SharedVecDesc<u64>> = pool
+            .spawn(|ctx: &procyon::Ctx| {
+                let v = procyon::collections::SharedVec::<u64>::new(ctx.mempool()).unwrap();
+                for i in 0..10_000u64 {
+                    v.push(i * 3).unwrap();
+                }
+                v.desc().hand_over().unwrap()
+            })
+            .unwrap()
+            .wait()
+            .unwrap();
+        // The task's handle is gone; the hand-over kept the vector.
+        let v = handed.take().unwrap();
+        assert_eq!(
+            v.to_vec().unwrap(),
+            (0..10_000u64).map(|i| i * 3).collect::<Vec<_>>()
+        );
+        drop(v);
+        assert_eq!(
+            pool.mempool().usage().in_use,
+            base,
+            "the vector went with its last handle"
+        );
+    });
+}
+
+/// A hand-over owns one handle: a copy made through serde can be taken once, the second
+/// take is an error, and the object is still freed exactly when its handles are gone.
+#[test]
+fn a_hand_over_is_taken_once() {
+    use procyon::sync::{Handover, Mutex, MutexDesc, SharedDesc};
+    common::no_leaks(|| {
+        let pool = procyon::Pool::builder()
+            .workers(1)
+            .mempool_size(16 << 20)
+            .build()
+            .unwrap();
+        let base = pool.mempool().usage().in_use;
+        let m = Mutex::new(pool.mempool(), 41u64).unwrap();
+        let handed = m.desc().hand_over().unwrap();
+        let bytes = bincode::serialize(&handed).unwrap();
+        let copy: Handover<MutexDesc<u64>> = bincode::deserialize(&bytes).unwrap();
+        drop(m);
+        let m = handed.take().unwrap();
+        *m.lock().unwrap() += 1;
+        let err = copy.take().unwrap_err();
+        assert!(
+            matches!(err, procyon::Error::InvalidDescriptor { .. }),
+            "{err}"
+        );
+        assert_eq!(*m.lock().unwrap(), 42);
+        drop(m);
+        assert_eq!(pool.mempool().usage().in_use, base);
+        // A freed object cannot be handed over.
+        let q = procyon::collections::SharedQueue::<u8>::new(pool.mempool(), 2).unwrap();
+        let d = q.desc();
+        drop(q);
+        assert!(d.hand_over().is_err());
+    });
+}
+
+/// The client hands an object to a task; the task takes it, and keeps it alive by
+/// handing it back.
+#[test]
+fn hand_overs_travel_both_ways() {
+    use procyon::collections::{SharedHashMap, SharedHashMapDesc};
+    use procyon::sync::{Handover, SharedDesc};
+    common::no_leaks(|| {
+        let pool = procyon::Pool::builder()
+            .workers(2)
+            .mempool_size(64 << 20)
+            .build()
+            .unwrap();
+        let map = SharedHashMap::<u32, u32>::new(pool.mempool()).unwrap();
+        map.insert(1, 10).unwrap();
+        let out = map.desc().hand_over().unwrap();
+        drop(map);
+        let back: Handover<SharedHashMapDesc<u32, u32>> = pool
+            .spawn_with(
+                out,
+                |h: &Handover<SharedHashMapDesc<u32, u32>>, _: &procyon::Ctx| {
+                    let h: Handover<SharedHashMapDesc<u32, u32>> =
+                        bincode::deserialize(&bincode::serialize(h).unwrap()).unwrap();
+                    let map = h.take().unwrap();
+                    map.insert(2, 20).unwrap();
+                    map.desc().hand_over().unwrap()
+                },
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        let map = back.take().unwrap();
+        assert_eq!(map.get(&1).unwrap(), Some(10));
+        assert_eq!(map.get(&2).unwrap(), Some(20));
+    });
+}

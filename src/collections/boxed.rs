@@ -121,3 +121,5 @@ impl<T: Pod> fmt::Debug for SharedBox<T> {
             .finish()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[T: bytemuck::Pod] SharedBoxDesc<T> => SharedBox<T>);

@@ -525,3 +525,5 @@ impl<K: Pod + Eq + Hash, V: Pod> fmt::Debug for SharedHashMap<K, V> {
             .finish()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[K: bytemuck::Pod + Eq + std::hash::Hash, V: bytemuck::Pod] SharedHashMapDesc<K, V> => SharedHashMap<K, V>);

@@ -324,3 +324,5 @@ impl<T: Pod> fmt::Debug for SharedQueue<T> {
             .finish()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[T: bytemuck::Pod] SharedQueueDesc<T> => SharedQueue<T>);

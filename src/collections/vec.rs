@@ -515,3 +515,6 @@ impl fmt::Debug for SharedBuffer {
             .finish()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[T: bytemuck::Pod] SharedVecDesc<T> => SharedVec<T>);
+crate::sync::handover::shared_desc!(impl[] SharedBufferDesc => SharedBuffer);

@@ -207,3 +207,5 @@ impl fmt::Debug for Barrier {
             .finish()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[] BarrierDesc => Barrier);

@@ -297,3 +297,5 @@ impl fmt::Debug for Condvar {
             .finish_non_exhaustive()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[] CondvarDesc => Condvar);

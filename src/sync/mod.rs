@@ -25,12 +25,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `object` (header, handle count, descriptors), `raw_lock` (robust lock and its
+//! An object a task or a process creates goes with its last handle there; to hand it to
+//! another process, send a [`Handover`] ([`SharedDesc::hand_over`]) instead of the plain
+//! descriptor.
+//!
+//! Files: `object` (header, handle count, descriptors), `handover`, `raw_lock` (robust lock and its
 //! poisoned flag), `mutex`, `condvar`, `semaphore`, `barrier`, `state` (the lock-free
 //! cores of the semaphore and the barrier, loom-checked in `loom_tests`).
 
 mod barrier;
 mod condvar;
+pub mod handover;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod mutex;
@@ -42,5 +47,6 @@ mod state;
 pub use barrier::{Barrier, BarrierDesc, BarrierWaitResult};
 pub(crate) use condvar::Signal;
 pub use condvar::{Condvar, CondvarDesc, WaitTimeoutResult};
+pub use handover::{Handover, SharedDesc};
 pub use mutex::{LockError, LockResult, Mutex, MutexDesc, MutexGuard};
 pub use semaphore::{Semaphore, SemaphoreDesc};

@@ -404,3 +404,5 @@ impl<T: Pod> Drop for MutexGuard<'_, T> {
         }
     }
 }
+
+crate::sync::handover::shared_desc!(impl[T: bytemuck::Pod] MutexDesc<T> => Mutex<T>);

@@ -44,7 +44,7 @@
 
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +94,8 @@ struct Header {
     /// Size and alignment of a second element type (a map's values), else `0, 1`.
     elem2_size: u32,
     elem2_align: u32,
-    _pad: u32,
+    /// Handles owned by outstanding hand-overs (`sync::handover`), counted in `refs` too.
+    handed_over: AtomicU32,
 }
 
 /// The types an object is made for: its kind and its element type(s), checked when a
@@ -197,7 +198,7 @@ impl<B: Body> Object<B> {
                 elem_align: shape.elem.1,
                 elem2_size: shape.elem2.0,
                 elem2_align: shape.elem2.1,
-                _pad: 0,
+                handed_over: AtomicU32::new(0),
             });
         }
         let raw = block.into_raw();
@@ -352,6 +353,84 @@ impl<B: Body> Drop for Object<B> {
     }
 }
 
+/// The header of the object `desc` names, checked to be a live block of its generation.
+fn header_of(desc: &RawObjectDesc) -> Result<(Mempool, NonNull<Header>)> {
+    let pool = mempool::lookup(desc.pool_id).ok_or_else(|| {
+        Error::descriptor(format!(
+            "unknown pool {:#x}: not a pool of this process tree",
+            desc.pool_id
+        ))
+    })?;
+    let ptr = pool
+        .resolve(desc.offset, desc.generation, size_of::<Header>() as u64)?
+        .cast::<Header>();
+    Ok((pool, ptr))
+}
+
+/// Counts one more handle of the object `desc` names, owned by a hand-over
+/// (`sync::handover`): `refs` up (as `Object::open`, only from a live count) and
+/// `handed_over` up.
+///
+/// # Errors
+/// [`Error::InvalidDescriptor`] if the pool is unknown here or the object was freed.
+pub(crate) fn add_handed_over(desc: &RawObjectDesc) -> Result<()> {
+    let (_pool, ptr) = header_of(desc)?;
+    // SAFETY: `header_of` checked that the header's bytes lie in a live block of the
+    // descriptor's generation; `refs` and `handed_over` are atomics, so this races with
+    // nothing non-atomic even if the block is being freed meanwhile (the CAS below then
+    // fails on the generation or the zero count).
+    let h = unsafe { ptr.as_ref() };
+    let mut cur = h.refs.load(Ordering::Relaxed);
+    loop {
+        if cur >> 32 != desc.generation & 0xffff_ffff || cur as u32 == 0 {
+            return Err(Error::descriptor(format!(
+                "the {} was freed (its last handle was dropped)",
+                desc.shape.kind.name()
+            )));
+        }
+        if cur as u32 == u32::MAX {
+            return Err(Error::descriptor("too many handles of one object"));
+        }
+        // Relaxed: as `Arc::clone`; the caller holds a handle (or a hand-over), which
+        // keeps the object alive meanwhile.
+        match h
+            .refs
+            .compare_exchange_weak(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    // Relaxed: a count; whoever takes it over opens a handle first (see below).
+    h.handed_over.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Gives back the handle a hand-over owned, once: `handed_over` down (only from a
+/// positive count), then `refs` down. The caller holds a handle it opened just before,
+/// so `refs` stays above zero.
+///
+/// # Errors
+/// [`Error::InvalidDescriptor`] if no hand-over of the object is outstanding (this one
+/// was taken already).
+pub(crate) fn take_handed_over(desc: &RawObjectDesc) -> Result<()> {
+    let (_pool, ptr) = header_of(desc)?;
+    // SAFETY: as in `add_handed_over`; the caller's open handle keeps the block alive.
+    let h = unsafe { ptr.as_ref() };
+    // Relaxed: counts; the caller's handle keeps the object alive throughout.
+    h.handed_over
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .map_err(|_| {
+            Error::descriptor(format!(
+                "this hand-over of a {} was taken already",
+                desc.shape.kind.name()
+            ))
+        })?;
+    // AcqRel: as a handle's drop (never the last: the caller holds one).
+    h.refs.fetch_sub(1, Ordering::AcqRel);
+    Ok(())
+}
+
 fn refs_word(generation: u64, count: u32) -> u64 {
     (generation & 0xffff_ffff) << 32 | u64::from(count)
 }
@@ -359,7 +438,8 @@ fn refs_word(generation: u64, count: u32) -> u64 {
 /// Plain data naming an object in a mempool of this process tree; the typed descriptors
 /// (`MutexDesc`, `SharedVecDesc`, ...) wrap it.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RawObjectDesc {
+#[doc(hidden)]
+pub struct RawObjectDesc {
     pool_id: u64,
     offset: u64,
     generation: u64,

@@ -182,3 +182,5 @@ impl fmt::Debug for Semaphore {
             .finish()
     }
 }
+
+crate::sync::handover::shared_desc!(impl[] SemaphoreDesc => Semaphore);
