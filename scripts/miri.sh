@@ -2,7 +2,8 @@
 # The engine's unit tests that do not fork, map shared memory or run inline assembly,
 # under Miri (undefined behaviour, data races and aliasing of the raw-pointer code):
 #
-#   jobs::{state, id, slot, failure}  the job slot's state word, ids, chunk claims, failures
+#   jobs::{state, id, slot, failure, stripes}  the job slot's state word, ids, chunk claims
+#                 (one counter and per-worker stripes, claimed from threads), failures
 #   futex::tests                       the futex Event's wait / notify (Miri emulates futex)
 #   iter::{fallible, reduce, range}    short-circuit, ordered reductions, integer ranges
 #   mempool::{layout, pages}           header layout and page arithmetic
@@ -29,7 +30,7 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
   fi
 fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
-for module in jobs::state jobs::id jobs::slot jobs::failure futex::tests \
+for module in jobs::state jobs::id jobs::slot jobs::failure jobs::stripes futex::tests \
   iter::fallible iter::reduce iter::range mempool::layout mempool::pages \
   task::tests unwind::tests; do
   echo "== miri: $module"

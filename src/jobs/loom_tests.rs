@@ -121,3 +121,75 @@ fn only_one_of_two_failures_and_a_completion_wins() {
         assert_eq!(s.word.load().gen(), 1);
     });
 }
+
+/// Every item of a striped job is handed out exactly once, however two owners and a
+/// spare (no stripe of its own) interleave their claims and steals.
+#[test]
+fn stripes_hand_out_every_item_once() {
+    use super::stripes::{self, Stripe};
+    model(|| {
+        const N: u64 = 4;
+        let st: Arc<Vec<Stripe>> = Arc::new((0..2).map(|_| Stripe::empty()).collect());
+        stripes::init(&st, N);
+        let seen: Arc<Vec<AtomicU64>> = Arc::new((0..N).map(|_| AtomicU64::new(0)).collect());
+        let run = |st: Arc<Vec<Stripe>>, seen: Arc<Vec<AtomicU64>>, w: usize| {
+            while let Some(r) = stripes::claim(&st, w, 1, 2) {
+                for i in r {
+                    seen[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        let (s1, v1) = (Arc::clone(&st), Arc::clone(&seen));
+        let t1 = thread::spawn(move || run(s1, v1, 1));
+        let (s2, v2) = (Arc::clone(&st), Arc::clone(&seen));
+        let t2 = thread::spawn(move || run(s2, v2, 5));
+        run(Arc::clone(&st), Arc::clone(&seen), 0);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        for i in 0..N as usize {
+            assert_eq!(seen[i].load(Ordering::Relaxed), 1, "item {i}");
+        }
+    });
+}
+
+/// A stop racing with claims and steals: every item is either run or taken by the stop,
+/// never both, never neither, and nothing before the stop point is taken.
+#[test]
+fn a_stop_racing_with_steals_counts_every_item_once() {
+    use super::stripes::{self, Stripe};
+    model(|| {
+        const N: u64 = 4;
+        const FROM: u64 = 1;
+        let st: Arc<Vec<Stripe>> = Arc::new((0..2).map(|_| Stripe::empty()).collect());
+        stripes::init(&st, N);
+        let seen: Arc<Vec<AtomicU64>> = Arc::new((0..N).map(|_| AtomicU64::new(0)).collect());
+        let (s1, v1) = (Arc::clone(&st), Arc::clone(&seen));
+        let t1 = thread::spawn(move || {
+            while let Some(r) = stripes::claim(&s1, 0, 1, 1) {
+                for i in r {
+                    v1[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let taken = stripes::take_from(&st, FROM);
+        let mut ran = 0;
+        while let Some(r) = stripes::claim(&st, 1, 1, 1) {
+            for i in r {
+                seen[i].fetch_add(1, Ordering::Relaxed);
+                ran += 1;
+            }
+        }
+        t1.join().unwrap();
+        let total: u64 = seen.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        assert!(
+            seen.iter().all(|c| c.load(Ordering::Relaxed) <= 1),
+            "an item ran twice"
+        );
+        assert_eq!(total + taken, N, "ran {total} (here {ran}), taken {taken}");
+        assert_eq!(
+            seen[0].load(Ordering::Relaxed),
+            1,
+            "an item before the stop was taken"
+        );
+    });
+}
