@@ -332,10 +332,38 @@ impl Control {
             .count()
     }
 
+    ///
+    /// Each thread takes generations from the shared counter in blocks of [`GEN_BLOCK`]
+    /// (one shared write per block instead of one per job: the counter's cache line is
+    /// otherwise written by every worker for every nested job). A block is its process's:
+    /// a forked child (which copies the forking thread's block) starts a block of its own.
     pub(crate) fn next_gen(&self) -> u64 {
-        self.header().next_gen.fetch_add(1, Ordering::Relaxed) % (crate::jobs::id::GEN_LIMIT - 1)
-            + 1
+        let pid = crate::sys::process::cached_pid();
+        let header = self.header() as *const ControlHeader as usize;
+        let raw = GENS.with(|g| {
+            let (owner, pool, next, end) = g.get();
+            if owner == pid && pool == header && next < end {
+                g.set((owner, pool, next + 1, end));
+                return next;
+            }
+            // Relaxed: the counter only hands out disjoint blocks.
+            let start = self
+                .header()
+                .next_gen
+                .fetch_add(GEN_BLOCK, Ordering::Relaxed);
+            g.set((pid, header, start + 1, start + GEN_BLOCK));
+            start
+        });
+        raw % (crate::jobs::id::GEN_LIMIT - 1) + 1
     }
+}
+
+/// Generations a thread takes from the shared counter at a time (see `next_gen`).
+const GEN_BLOCK: u64 = 256;
+
+thread_local! {
+    /// This thread's block of generations: `(pid, pool, next, end)`.
+    static GENS: std::cell::Cell<(i32, usize, u64, u64)> = const { std::cell::Cell::new((0, 0, 0, 0)) };
 }
 
 /// Longest parent chain followed (deeper trees are treated as unrelated).
