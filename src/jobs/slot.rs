@@ -28,7 +28,8 @@
 //! a second worker joining one only moves its header's cache lines between CPUs, and
 //! costs more than it saves. So a nested job is submitted *lazy*: it is in the run set,
 //! but idle workers pass it by ([`JobSlot::lazy_for`]) until its `lazy_until` time, a
-//! fixed [`LAZY_FOR`] after submission. The owner lifts the laziness at once
+//! fixed [`LAZY_FOR`] after the first idle worker saw it (the owner of a small job never
+//! reads the clock). The owner lifts the laziness at once
 //! ([`JobSlot::open`]) when the job turns out to be worth sharing: when one of its tasks
 //! starts a nested job of its own (an inner node of a tree), when the owner waits with a
 //! deadline (it then runs nothing itself), or when the owner finds the time has passed
@@ -58,8 +59,11 @@ use crate::jobs::stripes::{self, Stripe};
 
 const JOIN_WORDS: usize = MAX_WORKERS / 64;
 
-/// How long a nested job stays lazy unless its owner opens it sooner (module docs).
+/// How long a nested job stays lazy, from the moment an idle worker first sees it,
+/// unless its owner opens it sooner (module docs).
 pub(crate) const LAZY_FOR: std::time::Duration = std::time::Duration::from_micros(20);
+/// `lazy_until` of a lazy job no idle worker has seen yet.
+const LAZY_UNTIMED: u64 = u64::MAX;
 
 /// The shared header of one job. Lives in the job table in the mempool.
 #[repr(C, align(64))]
@@ -227,10 +231,11 @@ impl JobSlot {
         }
     }
 
-    /// Makes the job lazy until `until` (`sys::process::monotonic_ns`). Claimer only,
-    /// in INIT (published with ACTIVE, Release).
-    pub(crate) fn make_lazy(&self, until: u64) {
-        self.lazy_until.store(until, Ordering::Relaxed);
+    /// Makes the job lazy; its time is set by the first idle worker that sees it (so
+    /// the owner of a small job never reads the clock). Claimer only, in INIT (published
+    /// with ACTIVE, Release).
+    pub(crate) fn make_lazy(&self) {
+        self.lazy_until.store(LAZY_UNTIMED, Ordering::Relaxed);
     }
 
     /// Whether the job was submitted lazy and its laziness not lifted yet.
@@ -239,7 +244,8 @@ impl JobSlot {
         self.lazy_until.load(Ordering::Relaxed) != 0
     }
 
-    /// Whether idle workers must still pass the job by at `now`: `Some(until)` if so.
+    /// Whether idle workers must still pass the job by at `now`: `Some(until)` if so. The
+    /// first caller to see a lazy job without a time gives it one, [`LAZY_FOR`] from now.
     pub(crate) fn lazy_for(&self, now: &mut Option<u64>) -> Option<u64> {
         // Relaxed: a hint (laziness only delays; the owner runs the job regardless).
         let until = self.lazy_until.load(Ordering::Relaxed);
@@ -247,6 +253,21 @@ impl JobSlot {
             return None;
         }
         let t = *now.get_or_insert_with(crate::sys::process::monotonic_ns);
+        if until == LAZY_UNTIMED {
+            let at = t + LAZY_FOR.as_nanos() as u64;
+            // Relaxed: as above; losing to the owner's `open` (0) or another scanner's
+            // time is fine, the value read back decides.
+            return match self.lazy_until.compare_exchange(
+                LAZY_UNTIMED,
+                at,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => Some(at),
+                Err(0) => None,
+                Err(other) => (t < other).then_some(other),
+            };
+        }
         (t < until).then_some(until)
     }
 
@@ -259,10 +280,11 @@ impl JobSlot {
         }
     }
 
-    /// Lifts the job's laziness if its time has passed (the owner, between chunks).
+    /// Lifts the job's laziness if its time has passed (the owner, between chunks; a job
+    /// no idle worker has seen yet has no time, and stays lazy).
     pub(crate) fn open_if_due(&self, work: &Event) {
-        let mut now = None;
-        if self.lazy_until.load(Ordering::Relaxed) != 0 && self.lazy_for(&mut now).is_none() {
+        let until = self.lazy_until.load(Ordering::Relaxed);
+        if until != 0 && until != LAZY_UNTIMED && crate::sys::process::monotonic_ns() >= until {
             self.open(work);
         }
     }

@@ -205,9 +205,9 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
         };
         pending += len;
         chunks += 1;
-        if chunks.is_power_of_two() && chunks.trailing_zeros() % 2 == 0 {
+        if chunks >= 4 && chunks.is_power_of_two() && chunks.trailing_zeros() % 2 == 0 {
             // A lazy job whose time has come is shared (`jobs::slot`, "Lazy nested
-            // jobs"); looking at the clock after chunks 1, 4, 16, 64, ... costs nothing.
+            // jobs"); looking after chunks 4, 16, 64, ... costs nothing.
             slot.open_if_due(work);
         }
         if stop {

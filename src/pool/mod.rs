@@ -17,7 +17,7 @@ pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
 
 use crate::camlbox::{Camlbox, Sender};
 use crate::jobs::partials::CELL_SIZE;
-use crate::jobs::slot::{INLINE_BYTES, LAZY_FOR};
+use crate::jobs::slot::INLINE_BYTES;
 use crate::jobs::stripes::{self, STRIPE_SIZE};
 use crate::jobs::{Control, MAX_JOBS, SEGMENT_SLOTS};
 use crate::jobs::{JobId, NO_PARENT};
@@ -534,7 +534,7 @@ impl PoolInner {
             // A nested job starts lazy (`jobs::slot`, "Lazy nested jobs"): we run it
             // ourselves first. Its parent, whose task starts it, is an inner node of a
             // tree from now on: worth sharing at once.
-            slot.make_lazy(process::monotonic_ns() + LAZY_FOR.as_nanos() as u64);
+            slot.make_lazy();
             let parent_slot = self.control.slot(p.slot as usize);
             if parent_slot.holds(p.gen) {
                 parent_slot.open(&self.control.header().work);
