@@ -70,26 +70,32 @@ impl WorkerEntry {
         if d >= MAX_DEPTH {
             return false;
         }
-        // SeqCst: the scheduler reads the stack after this process died; the kernel's
-        // exit/wait path orders it anyway, SeqCst keeps the reasoning local.
-        self.stack[d].store(job.pack(), Ordering::SeqCst);
-        self.depth.store(d as u32 + 1, Ordering::SeqCst);
+        // Release (paired with the Acquire loads in `jobs`): the entry is written before
+        // the depth that covers it. The scheduler reads the stack after this process died
+        // (the kernel's exit / wait path orders everything before it) or, for a live
+        // worker, once a cancel's grace period has passed (`kill_overdue`), long after
+        // these stores. Only this worker writes its row, so no stronger order is needed;
+        // a SeqCst store costs a locked instruction per nested job on x86.
+        self.stack[d].store(job.pack(), Ordering::Release);
+        self.depth.store(d as u32 + 1, Ordering::Release);
         true
     }
 
     pub(crate) fn pop(&self) {
         let d = self.depth.load(Ordering::Relaxed);
         if d > 0 {
-            self.depth.store(d - 1, Ordering::SeqCst);
+            // Release: as in `push`.
+            self.depth.store(d - 1, Ordering::Release);
         }
     }
 
-    /// The jobs a dead worker was inside.
+    /// The jobs a worker is (or a dead worker was) inside.
     pub(crate) fn jobs(&self) -> Vec<JobId> {
-        let d = (self.depth.load(Ordering::SeqCst) as usize).min(MAX_DEPTH);
+        // Acquire: pairs with `push` / `pop` (an entry below the depth read is written).
+        let d = (self.depth.load(Ordering::Acquire) as usize).min(MAX_DEPTH);
         self.stack[..d]
             .iter()
-            .filter_map(|w| JobId::unpack(w.load(Ordering::SeqCst)))
+            .filter_map(|w| JobId::unpack(w.load(Ordering::Acquire)))
             .collect()
     }
 }

@@ -224,11 +224,15 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
             pending = 0;
         }
     }
-    if let Some(m) = merged {
-        ordered.push((0, m));
-    }
-    if !ordered.is_empty() {
-        if let Err(e) = publish_partials(cx, slot, tag as u64, &ordered) {
+    // An unordered kind leaves one merged partial: published from where it is, without
+    // a vector.
+    let merged = merged.map(|m| (0u64, m));
+    let parts: &[(u64, K::Partial)] = match &merged {
+        Some(one) => std::slice::from_ref(one),
+        None => &ordered,
+    };
+    if !parts.is_empty() {
+        if let Err(e) = publish_partials(cx, slot, tag as u64, parts) {
             slot.fail(
                 &match e {
                     crate::Error::OutOfMemory {

@@ -174,7 +174,11 @@ impl Submitted {
                 continue;
             };
             let mut parts: Vec<(u64, P)> = partial.decode(&self.pool.mempool)?;
-            all.append(&mut parts);
+            if all.is_empty() {
+                all = parts;
+            } else {
+                all.append(&mut parts);
+            }
         }
         all.sort_by_key(|(start, _)| *start);
         Ok(all)
