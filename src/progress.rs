@@ -189,6 +189,11 @@ pub(crate) fn discard_reports(mempool: &Mempool, slot: &JobSlot) {
 /// Pops every report pushed to `slot`, adopting its block, and hands each to `each` with
 /// its sequence number.
 fn pop_all(mempool: &Mempool, slot: &JobSlot, mut each: impl FnMut(u64, Report)) {
+    // Most jobs send no report: look before writing (Relaxed: a hint, the swap below
+    // decides).
+    if slot.reports.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     // Acquire: pairs with the pushers' Release CAS.
     let mut off = slot.reports.swap(0, Ordering::Acquire);
     while off != 0 {
