@@ -151,7 +151,12 @@ pub(crate) fn claim(stripes: &[Stripe], worker: usize, min: u64, max: u64) -> Op
             ) {
                 Ok(_) => {
                     let start = hi - take;
-                    let size = chunk(take, min, max);
+                    // A spare keeps nothing: it runs all it took (one chunk's worth).
+                    let size = if own.is_some() {
+                        chunk(take, min, max)
+                    } else {
+                        take
+                    };
                     if let Some(o) = own {
                         if size < take {
                             // Our stripe is empty and only we refill it (module docs).
@@ -261,6 +266,21 @@ mod tests {
             );
             assert!(!any_left(&st));
         }
+    }
+
+    /// A spare (no stripe to keep loot in) runs all it steals: nothing is dropped.
+    #[test]
+    fn a_spare_runs_everything_it_steals() {
+        let st = stripes(2);
+        init(&st, 200);
+        let mut seen = vec![0u32; 200];
+        while let Some(r) = claim(&st, 9, 3, 17) {
+            assert!(r.len() <= 17);
+            for i in r {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
     }
 
     #[test]
