@@ -1,8 +1,8 @@
 //! The report generator (examples/bench_report) turns a fixed sample of bench results into
 //! the expected tables: ratios, units, targets met and missed, oversubscribed rows, the
 //! tables of issues 13-15's benches (W8, columnar, adapters, sync) with their own time
-//! columns; and
-//! the benches' own helpers: the worker list, the order of interleaved blocks.
+//! columns; and the benches' own helpers: the worker list, the order of interleaved
+//! blocks.
 
 #[path = "../benches/support/mod.rs"]
 mod support;
