@@ -308,6 +308,9 @@ fn rounds(per_block: usize) -> (usize, usize) {
     }
 }
 
+/// An adapter group's sequential, rayon and procyon forms.
+type Three<'f, R> = (&'f dyn Fn() -> R, &'f dyn Fn() -> R, &'f dyn Fn() -> R);
+
 /// The recorded part of an adapter group: `(sequential, rayon, procyon)` in interleaved
 /// blocks (support/blocks.rs), every result checked with `ok` (untimed), recorded as bench
 /// `adapters`, case `case`, with the group's `N` items.
@@ -315,7 +318,7 @@ fn recorded<R>(
     case: &str,
     workers: usize,
     per_block: usize,
-    (seq, ray, pro): (&dyn Fn() -> R, &dyn Fn() -> R, &dyn Fn() -> R),
+    (seq, ray, pro): Three<'_, R>,
     ok: impl Fn(&R) -> bool,
 ) {
     let (rounds, per_block) = rounds(per_block);
