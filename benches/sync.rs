@@ -313,6 +313,8 @@ fn recorded(mem: &Mempool) {
                 baseline: &mut dyn FnMut(u64),
                 partner: &mut dyn FnMut(&str) -> Partner| {
         let mut running: Option<(String, Partner)> = None;
+        // Recorded as the workers: the processes (threads) using the object, 1 or 2.
+        let mut users = 1;
         let samples = support::blocks(&["procyon", "baseline"], rounds, per_block, |system| {
             let op: &mut dyn FnMut(u64) = if system == "procyon" {
                 &mut *procyon
@@ -325,6 +327,7 @@ fn recorded(mem: &Mempool) {
                 let p = partner(system);
                 if !matches!(p, Partner::None) {
                     wait_started(&started);
+                    users = 2;
                 }
                 running = Some((system.to_string(), p));
                 timed(batch, &mut *op); // untimed warm-up of the block
@@ -333,7 +336,7 @@ fn recorded(mem: &Mempool) {
         });
         drop(running);
         for (system, s) in ["procyon", "baseline"].iter().zip(samples) {
-            support::record_samples("sync", case, 2, system, s, None, None);
+            support::record_samples("sync", case, users, system, s, None, None);
         }
     };
     let alone = &mut |_: &str| Partner::None;

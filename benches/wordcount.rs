@@ -32,7 +32,7 @@ const SYSTEMS: [&str; 3] = ["sequential", "rayon", "procyon"];
 fn main() {
     let (bytes, rounds) = match (measuring(), quick()) {
         (false, _) => (1_000_000, 1),
-        (true, true) => (50_000_000, 5),
+        (true, true) => (50_000_000, 7),
         (true, false) => (50_000_000, 11),
     };
     let text = text::generate(bytes, text::SEED);
