@@ -11,9 +11,14 @@
 //! * `par_sort_10m`: 10 M pseudo-random `u64`, `par_sort_unstable` in both (each
 //!   iteration sorts a fresh copy; the copy is not timed).
 //!
-//! Every result is checked against the sequential one before measuring.
-//! `PROCYON_BENCH_QUICK=1` takes shorter samples (same sizes). The load average is
-//! printed before each group: on a busy machine, read the ratios with it.
+//! Every result is checked against the sequential one before measuring. After each
+//! criterion group (skipped with `PROCYON_BENCH_ROUNDS_ONLY=1`, as
+//! `scripts/bench-report.sh` sets), the three systems run in interleaved blocks
+//! (support/blocks.rs), every result checked, recorded in `results.jsonl` as bench
+//! `adapters` for the report. `PROCYON_BENCH_QUICK=1` takes shorter samples and fewer
+//! rounds (same sizes); `cargo test --benches` runs everything once, the sort on 100,000
+//! items. The load average is printed before each group: on a busy machine, read the
+//! ratios with it.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -25,7 +30,10 @@ use rayon::prelude::*;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{quick, rayon_pool, workers};
+use support::{
+    blocks, criterion_wanted, measuring, note_load, quick, rayon_pool, record_samples, time,
+    workers,
+};
 
 /// Items of the adapter groups (W3's size).
 const N: u64 = 100_000;
@@ -50,9 +58,11 @@ fn load() -> String {
 
 /// Every group at each worker count of `PROCYON_BENCH_WORKERS` (default 2).
 fn adapters(c: &mut Criterion) {
+    note_load("adapters", "before");
     for w in workers() {
         adapters_at(c, w);
     }
+    note_load("adapters", "after");
 }
 
 fn adapters_at(c: &mut Criterion, workers: usize) {
@@ -83,13 +93,18 @@ fn adapters_at(c: &mut Criterion, workers: usize) {
     };
     let want = seq();
     assert!((ray() - want).abs() <= want * 1e-12 && (pro() - want).abs() <= want * 1e-12);
-    eprintln!("load before zip: {}", load());
-    let mut g = c.benchmark_group("zip");
-    configure(&mut g, false);
-    g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
-    g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
-    g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
-    g.finish();
+    if criterion_wanted() {
+        eprintln!("load before zip: {}", load());
+        let mut g = c.benchmark_group("zip");
+        configure(&mut g, false);
+        g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
+        g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
+        g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
+        g.finish();
+    }
+    recorded("zip", workers, 50, (&seq, &ray, &pro), |r: &f64| {
+        (r - want).abs() <= want * 1e-12
+    });
 
     // flat_map
     // black_box: without it the compiler sums the three items in closed form.
@@ -112,14 +127,20 @@ fn adapters_at(c: &mut Criterion, workers: usize) {
             .sum::<u64>()
             .unwrap()
     };
-    assert!(ray() == seq() && pro() == seq());
-    eprintln!("load before flat_map: {}", load());
-    let mut g = c.benchmark_group("flat_map");
-    configure(&mut g, false);
-    g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
-    g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
-    g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
-    g.finish();
+    let want = seq();
+    assert!(ray() == want && pro() == want);
+    if criterion_wanted() {
+        eprintln!("load before flat_map: {}", load());
+        let mut g = c.benchmark_group("flat_map");
+        configure(&mut g, false);
+        g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
+        g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
+        g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
+        g.finish();
+    }
+    recorded("flat_map", workers, 50, (&seq, &ray, &pro), |r: &u64| {
+        *r == want
+    });
 
     // filter_map
     let keep = |i: u64| (i % 3 == 0).then_some(i * 2);
@@ -133,14 +154,24 @@ fn adapters_at(c: &mut Criterion, workers: usize) {
         })
     };
     let pro = || pool.par_range(0..N).filter_map(keep).collect_vec().unwrap();
-    assert!(ray() == seq() && pro() == seq());
-    eprintln!("load before filter_map: {}", load());
-    let mut g = c.benchmark_group("filter_map");
-    configure(&mut g, false);
-    g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
-    g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
-    g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
-    g.finish();
+    let want = seq();
+    assert!(ray() == want && pro() == want);
+    if criterion_wanted() {
+        eprintln!("load before filter_map: {}", load());
+        let mut g = c.benchmark_group("filter_map");
+        configure(&mut g, false);
+        g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
+        g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
+        g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
+        g.finish();
+    }
+    recorded(
+        "filter_map",
+        workers,
+        50,
+        (&seq, &ray, &pro),
+        |r: &Vec<u64>| *r == want,
+    );
 
     // collect into a HashMap
     let pair = |i: u64| (i, i * 2);
@@ -159,19 +190,30 @@ fn adapters_at(c: &mut Criterion, workers: usize) {
             .collect::<HashMap<u64, u64>>()
             .unwrap()
     };
-    assert!(ray() == seq() && pro() == seq());
-    eprintln!("load before collect_hashmap: {}", load());
-    let mut g = c.benchmark_group("collect_hashmap");
-    configure(&mut g, false);
-    g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
-    g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
-    g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
-    g.finish();
+    let want = seq();
+    assert!(ray() == want && pro() == want);
+    if criterion_wanted() {
+        eprintln!("load before collect_hashmap: {}", load());
+        let mut g = c.benchmark_group("collect_hashmap");
+        configure(&mut g, false);
+        g.bench_function("sequential", |bn| bn.iter(|| black_box(seq())));
+        g.bench_function(label("rayon"), |bn| bn.iter(|| black_box(ray())));
+        g.bench_function(label("procyon"), |bn| bn.iter(|| black_box(pro())));
+        g.finish();
+    }
+    recorded(
+        "collect_hashmap",
+        workers,
+        5,
+        (&seq, &ray, &pro),
+        |r: &HashMap<u64, u64>| *r == want,
+    );
     drop((a, b));
 
-    // par_sort of 10 M u64
+    // par_sort of 10 M u64 (a hundredth under `cargo test --benches`)
+    let sort_n = if measuring() { SORT_N } else { SORT_N / 100 };
     let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let data: Vec<u64> = (0..SORT_N)
+    let data: Vec<u64> = (0..sort_n)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -188,32 +230,115 @@ fn adapters_at(c: &mut Criterion, workers: usize) {
     let mut v = data.clone();
     threads.install(|| v.par_sort_unstable());
     assert!(v == want);
-    drop((v, want));
-    eprintln!("load before par_sort_10m: {}", load());
-    let mut g = c.benchmark_group("par_sort_10m");
-    configure(&mut g, true);
-    g.bench_function("sequential", |bn| {
-        bn.iter_batched_ref(
-            || data.clone(),
-            |v| v.sort_unstable(),
-            BatchSize::LargeInput,
-        )
+    drop(v);
+    if criterion_wanted() {
+        eprintln!("load before par_sort_10m: {}", load());
+        let mut g = c.benchmark_group("par_sort_10m");
+        configure(&mut g, true);
+        g.bench_function("sequential", |bn| {
+            bn.iter_batched_ref(
+                || data.clone(),
+                |v| v.sort_unstable(),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(label("rayon"), |bn| {
+            bn.iter_batched_ref(
+                || data.clone(),
+                |v| threads.install(|| v.par_sort_unstable()),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(label("procyon"), |bn| {
+            bn.iter_batched_ref(
+                || pool.array_from_slice(&data).unwrap(),
+                |a| pool.par_sort_unstable(a).unwrap(),
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+
+    // Recorded: each iteration sorts a fresh copy (the copy, and the check against the
+    // sequential sort, untimed).
+    let (rounds, per_block) = rounds(2);
+    let samples = blocks(&SYSTEMS, rounds, per_block, |system| {
+        if system == "procyon" {
+            let mut a = pool.array_from_slice(&data).unwrap();
+            let t = time(|| pool.par_sort_unstable(&mut a).unwrap());
+            assert!(a[..] == want[..], "procyon's sort");
+            return t;
+        }
+        let mut v = data.clone();
+        let t = if system == "rayon" {
+            time(|| threads.install(|| v.par_sort_unstable()))
+        } else {
+            time(|| v.sort_unstable())
+        };
+        assert!(v == want, "{system}'s sort");
+        t
     });
-    g.bench_function(label("rayon"), |bn| {
-        bn.iter_batched_ref(
-            || data.clone(),
-            |v| threads.install(|| v.par_sort_unstable()),
-            BatchSize::LargeInput,
-        )
+    let case = if sort_n % 1_000_000 == 0 {
+        format!("par_sort_unstable, {} M u64", sort_n / 1_000_000)
+    } else {
+        format!("par_sort_unstable, {sort_n} u64")
+    };
+    for (system, s) in SYSTEMS.iter().zip(samples) {
+        record_samples(
+            "adapters",
+            &case,
+            workers,
+            system,
+            s,
+            Some(sort_n as u64),
+            None,
+        );
+    }
+}
+
+const SYSTEMS: [&str; 3] = ["sequential", "rayon", "procyon"];
+
+/// Rounds and iterations per block of the recorded part: `per_block` in quick mode, more
+/// of both in full mode, one of each under `cargo test --benches`.
+fn rounds(per_block: usize) -> (usize, usize) {
+    match (measuring(), quick()) {
+        (false, _) => (1, 1),
+        (true, true) => (7, per_block),
+        (true, false) => (15, 2 * per_block),
+    }
+}
+
+/// An adapter group's sequential, rayon and procyon forms.
+type Three<'f, R> = (&'f dyn Fn() -> R, &'f dyn Fn() -> R, &'f dyn Fn() -> R);
+
+/// The recorded part of an adapter group: `(sequential, rayon, procyon)` in interleaved
+/// blocks (support/blocks.rs), every result checked with `ok` (untimed), recorded as bench
+/// `adapters`, case `case`, with the group's `N` items.
+fn recorded<R>(
+    case: &str,
+    workers: usize,
+    per_block: usize,
+    (seq, ray, pro): Three<'_, R>,
+    ok: impl Fn(&R) -> bool,
+) {
+    let (rounds, per_block) = rounds(per_block);
+    let samples = blocks(&SYSTEMS, rounds, per_block, |system| {
+        let f = match system {
+            "sequential" => seq,
+            "rayon" => ray,
+            _ => pro,
+        };
+        let mut got = None;
+        let t = time(|| got = Some(f()));
+        assert!(
+            ok(got.as_ref().expect("ran")),
+            "{system}'s result on {case}"
+        );
+        t
     });
-    g.bench_function(label("procyon"), |bn| {
-        bn.iter_batched_ref(
-            || pool.array_from_slice(&data).unwrap(),
-            |a| pool.par_sort_unstable(a).unwrap(),
-            BatchSize::LargeInput,
-        )
-    });
-    g.finish();
+    for (system, s) in SYSTEMS.iter().zip(samples) {
+        record_samples("adapters", case, workers, system, s, Some(N), None);
+    }
 }
 
 criterion_group!(benches, adapters);

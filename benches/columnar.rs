@@ -13,10 +13,13 @@
 //! * `codec_1m`: the encoding and decoding of the serde path's records, bincode with
 //!   variable-length integers (the one used) against fixed-length ones.
 //!
-//! Every result is checked against the sequential one first. After the criterion groups,
-//! the systems run again in interleaved blocks (one of each, round after round, medians),
-//! so that load from elsewhere hits them alike; both are printed with the load average.
-//! `PROCYON_BENCH_QUICK=1` takes shorter samples (same sizes).
+//! Every result is checked against the sequential one first. After the criterion groups
+//! (skipped with `PROCYON_BENCH_ROUNDS_ONLY=1`, as `scripts/bench-report.sh` sets), the
+//! systems run again in interleaved blocks (support/blocks.rs: a block of each, the order
+//! rotating round after round, every result checked), recorded in `results.jsonl` as
+//! bench `columnar` for the report; the codec group is criterion's only.
+//! `PROCYON_BENCH_QUICK=1` takes shorter samples and fewer rounds (same sizes);
+//! `cargo test --benches` runs everything once on a hundredth or fiftieth of the items.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -29,7 +32,10 @@ use serde::{Deserialize, Serialize};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{median, quick, rayon_pool, time, workers};
+use support::{
+    blocks, criterion_wanted, measuring, median, note_load, quick, rayon_pool, record_samples,
+    time, workers,
+};
 
 fn configure(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     g.sample_size(10);
@@ -48,27 +54,23 @@ fn load() -> String {
         .to_string()
 }
 
-/// Runs each system once per round, `rounds` times, and prints the medians and each
-/// system's speedup over the first (the sequential loop).
-fn interleaved(name: &str, systems: &mut [(&str, &mut dyn FnMut())]) {
-    let rounds = if quick() { 5 } else { 15 };
-    let mut times = vec![Vec::new(); systems.len()];
-    for _ in 0..rounds {
-        for (t, (_, f)) in times.iter_mut().zip(systems.iter_mut()) {
-            t.push(time(&mut **f));
-        }
+/// `n` as the case names write it: "5 M", or the count itself.
+fn count_label(n: u64) -> String {
+    if n % 1_000_000 == 0 {
+        format!("{} M", n / 1_000_000)
+    } else {
+        n.to_string()
     }
-    let medians: Vec<f64> = times.into_iter().map(median).collect();
-    let line: Vec<String> = systems
-        .iter()
-        .zip(&medians)
-        .map(|((label, _), m)| format!("{label} {:.1} ms ({:.2}x)", m * 1e3, medians[0] / m))
-        .collect();
-    println!(
-        "{name} interleaved over {rounds} rounds (medians, speedup over sequential): {}; load {}",
-        line.join(", "),
-        load()
-    );
+}
+
+/// Rounds and iterations per block of the recorded part: `per_block` (at full size) in
+/// quick mode, more of both in full mode, one of each under `cargo test --benches`.
+fn rounds(per_block: usize) -> (usize, usize) {
+    match (measuring(), quick()) {
+        (false, _) => (1, 1),
+        (true, true) => (7, per_block),
+        (true, false) => (15, 2 * per_block),
+    }
 }
 
 /// Word `k` of W8's vocabulary, with a multi-byte letter in one word of 8.
@@ -89,6 +91,7 @@ fn word(k: u64) -> String {
 }
 
 fn strings(c: &mut Criterion) {
+    note_load("columnar", "before");
     for w in workers() {
         strings_at(c, w);
     }
@@ -101,9 +104,9 @@ fn strings_at(c: &mut Criterion, workers: usize) {
         .build()
         .unwrap();
     let threads = rayon_pool(workers);
-    let words: Vec<String> = (0..5_000_000u64)
-        .map(|i| word(i * 2_654_435_761 % 50_000))
-        .collect();
+    // Issue 14's 5 M strings when measuring; fewer under `cargo test --benches`.
+    let n: u64 = if measuring() { 5_000_000 } else { 100_000 };
+    let words: Vec<String> = (0..n).map(|i| word(i * 2_654_435_761 % 50_000)).collect();
     let chars = |w: &str| w.chars().count();
     let view = pool.strings_from_slice(&words).unwrap();
 
@@ -126,35 +129,51 @@ fn strings_at(c: &mut Criterion, workers: usize) {
         8 * (view.len() + 1),
         median(build) * 1e3
     );
-    eprintln!("load before strings_5m: {}", load());
-    let mut g = c.benchmark_group("strings_5m");
-    configure(&mut g);
-    g.bench_function("sequential", |b| b.iter(|| black_box(seq())));
-    g.bench_function(format!("rayon/{workers}"), |b| b.iter(|| black_box(ray())));
-    g.bench_function(format!("procyon/{workers}"), |b| {
-        b.iter(|| black_box(staged()))
+    if criterion_wanted() {
+        eprintln!("load before strings_5m: {}", load());
+        let mut g = c.benchmark_group("strings_5m");
+        configure(&mut g);
+        g.bench_function("sequential", |b| b.iter(|| black_box(seq())));
+        g.bench_function(format!("rayon/{workers}"), |b| b.iter(|| black_box(ray())));
+        g.bench_function(format!("procyon/{workers}"), |b| {
+            b.iter(|| black_box(staged()))
+        });
+        g.bench_function(format!("procyon_view/{workers}"), |b| {
+            b.iter(|| black_box(viewed()))
+        });
+        g.finish();
+    }
+
+    // The recorded part: the two procyon forms as two cases, each beside the same
+    // sequential and rayon samples.
+    const SYSTEMS: [&str; 4] = ["sequential", "rayon", "procyon", "procyon-view"];
+    let (rounds, per_block) = rounds(3);
+    let samples = blocks(&SYSTEMS, rounds, per_block, |system| {
+        let mut got = 0;
+        let t = time(|| {
+            got = match system {
+                "sequential" => seq(),
+                "rayon" => ray(),
+                "procyon" => staged(),
+                _ => viewed(),
+            }
+        });
+        assert_eq!(got, want, "{system}'s sum of word lengths");
+        t
     });
-    g.bench_function(format!("procyon_view/{workers}"), |b| {
-        b.iter(|| black_box(viewed()))
-    });
-    g.finish();
-    interleaved(
-        "strings_5m",
-        &mut [
-            ("sequential", &mut || {
-                black_box(seq());
-            }),
-            ("rayon", &mut || {
-                black_box(ray());
-            }),
-            ("procyon (staging included)", &mut || {
-                black_box(staged());
-            }),
-            ("procyon (built once)", &mut || {
-                black_box(viewed());
-            }),
-        ],
-    );
+    let label = count_label(n);
+    for (case, procyon) in [
+        (format!("{label} strings, built in the run"), &samples[2]),
+        (format!("{label} strings, built once"), &samples[3]),
+    ] {
+        for (system, s) in [
+            ("sequential", &samples[0]),
+            ("rayon", &samples[1]),
+            ("procyon", procyon),
+        ] {
+            record_samples("columnar", &case, workers, system, s.clone(), Some(n), None);
+        }
+    }
 }
 
 /// A record of the serde path.
@@ -195,6 +214,7 @@ fn serde_path(c: &mut Criterion) {
     for w in workers() {
         serde_path_at(c, w);
     }
+    note_load("columnar", "after");
 }
 
 fn serde_path_at(c: &mut Criterion, workers: usize) {
@@ -205,9 +225,11 @@ fn serde_path_at(c: &mut Criterion, workers: usize) {
         .unwrap();
     let threads = rayon_pool(workers);
 
+    // Issue 14's sizes when measuring; fewer under `cargo test --benches`.
+    let scale = if measuring() { 1 } else { 100 };
     for (name, n, heavy) in [
-        ("serde_trivial_1m", 1_000_000, false),
-        ("serde_5us_20k", 20_000, true),
+        ("serde_trivial_1m", 1_000_000 / scale, false),
+        ("serde_5us_20k", 20_000 / scale, true),
     ] {
         let f: fn(&Rec) -> u64 = if heavy { costly } else { trivial };
         let v = recs(n);
@@ -231,37 +253,51 @@ fn serde_path_at(c: &mut Criterion, workers: usize) {
             black_box(seq());
         }) / n as f64;
         eprintln!(
-            "load before {name} ({:.2} us per item sequentially): {}",
+            "{name}: {:.2} us per item sequentially; load {}",
             per_item * 1e6,
             load()
         );
-        let mut g = c.benchmark_group(name);
-        configure(&mut g);
-        g.bench_function("sequential", |b| b.iter(|| black_box(seq())));
-        g.bench_function(format!("rayon/{workers}"), |b| b.iter(|| black_box(ray())));
-        g.bench_function(format!("procyon/{workers}"), |b| {
-            b.iter(|| black_box(pro()))
+        if criterion_wanted() {
+            let mut g = c.benchmark_group(name);
+            configure(&mut g);
+            g.bench_function("sequential", |b| b.iter(|| black_box(seq())));
+            g.bench_function(format!("rayon/{workers}"), |b| b.iter(|| black_box(ray())));
+            g.bench_function(format!("procyon/{workers}"), |b| {
+                b.iter(|| black_box(pro()))
+            });
+            g.finish();
+        }
+
+        const SYSTEMS: [&str; 3] = ["sequential", "rayon", "procyon"];
+        let (rounds, per_block) = rounds(if heavy { 1 } else { 5 });
+        let samples = blocks(&SYSTEMS, rounds, per_block, |system| {
+            let mut got = 0;
+            let t = time(|| {
+                got = match system {
+                    "sequential" => seq(),
+                    "rayon" => ray(),
+                    _ => pro(),
+                }
+            });
+            assert_eq!(got, want, "{system}'s result on {name}");
+            t
         });
-        g.finish();
-        interleaved(
-            name,
-            &mut [
-                ("sequential", &mut || {
-                    black_box(seq());
-                }),
-                ("rayon", &mut || {
-                    black_box(ray());
-                }),
-                ("procyon", &mut || {
-                    black_box(pro());
-                }),
-            ],
-        );
+        let case = if heavy {
+            format!("serde, {n} records of >= 5 us")
+        } else {
+            format!("serde, {} trivial records", count_label(n))
+        };
+        for (system, s) in SYSTEMS.iter().zip(samples) {
+            record_samples("columnar", &case, workers, system, s, Some(n), None);
+        }
     }
 }
 
 fn codec(c: &mut Criterion) {
-    let v = recs(1_000_000);
+    if !criterion_wanted() {
+        return;
+    }
+    let v = recs(if measuring() { 1_000_000 } else { 10_000 });
     fn round_trip<O: Options + Copy>(o: O, v: &[Rec]) -> usize {
         let mut buf = Vec::new();
         for r in v {

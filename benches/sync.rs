@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_queue::ArrayQueue;
-use procyon::collections::{SharedHashMap, SharedQueue};
+use procyon::collections::{SharedBox, SharedHashMap, SharedQueue};
 use procyon::sync::{Mutex, MutexGuard};
 use procyon::Mempool;
 
@@ -258,9 +258,221 @@ fn hashmap(c: &mut Criterion, mem: &Mempool) {
 
 fn all(c: &mut Criterion) {
     let mem = Mempool::new(64 << 20).expect("mempool");
-    mutex(c, &mem);
-    queue(c, &mem);
-    hashmap(c, &mem);
+    if support::criterion_wanted() {
+        mutex(c, &mem);
+        queue(c, &mem);
+        hashmap(c, &mem);
+    }
+    recorded(&mem);
+}
+
+/// A partner running beside the measured loop, stopped when dropped: a forked process
+/// (for procyon's objects) or a thread (for the baselines).
+enum Partner {
+    None,
+    Process(libc::pid_t),
+    // Held for its drop, which stops and joins the thread.
+    Thread(#[allow(dead_code)] ThreadPartner),
+}
+
+impl Drop for Partner {
+    fn drop(&mut self) {
+        if let Partner::Process(pid) = *self {
+            stop(pid);
+        }
+        // A thread partner stops and is joined by its own drop.
+    }
+}
+
+/// Waits until a partner has set `started` (it does so before its loop), so that a
+/// block is not timed before the contention begins.
+fn wait_started(started: &SharedBox<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.get().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "a partner did not start in 10 s");
+        std::thread::yield_now();
+    }
+}
+
+/// The recorded part: every case as `procyon` against `baseline` in interleaved blocks
+/// (support/blocks.rs), each iteration a batch of operations, recorded per operation in
+/// `results.jsonl` as bench `sync` for the report. For the contended cases, a block's
+/// partner (a process for procyon, a thread for the baseline) starts when the block
+/// starts and stops when it ends, so that only the measured system's partner runs.
+fn recorded(mem: &Mempool) {
+    let (rounds, per_block, batch) = match (support::measuring(), support::quick()) {
+        (false, _) => (1, 1, 100),
+        (true, true) => (7, 10, 10_000),
+        (true, false) => (15, 20, 10_000),
+    };
+    let started = SharedBox::new(mem, 0u64).unwrap();
+    // Runs the two systems' operations `procyon` and `baseline` on `case`; `partner(system)`
+    // starts the partner of a block of `system`, which sets `started` before its loop.
+    let pair = |case: &str,
+                procyon: &mut dyn FnMut(u64),
+                baseline: &mut dyn FnMut(u64),
+                partner: &mut dyn FnMut(&str) -> Partner| {
+        let mut running: Option<(String, Partner)> = None;
+        // Recorded as the workers: the processes (threads) using the object, 1 or 2.
+        let mut users = 1;
+        let samples = support::blocks(&["procyon", "baseline"], rounds, per_block, |system| {
+            let op: &mut dyn FnMut(u64) = if system == "procyon" {
+                &mut *procyon
+            } else {
+                &mut *baseline
+            };
+            if running.as_ref().map(|(s, _)| s.as_str()) != Some(system) {
+                running = None; // stops the other system's partner
+                started.set(0).unwrap();
+                let p = partner(system);
+                if !matches!(p, Partner::None) {
+                    wait_started(&started);
+                    users = 2;
+                }
+                running = Some((system.to_string(), p));
+                timed(batch, &mut *op); // untimed warm-up of the block
+            }
+            timed(batch, op).as_secs_f64() / batch as f64
+        });
+        drop(running);
+        for (system, s) in ["procyon", "baseline"].iter().zip(samples) {
+            support::record_samples("sync", case, users, system, s, None, None);
+        }
+    };
+    let alone = &mut |_: &str| Partner::None;
+    support::note_load("sync", "before");
+
+    let m = Mutex::new(mem, 0u64).unwrap();
+    let s = Arc::new(std::sync::Mutex::new(0u64));
+    pair(
+        "mutex lock + unlock, uncontended (vs std::sync::Mutex)",
+        &mut |_| *lock(&m) += 1,
+        &mut |_| *s.lock().unwrap() += 1,
+        alone,
+    );
+    pair(
+        "mutex, contended by 2 processes / 2 threads",
+        &mut |_| *lock(&m) += 1,
+        &mut |_| *s.lock().unwrap() += 1,
+        &mut |system| {
+            if system == "procyon" {
+                let theirs = m.clone();
+                let started = &started;
+                Partner::Process(fork_partner(move || {
+                    started.set(1).unwrap();
+                    loop {
+                        *lock(&theirs) += 1;
+                    }
+                }))
+            } else {
+                let (theirs, started) = (Arc::clone(&s), started.clone());
+                Partner::Thread(ThreadPartner::start(move |stop| {
+                    started.set(1).unwrap();
+                    while !stop.load(Ordering::Relaxed) {
+                        *theirs.lock().unwrap() += 1;
+                    }
+                }))
+            }
+        },
+    );
+
+    let q = SharedQueue::<u64>::new(mem, 1024).unwrap();
+    let a = Arc::new(ArrayQueue::<u64>::new(1024));
+    pair(
+        "queue push + pop, uncontended (vs crossbeam ArrayQueue)",
+        &mut |i| {
+            q.push(i).unwrap();
+            q.pop().unwrap();
+        },
+        &mut |i| {
+            a.push(i).unwrap();
+            a.pop().unwrap();
+        },
+        alone,
+    );
+    pair(
+        "queue pop, another process / thread pushing",
+        &mut |_| {
+            q.pop().unwrap();
+        },
+        &mut |_| loop {
+            if a.pop().is_some() {
+                break;
+            }
+            std::hint::spin_loop();
+        },
+        &mut |system| {
+            if system == "procyon" {
+                let theirs = q.clone();
+                let started = &started;
+                Partner::Process(fork_partner(move || {
+                    started.set(1).unwrap();
+                    for i in 0.. {
+                        theirs.push(i).unwrap();
+                    }
+                }))
+            } else {
+                let (theirs, started) = (Arc::clone(&a), started.clone());
+                Partner::Thread(ThreadPartner::start(move |stop| {
+                    started.set(1).unwrap();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        if theirs.push(i).is_ok() {
+                            i += 1;
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }))
+            }
+        },
+    );
+    drop((q, a));
+
+    let hm = SharedHashMap::<u64, u64>::new(mem).unwrap();
+    let h = Arc::new(std::sync::Mutex::new(HashMap::<u64, u64>::new()));
+    pair(
+        "hash map insert, uncontended (vs HashMap in a std Mutex)",
+        &mut |i| {
+            hm.insert(i % KEYS, i).unwrap();
+        },
+        &mut |i| {
+            h.lock().unwrap().insert(i % KEYS, i);
+        },
+        alone,
+    );
+    pair(
+        "hash map insert, another process / thread inserting",
+        &mut |i| {
+            hm.insert(i % KEYS, i).unwrap();
+        },
+        &mut |i| {
+            h.lock().unwrap().insert(i % KEYS, i);
+        },
+        &mut |system| {
+            if system == "procyon" {
+                let theirs = hm.clone();
+                let started = &started;
+                Partner::Process(fork_partner(move || {
+                    started.set(1).unwrap();
+                    for i in 0u64.. {
+                        theirs.insert(KEYS + i % KEYS, i).unwrap();
+                    }
+                }))
+            } else {
+                let (theirs, started) = (Arc::clone(&h), started.clone());
+                Partner::Thread(ThreadPartner::start(move |stop| {
+                    started.set(1).unwrap();
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        theirs.lock().unwrap().insert(KEYS + i % KEYS, i);
+                        i += 1;
+                    }
+                }))
+            }
+        },
+    );
+    support::note_load("sync", "after");
 }
 
 fn config() -> Criterion {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# One command that regenerates BENCHMARKS.md (issue 16): runs every engine workload (W1-W7
-# and pool build/drop) against the sequential loop and rayon, interleaved in blocks, records
-# the run's conditions, then writes the report and the plot from that run's results only.
+# One command that regenerates BENCHMARKS.md (issue 16): runs every engine workload (W1-W8
+# and pool build/drop), issue 14's variable-size items (columnar), issue 13's adapters and
+# issue 15's process-shared sync against the sequential loop, rayon or the in-process
+# baselines, interleaved in blocks, records the run's conditions, then writes the report
+# and the plot from that run's results only.
 #
 #   flock /tmp/bench.lock bash scripts/bench-report.sh [--full] [--out FILE] [--plot FILE]
 #
-# Quick mode (the default: PROCYON_BENCH_QUICK=1, fewer rounds, W1 at 1024 x 1024) fits in
-# about 20 minutes on 2 cores; --full runs the full sizes and rounds. PROCYON_BENCH_WORKERS
+# Quick mode (the default: PROCYON_BENCH_QUICK=1, fewer rounds, W1 at 1024 x 1024; the
+# 5 M strings and the 50 MB text keep issue 14's sizes) fits in about 15 minutes on 2
+# cores; --full runs the full sizes and rounds. PROCYON_BENCH_WORKERS
 # (a list, e.g. 1,2,4; default 2) is passed on to every bench. --out (default BENCHMARKS.md)
 # and --plot (default docs/speedup.png) say where the report and plot go.
 #
@@ -25,7 +28,7 @@ while [ $# -gt 0 ]; do
     --quick) mode=quick ;;
     --out) out="$2"; shift ;;
     --plot) plot="$2"; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench-report.sh: unknown argument $1 (expected --full, --out FILE, --plot FILE)" >&2; exit 2 ;;
   esac
   shift
@@ -67,16 +70,17 @@ meta="$dir/meta.tsv"
 } > "$meta"
 
 echo "bench-report: building the benches (mode $mode, workers $workers)" >&2
-cargo bench --no-run --bench workloads --bench engine --bench bandwidth --bench nested 2>&1 | tail -3 >&2
+benches=(workloads engine bandwidth nested wordcount columnar adapters sync)
+cargo bench --no-run $(printf -- '--bench %s ' "${benches[@]}") 2>&1 | tail -3 >&2
 cargo build --release --example bench_report --example plot_speedup 2>&1 | tail -1 >&2
 
 # Each bench records its results and its load before and after into results.jsonl.
-for bench in workloads engine bandwidth nested; do
+for bench in "${benches[@]}"; do
   echo "bench-report: cargo bench --bench $bench (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   # The figures as they come (the whole output goes to log.txt); a failing bench stops
   # the run (pipefail), with its output in the log.
   if ! cargo bench --bench "$bench" 2>&1 | tee -a "$dir/log.txt" \
-      | { grep -E '^(w[0-9]|lifecycle|load)' >&2 || true; }; then
+      | { grep -E '^(w[0-9]|lifecycle|columnar|adapters|sync|load)' >&2 || true; }; then
     echo "bench-report: cargo bench --bench $bench failed; its output is in $dir/log.txt" >&2
     exit 1
   fi

@@ -1,6 +1,8 @@
 //! The report generator (examples/bench_report) turns a fixed sample of bench results into
-//! the expected tables: ratios, units, targets met and missed, oversubscribed rows; and
-//! the benches' own helpers: the worker list, the order of interleaved blocks.
+//! the expected tables: ratios, units, targets met and missed, oversubscribed rows, the
+//! tables of issues 13-15's benches (W8, columnar, adapters, sync) with their own time
+//! columns; and the benches' own helpers: the worker list, the order of interleaved
+//! blocks.
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -175,4 +177,132 @@ fn blocks_run_each_system_in_blocks_rotating_the_order() {
     // Each system's samples, in its own order: a ran 1st-2nd, 11th-12th, 15th-16th.
     assert_eq!(samples[0], [1.0, 2.0, 11.0, 12.0, 15.0, 16.0]);
     assert_eq!(samples.iter().map(Vec::len).sum::<usize>(), 18);
+}
+
+/// A record of issue 13-15's benches: `items` per iteration as they count them.
+fn rec_items(bench: &str, case: &str, system: &str, median_s: f64, items: Option<u64>) -> Line {
+    Line::Result(Record {
+        bench: bench.into(),
+        case: case.into(),
+        workers: 2,
+        system: system.into(),
+        median_s,
+        p99_s: median_s * 2.0,
+        samples: 7,
+        items,
+        bytes: None,
+    })
+}
+
+/// W8, columnar, adapters and sync at 2 workers, in the order the benches record them:
+/// targets met and missed on each side, a case without a target, per-item figures.
+fn later_sample() -> Vec<Line> {
+    let mut v = Vec::new();
+    for (system, t) in [("sequential", 1.2), ("rayon", 0.4), ("procyon", 0.6)] {
+        v.push(rec_items("w8", "50 MB text", system, t, None));
+    }
+    let strings = Some(5_000_000);
+    for (case, items, times) in [
+        (
+            "5 M strings, built in the run",
+            strings,
+            [24e-3, 12e-3, 40e-3],
+        ),
+        ("5 M strings, built once", strings, [24e-3, 12e-3, 12e-3]),
+        (
+            "serde, 1 M trivial records",
+            Some(1_000_000),
+            [2e-3, 2e-3, 40e-3],
+        ),
+        (
+            "serde, 20000 records of >= 5 us",
+            Some(20_000),
+            [140e-3, 72e-3, 70e-3],
+        ),
+    ] {
+        for (system, t) in ["sequential", "rayon", "procyon"].into_iter().zip(times) {
+            v.push(rec_items("columnar", case, system, t, items));
+        }
+    }
+    for (case, items, times) in [
+        ("zip", 100_000, [56e-6, 55e-6, 270e-6]),
+        (
+            "par_sort_unstable, 10 M u64",
+            10_000_000,
+            [190e-3, 200e-3, 125e-3],
+        ),
+    ] {
+        for (system, t) in ["sequential", "rayon", "procyon"].into_iter().zip(times) {
+            v.push(rec_items("adapters", case, system, t, Some(items)));
+        }
+    }
+    for (case, procyon, baseline) in [
+        (
+            "mutex lock + unlock, uncontended (vs std::sync::Mutex)",
+            48e-9,
+            12e-9,
+        ),
+        (
+            "queue pop, another process / thread pushing",
+            1.04e-6,
+            30e-9,
+        ),
+    ] {
+        v.push(rec_items("sync", case, "procyon", procyon, None));
+        v.push(rec_items("sync", case, "baseline", baseline, None));
+    }
+    v
+}
+
+#[test]
+fn issue_13_to_15_tables_show_times_ratios_and_targets() {
+    let text = render::render("{{tables}}", &meta(), &later_sample());
+    let expected = "\
+### W8 word count
+
+| case | workers | procyon | sequential | vs sequential | vs rayon | target | status |
+|---|---:|---:|---:|---:|---:|---|---|
+| 50 MB text | 2 | 600.00 ms (p99 1.200 s) | 1.200 s | 2.00x | 0.67x | >= 1.5x sequential, >= 0.8x rayon | **missed** (>= 0.8x rayon) |
+
+### Variable-size items: SharedStrings and the serde path (issue 14)
+
+| case | workers | procyon | sequential | vs sequential | vs rayon | target | status |
+|---|---:|---:|---:|---:|---:|---|---|
+| 5 M strings, built in the run | 2 | 40.00 ms (p99 80.00 ms), 8.0 ns/item | 24.00 ms | 0.60x | 0.30x | >= 1.5x sequential | **missed** (>= 1.5x sequential) |
+| 5 M strings, built once | 2 | 12.00 ms (p99 24.00 ms), 2.4 ns/item | 24.00 ms | 2.00x | 1.00x |  |  |
+| serde, 1 M trivial records | 2 | 40.00 ms (p99 80.00 ms), 40.0 ns/item | 2.00 ms | 0.05x | 0.05x | >= 0.5x sequential | **missed** (>= 0.5x sequential) |
+| serde, 20000 records of >= 5 us | 2 | 70.00 ms (p99 140.00 ms), 3500.0 ns/item | 140.00 ms | 2.00x | 1.03x | >= 1.7x sequential | met |
+
+### Adapters on 100,000 items, and par_sort (issue 13)
+
+| case | workers | procyon | sequential | vs sequential | vs rayon | target | status |
+|---|---:|---:|---:|---:|---:|---|---|
+| zip | 2 | 270.0 us (p99 540.0 us), 2.7 ns/item | 56.0 us | 0.21x | 0.20x |  |  |
+| par_sort_unstable, 10 M u64 | 2 | 125.00 ms (p99 250.00 ms), 12.5 ns/item | 190.00 ms | 1.52x | 1.60x | >= 0.8x rayon | met |
+
+### Process-shared sync and containers, per operation (issue 15)
+
+| case | workers | procyon | baseline | vs baseline | target | status |
+|---|---:|---:|---:|---:|---|---|
+| mutex lock + unlock, uncontended (vs std::sync::Mutex) | 2 | 48 ns (p99 96 ns) | 12 ns | 0.25x |  |  |
+| queue pop, another process / thread pushing | 2 | 1.0 us (p99 2.1 us) | 30 ns | 0.03x |  |  |
+
+";
+    assert_eq!(text, expected, "got:\n{text}");
+}
+
+#[test]
+fn issue_13_and_14_targets_join_the_summary() {
+    let text = render::render("{{summary}}", &meta(), &later_sample());
+    let expected = "\
+| workload | case | target | measured | status |
+|---|---|---|---|---|
+| w8 | 50 MB text | >= 1.5x sequential | 2.00x | met |
+| w8 | 50 MB text | >= 0.8x rayon | 0.67x | **missed** |
+| columnar | 5 M strings, built in the run | >= 1.5x sequential | 0.60x | **missed** |
+| columnar | serde, 1 M trivial records | >= 0.5x sequential | 0.05x | **missed** |
+| columnar | serde, 20000 records of >= 5 us | >= 1.7x sequential | 2.00x | met |
+| adapters | par_sort_unstable, 10 M u64 | >= 0.8x rayon | 1.60x | met |
+";
+    assert_eq!(text, expected, "got:\n{text}");
 }

@@ -98,7 +98,7 @@ fn group<'r>(records: &[&'r Record]) -> Vec<Group<'r>> {
 }
 
 /// The workloads in report order: (bench, title, baselines shown as ratios).
-const BENCHES: [(&str, &str, &[&str]); 9] = [
+const BENCHES: [(&str, &str, &[&str]); 13] = [
     ("w1", "W1 mandelbrot", &["sequential", "rayon"]),
     ("w2", "W2 matmul", &["sequential", "rayon"]),
     (
@@ -126,9 +126,26 @@ const BENCHES: [(&str, &str, &[&str]); 9] = [
         &["rayon", "procyon-flat"],
     ),
     ("lifecycle", "Pool build and drop", &[]),
+    ("w8", "W8 word count", &["sequential", "rayon"]),
+    (
+        "columnar",
+        "Variable-size items: SharedStrings and the serde path (issue 14)",
+        &["sequential", "rayon"],
+    ),
+    (
+        "adapters",
+        "Adapters on 100,000 items, and par_sort (issue 13)",
+        &["sequential", "rayon"],
+    ),
+    (
+        "sync",
+        "Process-shared sync and containers, per operation (issue 15)",
+        // Each case's baseline is named in the case.
+        &["baseline"],
+    ),
 ];
 
-/// The targets (issue 16, and the earlier ones BENCHMARKS.md kept), at 2 workers only:
+/// The targets (issues 13, 14 and 16), at 2 workers only:
 /// (what, met) for each that applies to `g`.
 fn targets(g: &Group<'_>) -> Vec<(&'static str, bool)> {
     if g.workers != 2 {
@@ -164,6 +181,23 @@ fn targets(g: &Group<'_>) -> Vec<(&'static str, bool)> {
             t
         }
         ("lifecycle", _) => vec![("<= 5 ms", p.median_s <= 5e-3)],
+        ("w8", _) => vec![
+            (">= 1.5x sequential", ratio("sequential") >= 1.5),
+            (">= 0.8x rayon", ratio("rayon") >= 0.8),
+        ],
+        ("columnar", c) if c.ends_with("built in the run") => {
+            vec![(">= 1.5x sequential", ratio("sequential") >= 1.5)]
+        }
+        // Issue 14: "no slower than 2x the sequential loop" for trivial work.
+        ("columnar", c) if c.ends_with("trivial records") => {
+            vec![(">= 0.5x sequential", ratio("sequential") >= 0.5)]
+        }
+        ("columnar", c) if c.ends_with(">= 5 us") => {
+            vec![(">= 1.7x sequential", ratio("sequential") >= 1.7)]
+        }
+        ("adapters", c) if c.starts_with("par_sort") => {
+            vec![(">= 0.8x rayon", ratio("rayon") >= 0.8)]
+        }
         _ => Vec::new(),
     }
 }
@@ -290,6 +324,8 @@ fn measured(g: &Group<'_>, what: &str) -> String {
             "{:.2}x rayon's time",
             1.0 / g.ratio("rayon").unwrap_or(f64::NAN)
         )
+    } else if what.contains("sequential") {
+        fmt_ratio(g.ratio("sequential"))
     } else if what.contains("rayon") {
         fmt_ratio(g.ratio("rayon"))
     } else if what.contains("ns/") {
@@ -302,6 +338,17 @@ fn measured(g: &Group<'_>, what: &str) -> String {
     }
 }
 
+/// The systems whose own median gets a column beside procyon's, in the tables where the
+/// ratios alone would hide the scale (a sync baseline's nanoseconds, issue 14's
+/// sequential times).
+fn time_columns(bench: &str) -> &'static [&'static str] {
+    match bench {
+        "sync" => &["baseline"],
+        "w8" | "columnar" | "adapters" => &["sequential"],
+        _ => &[],
+    }
+}
+
 fn tables(groups: &[Group<'_>], cores: usize) -> String {
     let mut s = String::new();
     for (bench, title, baselines) in BENCHES {
@@ -310,12 +357,16 @@ fn tables(groups: &[Group<'_>], cores: usize) -> String {
             continue;
         }
         let _ = writeln!(s, "### {title}\n");
+        let shown = time_columns(bench);
         s.push_str("| case | workers | procyon |");
+        for t in shown {
+            let _ = write!(s, " {t} |");
+        }
         for b in baselines {
             let _ = write!(s, " vs {b} |");
         }
         s.push_str(" target | status |\n|---|---:|---:|");
-        s.push_str(&"---:|".repeat(baselines.len()));
+        s.push_str(&"---:|".repeat(shown.len() + baselines.len()));
         s.push_str("---|---|\n");
         for g in rows {
             let _ = write!(
@@ -325,6 +376,13 @@ fn tables(groups: &[Group<'_>], cores: usize) -> String {
                 workers_cell(g.workers, cores),
                 procyon_cell(g)
             );
+            for t in shown {
+                let cell = g
+                    .systems
+                    .get(t)
+                    .map_or("-".into(), |r| fmt_time(r.median_s));
+                let _ = write!(s, " {cell} |");
+            }
             for b in baselines {
                 let _ = write!(s, " {} |", fmt_ratio(g.ratio(b)));
             }
