@@ -78,6 +78,7 @@ pub mod collections;
 mod columnar;
 mod ctx;
 mod error;
+mod explicit;
 #[allow(dead_code)]
 pub(crate) mod futex;
 mod iter;
@@ -111,6 +112,7 @@ pub use camlbox::{Camlbox, Receiver, Sender};
 pub use columnar::{SharedStrings, SharedVecs};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
+pub use explicit::{Process, ProcessDesc};
 pub use join::Scope;
 
 /// The README's examples, compiled and run as doctests.
