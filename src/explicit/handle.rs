@@ -426,13 +426,11 @@ impl<R: DeserializeOwned> Process<R> {
                 }
                 None => {}
             }
-            if !self.pool.scheduler_alive() || Instant::now() >= deadline {
-                if self.abandon() {
-                    return Err(Error::PoolShutDown {
-                        reason: "the scheduler did not fork the explicit process".into(),
-                    });
-                }
-                // The record moved on meanwhile: look again.
+            // If the record moved on meanwhile (`abandon` fails), look again.
+            if (!self.pool.scheduler_alive() || Instant::now() >= deadline) && self.abandon() {
+                return Err(Error::PoolShutDown {
+                    reason: "the scheduler did not fork the explicit process".into(),
+                });
             }
         }
     }
