@@ -59,7 +59,10 @@
 //!   [`sync::Condvar`], [`sync::Semaphore`], [`sync::Barrier`]) and [`collections`]
 //!   ([`collections::SharedQueue`], [`collections::SharedBox`],
 //!   [`collections::SharedVec`], [`collections::SharedHashMap`],
-//!   [`collections::SharedBuffer`]), on top of it.
+//!   [`collections::SharedBuffer`]), on top of it;
+//! * explicit processes (Netmulticore's fork and join points): [`Pool::fork_with`] runs a
+//!   function in a process of its own, outside the workers, and [`Process`] /
+//!   [`ProcessDesc`] join it exactly once, from any process of the tree (`explicit`).
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`

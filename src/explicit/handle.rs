@@ -137,7 +137,9 @@ impl Pool {
 ///
 /// Dropping the handle neither joins nor kills: the process runs on and its result waits
 /// in the mempool for a join through a descriptor, or until the pool is dropped (a
-/// record nobody joins keeps one of the pool's 256 places until then).
+/// record nobody joins keeps one of the pool's 256 places until then). A handle keeps
+/// its pool alive, as a [`JobHandle`](crate::JobHandle) does: the pool (and every
+/// explicit process with it) goes when the `Pool` and every handle are dropped.
 ///
 /// # Examples
 ///
@@ -627,7 +629,7 @@ impl<R: DeserializeOwned> ProcessDesc<R> {
             .slot(self.index as usize)
             .ok_or_else(|| Error::descriptor("no such process record"))?;
         match slot.state_of(self.gen) {
-            Some(ProcState::Running | ProcState::Done | ProcState::Died) => {}
+            Some(ProcState::Running | ProcState::Dying | ProcState::Done | ProcState::Died) => {}
             Some(ProcState::Starting) => {
                 return Err(Error::descriptor("the process is still being forked"))
             }

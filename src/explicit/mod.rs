@@ -21,8 +21,9 @@
 //!   joiner (anyone with a descriptor)                                      RUNNING -> DONE,
 //!   sleep until DONE or DIED                                               notify, _exit(0)
 //!                                                 reaps it; if it ended
-//!                                                 before DONE: signal or
-//!                                                 exit code, -> DIED, notify
+//!                                                 before DONE: -> DYING,
+//!                                                 signal or exit code,
+//!                                                 -> DIED, notify
 //!   DONE|DIED -> JOINED (one CAS: one winner)
 //!   decode the result, free both blocks, -> FREE
 //! ```
@@ -41,8 +42,8 @@
 //! ## Deaths
 //!
 //! * The process dies (SIGKILL, abort, segfault, a call to `exit`): the scheduler reaps
-//!   it, finds its record still STARTING or RUNNING, writes the signal or exit code and
-//!   moves it to DIED; the join is [`Error::ProcessDied`]. A panic in `f` is caught in
+//!   it, finds its record still STARTING or RUNNING, takes it to DYING, writes the pid
+//!   and the signal or exit code and moves it to DIED; the join is [`Error::ProcessDied`]. A panic in `f` is caught in
 //!   the process and handed over as [`Error::ProcessPanicked`] with its message. The
 //!   jobs it had submitted have lost their owner: the scheduler cancels them and frees
 //!   what they hold (as for any client process that dies).

@@ -12,9 +12,10 @@
 //!   FREE(g)     --forker: claim (CAS)----------------------------> STARTING(g')
 //!   STARTING(g) --child: begin (CAS), first thing it does---------> RUNNING(g)
 //!   STARTING(g) --forker: abandon (CAS), fork never answered------> FREE(g)
-//!   STARTING(g) --scheduler: fork failed / child died first (CAS)-> DIED(g)
+//!   STARTING(g) --scheduler: fork failed / child died first (CAS)-> DYING(g)
 //!   RUNNING(g)  --child: result published (CAS)-------------------> DONE(g)
-//!   RUNNING(g)  --scheduler: reaped it before DONE (CAS)----------> DIED(g)
+//!   RUNNING(g)  --scheduler: reaped it before DONE (CAS)----------> DYING(g)
+//!   DYING(g)    --scheduler: death recorded-----------------------> DIED(g)
 //!   DONE(g) | DIED(g) --one joiner wins (CAS)---------------------> JOINED(g)
 //!   JOINED(g)   --that joiner, after freeing the blocks-----------> FREE(g)
 //! ```
@@ -22,9 +23,11 @@
 //! Who writes which field, and when: the forker writes `entry`, `type_tag` and `args`
 //! while the record is STARTING and before it asks the scheduler to fork; the child
 //! writes `pid` before `begin` and `result` / `oom_requested` before `finish`; the
-//! scheduler writes `signal` / `exit_code` / `fork_errno` before its move to DIED. Each
-//! of those stores is Relaxed and published by the Release half of the CAS that follows
-//! it; every reader loads the state word with Acquire (or SeqCst) first. After every
+//! scheduler takes the record to DYING first (so that no forker giving up on a STARTING
+//! record can hand it to a new process meanwhile), then writes `pid` / `signal` /
+//! `exit_code` / `fork_errno` and moves it to DIED. Each of those stores is Relaxed and
+//! published by the Release half of the transition that follows it; every reader loads
+//! the state word with Acquire (or SeqCst) first. After every
 //! transition its author notifies `event`; waiters sleep on it with the state word as
 //! their condition, so by the `futex::Event` protocol no wakeup is lost.
 
@@ -48,6 +51,8 @@ pub(crate) enum ProcState {
     Starting,
     Running,
     Done,
+    /// The scheduler is recording the death (a moment, inside its loop).
+    Dying,
     Died,
     Joined,
     /// The word holds no state: shared memory was scribbled over.
@@ -63,6 +68,7 @@ impl ProcState {
             ProcState::Done => 3,
             ProcState::Died => 4,
             ProcState::Joined => 5,
+            ProcState::Dying => 6,
             ProcState::Corrupt => STATE_MASK,
         }
     }
@@ -75,6 +81,7 @@ impl ProcState {
             3 => ProcState::Done,
             4 => ProcState::Died,
             5 => ProcState::Joined,
+            6 => ProcState::Dying,
             _ => ProcState::Corrupt,
         }
     }
@@ -234,6 +241,7 @@ mod tests {
             ProcState::Done,
             ProcState::Died,
             ProcState::Joined,
+            ProcState::Dying,
             ProcState::Corrupt,
         ] {
             assert_eq!(ProcState::decode(s.code()), s);

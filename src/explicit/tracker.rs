@@ -41,10 +41,12 @@ impl Tracker {
             Ok(Fork::Child) => process_main(Arc::clone(pool), index, gen),
             Ok(Fork::Parent(pid)) => self.children.push(Child { pid, index, gen }),
             Err(e) => {
-                // Relaxed: published by the transition's Release.
-                slot.fork_errno
-                    .store(e.raw_os_error().unwrap_or(libc::EAGAIN), Ordering::Relaxed);
-                slot.transition(gen, ProcState::Starting, ProcState::Died);
+                if slot.transition(gen, ProcState::Starting, ProcState::Dying) {
+                    // Relaxed: published by the transition's Release.
+                    slot.fork_errno
+                        .store(e.raw_os_error().unwrap_or(libc::EAGAIN), Ordering::Relaxed);
+                    slot.transition(gen, ProcState::Dying, ProcState::Died);
+                }
             }
         }
     }
@@ -59,21 +61,22 @@ impl Tracker {
             return true;
         };
         // A process that published DONE has nothing to add; its record may even be
-        // joined and reused by now (then `state_of` names another generation).
-        let from = match slot.state_of(child.gen) {
-            Some(s @ (ProcState::Starting | ProcState::Running)) => s,
-            _ => return true,
-        };
+        // joined and reused by now (then the transitions find another generation).
+        let dying = slot.transition(child.gen, ProcState::Starting, ProcState::Dying)
+            || slot.transition(child.gen, ProcState::Running, ProcState::Dying);
+        if !dying {
+            return true;
+        }
         let (signal, code) = match exit {
             Exit::Signal(s) => (s, -1),
             Exit::Code(c) => (-1, c),
         };
-        // Relaxed: published by the transition's Release. Only a forker that gave up on
-        // a STARTING record can move it meanwhile (then the CAS fails, and the fields
-        // are rewritten by the record's next forker before they mean anything).
+        // Relaxed: published by the transition's Release; the record is ours while
+        // DYING.
+        slot.pid.store(pid, Ordering::Relaxed);
         slot.signal.store(signal, Ordering::Relaxed);
         slot.exit_code.store(code, Ordering::Relaxed);
-        slot.transition(child.gen, from, ProcState::Died);
+        slot.transition(child.gen, ProcState::Dying, ProcState::Died);
         true
     }
 
