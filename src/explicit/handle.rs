@@ -401,7 +401,7 @@ impl<R: DeserializeOwned> Process<R> {
                 .event
                 .wait_until(self.pool.waiter_spin(), Some(step), || {
                     match slot.state_of(self.gen) {
-                        Some(ProcState::Starting) => None,
+                        Some(ProcState::Starting | ProcState::Dying) => None,
                         s => Some(s),
                     }
                 });
@@ -476,7 +476,7 @@ impl<R: DeserializeOwned> Process<R> {
                 .event
                 .wait_until(self.pool.waiter_spin(), Some(until), || {
                     match slot.state_of(self.gen) {
-                        Some(ProcState::Starting | ProcState::Running) => None,
+                        Some(ProcState::Starting | ProcState::Running | ProcState::Dying) => None,
                         s => Some(s),
                     }
                 });
