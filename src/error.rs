@@ -302,6 +302,18 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A party of a [`sync::Barrier`](crate::sync::Barrier) died before arriving (its
+    /// process is gone, and it had waited at the barrier before): the round can never
+    /// complete. The barrier stays broken; build a new one for the parties left.
+    #[error(
+        "barrier broken: party process {pid} died before arriving, so the round can never \
+         complete; build a new Barrier for the parties left"
+    )]
+    BarrierBroken {
+        /// The pid of the dead party.
+        pid: i32,
+    },
+
     /// The mempool's own bookkeeping (a block header, a free-list link) was found
     /// overwritten, by a task writing where it should not. The pool is poisoned: every
     /// later allocation fails with this error and frees are refused without touching

@@ -35,6 +35,7 @@ mod condvar;
 mod loom_tests;
 mod mutex;
 pub(crate) mod object;
+mod parties;
 pub(crate) mod raw_lock;
 mod semaphore;
 mod state;
