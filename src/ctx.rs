@@ -26,10 +26,20 @@ use crate::jobs::{JobId, SlotState};
 use crate::pool::Pool;
 
 /// A task's view of the pool: nested jobs, cancellation, progress. See the module docs.
+///
+/// An explicit process ([`Pool::fork_with`]) gets one too: there its nested jobs are
+/// top-level jobs the process owns, run by the workers while it waits.
 pub struct Ctx {
     pool: Pool,
-    job: JobId,
-    root: u64,
+    place: Place,
+}
+
+/// Where the code holding a [`Ctx`] runs.
+enum Place {
+    /// A task of job `job` (whose tree's root has generation `root`), in a worker.
+    Task { job: JobId, root: u64 },
+    /// The explicit process of record `index`, generation `gen`.
+    Process { index: u32, gen: u64 },
 }
 
 impl Deref for Ctx {
@@ -48,13 +58,30 @@ impl Ctx {
             .ok_or_else(|| Error::config("a task context exists only inside a worker"))?;
         Ok(Ctx {
             pool: Pool::in_worker(inner, job),
-            job,
-            root,
+            place: Place::Task { job, root },
         })
     }
 
+    /// The context of explicit process `index` (generation `gen`), in that process.
+    pub(crate) fn for_process(
+        inner: std::sync::Arc<crate::pool::PoolInner>,
+        index: u32,
+        gen: u64,
+    ) -> Ctx {
+        Ctx {
+            pool: Pool::in_process(inner),
+            place: Place::Process { index, gen },
+        }
+    }
+
+    fn process_slot(&self, index: u32) -> Option<&crate::explicit::slot::ProcSlot> {
+        crate::explicit::slot::ProcTable::of(&self.pool.inner().control).slot(index as usize)
+    }
+
     /// Whether this task's job, or any job above it, was cancelled (or has failed or
-    /// timed out): a long task should check it now and then and return early.
+    /// timed out): a long task should check it now and then and return early. In an
+    /// explicit process (which is not a job, and is stopped only by
+    /// [`Process::kill`](crate::Process::kill)), whether the pool is shutting down.
     ///
     /// # Examples
     ///
@@ -78,7 +105,17 @@ impl Ctx {
     /// ```
     pub fn is_cancelled(&self) -> bool {
         let control = self.pool.inner().control;
-        let mut cur = Some(self.job);
+        let job = match self.place {
+            Place::Task { job, .. } => job,
+            Place::Process { .. } => {
+                return control
+                    .header()
+                    .closed
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    != 0
+            }
+        };
+        let mut cur = Some(job);
         for _ in 0..64 {
             let Some(j) = cur else { return false };
             let slot = control.slot(j.slot as usize);
@@ -95,7 +132,8 @@ impl Ctx {
 
     /// Reports progress of this job in the task's own units (e.g. rows of a frame).
     /// Monotonic: the largest `done` and `total` reported win. Costs two atomic
-    /// operations; call it as often as you like.
+    /// operations; call it as often as you like. In an explicit process it is what
+    /// [`Process::progress`](crate::Process::progress) reads.
     ///
     /// # Examples
     ///
@@ -121,11 +159,21 @@ impl Ctx {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn progress(&self, done: u64, total: u64) {
-        crate::progress::set_progress(
-            self.pool.inner().control.slot(self.job.slot as usize),
-            done,
-            total,
-        );
+        match self.place {
+            Place::Task { job, .. } => crate::progress::set_progress(
+                self.pool.inner().control.slot(job.slot as usize),
+                done,
+                total,
+            ),
+            Place::Process { index, .. } => {
+                if let Some(slot) = self.process_slot(index) {
+                    // Relaxed: a monotonic snapshot, as a job's progress.
+                    let o = std::sync::atomic::Ordering::Relaxed;
+                    slot.progress_done.fetch_max(done, o);
+                    slot.progress_total.fetch_max(total, o);
+                }
+            }
+        }
     }
 
     /// Sends a partial result to whoever waits for this job (`JobHandle::on_report`),
@@ -133,7 +181,9 @@ impl Ctx {
     ///
     /// # Errors
     /// [`Error::Full`] if too many reports wait to be collected (the owner polls every
-    /// 10 ms); [`Error::OutOfMemory`] if the mempool is full.
+    /// 10 ms); [`Error::OutOfMemory`] if the mempool is full; [`Error::InvalidConfig`] in
+    /// an explicit process, which has no handle collecting reports (send partial results
+    /// through a [`SharedQueue`](crate::collections::SharedQueue) instead).
     ///
     /// # Examples
     ///
@@ -159,15 +209,22 @@ impl Ctx {
     /// ```
     pub fn report<T: Serialize>(&self, value: &T) -> Result<()> {
         let inner = self.pool.inner();
-        crate::progress::push_report(
-            &inner.mempool,
-            inner.control.slot(self.job.slot as usize),
-            self.root,
-            value,
-        )
+        match self.place {
+            Place::Task { job, root } => crate::progress::push_report(
+                &inner.mempool,
+                inner.control.slot(job.slot as usize),
+                root,
+                value,
+            ),
+            Place::Process { .. } => Err(Error::config(
+                "Ctx::report in an explicit process: nobody collects its reports; send \
+                 partial results through a SharedQueue, or return them",
+            )),
+        }
     }
 
-    /// A number identifying this task's job (as in error messages).
+    /// A number identifying this task's job (as in error messages); in an explicit
+    /// process, the process's number ([`Process::number`](crate::Process::number)).
     ///
     /// # Examples
     ///
@@ -181,6 +238,9 @@ impl Ctx {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn job_number(&self) -> u64 {
-        self.job.number()
+        match self.place {
+            Place::Task { job, .. } => job.number(),
+            Place::Process { gen, .. } => gen,
+        }
     }
 }

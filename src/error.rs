@@ -63,6 +63,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | `Barrier::new` with 0 parties, `Semaphore::release` past `u32::MAX` permits, `SharedQueue::new` with capacity 0 | [`Error::InvalidConfig`] |
 /// | `SharedVec::get` / `set` / `SharedBuffer::read` past the end | [`Error::OutOfRange`] |
 /// | a `sync::Mutex` locked again by the thread that holds it | [`Error::Io`] (`EDEADLK`), never a hang |
+/// | a second join of an explicit process (`Process::join` after another join took the result), or opening its descriptor afterwards | [`Error::AlreadyJoined`] |
+/// | a `ProcessDesc` of another pool, or opened with another result type | [`Error::InvalidDescriptor`] |
+/// | an explicit process joining itself | [`Error::InvalidConfig`], never a hang |
+/// | `fork_with` while 256 explicit processes of the pool run or wait to be joined | [`Error::TooManyProcesses`] |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -190,6 +194,52 @@ pub enum Error {
     #[error("job cancelled")]
     Cancelled,
 
+    /// The function of an explicit process ([`Pool::fork_with`](crate::Pool::fork_with))
+    /// panicked; the message is the panic payload's text.
+    #[error("explicit process {process} panicked: {message}")]
+    ProcessPanicked {
+        /// The panic message.
+        message: String,
+        /// The process's number ([`Process::number`](crate::Process::number)).
+        process: u64,
+    },
+
+    /// An explicit process died before it returned (abort, segfault, SIGKILL from
+    /// outside or from [`Process::kill`](crate::Process::kill), a call to `exit`).
+    #[error("explicit process {process} (pid {pid}) died: {}", describe_death(*.signal, *.exit_code))]
+    ProcessDied {
+        /// The process's number ([`Process::number`](crate::Process::number)).
+        process: u64,
+        /// Its pid (0 if it died before recording it).
+        pid: i32,
+        /// The signal that killed it, if any.
+        signal: Option<i32>,
+        /// Its exit code, if it exited.
+        exit_code: Option<i32>,
+    },
+
+    /// An explicit process was joined already: its result is handed over once, to the
+    /// first join (through any handle or descriptor).
+    #[error(
+        "explicit process {process} was joined already (its result goes to the first join \
+         only): keep the value the first join returned"
+    )]
+    AlreadyJoined {
+        /// The process's number.
+        process: u64,
+    },
+
+    /// A pool holds at most `limit` explicit processes at once, running or ended and not
+    /// yet joined.
+    #[error(
+        "{limit} explicit processes of this pool are running or wait to be joined: join \
+         some before forking more"
+    )]
+    TooManyProcesses {
+        /// Most explicit processes at once.
+        limit: usize,
+    },
+
     /// A wait ran out of time: a job ran past its time limit (`job` names it; its
     /// workers were stopped as by a cancel), or a camlbox send or receive with a
     /// timeout found no room or no message (`job` is `None`).
@@ -250,6 +300,18 @@ pub enum Error {
     Poisoned {
         /// What was poisoned.
         what: &'static str,
+    },
+
+    /// A party of a [`sync::Barrier`](crate::sync::Barrier) died before arriving (its
+    /// process is gone, and it had waited at the barrier before): the round can never
+    /// complete. The barrier stays broken; build a new one for the parties left.
+    #[error(
+        "barrier broken: party process {pid} died before arriving, so the round can never \
+         complete; build a new Barrier for the parties left"
+    )]
+    BarrierBroken {
+        /// The pid of the dead party.
+        pid: i32,
     },
 
     /// The mempool's own bookkeeping (a block header, a free-list link) was found

@@ -59,7 +59,10 @@
 //!   [`sync::Condvar`], [`sync::Semaphore`], [`sync::Barrier`]) and [`collections`]
 //!   ([`collections::SharedQueue`], [`collections::SharedBox`],
 //!   [`collections::SharedVec`], [`collections::SharedHashMap`],
-//!   [`collections::SharedBuffer`]), on top of it.
+//!   [`collections::SharedBuffer`]), on top of it;
+//! * explicit processes (Netmulticore's fork and join points): [`Pool::fork_with`] runs a
+//!   function in a process of its own, outside the workers, and [`Process`] /
+//!   [`ProcessDesc`] join it exactly once, from any process of the tree (`explicit`).
 //!
 //! Each module documents its protocol (states, who touches what, why no wakeup is
 //! lost). Functions travel as code addresses, valid in every forked process: pass `fn`
@@ -78,6 +81,7 @@ pub mod collections;
 mod columnar;
 mod ctx;
 mod error;
+mod explicit;
 #[allow(dead_code)]
 pub(crate) mod futex;
 mod iter;
@@ -111,6 +115,7 @@ pub use camlbox::{Camlbox, Receiver, Sender};
 pub use columnar::{SharedStrings, SharedVecs};
 pub use ctx::Ctx;
 pub use error::{Error, Result};
+pub use explicit::{Process, ProcessDesc};
 pub use join::Scope;
 
 /// The README's examples, compiled and run as doctests.

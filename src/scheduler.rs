@@ -52,6 +52,10 @@ pub(crate) enum SchedMsg {
     /// The owner of `job` (failed, borrowing nothing) stopped waiting for it: free what
     /// it holds and retire it once no worker is inside.
     Adopt { job: JobId },
+    /// Fork the explicit process of record `index` (generation `gen`, STARTING).
+    Fork { index: u32, gen: u64 },
+    /// SIGKILL the explicit process of record `index` (generation `gen`) if it runs.
+    KillProcess { index: u32, gen: u64 },
 }
 
 /// What the scheduler needs, prepared by the client before it forks.
@@ -116,6 +120,8 @@ struct Scheduler {
     clients_checked: Instant,
     /// Cancelled jobs whose remaining workers are killed at the deadline.
     kill_at: Vec<(JobId, Instant)>,
+    /// The explicit processes forked and not yet reaped.
+    explicit: crate::explicit::Tracker,
     shutting_down: bool,
 }
 
@@ -167,6 +173,7 @@ impl Scheduler {
             clients_checked: Instant::now(),
             pids: vec![0; n],
             kill_at: Vec::new(),
+            explicit: crate::explicit::Tracker::default(),
             shutting_down: false,
         };
         for w in 0..regular {
@@ -236,6 +243,11 @@ impl Scheduler {
                 }
                 Ok(SchedMsg::Cancel { job, grace_ms }) => self.cancel(job, grace_ms),
                 Ok(SchedMsg::Adopt { job }) => self.adopt(job),
+                Ok(SchedMsg::Fork { index, gen }) if !self.shutting_down => {
+                    self.explicit.fork(&self.pool, index, gen)
+                }
+                Ok(SchedMsg::KillProcess { index, gen }) => self.explicit.kill(index, gen),
+                Ok(SchedMsg::Fork { .. }) => {}
                 Ok(SchedMsg::SpareWanted) | Ok(SchedMsg::ChildExited) | Err(_) => {}
             }
             self.reap();
@@ -271,6 +283,8 @@ impl Scheduler {
         while let Ok(Some((pid, exit))) = process::try_wait_any() {
             if let Some(w) = self.pids.iter().position(|&p| p == pid) {
                 self.on_worker_exit(w, pid, exit);
+            } else {
+                self.explicit.on_exit(&self.pool, pid, exit);
             }
         }
     }
@@ -554,6 +568,8 @@ impl Scheduler {
         let header = self.setup.control.header();
         header.closed.store(1, Ordering::SeqCst);
         header.work.notify();
+        // Explicit processes do not watch `closed`: they go at once.
+        self.explicit.kill_all(&self.pool);
         let deadline = Instant::now() + Duration::from_millis(200);
         while self.pids.iter().any(|&p| p != 0) && Instant::now() < deadline {
             self.reap();
@@ -564,6 +580,7 @@ impl Scheduler {
 
     fn kill_all(&mut self) {
         self.shutting_down = true;
+        self.explicit.kill_all(&self.pool);
         for &pid in self.pids.iter().filter(|&&p| p != 0) {
             let _ = process::kill(pid, libc::SIGKILL);
         }

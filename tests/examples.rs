@@ -135,7 +135,7 @@ fn shared_structures_prints_the_sequential_checksum() {
         let line = format!("checksum = {expected:#018x} (sequential {expected:#018x})");
         assert!(out.contains(&line), "expected {line:?} in:\n{out}");
         assert!(
-            out.contains("50000 items through the queue, 32 buckets"),
+            out.contains("50000 items through the queue, 32 buckets, 2 explicit processes joined"),
             "{out}"
         );
     });

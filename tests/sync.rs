@@ -374,6 +374,85 @@ fn barrier_timeout_withdraws_and_stays_usable() {
     ));
 }
 
+/// Meets the others once, then waits to be killed before the next round.
+fn barrier_then_park(b: &BarrierDesc, _: &Ctx) -> u64 {
+    let b = b.open().unwrap();
+    b.wait_timeout(ANSWER).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Meets the others once, then reports how its next two waits ended.
+fn barrier_live_party(b: &BarrierDesc, _: &Ctx) -> (bool, bool) {
+    let b = b.open().unwrap();
+    b.wait_timeout(ANSWER).unwrap();
+    let broken = |r: procyon::Result<_>| matches!(r, Err(Error::BarrierBroken { .. }));
+    (
+        broken(b.wait_timeout(ANSWER)),
+        broken(b.wait_timeout(ANSWER)),
+    )
+}
+
+#[test]
+fn a_barrier_party_that_died_breaks_the_round_for_the_others() {
+    alone(|| {
+        let pool = pool();
+        let b = Barrier::new(pool.mempool(), 3).unwrap();
+        let dying = pool.fork_with(b.desc(), barrier_then_park).unwrap();
+        let live = pool.spawn_with(b.desc(), barrier_live_party).unwrap();
+        b.wait_timeout(ANSWER).unwrap(); // round 1: all three
+        let dead = dying.pid();
+        kill(dead, libc::SIGKILL);
+        let start = Instant::now();
+        match b.wait_timeout(ANSWER) {
+            Err(Error::BarrierBroken { pid }) => assert_eq!(pid, dead),
+            other => panic!("expected BarrierBroken, got {other:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "found within {:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            answer(live, ANSWER, "live party").unwrap(),
+            (true, true),
+            "the other waiter of the round is told too, and so is its next wait"
+        );
+        assert!(
+            matches!(b.wait(), Err(Error::BarrierBroken { .. })),
+            "stays broken"
+        );
+        assert!(matches!(
+            dying.join(),
+            Err(Error::ProcessDied {
+                signal: Some(libc::SIGKILL),
+                ..
+            })
+        ));
+    });
+}
+
+#[test]
+fn a_barrier_party_that_left_cleanly_is_not_a_dead_one() {
+    alone(|| {
+        let pool = pool();
+        let b = Barrier::new(pool.mempool(), 2).unwrap();
+        // Each round's other party is a new process that waits once and exits (its
+        // handle dropped first); the next round waits for the next one, a while later.
+        for _ in 0..3 {
+            let p = pool
+                .fork_with(b.desc(), |b: &BarrierDesc, _: &Ctx| {
+                    std::thread::sleep(Duration::from_millis(60));
+                    b.open().unwrap().wait_timeout(ANSWER).is_ok()
+                })
+                .unwrap();
+            b.wait_timeout(ANSWER).unwrap();
+            assert!(p.join().unwrap());
+        }
+    });
+}
+
 #[test]
 fn relock_by_holder_is_an_error_not_a_hang() {
     let pool = procyon::Mempool::new(4 << 20).unwrap();

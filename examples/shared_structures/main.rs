@@ -1,16 +1,19 @@
-//! A tour of procyon's shared structures: a producer and a consumer task exchange items
-//! over a `SharedQueue`; the consumer fills a histogram in a `SharedHashMap` and running
-//! totals in a robust `Mutex`; a `Barrier` separates that phase from the next, in which
-//! both tasks read the finished histogram; the client joins both and prints a checksum,
-//! checked against the same computation done sequentially.
+//! A tour of procyon's shared structures: a producer and a consumer, two explicit
+//! processes, exchange items over a `SharedQueue`; the consumer fills a histogram in a
+//! `SharedHashMap` and running totals in a robust `Mutex`; a `Barrier` separates that
+//! phase from the next, in which both processes weigh the finished histogram with a
+//! nested job run by the workers; the client joins both processes and prints a
+//! checksum, checked against the same computation done sequentially.
 //!
 //! ```text
 //! cargo run --release --example shared_structures -- --items 1000000
 //! ```
 //!
-//! The two tasks are spawned jobs (`Pool::spawn_with`), each on a worker of its own
-//! (with two workers, a busy worker takes no other job): every structure is reached
-//! from them through its descriptor, opened in the worker.
+//! The producer and the consumer are explicit processes (`Pool::fork_with`): processes
+//! of their own, outside the workers, so they run at once however many workers the pool
+//! has, and the workers stay free for the nested jobs. Every structure is reached from
+//! them through its descriptor; the client joins them (`Process::join`) for their
+//! results.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +30,7 @@ struct Args {
     /// Histogram buckets.
     #[arg(long, default_value_t = 64)]
     buckets: u64,
-    /// Worker processes (at least 2: the producer and the consumer run at once).
+    /// Worker processes (the producer and the consumer are processes of their own).
     #[arg(long, default_value_t = 2)]
     workers: usize,
 }
@@ -40,7 +43,7 @@ struct Totals {
     sum: u64,
 }
 
-/// Every descriptor a task needs: plain data, sent into the worker with the job.
+/// Every descriptor a process needs: plain data, sent with its argument.
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Shared {
     queue: SharedQueueDesc<u64>,
@@ -60,26 +63,34 @@ fn item(i: u64) -> u64 {
 const END: u64 = u64::MAX;
 const STEP: Duration = Duration::from_secs(30);
 
-/// Phase 2 for one half of the buckets: `sum of (bucket + 1) * count`.
-fn weigh(s: &Shared, half: u64) -> u64 {
-    let h = s.histogram.open().unwrap();
-    (0..s.buckets)
-        .filter(|b| b % 2 == half)
-        .map(|b| (b + 1) * h.get(&b).unwrap().unwrap_or(0))
+/// Phase 2 for one half of the buckets: `sum of (bucket + 1) * count`, a nested job
+/// over the buckets (run by the workers, each reading the map through its descriptor).
+fn weigh(s: &Shared, half: u64, ctx: &Ctx) -> u64 {
+    ctx.par_range(0..s.buckets)
+        .map_with(
+            (s.histogram, half),
+            |(h, half): &(SharedHashMapDesc<u64, u64>, u64), b: u64| {
+                if b % 2 != *half {
+                    return 0;
+                }
+                (b + 1) * h.open().unwrap().get(&b).unwrap().unwrap_or(0)
+            },
+        )
         .sum()
+        .unwrap()
 }
 
-fn producer(s: &Shared, _: &Ctx) -> u64 {
+fn producer(s: &Shared, ctx: &Ctx) -> u64 {
     let q = s.queue.open().unwrap();
     for i in 0..s.items {
         q.push_timeout(item(i), STEP).unwrap();
     }
     q.push_timeout(END, STEP).unwrap();
     s.phase.open().unwrap().wait_timeout(STEP).unwrap();
-    weigh(s, 0)
+    weigh(s, 0, ctx)
 }
 
-fn consumer(s: &Shared, _: &Ctx) -> u64 {
+fn consumer(s: &Shared, ctx: &Ctx) -> u64 {
     let (q, h, totals) = (
         s.queue.open().unwrap(),
         s.histogram.open().unwrap(),
@@ -96,13 +107,13 @@ fn consumer(s: &Shared, _: &Ctx) -> u64 {
         t.sum += v;
     }
     s.phase.open().unwrap().wait_timeout(STEP).unwrap();
-    weigh(s, 1)
+    weigh(s, 1, ctx)
 }
 
 fn main() -> procyon::Result<()> {
     let args = Args::parse();
-    if args.workers < 2 || args.buckets == 0 {
-        eprintln!("shared_structures: needs --workers 2 or more and --buckets 1 or more");
+    if args.workers == 0 || args.buckets == 0 {
+        eprintln!("shared_structures: needs --workers 1 or more and --buckets 1 or more");
         std::process::exit(2);
     }
     let pool = Pool::builder()
@@ -113,7 +124,7 @@ fn main() -> procyon::Result<()> {
     let queue = SharedQueue::<u64>::new(mem, 1024)?;
     let histogram = SharedHashMap::<u64, u64>::new(mem)?;
     let totals = Mutex::new(mem, Totals::default())?;
-    let phase = Barrier::new(mem, 3)?; // the two tasks and the client
+    let phase = Barrier::new(mem, 3)?; // the two processes and the client
     let shared = Shared {
         queue: queue.desc(),
         histogram: histogram.desc(),
@@ -124,11 +135,11 @@ fn main() -> procyon::Result<()> {
     };
 
     let start = Instant::now();
-    let consuming = pool.spawn_with(shared, consumer)?;
-    let producing = pool.spawn_with(shared, producer)?;
+    let consuming = pool.fork_with(shared, consumer)?;
+    let producing = pool.fork_with(shared, producer)?;
     phase.wait_timeout(STEP)?; // phase 1 over: the histogram is complete
     let phase1 = start.elapsed();
-    let weight = producing.wait()? + consuming.wait()?;
+    let weight = producing.join()? + consuming.join()?;
     let t = *totals.lock()?;
     let checksum = weight ^ t.sum.rotate_left(32) ^ t.count;
 
@@ -148,7 +159,7 @@ fn main() -> procyon::Result<()> {
     let seq_checksum = seq_weight ^ seq_sum.rotate_left(32) ^ args.items;
 
     println!(
-        "shared_structures: {} items through the queue, {} buckets, phase 1 in {:.1?}, all in {:.1?}",
+        "shared_structures: {} items through the queue, {} buckets, 2 explicit processes joined, phase 1 in {:.1?}, all in {:.1?}",
         args.items,
         histogram.len(),
         phase1,

@@ -35,6 +35,12 @@ impl BlockRef {
         (offset != 0).then(|| self.raw(mempool, offset))
     }
 
+    /// Takes the reference out (one taker wins: the offset is swapped to zero).
+    pub(crate) fn take(&self, mempool: &Mempool) -> Option<RawBlock> {
+        let offset = self.offset.swap(0, Ordering::Relaxed);
+        (offset != 0).then(|| self.raw(mempool, offset))
+    }
+
     fn raw(&self, mempool: &Mempool, offset: u64) -> RawBlock {
         RawBlock::from_parts(
             mempool.id(),

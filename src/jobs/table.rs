@@ -35,6 +35,10 @@ pub(crate) const RUN_WORDS: usize = MAX_JOBS / 64;
 pub(crate) const MAX_DEPTH: usize = 16;
 /// Bytes of one segment of the job table.
 const SEGMENT_BYTES: usize = SEGMENT_SLOTS * std::mem::size_of::<JobSlot>();
+/// Bytes reserved at the end of the control block for the table of explicit processes
+/// (`explicit::slot`, which checks at compile time that its table fits). The jobs layer
+/// only keeps the room; it never reads it.
+pub(crate) const PROCESS_TABLE_BYTES: usize = 64 << 10;
 
 /// One worker's row in the worker table. Written by that worker (pid, stack) and by the
 /// scheduler after the worker died.
@@ -145,9 +149,22 @@ unsafe impl Send for Control {}
 unsafe impl Sync for Control {}
 
 impl Control {
-    /// Bytes needed for `workers` workers (with the first segment of the job table).
+    /// Bytes needed for `workers` workers (with the first segment of the job table and
+    /// the room for the explicit-process table).
     pub(crate) fn size(workers: usize) -> usize {
+        Self::process_table_offset(workers) + PROCESS_TABLE_BYTES
+    }
+
+    fn process_table_offset(workers: usize) -> usize {
         Self::slots_offset(workers) + SEGMENT_BYTES
+    }
+
+    /// The [`PROCESS_TABLE_BYTES`] zero-initialised bytes (64-aligned) reserved for the
+    /// explicit-process table, mapped for as long as this view is usable.
+    pub(crate) fn process_table(&self) -> *const u8 {
+        // SAFETY: `new`'s contract: the block holds `size(workers)` bytes, of which these
+        // are the last `PROCESS_TABLE_BYTES`.
+        unsafe { self.base.add(Self::process_table_offset(self.workers)) }
     }
 
     /// Rows of the worker table for a pool of `workers`: the workers, then as many spare

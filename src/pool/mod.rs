@@ -374,6 +374,16 @@ impl Pool {
         }
     }
 
+    /// A pool handle for an explicit process: its jobs are top-level jobs it owns.
+    pub(crate) fn in_process(inner: Arc<PoolInner>) -> Pool {
+        let timeout = inner.config.job_timeout;
+        Pool {
+            inner,
+            parent: None,
+            timeout,
+        }
+    }
+
     /// A pool handle for code running inside job `parent` in a worker.
     pub(crate) fn in_worker(inner: Arc<PoolInner>, parent: JobId) -> Pool {
         let timeout = inner.config.job_timeout;

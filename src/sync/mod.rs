@@ -40,6 +40,7 @@ pub mod handover;
 mod loom_tests;
 mod mutex;
 pub(crate) mod object;
+mod parties;
 pub(crate) mod raw_lock;
 mod semaphore;
 mod state;

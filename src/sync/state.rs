@@ -155,6 +155,13 @@ impl Turnstile {
         }
     }
 
+    /// The current round's generation (a snapshot: it moves on when the round is
+    /// released).
+    pub(crate) fn generation(&self) -> u32 {
+        // Acquire: as `passed`.
+        (self.word.load(Ordering::Acquire) >> 32) as u32
+    }
+
     /// Parties counted in the current round (a snapshot).
     pub(crate) fn arrived(&self) -> u32 {
         // Relaxed: a snapshot for reports.
