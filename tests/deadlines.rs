@@ -278,6 +278,18 @@ fn every_blocking_operation_can_be_bounded() {
             start,
             pool.with_timeout(LIMIT).par_map(&x, forever),
         );
+        // A blocking iterator terminal waits without a handle unless a limit is set:
+        // the pool handle's limit still holds.
+        let start = Instant::now();
+        timed_out(
+            &pool,
+            "with_timeout, iterator",
+            start,
+            pool.with_timeout(LIMIT)
+                .par_iter(&x)
+                .map(forever)
+                .sum::<u64>(),
+        );
         let start = Instant::now();
         timed_out(
             &pool,

@@ -145,6 +145,32 @@ impl PartialCell {
         Ok(unsafe { &*(words.as_ptr() as *const PartialCell) })
     }
 
+    /// The whole table of `count` cells at mempool offset `table`, resolved once (the
+    /// owner reads every row's cell when its job ends).
+    ///
+    /// # Safety
+    /// As [`in_table`](PartialCell::in_table), for every one of the `count` cells.
+    pub(crate) unsafe fn table(
+        mempool: &Mempool,
+        table: u64,
+        count: usize,
+    ) -> crate::Result<&[PartialCell]> {
+        if table as usize % CELL_SIZE != 0 {
+            return Err(crate::Error::descriptor(
+                "partial-results table out of place",
+            ));
+        }
+        let words = count
+            .checked_mul(CELL_SIZE / 8)
+            .ok_or_else(|| crate::Error::descriptor("partial-results table too long"))?;
+        // SAFETY: forwarded to the caller: in bounds of live memory (checked by
+        // `words_at`), aligned (checked), made of atomics.
+        let words = unsafe { mempool.words_at(table as usize, words) }?;
+        // SAFETY: `count` back-to-back groups of four AtomicU64 words, 32-byte aligned, are
+        // `count` `#[repr(C, align(32))]` PartialCells (size 32, no padding).
+        Ok(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const PartialCell, count) })
+    }
+
     /// Records `bytes` (at most [`INLINE_CAP`]) in the cell itself; `one`: the encoding
     /// of `p` alone for the list `[(0, p)]`.
     pub(crate) fn store_inline(&self, bytes: &[u8], one: bool) {

@@ -166,11 +166,33 @@ impl Submitted {
         }
     }
 
+    /// Waits for the end of a job nobody watches (no callbacks, no time limit but the
+    /// pool handle's), answers with `finish` and releases it: what a [`JobHandle`] does
+    /// in `wait`, without building one. A pool handle's time limit goes through the
+    /// handle, which enforces it.
+    pub(crate) fn wait_and_finish<R: 'static>(
+        mut self,
+        finish: impl FnOnce(&Submitted) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        if self.timeout.is_some() {
+            return JobHandle::new(self, Box::new(finish)).wait();
+        }
+        let outcome = self.wait_until(None, false, &mut || {}).unwrap_or_else(|| {
+            // `wait_until` without a deadline only returns with the job's outcome.
+            Err(Error::PoolShutDown {
+                reason: "the wait for a job ended before the job".into(),
+            })
+        });
+        let result = outcome.and_then(|()| finish(&self));
+        self.release();
+        result
+    }
+
     /// Takes the partial results the workers published, in chunk order.
     pub(crate) fn partials<P: DeserializeOwned>(&self) -> Result<Vec<(u64, P)>> {
         let mut all = Vec::new();
-        for w in 0..self.pool.control.entries() {
-            let Some(partial) = self.take_partial(w)? else {
+        for cell in self.cells()? {
+            let Some(partial) = cell.take(&self.pool.mempool)? else {
                 continue;
             };
             let mut parts: Vec<(u64, P)> = partial.decode(&self.pool.mempool)?;
@@ -184,21 +206,21 @@ impl Submitted {
         Ok(all)
     }
 
-    fn take_partial(&self, w: usize) -> Result<Option<Partial>> {
+    /// The job's partial-results cells, one per worker row (none once released).
+    fn cells(&self) -> Result<&[PartialCell]> {
         if !self.live {
-            return Ok(None);
+            return Ok(&[]);
         }
         // SAFETY: the table lies inside our argument block or our slot's inline area (laid
-        // out with one cell per worker row), which we own and which is alive.
-        let cell = unsafe { PartialCell::in_table(&self.pool.mempool, self.table, w) }?;
-        cell.take(&self.pool.mempool)
+        // out with one cell per worker row), which we own and which is alive while `live`.
+        unsafe { PartialCell::table(&self.pool.mempool, self.table, self.pool.control.entries()) }
     }
 
     /// Releases everything the job holds: partial blocks, reports, the argument block,
     /// the slot; after a failure of a top-level job, everything its tree allocated.
     fn release(&mut self) {
-        for w in 0..self.pool.control.entries() {
-            if let Ok(Some(Partial::Block(raw))) = self.take_partial(w) {
+        for cell in self.cells().unwrap_or_default() {
+            if let Ok(Some(Partial::Block(raw))) = cell.take(&self.pool.mempool) {
                 let _ = self.pool.mempool.free_raw(raw);
             }
         }
