@@ -195,6 +195,7 @@ impl Control {
     ) -> Control {
         debug_assert_eq!(base as usize % 64, 0);
         debug_assert!(base as usize >= region as usize);
+        debug_assert_eq!(Self::slots_offset(workers) % 64, 0);
         let c = Control {
             base,
             region,
@@ -238,6 +239,15 @@ impl Control {
     /// memory that a task may have scribbled over).
     pub(crate) fn try_slot(&self, i: usize) -> Option<&JobSlot> {
         let seg = i / SEGMENT_SLOTS;
+        if seg == 0 {
+            // The first segment is part of the control block itself (`size`), at a fixed
+            // place: no directory to read (every job lookup passes here).
+            // SAFETY: `new`'s contract: `slots_offset .. size` is mapped, zero-initialised
+            // and aligned, holding `SEGMENT_SLOTS` slots of atomics; `i` is below that.
+            return Some(unsafe {
+                &*(self.base.add(Self::slots_offset(self.workers)) as *const JobSlot).add(i)
+            });
+        }
         if seg >= MAX_SEGMENTS {
             return None;
         }
