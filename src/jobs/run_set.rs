@@ -40,13 +40,23 @@ impl Control {
         }
     }
 
-    /// A fingerprint of the run set's bits: it changes whenever a job enters or leaves
-    /// it (a hint for a waiter that wants to rescan only then).
+    /// A fingerprint of the run set: it changes whenever a job enters or leaves it, or
+    /// `work` is notified (a hint for a waiter that wants to rescan only then).
+    ///
+    /// The bits alone miss a slot retired and handed to a new job between two looks (its
+    /// bit cleared, then set again: the same word), which `LAST_RETIRED` makes likely for
+    /// a client submitting job after job; a worker spinning on a lazy job's time would
+    /// then join the new job only once that time had passed (up to [`LAZY_FOR`] late). A
+    /// job that is not lazy notifies `work` when it enters, and a lazy one when it opens:
+    /// the count of notifications closes the gap.
+    ///
+    /// [`LAZY_FOR`]: crate::jobs::slot::LAZY_FOR
     pub(crate) fn run_set_fingerprint(&self) -> u64 {
         let h = self.header();
-        (0..self.slot_count() / 64).fold(0u64, |acc, w| {
+        let bits = (0..self.slot_count() / 64).fold(0u64, |acc, w| {
             acc.rotate_left(7) ^ h.runnable[w].load(Ordering::Relaxed)
-        })
+        });
+        bits ^ ((h.work.notifications() as u64) << 32 | h.work.notifications() as u64)
     }
 
     /// Takes `slot` out of the run set (see the module docs for who may).
