@@ -50,7 +50,7 @@ use bytemuck::Pod;
 
 use crate::array::SharedArray;
 use crate::kind::pipeline::{CollectArray, IterJob};
-use crate::pool::{Chunking, JobHandle, Pool};
+use crate::pool::{Chunking, JobHandle, Pool, Submitted};
 use crate::Result;
 
 pub use collect::{FromParIter, ParExtend};
@@ -92,6 +92,37 @@ struct Opts {
     /// Staged copies of private data the job reads ([`crate::staging`]): kept alive
     /// until the job has ended (they travel into the handle's finishing closure).
     keep: Keep,
+}
+
+/// What to do once an iterator's job has ended: let its staged inputs go, then turn
+/// its accumulators (`A`, in input order; none if `has_acc` is false: the terminal
+/// makes none) into the answer with `finish`.
+fn answer<A: serde::de::DeserializeOwned + 'static, R>(
+    has_acc: bool,
+    keep: Keep,
+    finish: impl FnOnce(Vec<A>) -> Result<R> + Send + 'static,
+) -> impl FnOnce(&Submitted) -> Result<R> + Send + 'static {
+    move |sub: &Submitted| {
+        drop(keep);
+        let parts = if has_acc {
+            sub.partials::<A>()?
+        } else {
+            Vec::new()
+        };
+        finish(parts.into_iter().map(|(_, a)| a).collect())
+    }
+}
+
+/// Submits the pipeline of source `S` and stages `St` ending in terminal `T`.
+fn submit_iter<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>>(
+    pool: &Pool,
+    source: S::Args,
+    state: St::State,
+    tstate: T::State,
+    chunking: Chunking,
+) -> Result<Submitted> {
+    let n = S::len(&source);
+    pool.submit::<IterJob<S, St, T>>(&(source, state, tstate), n, chunking)
 }
 
 /// An iterator taken apart: pool, source and stages, build problem, staged inputs.
@@ -286,26 +317,10 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         if let Some(e) = self.opts.error {
             return Err(e);
         }
-        let n = S::len(&self.source);
-        let args = (self.source, self.state, tstate);
-        let sub = self
-            .pool
-            .submit::<IterJob<S, St, T>>(&args, n, self.chunking)?;
-        let keep = self.opts.keep;
-        let handle = JobHandle::new(
-            sub,
-            Box::new(move |sub| {
-                // Runs once the job has ended: its staged inputs may go.
-                drop(keep);
-                let parts = if T::HAS_ACC {
-                    sub.partials::<T::Acc>()?
-                } else {
-                    Vec::new()
-                };
-                finish(parts.into_iter().map(|(_, a)| a).collect())
-            }),
-        );
-        Ok(handle.with_opts(
+        let sub =
+            submit_iter::<S, St, T>(self.pool, self.source, self.state, tstate, self.chunking)?;
+        let done = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
+        Ok(JobHandle::new(sub, Box::new(done)).with_opts(
             self.opts.on_progress,
             self.opts.on_report,
             self.opts.timeout,
@@ -329,25 +344,13 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         }
         // No callback to feed and no time limit of the iterator's own: wait on the
         // submission itself, without a handle (no boxed closure, no callback plumbing;
-        // a third of a small nested job's cost went there).
+        // a sixth of a small nested job's instructions went there).
         if let Some(e) = self.opts.error {
             return Err(e);
         }
-        let n = S::len(&self.source);
-        let args = (self.source, self.state, tstate);
-        let sub = self
-            .pool
-            .submit::<IterJob<S, St, T>>(&args, n, self.chunking)?;
-        let keep = self.opts.keep;
-        sub.wait_and_finish(move |sub| {
-            drop(keep);
-            let parts = if T::HAS_ACC {
-                sub.partials::<T::Acc>()?
-            } else {
-                Vec::new()
-            };
-            finish(parts.into_iter().map(|(_, a)| a).collect())
-        })
+        let sub =
+            submit_iter::<S, St, T>(self.pool, self.source, self.state, tstate, self.chunking)?;
+        sub.wait_and_finish(answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish))
     }
 
     /// Runs the pipeline ending in terminal `T` and merges its accumulators in input
