@@ -52,7 +52,8 @@ meta="$dir/meta.tsv"
   printf 'command\t%s\n' "PROCYON_BENCH_WORKERS=$workers bash scripts/bench-report.sh$flag ($mode mode)"
   printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  # The report's own outputs (a previous run's table and plot) are not code that runs.
+  if [ -n "$(git status --porcelain --untracked-files=no -- . ":(exclude)$out" ":(exclude)$plot" 2>/dev/null)" ]; then
     commit="$commit (tree dirty: uncommitted changes were measured)"
   fi
   printf 'commit\t%s\n' "$commit"
