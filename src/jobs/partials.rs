@@ -132,17 +132,11 @@ impl PartialCell {
         table: u64,
         index: usize,
     ) -> crate::Result<&PartialCell> {
-        let at = index
-            .checked_mul(CELL_SIZE)
-            .and_then(|o| (table as usize).checked_add(o))
-            .filter(|at| at % CELL_SIZE == 0)
+        let count = index
+            .checked_add(1)
             .ok_or_else(|| crate::Error::descriptor("partial-results cell out of place"))?;
-        // SAFETY: forwarded to the caller: in bounds of live memory, aligned (checked),
-        // and made of atomics (any bit pattern is a cell to check before use).
-        let words = unsafe { mempool.words_at(at, CELL_SIZE / 8) }?;
-        // SAFETY: eight consecutive, 64-byte aligned AtomicU64 words are a
-        // `#[repr(C, align(64))]` PartialCell.
-        Ok(unsafe { &*(words.as_ptr() as *const PartialCell) })
+        // SAFETY: forwarded to the caller: the first `index + 1` cells are live memory.
+        Ok(&unsafe { Self::table(mempool, table, count) }?[index])
     }
 
     /// The whole table of `count` cells at mempool offset `table`, resolved once (the

@@ -56,7 +56,8 @@ impl Control {
         let bits = (0..self.slot_count() / 64).fold(0u64, |acc, w| {
             acc.rotate_left(7) ^ h.runnable[w].load(Ordering::Relaxed)
         });
-        bits ^ ((h.work.notifications() as u64) << 32 | h.work.notifications() as u64)
+        let notified = h.work.notifications() as u64;
+        bits ^ (notified << 32 | notified)
     }
 
     /// Takes `slot` out of the run set (see the module docs for who may).
