@@ -183,6 +183,19 @@ proptest! {
             let folds = par!(pool, a, c).fold_with(String::from(">"), |s: String, x: u32| s + &x.to_string()).unwrap();
             prop_assert_eq!(folds.concat().replace('>', ""), xs.iter().map(|x| x.to_string()).collect::<String>());
 
+            // A histogram: one accumulator per worker that ran chunks (however many it
+            // ran: one item per chunk included), `identity()` alone for no items.
+            type Hist = (BTreeMap<u32, u64>, u32);
+            let got: Hist = par!(pool, a, c).fold_reduce_unordered(
+                || (BTreeMap::new(), 1),
+                |(mut m, n): Hist, x: u32| { *m.entry(x % 17).or_insert(0) += 1; (m, n) },
+                |(mut m, n): Hist, (b, k): Hist| { for (x, c) in b { *m.entry(x).or_insert(0) += c; } (m, n + k) },
+            ).unwrap();
+            let want = r().fold(BTreeMap::new, |mut m, x| { *m.entry(x % 17).or_insert(0u64) += 1; m })
+                .reduce(BTreeMap::new, |mut m, b| { for (x, c) in b { *m.entry(x).or_insert(0) += c; } m });
+            prop_assert_eq!(&got.0, &want);
+            prop_assert!(got.1 >= 1 && got.1 as usize <= workers, "{} accumulators from {} workers", got.1, workers);
+
             let (l, rr): (Vec<u32>, Vec<u64>) = par!(pool, a, c).map(|x: u32| (x, x as u64 * 2)).unzip().unwrap();
             let (el, er): (Vec<u32>, Vec<u64>) = r().map(|x| (x, x as u64 * 2)).unzip();
             prop_assert_eq!((l, rr), (el, er));

@@ -1,13 +1,13 @@
 //! Terminal operations of [`ParIter`] that combine the items into one value: `sum`,
 //! `product`, `count`, `min`/`max` and their `_by`/`_by_key` forms, `reduce`,
-//! `reduce_with`, `fold`, `fold_with`.
+//! `reduce_with`, `fold`, `fold_with`, `fold_reduce_unordered`.
 
 use std::cmp::Ordering;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::reduce::{Fold, FoldWith, MinMax, MinMaxBy, MinMaxByKey, Reduce};
+use super::reduce::{Fold, FoldReduce, FoldWith, MinMax, MinMaxBy, MinMaxByKey, Reduce};
 use super::source::Source;
 use super::stage::Stage;
 use super::terminal::{Count, Product, Sum};
@@ -246,6 +246,63 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         assert_stateless::<I>();
         assert_stateless::<Op>();
         self.run::<Fold<I, Op, A>, _>((), |parts| Ok(parts.into_iter().flatten().collect()))
+    }
+
+    /// Folds the items with `fold` into one accumulator per worker and combines those
+    /// with `reduce`: rayon's `fold(identity, fold).reduce(identity, reduce)` for
+    /// operations that do not care about order (counting, histograms, sets, sums).
+    ///
+    /// Each worker starts one accumulator from `identity()` and adds to it the items of
+    /// every chunk it runs, whichever part of the input those come from, so there are at
+    /// most as many accumulators to send back, decode and combine as workers took part,
+    /// and the chunks can be small (good balance) at no cost in accumulators. The client
+    /// combines them with `reduce` in no particular order; `identity()` if there are no
+    /// items.
+    ///
+    /// The result equals the sequential `items.fold(identity(), fold)` when adding items
+    /// in any order, and `reduce` of two accumulators, give what adding all their items
+    /// to one would (as for a map of counts); for an operation that needs input order,
+    /// use [`fold`](ParIter::fold), which keeps one accumulator per chunk in order, or
+    /// [`reduce`](ParIter::reduce).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let words = pool.strings_from_slice(&["a b", "b c", "c c"])?;
+    /// let counts = pool.par_iter_strs(&words).fold_reduce_unordered(
+    ///     HashMap::new,
+    ///     |mut m: HashMap<String, u64>, line: &str| {
+    ///         for w in line.split(' ') {
+    ///             *m.entry(w.to_owned()).or_insert(0) += 1;
+    ///         }
+    ///         m
+    ///     },
+    ///     |mut a: HashMap<String, u64>, b: HashMap<String, u64>| {
+    ///         for (w, c) in b {
+    ///             *a.entry(w).or_insert(0) += c;
+    ///         }
+    ///         a
+    ///     },
+    /// )?;
+    /// assert_eq!(counts["c"], 3);
+    /// assert_eq!(counts.len(), 3);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn fold_reduce_unordered<I, F, R, A>(self, _identity: I, _fold: F, _reduce: R) -> Result<A>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        I: Fn() -> A + TaskFn,
+        F: Fn(A, St::Out) -> A + TaskFn,
+        R: Fn(A, A) -> A + TaskFn,
+    {
+        assert_stateless::<I>();
+        assert_stateless::<F>();
+        assert_stateless::<R>();
+        let r = self.run_merged::<FoldReduce<I, F, R, A>>(())?;
+        Ok(r.flatten().unwrap_or_else(conjure::<I>()))
     }
 
     /// As [`fold`](ParIter::fold), each chunk starting from a clone of `init` (rayon's

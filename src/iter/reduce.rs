@@ -153,6 +153,34 @@ where
     }
 }
 
+/// `fold_reduce_unordered(identity, fold, reduce)`: one accumulator per worker, taking
+/// the items of every chunk it runs in whatever order they come, the workers'
+/// accumulators combined with `reduce` (unordered: both must be order-insensitive).
+#[doc(hidden)]
+pub struct FoldReduce<I, F, R, A>(PhantomData<fn(I, F, R) -> A>);
+impl<Item, I, F, R, A> Terminal<Item> for FoldReduce<I, F, R, A>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    I: Fn() -> A + TaskFn,
+    F: Fn(A, Item) -> A + TaskFn,
+    R: Fn(A, A) -> A + TaskFn,
+{
+    type State = ();
+    type Acc = Option<A>;
+    const ORDERED: bool = false;
+    fn start(_: &()) -> Option<A> {
+        None
+    }
+    fn step(acc: &mut Option<A>, item: Item) -> ControlFlow<()> {
+        let a = acc.take().unwrap_or_else(conjure::<I>());
+        *acc = Some(conjure::<F>()(a, item));
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Option<A>, right: Option<A>) -> Option<A> {
+        combine(left, right, conjure::<R>())
+    }
+}
+
 /// `fold_with(init, op)`: as [`Fold`], each chunk starting from a clone of `init`.
 #[doc(hidden)]
 pub struct FoldWith<Op, A>(PhantomData<fn(Op) -> A>);

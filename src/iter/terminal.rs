@@ -16,11 +16,14 @@ use crate::task::{conjure, TaskFn};
 ///
 /// A chunk starts from [`start`](Terminal::start), adds its items in order with
 /// [`step`](Terminal::step), and leaves its accumulator; an `ORDERED` terminal's
-/// accumulators are combined in input order in the client, the others inside each worker
-/// first. A `Break` from `step` stops the whole job from claiming more chunks; chunks are
-/// claimed in increasing index order and a claimed chunk always runs to its end (or its
-/// own break), so every chunk before a breaking one still leaves its accumulator: that is
-/// what makes `find_first` and the `try_*` forms return the first match in input order.
+/// accumulators are combined in input order in the client. An unordered terminal keeps
+/// one accumulator per worker, which takes the items of every further chunk the worker
+/// runs, so stepping items into an accumulator must give what merging their own
+/// accumulator into it would. A `Break` from `step` stops the whole job from claiming
+/// more chunks; chunks are claimed in increasing index order and a claimed chunk always
+/// runs to its end (or its own break), so every chunk before a breaking one still leaves
+/// its accumulator: that is what makes `find_first` and the `try_*` forms return the
+/// first match in input order.
 #[doc(hidden)]
 pub trait Terminal<Item>: 'static {
     /// State that travels with the job (`fold_with`'s initial value).

@@ -62,6 +62,23 @@ pub(crate) trait JobKind: 'static {
         let _ = right;
         left
     }
+    /// Runs one chunk of an unordered kind on top of `acc`, the partial of the chunks
+    /// this worker ran before in this job: a kind that can go on adding to it does (one
+    /// accumulator per worker, however many chunks it claims); the default runs the
+    /// chunk alone and merges.
+    fn run_after(
+        args: &Self::Args,
+        local: &mut Self::Local,
+        range: Range<usize>,
+        acc: Self::Partial,
+    ) -> (Option<Self::Partial>, bool) {
+        let (part, stop) = Self::run(args, local, range);
+        let merged = match part {
+            Some(p) => Self::merge(acc, p),
+            None => acc,
+        };
+        (Some(merged), stop)
+    }
 }
 
 /// The signature of a job trampoline stored in the job header.
@@ -179,16 +196,18 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
         let start = range.start as u64;
         let end = range.end as u64;
         let len = range.len() as u64;
-        let stop = match catch_unwind(AssertUnwindSafe(|| K::run(&args, &mut local, range))) {
+        // An unordered kind's chunks all add to one partial per worker.
+        let before = merged.take();
+        let stop = match catch_unwind(AssertUnwindSafe(|| match before {
+            Some(acc) => K::run_after(&args, &mut local, range, acc),
+            None => K::run(&args, &mut local, range),
+        })) {
             Ok((part, stop)) => {
                 if let Some(p) = part {
                     if K::ORDERED {
                         ordered.push((start, p));
                     } else {
-                        merged = Some(match merged.take() {
-                            Some(m) => K::merge(m, p),
-                            None => p,
-                        });
+                        merged = Some(p);
                     }
                 }
                 stop

@@ -45,6 +45,21 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
     fn merge(left: T::Acc, right: T::Acc) -> T::Acc {
         T::merge(left, right)
     }
+
+    /// An unordered terminal's accumulator takes the next chunk's items as they come:
+    /// adding them to it is what merging a fresh chunk accumulator into it would give
+    /// (`Terminal`'s contract for unordered terminals), without the fresh one.
+    fn run_after(
+        args: &Self::Args,
+        (src, st): &mut Self::Local,
+        range: Range<usize>,
+        mut acc: T::Acc,
+    ) -> (Option<T::Acc>, bool) {
+        let flow = S::feed(&args.0, src, range, |item| {
+            St::push(&args.1, st, item, &mut |out| T::step(&mut acc, out))
+        });
+        (T::HAS_ACC.then_some(acc), flow.is_break())
+    }
 }
 
 /// The job kind of `collect_array`: item `i` is written to `out[i]`.
