@@ -65,7 +65,7 @@ fn main() {
             _ => {
                 let mut got = Default::default();
                 let t = time(|| {
-                    got = count::procyon_count(&pool, &blocks_of_text, w)
+                    got = count::procyon_count(&pool, &blocks_of_text)
                         .expect("procyon's count")
                         .0
                 });

@@ -1,8 +1,8 @@
 //! W8 word count (../shared/WORKLOADS.md) on a procyon pool: word frequencies of a seeded
 //! 50 MB text. The text is cut at line ends into blocks, copied once into the mempool as
 //! a [`SharedStrings`](procyon::SharedStrings) (one `memcpy`, no encoding), and each worker
-//! counts the words of the blocks it claims into a map of its own (`fold`); the client
-//! merges the few per-chunk maps. `--compare` runs the sequential loop and rayon (as many
+//! counts the words of every block it claims into one map of its own
+//! (`fold_reduce_unordered`); the client merges the workers' maps. `--compare` runs the sequential loop and rayon (as many
 //! threads as workers) on the same text, checks that all three maps are equal, and prints
 //! the speedups with the machine's load average.
 //!
@@ -82,7 +82,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.workers
     );
 
-    let (result, parallel) = best(args.runs, || procyon_count(&pool, &blocks, args.workers));
+    let (result, parallel) = best(args.runs, || procyon_count(&pool, &blocks));
     let (counts, staging) = result?;
     let words: u64 = counts.values().sum();
     println!(
