@@ -7,7 +7,10 @@
 //! [`CHUNKS_PER_STRIPE`] per worker, which in practice means a small `max_len`) is laid
 //! out in stripes instead: the job's items are split evenly over one [`Stripe`] per
 //! worker, each on a cache line of its own, and worker `i` claims from stripe `i` alone
-//! until it is empty, which no other worker touches unless it steals.
+//! until it is empty, which no other worker touches unless it steals. A job of at least
+//! [`STICKY_ITEMS`] items is striped too, however it is chunked, so that each worker
+//! works the same part of large arrays in job after job (its page tables, unlike a
+//! thread's, are its own).
 //!
 //! ## Protocol
 //!
@@ -43,6 +46,19 @@ use std::ops::Range;
 
 /// Least number of chunks per worker for which a job is striped.
 pub(crate) const CHUNKS_PER_STRIPE: u64 = 64;
+/// Least number of items for which a job is striped however it is chunked.
+///
+/// A process's page tables are its own: a page of a shared array that one worker has
+/// mapped still faults in another the first time it touches it. With the shared counter
+/// the part of the index space each worker gets moves from job to job (whoever claims
+/// first takes the front), so every new job over the same large arrays makes each worker
+/// fault in pages the other had mapped: 2 GiB W5 jobs ran at 11-28 GB/s in their first
+/// runs after a warm-up, against 63-67 GB/s at once when striped. Striped, worker `i`
+/// starts on stripe `i` in every job, so the pages it touched last time are mapped
+/// already (rayon's threads share one page table and never pay this). A fixed count, not
+/// a reading of the machine: 2^20 items is a few MiB of any element type, past which a
+/// job's page faults cost more than its claims.
+pub(crate) const STICKY_ITEMS: u64 = 1 << 20;
 /// Bytes of one stripe.
 pub(crate) const STRIPE_SIZE: usize = 64;
 
@@ -77,10 +93,12 @@ fn unpack(word: u64) -> (u64, u64) {
 }
 
 /// How many stripes a job of `n` items with chunks of at most `max_len` gets on
-/// `workers` workers: 0 (one shared counter) unless it will be cut into many chunks.
+/// `workers` workers: 0 (one shared counter) unless it will be cut into many chunks or
+/// is large ([`STICKY_ITEMS`]).
 pub(crate) fn stripes_for(n: u64, max_len: u64, workers: u64) -> usize {
     let chunks = n / max_len.max(1);
-    if workers >= 2 && n <= u32::MAX as u64 && chunks >= CHUNKS_PER_STRIPE * workers {
+    let many = chunks >= CHUNKS_PER_STRIPE * workers || n >= STICKY_ITEMS;
+    if workers >= 2 && n <= u32::MAX as u64 && many {
         workers as usize
     } else {
         0
@@ -219,9 +237,11 @@ mod tests {
     }
 
     #[test]
-    fn only_jobs_of_many_chunks_are_striped() {
+    fn only_jobs_of_many_chunks_or_items_are_striped() {
         assert_eq!(stripes_for(100_000, 1, 2), 2);
         assert_eq!(stripes_for(100_000, u64::MAX, 2), 0, "few guided chunks");
+        assert_eq!(stripes_for(STICKY_ITEMS, u64::MAX, 2), 2, "a large job");
+        assert_eq!(stripes_for(STICKY_ITEMS - 1, u64::MAX, 2), 0);
         assert_eq!(stripes_for(4, 1, 2), 0, "a small nested job");
         assert_eq!(stripes_for(100_000, 1, 1), 0, "one worker");
         assert_eq!(stripes_for(1 << 33, 1, 2), 0, "past 32-bit indices");
