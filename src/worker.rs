@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::jobs::Control;
 use crate::jobs::{JobId, JobSlot};
-use crate::kind::{Entry, WorkerCx};
+use crate::kind::{Entry, JobKind, WorkerCx};
 use crate::pool::PoolInner;
 use crate::sys::process;
 
@@ -228,21 +228,31 @@ fn run_job(st: &State, id: JobId) {
 }
 
 fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
+    joined(st, slot, id, |cx, slot, tag| {
+        let addr = slot.entry.load(Ordering::Relaxed);
+        // SAFETY: the owner stored `kind::encode_entry(entry::<K>)` in INIT; we loaded
+        // ACTIVE with Acquire and checked the generation while pinned, so the header is
+        // that job's and cannot be rewritten until we unpin. Every process of the pool
+        // runs the same image (forks of one, or a fork server checked to run the
+        // client's).
+        let entry: Entry = unsafe { crate::kind::decode_entry(addr as u64) };
+        // SAFETY: the slot is ACTIVE (checked), pinned by us, and written for the kind
+        // whose trampoline `entry` is.
+        unsafe { entry(cx, slot, tag) };
+    });
+}
+
+/// Runs `run` inside joined job `id`: recorded as this worker's current job (for the
+/// scheduler, should we die in it, and for nested submissions), its allocations tagged
+/// with the job's tree.
+fn joined(st: &State, slot: &JobSlot, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usize)) {
     let setup = st.setup;
     let me = setup.control.worker(setup.cx.index);
     let recorded = me.push(id);
     let root = slot.root.load(Ordering::Relaxed);
     st.jobs.borrow_mut().push((id, root));
     let old_tag = crate::mempool::set_default_tag(root);
-    let addr = slot.entry.load(Ordering::Relaxed);
-    // SAFETY: the owner stored `kind::encode_entry(entry::<K>)` in INIT; we loaded ACTIVE
-    // with Acquire and checked the generation while pinned, so the header is that job's
-    // and cannot be rewritten until we unpin. Every process of the pool runs the same
-    // image (forks of one, or a fork server checked to run the client's).
-    let entry: Entry = unsafe { crate::kind::decode_entry(addr as u64) };
-    // SAFETY: the slot is ACTIVE (checked), pinned by us, and written for the kind whose
-    // trampoline `entry` is.
-    unsafe { entry(&setup.cx, slot, root as usize) };
+    run(&setup.cx, slot, root as usize);
     crate::mempool::set_default_tag(old_tag);
     st.jobs.borrow_mut().pop();
     if recorded {
@@ -255,6 +265,36 @@ fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
 pub(crate) fn run_own(target: JobId) {
     let st = state().expect("run_own outside a worker");
     run_job(st, target);
+}
+
+/// As [`run_own`], for a job of kind `K` whose arguments the calling task has in hand:
+/// they are not decoded again, and the partials of the chunks run here are returned
+/// rather than published (`kind::entry_owned`).
+///
+/// # Safety
+/// `target` must be a job the calling task submitted as kind `K` with arguments `args`.
+pub(crate) unsafe fn run_own_typed<K: JobKind>(
+    target: JobId,
+    args: &K::Args,
+) -> Vec<(u64, K::Partial)> {
+    let st = state().expect("run_own_typed outside a worker");
+    let setup = st.setup;
+    // Room for the one partial of an unordered kind (an ordered kind's list replaces it).
+    let mut mine = Vec::with_capacity(1);
+    let Some(slot) = setup.control.try_slot(target.slot as usize) else {
+        return mine;
+    };
+    let w = setup.cx.index;
+    slot.pin(w);
+    if slot.is_active_job(target.gen) && slot.join(w) {
+        joined(st, slot, target, |cx, slot, tag| {
+            // SAFETY: the slot is ACTIVE (checked), pinned by us, and holds the job the
+            // caller submitted as kind `K` with `args` (the caller's contract).
+            unsafe { crate::kind::entry_owned::<K>(cx, slot, tag, args, &mut mine) };
+        });
+    }
+    slot.unpin(w, &setup.control.header().ended);
+    mine
 }
 
 /// Waits for nested job `target` (submitted by the calling task) until `done` gives its

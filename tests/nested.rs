@@ -366,3 +366,59 @@ fn trees_of_small_nested_jobs_count_every_leaf() {
         }
     });
 }
+
+/// The submitting task keeps the accumulators of the chunks it runs itself, while the
+/// other worker's come through the job's table: merged, they are still in input order
+/// (collect_vec, a non-commutative reduce) and complete (sum), in rounds where both
+/// workers took items.
+#[test]
+fn a_shared_nested_job_combines_the_owners_and_the_others_results_in_order() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let mut shared = 0;
+        for _ in 0..4 {
+            let (pids, text, total) = pool
+                .spawn(|ctx: &Ctx| {
+                    let pids = ctx
+                        .par_range(0..16u32)
+                        .with_max_len(1)
+                        .map(|i: u32| (i, busy_pid(3)))
+                        .collect_vec()
+                        .unwrap();
+                    let text = ctx
+                        .par_range(0..16u32)
+                        .with_max_len(1)
+                        .map(|i: u32| {
+                            busy_pid(1);
+                            i.to_string()
+                        })
+                        .reduce(String::new, |a: String, b: String| a + &b)
+                        .unwrap();
+                    let total = ctx
+                        .par_range(0..16u64)
+                        .with_max_len(1)
+                        .map(|i: u64| {
+                            busy_pid(1);
+                            i * i
+                        })
+                        .sum::<u64>()
+                        .unwrap();
+                    (pids, text, total)
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            let order: Vec<u32> = pids.iter().map(|p| p.0).collect();
+            assert_eq!(order, (0..16).collect::<Vec<_>>());
+            assert_eq!(text, (0..16).map(|i| i.to_string()).collect::<String>());
+            assert_eq!(total, (0..16u64).map(|i| i * i).sum::<u64>());
+            if pids.iter().any(|p| p.1 != pids[0].1) {
+                shared += 1;
+            }
+        }
+        assert!(
+            shared > 0,
+            "the other worker never took an item of the nested jobs"
+        );
+    });
+}

@@ -95,17 +95,18 @@ struct Opts {
 }
 
 /// What to do once an iterator's job has ended: let its staged inputs go, then turn
-/// its accumulators (`A`, in input order; none if `has_acc` is false: the terminal
-/// makes none) into the answer with `finish`.
+/// its accumulators (`A`, in input order, with those the submitting task kept for
+/// itself, `mine`; none if `has_acc` is false: the terminal makes none) into the answer
+/// with `finish`.
 fn answer<A: serde::de::DeserializeOwned + 'static, R>(
     has_acc: bool,
     keep: Keep,
     finish: impl FnOnce(Vec<A>) -> Result<R> + Send + 'static,
-) -> impl FnOnce(&Submitted) -> Result<R> + Send + 'static {
-    move |sub: &Submitted| {
+) -> impl FnOnce(&Submitted, Vec<(u64, A)>) -> Result<R> + Send + 'static {
+    move |sub: &Submitted, mine: Vec<(u64, A)>| {
         drop(keep);
         let parts = if has_acc {
-            sub.partials::<A>()?
+            sub.partials::<A>(mine)?
         } else {
             Vec::new()
         };
@@ -319,7 +320,8 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         }
         let sub =
             submit_iter::<S, St, T>(self.pool, self.source, self.state, tstate, self.chunking)?;
-        let done = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
+        let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
+        let done = move |sub: &Submitted| answer(sub, Vec::new());
         Ok(JobHandle::new(sub, Box::new(done)).with_opts(
             self.opts.on_progress,
             self.opts.on_report,
@@ -348,9 +350,16 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         if let Some(e) = self.opts.error {
             return Err(e);
         }
-        let sub =
-            submit_iter::<S, St, T>(self.pool, self.source, self.state, tstate, self.chunking)?;
-        sub.wait_and_finish(answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish))
+        // The arguments stay in hand: a nested job's submitting task runs its chunks
+        // with them (nothing decoded) and keeps their accumulators (nothing encoded).
+        let n = S::len(&self.source);
+        let args = (self.source, self.state, tstate);
+        let sub = self
+            .pool
+            .submit::<IterJob<S, St, T>>(&args, n, self.chunking)?;
+        let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
+        // SAFETY: `sub` was submitted just above as this kind with `args`.
+        unsafe { sub.run_and_finish::<IterJob<S, St, T>, R>(&args, answer) }
     }
 
     /// Runs the pipeline ending in terminal `T` and merges its accumulators in input

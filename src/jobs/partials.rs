@@ -6,7 +6,10 @@
 //! it; a larger one goes into a mempool block the cell names. The usual case, one merged
 //! partial of an unordered kind (`[(0, p)]`), is stored as the encoding of `p` alone.
 //! Cells are small (the table of a small job sits in its header's inline area); each
-//! worker writes its own once per job, so sharing a cache line costs nothing.
+//! worker writes its own once per job, so sharing a cache line costs nothing. The task
+//! that submitted a nested iterator job and runs it first while it waits writes no cell:
+//! it keeps its partials in its own memory (`kind::entry_owned`) and adds them to what it
+//! takes from the others' cells.
 //!
 //! ## Protocol
 //!

@@ -160,7 +160,51 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
             return;
         }
     };
-    let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(&args, cx))) {
+    run_chunks::<K>(cx, slot, tag, stripes, first, &args, None);
+}
+
+/// [`entry`] for the task that submitted nested job `slot` and runs it first while it
+/// waits: with the arguments it has in hand (nothing to decode), and with its partials
+/// left in `mine` rather than encoded into its cell (nothing to encode, store, take and
+/// decode back). Partials of chunks other workers run still come through their cells.
+///
+/// # Safety
+/// As [`entry`]; `args` must be the arguments the job was submitted with.
+pub(crate) unsafe fn entry_owned<K: JobKind>(
+    cx: &WorkerCx,
+    slot: &JobSlot,
+    tag: usize,
+    args: &K::Args,
+    mine: &mut Vec<(u64, K::Partial)>,
+) {
+    let ended = &cx.control.header().ended;
+    let stripes = match cx.control.stripes_of(slot) {
+        Ok(s) => s,
+        Err(message) => {
+            slot.fail(&Failure::Setup { message }, ended);
+            return;
+        }
+    };
+    let Some(first) = slot.claim_chunk(stripes, cx.index) else {
+        return;
+    };
+    run_chunks::<K>(cx, slot, tag, stripes, first, args, Some(mine));
+}
+
+/// Runs chunk `first`, then every further chunk this worker claims, and leaves the
+/// partials: in this worker's cell of the job's table, or in `mine` (the owner's own
+/// run, [`entry_owned`]).
+fn run_chunks<K: JobKind>(
+    cx: &WorkerCx,
+    slot: &JobSlot,
+    tag: usize,
+    stripes: Option<&[crate::jobs::stripes::Stripe]>,
+    first: Range<usize>,
+    args: &K::Args,
+    mine: Option<&mut Vec<(u64, K::Partial)>>,
+) {
+    let ended = &cx.control.header().ended;
+    let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(args, cx))) {
         Ok(Ok(l)) => l,
         Ok(Err(e)) => {
             slot.fail(
@@ -199,8 +243,8 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
         // An unordered kind's chunks all add to one partial per worker.
         let before = merged.take();
         let stop = match catch_unwind(AssertUnwindSafe(|| match before {
-            Some(acc) => K::run_after(&args, &mut local, range, acc),
-            None => K::run(&args, &mut local, range),
+            Some(acc) => K::run_after(args, &mut local, range, acc),
+            None => K::run(args, &mut local, range),
         })) {
             Ok((part, stop)) => {
                 if let Some(p) = part {
@@ -242,6 +286,17 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
             slot.add_done(pending, ended);
             pending = 0;
         }
+    }
+    if let Some(mine) = mine {
+        // The owner keeps its partials; our last addition below still publishes the
+        // chunks as done.
+        match merged {
+            Some(m) => mine.push((0, m)),
+            None if mine.is_empty() => *mine = ordered,
+            None => mine.append(&mut ordered),
+        }
+        slot.add_done(pending, ended);
+        return;
     }
     // An unordered kind leaves one merged partial: published from where it is, without
     // a vector.

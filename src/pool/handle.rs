@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::jobs::partials::{Partial, PartialCell};
 use crate::jobs::{FailOutcome, Failure, JobId, JobSlot, SlotState};
+use crate::kind::JobKind;
 use crate::mempool::Block;
 use crate::pool::PoolInner;
 use crate::progress::{discard_reports, Progress, ReportInbox, POLL_PERIOD};
@@ -40,6 +41,9 @@ pub(crate) struct Submitted {
     pub(crate) detachable: bool,
     /// How to wait for it (help in a worker, sleep in a client).
     pub(crate) waiting: Waiting,
+    /// The submitting task has run the job's chunks itself already
+    /// ([`Submitted::run_and_finish`]): its wait need not try again.
+    pub(crate) own_ran: bool,
 }
 
 /// How the owner of a job waits for it, decided by who submitted it.
@@ -103,7 +107,9 @@ impl Submitted {
         if self.waiting == Waiting::Help && deadline.is_none() {
             // A nested job: run it here first (it is lazy: nobody else may have started
             // it), and a small one is done before any clock is read.
-            crate::worker::run_own(self.id);
+            if !self.own_ran {
+                crate::worker::run_own(self.id);
+            }
             if let Some(r) = self.poll() {
                 return Some(r.map_err(|f| self.error_of(f)));
             }
@@ -171,12 +177,38 @@ impl Submitted {
     /// in `wait`, without building one. A pool handle's time limit goes through the
     /// handle, which enforces it.
     pub(crate) fn wait_and_finish<R: 'static>(
-        mut self,
+        self,
         finish: impl FnOnce(&Submitted) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         if self.timeout.is_some() {
             return JobHandle::new(self, Box::new(finish)).wait();
         }
+        self.finish_unwatched(finish)
+    }
+
+    /// As [`wait_and_finish`](Submitted::wait_and_finish), for a job of kind `K` with
+    /// arguments `args`: a nested job's submitting task (in a worker, no time limit) runs
+    /// its chunks first with `args` in hand, and `finish` gets the partials of the chunks
+    /// it ran (`worker::run_own_typed`) beside the job, whose cells hold the others'.
+    ///
+    /// # Safety
+    /// The job must have been submitted as kind `K` with arguments `args`.
+    pub(crate) unsafe fn run_and_finish<K: JobKind, R: 'static>(
+        mut self,
+        args: &K::Args,
+        finish: impl FnOnce(&Submitted, Vec<(u64, K::Partial)>) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        if self.timeout.is_some() || self.waiting != Waiting::Help {
+            return self.wait_and_finish(|sub| finish(sub, Vec::new()));
+        }
+        // SAFETY: forwarded: the job is ours, of kind `K`, submitted with `args`.
+        let mine = unsafe { crate::worker::run_own_typed::<K>(self.id, args) };
+        self.own_ran = true;
+        self.finish_unwatched(|sub| finish(sub, mine))
+    }
+
+    /// Waits for the end without a time limit, answers with `finish`, releases.
+    fn finish_unwatched<R>(mut self, finish: impl FnOnce(&Submitted) -> Result<R>) -> Result<R> {
         let outcome = self.wait_until(None, false, &mut || {}).unwrap_or_else(|| {
             // `wait_until` without a deadline only returns with the job's outcome.
             Err(Error::PoolShutDown {
@@ -188,9 +220,13 @@ impl Submitted {
         result
     }
 
-    /// Takes the partial results the workers published, in chunk order.
-    pub(crate) fn partials<P: DeserializeOwned>(&self) -> Result<Vec<(u64, P)>> {
-        let mut all = Vec::new();
+    /// Takes the partial results the workers published and adds them to `mine` (those
+    /// the submitting task kept, `run_and_finish`), in chunk order.
+    pub(crate) fn partials<P: DeserializeOwned>(
+        &self,
+        mine: Vec<(u64, P)>,
+    ) -> Result<Vec<(u64, P)>> {
+        let mut all = mine;
         for cell in self.cells()? {
             let Some(partial) = cell.take(&self.pool.mempool)? else {
                 continue;

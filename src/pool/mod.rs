@@ -580,6 +580,7 @@ impl PoolInner {
             } else {
                 handle::Waiting::Sleep
             },
+            own_ran: false,
         })
     }
 
