@@ -149,7 +149,7 @@ impl Pool {
             sub,
             Box::new(move |sub| {
                 let mut out = Vec::with_capacity(chunks);
-                for (_, mut part) in sub.partials::<Vec<R>>(Vec::new())? {
+                for (_, mut part) in sub.partials::<Vec<R>>()? {
                     out.append(&mut part);
                 }
                 if out.len() != chunks {

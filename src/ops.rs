@@ -354,7 +354,7 @@ fn spawned<R: DeserializeOwned + Send + 'static>(sub: crate::pool::Submitted) ->
     JobHandle::new(
         sub,
         Box::new(|sub| {
-            sub.partials::<R>(Vec::new())?
+            sub.partials::<R>()?
                 .into_iter()
                 .next()
                 .map(|(_, r)| r)

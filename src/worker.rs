@@ -34,6 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::jobs::partials::Kept;
 use crate::jobs::Control;
 use crate::jobs::{JobId, JobSlot};
 use crate::kind::{Entry, JobKind, WorkerCx};
@@ -273,14 +274,10 @@ pub(crate) fn run_own(target: JobId) {
 ///
 /// # Safety
 /// `target` must be a job the calling task submitted as kind `K` with arguments `args`.
-pub(crate) unsafe fn run_own_typed<K: JobKind>(
-    target: JobId,
-    args: &K::Args,
-) -> Vec<(u64, K::Partial)> {
+pub(crate) unsafe fn run_own_typed<K: JobKind>(target: JobId, args: &K::Args) -> Kept<K::Partial> {
     let st = state().expect("run_own_typed outside a worker");
     let setup = st.setup;
-    // Room for the one partial of an unordered kind (an ordered kind's list replaces it).
-    let mut mine = Vec::with_capacity(1);
+    let mut mine = Kept::default();
     let Some(slot) = setup.control.try_slot(target.slot as usize) else {
         return mine;
     };

@@ -49,6 +49,7 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 
 use crate::array::SharedArray;
+use crate::jobs::partials::{Kept, Partials};
 use crate::kind::pipeline::{CollectArray, IterJob};
 use crate::pool::{Chunking, JobHandle, Pool, Submitted};
 use crate::Result;
@@ -101,16 +102,16 @@ struct Opts {
 fn answer<A: serde::de::DeserializeOwned + 'static, R>(
     has_acc: bool,
     keep: Keep,
-    finish: impl FnOnce(Vec<A>) -> Result<R> + Send + 'static,
-) -> impl FnOnce(&Submitted, Vec<(u64, A)>) -> Result<R> + Send + 'static {
-    move |sub: &Submitted, mine: Vec<(u64, A)>| {
+    finish: impl FnOnce(Partials<A>) -> Result<R> + Send + 'static,
+) -> impl FnOnce(&Submitted, Kept<A>) -> Result<R> + Send + 'static {
+    move |sub: &Submitted, mine: Kept<A>| {
         drop(keep);
         let parts = if has_acc {
-            sub.partials::<A>(mine)?
+            sub.partials_with::<A>(mine)?
         } else {
-            Vec::new()
+            Partials::One(None)
         };
-        finish(parts.into_iter().map(|(_, a)| a).collect())
+        finish(parts)
     }
 }
 
@@ -310,7 +311,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     fn spawn<T: Terminal<St::Out>, R: 'static>(
         self,
         tstate: T::State,
-        finish: impl FnOnce(Vec<T::Acc>) -> Result<R> + Send + 'static,
+        finish: impl FnOnce(Partials<T::Acc>) -> Result<R> + Send + 'static,
     ) -> Result<JobHandle<R>>
     where
         T::Acc: 'static,
@@ -321,7 +322,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         let sub =
             submit_iter::<S, St, T>(self.pool, self.source, self.state, tstate, self.chunking)?;
         let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
-        let done = move |sub: &Submitted| answer(sub, Vec::new());
+        let done = move |sub: &Submitted| answer(sub, Kept::default());
         Ok(JobHandle::new(sub, Box::new(done)).with_opts(
             self.opts.on_progress,
             self.opts.on_report,
@@ -333,7 +334,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     fn run<T: Terminal<St::Out>, R: 'static>(
         self,
         tstate: T::State,
-        finish: impl FnOnce(Vec<T::Acc>) -> Result<R> + Send + 'static,
+        finish: impl FnOnce(Partials<T::Acc>) -> Result<R> + Send + 'static,
     ) -> Result<R>
     where
         T::Acc: 'static,

@@ -99,6 +99,58 @@ impl Partial {
     }
 }
 
+/// The partials the submitting task of a nested job kept for itself (it ran chunks of
+/// its own job: `kind::entry_owned`): an unordered kind's one merged partial, or an
+/// ordered kind's list of `(first item, partial)` in claim order. Holds no allocation of
+/// its own for the first kind.
+pub(crate) struct Kept<P> {
+    pub(crate) merged: Option<P>,
+    pub(crate) ordered: Vec<(u64, P)>,
+}
+
+impl<P> Default for Kept<P> {
+    fn default() -> Self {
+        Kept {
+            merged: None,
+            ordered: Vec::new(),
+        }
+    }
+}
+
+impl<P> Kept<P> {
+    /// As a list of `(first item, partial)`.
+    pub(crate) fn into_list(self) -> Vec<(u64, P)> {
+        match self.merged {
+            Some(m) => {
+                let mut all = self.ordered;
+                all.push((0, m));
+                all
+            }
+            None => self.ordered,
+        }
+    }
+}
+
+/// A job's partials in input order, as its answer consumes them: straight from what its
+/// submitting task kept when no other worker left any (a small nested job: no list to
+/// build), else from the sorted list of all.
+pub(crate) enum Partials<P> {
+    /// The kept partial of an unordered kind, alone.
+    One(Option<P>),
+    /// Every partial, sorted by first item.
+    Listed(std::vec::IntoIter<(u64, P)>),
+}
+
+impl<P> Iterator for Partials<P> {
+    type Item = P;
+    fn next(&mut self) -> Option<P> {
+        match self {
+            Partials::One(p) => p.take(),
+            Partials::Listed(it) => it.next().map(|(_, p)| p),
+        }
+    }
+}
+
 /// Encodes `parts` into a cell of its own when small enough: `Some((buf, len, one))`.
 pub(crate) fn encode_inline<P: Serialize>(
     parts: &[(u64, P)],
@@ -274,6 +326,26 @@ mod tests {
         round_trip::<u8>(&pool, vec![], true);
         // The blocks were adopted and freed by the taker.
         assert_eq!(pool.usage().in_use, before);
+    }
+
+    #[test]
+    fn kept_partials_list_and_iterate_in_order() {
+        let none: Kept<u8> = Kept::default();
+        assert!(none.into_list().is_empty());
+        let merged = Kept {
+            merged: Some(7u8),
+            ordered: Vec::new(),
+        };
+        assert_eq!(merged.into_list(), vec![(0, 7)]);
+        let ordered = Kept {
+            merged: None,
+            ordered: vec![(0, 1u8), (4, 2)],
+        };
+        assert_eq!(ordered.into_list(), vec![(0, 1), (4, 2)]);
+        assert_eq!(Partials::One(Some(3u8)).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(Partials::<u8>::One(None).count(), 0);
+        let listed = Partials::Listed(vec![(0, 'a'), (2, 'b')].into_iter());
+        assert_eq!(listed.collect::<String>(), "ab");
     }
 
     #[test]

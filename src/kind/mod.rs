@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::jobs::partials::{encode_inline, PartialCell};
+use crate::jobs::partials::{encode_inline, Kept, PartialCell};
 use crate::jobs::{Failure, JobSlot};
 use crate::mempool::Mempool;
 
@@ -175,7 +175,7 @@ pub(crate) unsafe fn entry_owned<K: JobKind>(
     slot: &JobSlot,
     tag: usize,
     args: &K::Args,
-    mine: &mut Vec<(u64, K::Partial)>,
+    mine: &mut Kept<K::Partial>,
 ) {
     let ended = &cx.control.header().ended;
     let stripes = match cx.control.stripes_of(slot) {
@@ -201,7 +201,7 @@ fn run_chunks<K: JobKind>(
     stripes: Option<&[crate::jobs::stripes::Stripe]>,
     first: Range<usize>,
     args: &K::Args,
-    mine: Option<&mut Vec<(u64, K::Partial)>>,
+    mine: Option<&mut Kept<K::Partial>>,
 ) {
     let ended = &cx.control.header().ended;
     let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(args, cx))) {
@@ -290,11 +290,8 @@ fn run_chunks<K: JobKind>(
     if let Some(mine) = mine {
         // The owner keeps its partials; our last addition below still publishes the
         // chunks as done.
-        match merged {
-            Some(m) => mine.push((0, m)),
-            None if mine.is_empty() => *mine = ordered,
-            None => mine.append(&mut ordered),
-        }
+        mine.merged = merged;
+        mine.ordered = ordered;
         slot.add_done(pending, ended);
         return;
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::jobs::partials::{Partial, PartialCell};
+use crate::jobs::partials::{Kept, Partial, PartialCell, Partials};
 use crate::jobs::{FailOutcome, Failure, JobId, JobSlot, SlotState};
 use crate::kind::JobKind;
 use crate::mempool::Block;
@@ -196,10 +196,10 @@ impl Submitted {
     pub(crate) unsafe fn run_and_finish<K: JobKind, R: 'static>(
         mut self,
         args: &K::Args,
-        finish: impl FnOnce(&Submitted, Vec<(u64, K::Partial)>) -> Result<R> + Send + 'static,
+        finish: impl FnOnce(&Submitted, Kept<K::Partial>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         if self.timeout.is_some() || self.waiting != Waiting::Help {
-            return self.wait_and_finish(|sub| finish(sub, Vec::new()));
+            return self.wait_and_finish(|sub| finish(sub, Kept::default()));
         }
         // SAFETY: forwarded: the job is ours, of kind `K`, submitted with `args`.
         let mine = unsafe { crate::worker::run_own_typed::<K>(self.id, args) };
@@ -220,26 +220,48 @@ impl Submitted {
         result
     }
 
+    /// Takes the partial results the workers published, in chunk order.
+    pub(crate) fn partials<P: DeserializeOwned>(&self) -> Result<Vec<(u64, P)>> {
+        Ok(match self.partials_with(Kept::default())? {
+            Partials::One(p) => p.map(|p| (0, p)).into_iter().collect(),
+            Partials::Listed(list) => list.collect(),
+        })
+    }
+
     /// Takes the partial results the workers published and adds them to `mine` (those
-    /// the submitting task kept, `run_and_finish`), in chunk order.
-    pub(crate) fn partials<P: DeserializeOwned>(
-        &self,
-        mine: Vec<(u64, P)>,
-    ) -> Result<Vec<(u64, P)>> {
-        let mut all = mine;
+    /// the submitting task kept, `run_and_finish`), in chunk order; without building a
+    /// list when no cell holds any and `mine` has only an unordered kind's partial.
+    pub(crate) fn partials_with<P: DeserializeOwned>(&self, mine: Kept<P>) -> Result<Partials<P>> {
+        let mut all: Option<Vec<(u64, P)>> = None;
+        let mut mine = Some(mine);
         for cell in self.cells()? {
             let Some(partial) = cell.take(&self.pool.mempool)? else {
                 continue;
             };
             let mut parts: Vec<(u64, P)> = partial.decode(&self.pool.mempool)?;
-            if all.is_empty() {
-                all = parts;
-            } else {
-                all.append(&mut parts);
+            match (&mut all, mine.take()) {
+                (None, Some(kept)) if kept.merged.is_none() && kept.ordered.is_empty() => {
+                    all = Some(parts)
+                }
+                (None, Some(kept)) => {
+                    let mut list = kept.into_list();
+                    list.append(&mut parts);
+                    all = Some(list);
+                }
+                (Some(list), _) => list.append(&mut parts),
+                (None, None) => all = Some(parts),
             }
         }
+        let mut all = match (all, mine) {
+            (None, Some(kept)) if kept.ordered.is_empty() => {
+                return Ok(Partials::One(kept.merged));
+            }
+            (None, Some(kept)) => kept.into_list(),
+            (Some(list), _) => list,
+            (None, None) => Vec::new(),
+        };
         all.sort_by_key(|(start, _)| *start);
-        Ok(all)
+        Ok(Partials::Listed(all.into_iter()))
     }
 
     /// The job's partial-results cells, one per worker row (none once released).
