@@ -62,22 +62,22 @@ pub(crate) trait JobKind: 'static {
         let _ = right;
         left
     }
-    /// Runs one chunk of an unordered kind on top of `acc`, the partial of the chunks
-    /// this worker ran before in this job: a kind that can go on adding to it does (one
-    /// accumulator per worker, however many chunks it claims); the default runs the
-    /// chunk alone and merges.
-    fn run_after(
+    /// Runs one chunk, of an unordered kind on top of `acc` if given: the partial of the
+    /// chunks this worker ran before in this job. A kind that can go on adding to it
+    /// does (one accumulator per worker, however many chunks it claims); the default
+    /// runs the chunk alone and merges.
+    fn run_from(
         args: &Self::Args,
         local: &mut Self::Local,
         range: Range<usize>,
-        acc: Self::Partial,
+        acc: Option<Self::Partial>,
     ) -> (Option<Self::Partial>, bool) {
         let (part, stop) = Self::run(args, local, range);
-        let merged = match part {
-            Some(p) => Self::merge(acc, p),
-            None => acc,
+        let merged = match (acc, part) {
+            (Some(a), Some(p)) => Some(Self::merge(a, p)),
+            (a, p) => a.or(p),
         };
-        (Some(merged), stop)
+        (merged, stop)
     }
 }
 
@@ -242,9 +242,8 @@ fn run_chunks<K: JobKind>(
         let len = range.len() as u64;
         // An unordered kind's chunks all add to one partial per worker.
         let before = merged.take();
-        let stop = match catch_unwind(AssertUnwindSafe(|| match before {
-            Some(acc) => K::run_after(args, &mut local, range, acc),
-            None => K::run(args, &mut local, range),
+        let stop = match catch_unwind(AssertUnwindSafe(|| {
+            K::run_from(args, &mut local, range, before)
         })) {
             Ok((part, stop)) => {
                 if let Some(p) = part {

@@ -31,15 +31,11 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
 
     fn run(
         args: &Self::Args,
-        (src, st): &mut Self::Local,
+        local: &mut Self::Local,
         range: Range<usize>,
     ) -> (Option<T::Acc>, bool) {
-        let mut acc = T::start(&args.2);
-        let flow = S::feed(&args.0, src, range, |item| {
-            St::push(&args.1, st, item, &mut |out| T::step(&mut acc, out))
-        });
         // A break is a short-circuit: the whole job stops claiming chunks.
-        (T::HAS_ACC.then_some(acc), flow.is_break())
+        Self::run_from(args, local, range, None)
     }
 
     fn merge(left: T::Acc, right: T::Acc) -> T::Acc {
@@ -48,13 +44,18 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
 
     /// An unordered terminal's accumulator takes the next chunk's items as they come:
     /// adding them to it is what merging a fresh chunk accumulator into it would give
-    /// (`Terminal`'s contract for unordered terminals), without the fresh one.
-    fn run_after(
+    /// (`Terminal`'s contract for unordered terminals), without the fresh one. `run` is
+    /// this without an accumulator: one copy of the pipeline's loop serves both.
+    fn run_from(
         args: &Self::Args,
         (src, st): &mut Self::Local,
         range: Range<usize>,
-        mut acc: T::Acc,
+        acc: Option<T::Acc>,
     ) -> (Option<T::Acc>, bool) {
+        let mut acc = match acc {
+            Some(a) => a,
+            None => T::start(&args.2),
+        };
         let flow = S::feed(&args.0, src, range, |item| {
             St::push(&args.1, st, item, &mut |out| T::step(&mut acc, out))
         });
