@@ -138,15 +138,7 @@ pub(crate) struct WorkerCx {
 /// `slot` must be ACTIVE, pinned by this worker, and its header must have been written
 /// for kind `K` (which is how its address got there).
 pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize) {
-    let ended = &cx.control.header().ended;
-    let stripes = match cx.control.stripes_of(slot) {
-        Ok(s) => s,
-        Err(message) => {
-            slot.fail(&Failure::Setup { message }, ended);
-            return;
-        }
-    };
-    let Some(first) = slot.claim_chunk(stripes, cx.index) else {
+    let Some((stripes, first)) = claim_first(cx, slot) else {
         return;
     };
     // While we hold a claimed chunk, `done` cannot reach `n`: the owner waits, and the
@@ -156,11 +148,27 @@ pub(crate) unsafe fn entry<K: JobKind>(cx: &WorkerCx, slot: &JobSlot, tag: usize
     let args: K::Args = match unsafe { read_args(cx, slot) } {
         Ok(a) => a,
         Err(message) => {
-            slot.fail(&Failure::Setup { message }, ended);
+            slot.fail(&Failure::Setup { message }, &cx.control.header().ended);
             return;
         }
     };
     run_chunks::<K>(cx, slot, tag, stripes, first, &args, None);
+}
+
+/// The job's stripes (if it has them) and this worker's first chunk of it; `None` if
+/// there is no chunk left, or the stripes are out of place (the job then fails).
+fn claim_first<'s>(
+    cx: &WorkerCx,
+    slot: &'s JobSlot,
+) -> Option<(Option<&'s [crate::jobs::stripes::Stripe]>, Range<usize>)> {
+    let stripes = match cx.control.stripes_of(slot) {
+        Ok(s) => s,
+        Err(message) => {
+            slot.fail(&Failure::Setup { message }, &cx.control.header().ended);
+            return None;
+        }
+    };
+    Some((stripes, slot.claim_chunk(stripes, cx.index)?))
 }
 
 /// [`entry`] for the task that submitted nested job `slot` and runs it first while it
@@ -177,15 +185,7 @@ pub(crate) unsafe fn entry_owned<K: JobKind>(
     args: &K::Args,
     mine: &mut Kept<K::Partial>,
 ) {
-    let ended = &cx.control.header().ended;
-    let stripes = match cx.control.stripes_of(slot) {
-        Ok(s) => s,
-        Err(message) => {
-            slot.fail(&Failure::Setup { message }, ended);
-            return;
-        }
-    };
-    let Some(first) = slot.claim_chunk(stripes, cx.index) else {
+    let Some((stripes, first)) = claim_first(cx, slot) else {
         return;
     };
     run_chunks::<K>(cx, slot, tag, stripes, first, args, Some(mine));
