@@ -12,6 +12,13 @@
 //! (`collect_vec`, `reduce`, `min`) or inside each worker where it does not (`sum`,
 //! `count`, `any`).
 //!
+//! What a job carries (a `_with` state, `fold_with`'s initial value) is encoded once and
+//! decoded in each worker that takes part, and accumulators come back encoded. A task
+//! that starts a nested iterator job runs its first chunks itself: it uses the values
+//! it passed as they are and keeps its own accumulators without encoding them, so a
+//! type whose serde round trip is lossy (`#[serde(skip)]` fields) sees the difference
+//! between its chunks and the other workers'.
+//!
 //! # Examples
 //!
 //! ```
