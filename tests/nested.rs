@@ -375,6 +375,7 @@ fn trees_of_small_nested_jobs_count_every_leaf() {
 fn a_shared_nested_job_combines_the_owners_and_the_others_results_in_order() {
     common::no_leaks(|| {
         let pool = pool(2);
+        let base = pool.mempool().usage().in_use;
         let mut shared = 0;
         for _ in 0..4 {
             let (pids, text, total) = pool
@@ -420,5 +421,7 @@ fn a_shared_nested_job_combines_the_owners_and_the_others_results_in_order() {
             shared > 0,
             "the other worker never took an item of the nested jobs"
         );
+        // The other worker's lists of partials went through mempool blocks: all freed.
+        assert_eq!(pool.mempool().usage().in_use, base);
     });
 }

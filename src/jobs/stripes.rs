@@ -96,6 +96,10 @@ fn unpack(word: u64) -> (u64, u64) {
 /// `workers` workers: 0 (one shared counter) unless it will be cut into many chunks or
 /// is large ([`STICKY_ITEMS`]).
 pub(crate) fn stripes_for(n: u64, max_len: u64, workers: u64) -> usize {
+    if n < CHUNKS_PER_STRIPE * workers {
+        // Too few items for that many chunks (a small nested job): no division.
+        return 0;
+    }
     let chunks = n / max_len.max(1);
     let many = chunks >= CHUNKS_PER_STRIPE * workers || n >= STICKY_ITEMS;
     if workers >= 2 && n <= u32::MAX as u64 && many {

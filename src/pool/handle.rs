@@ -44,6 +44,9 @@ pub(crate) struct Submitted {
     /// The submitting task has run the job's chunks itself already
     /// ([`Submitted::run_and_finish`]): its wait need not try again.
     pub(crate) own_ran: bool,
+    /// Every cell of the partial-results table has been taken (`partials_with` went
+    /// through them all): releasing has none left to look at.
+    pub(crate) cells_taken: std::cell::Cell<bool>,
 }
 
 /// How the owner of a job waits for it, decided by who submitted it.
@@ -252,6 +255,7 @@ impl Submitted {
                 (None, None) => all = Some(parts),
             }
         }
+        self.cells_taken.set(true);
         let mut all = match (all, mine) {
             (None, Some(kept)) if kept.ordered.is_empty() => {
                 return Ok(Partials::One(kept.merged));
@@ -277,9 +281,11 @@ impl Submitted {
     /// Releases everything the job holds: partial blocks, reports, the argument block,
     /// the slot; after a failure of a top-level job, everything its tree allocated.
     fn release(&mut self) {
-        for cell in self.cells().unwrap_or_default() {
-            if let Ok(Some(Partial::Block(raw))) = cell.take(&self.pool.mempool) {
-                let _ = self.pool.mempool.free_raw(raw);
+        if !self.cells_taken.get() {
+            for cell in self.cells().unwrap_or_default() {
+                if let Ok(Some(Partial::Block(raw))) = cell.take(&self.pool.mempool) {
+                    let _ = self.pool.mempool.free_raw(raw);
+                }
             }
         }
         discard_reports(&self.pool.mempool, self.slot());

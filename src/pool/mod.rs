@@ -581,6 +581,7 @@ impl PoolInner {
                 handle::Waiting::Sleep
             },
             own_ran: false,
+            cells_taken: std::cell::Cell::new(false),
         })
     }
 
