@@ -214,22 +214,9 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
 }
 
 /// Runs job `id` if the slot still holds it (see `job`'s module docs for the pin
-/// protocol).
+/// protocol), through the trampoline its header names.
 fn run_job(st: &State, id: JobId) {
-    let setup = st.setup;
-    let Some(slot) = setup.control.try_slot(id.slot as usize) else {
-        return;
-    };
-    let w = setup.cx.index;
-    slot.pin(w);
-    if slot.is_active_job(id.gen) && slot.join(w) {
-        run_joined(st, slot, id);
-    }
-    slot.unpin(w, &setup.control.header().ended);
-}
-
-fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
-    joined(st, slot, id, |cx, slot, tag| {
+    run_job_with(st, id, |cx, slot, tag| {
         let addr = slot.entry.load(Ordering::Relaxed);
         // SAFETY: the owner stored `kind::encode_entry(entry::<K>)` in INIT; we loaded
         // ACTIVE with Acquire and checked the generation while pinned, so the header is
@@ -243,22 +230,30 @@ fn run_joined(st: &State, slot: &JobSlot, id: JobId) {
     });
 }
 
-/// Runs `run` inside joined job `id`: recorded as this worker's current job (for the
-/// scheduler, should we die in it, and for nested submissions), its allocations tagged
-/// with the job's tree.
-fn joined(st: &State, slot: &JobSlot, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usize)) {
+/// Runs `run` inside job `id` if the slot still holds it: pinned, joined, recorded as
+/// this worker's current job (for the scheduler, should we die in it, and for nested
+/// submissions), its allocations tagged with the job's tree.
+fn run_job_with(st: &State, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usize)) {
     let setup = st.setup;
-    let me = setup.control.worker(setup.cx.index);
-    let recorded = me.push(id);
-    let root = slot.root.load(Ordering::Relaxed);
-    st.jobs.borrow_mut().push((id, root));
-    let old_tag = crate::mempool::set_default_tag(root);
-    run(&setup.cx, slot, root as usize);
-    crate::mempool::set_default_tag(old_tag);
-    st.jobs.borrow_mut().pop();
-    if recorded {
-        me.pop();
+    let Some(slot) = setup.control.try_slot(id.slot as usize) else {
+        return;
+    };
+    let w = setup.cx.index;
+    slot.pin(w);
+    if slot.is_active_job(id.gen) && slot.join(w) {
+        let me = setup.control.worker(w);
+        let recorded = me.push(id);
+        let root = slot.root.load(Ordering::Relaxed);
+        st.jobs.borrow_mut().push((id, root));
+        let old_tag = crate::mempool::set_default_tag(root);
+        run(&setup.cx, slot, root as usize);
+        crate::mempool::set_default_tag(old_tag);
+        st.jobs.borrow_mut().pop();
+        if recorded {
+            me.pop();
+        }
     }
+    slot.unpin(w, &setup.control.header().ended);
 }
 
 /// Runs chunks of nested job `target` (submitted by the calling task) until none is left
@@ -276,21 +271,12 @@ pub(crate) fn run_own(target: JobId) {
 /// `target` must be a job the calling task submitted as kind `K` with arguments `args`.
 pub(crate) unsafe fn run_own_typed<K: JobKind>(target: JobId, args: &K::Args) -> Kept<K::Partial> {
     let st = state().expect("run_own_typed outside a worker");
-    let setup = st.setup;
     let mut mine = Kept::default();
-    let Some(slot) = setup.control.try_slot(target.slot as usize) else {
-        return mine;
-    };
-    let w = setup.cx.index;
-    slot.pin(w);
-    if slot.is_active_job(target.gen) && slot.join(w) {
-        joined(st, slot, target, |cx, slot, tag| {
-            // SAFETY: the slot is ACTIVE (checked), pinned by us, and holds the job the
-            // caller submitted as kind `K` with `args` (the caller's contract).
-            unsafe { crate::kind::entry_owned::<K>(cx, slot, tag, args, &mut mine) };
-        });
-    }
-    slot.unpin(w, &setup.control.header().ended);
+    run_job_with(st, target, |cx, slot, tag| {
+        // SAFETY: the slot is ACTIVE (checked), pinned by us, and holds the job the
+        // caller submitted as kind `K` with `args` (the caller's contract).
+        unsafe { crate::kind::entry_owned::<K>(cx, slot, tag, args, &mut mine) };
+    });
     mine
 }
 

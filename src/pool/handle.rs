@@ -235,35 +235,28 @@ impl Submitted {
     /// the submitting task kept, `run_and_finish`), in chunk order; without building a
     /// list when no cell holds any and `mine` has only an unordered kind's partial.
     pub(crate) fn partials_with<P: DeserializeOwned>(&self, mine: Kept<P>) -> Result<Partials<P>> {
-        let mut all: Option<Vec<(u64, P)>> = None;
-        let mut mine = Some(mine);
+        let mut others: Vec<(u64, P)> = Vec::new();
         for cell in self.cells()? {
             let Some(partial) = cell.take(&self.pool.mempool)? else {
                 continue;
             };
             let mut parts: Vec<(u64, P)> = partial.decode(&self.pool.mempool)?;
-            match (&mut all, mine.take()) {
-                (None, Some(kept)) if kept.merged.is_none() && kept.ordered.is_empty() => {
-                    all = Some(parts)
-                }
-                (None, Some(kept)) => {
-                    let mut list = kept.into_list();
-                    list.append(&mut parts);
-                    all = Some(list);
-                }
-                (Some(list), _) => list.append(&mut parts),
-                (None, None) => all = Some(parts),
+            if others.is_empty() {
+                others = parts;
+            } else {
+                others.append(&mut parts);
             }
         }
         self.cells_taken.set(true);
-        let mut all = match (all, mine) {
-            (None, Some(kept)) if kept.ordered.is_empty() => {
-                return Ok(Partials::One(kept.merged));
-            }
-            (None, Some(kept)) => kept.into_list(),
-            (Some(list), _) => list,
-            (None, None) => Vec::new(),
-        };
+        if others.is_empty() && mine.ordered.is_empty() {
+            return Ok(Partials::One(mine.merged));
+        }
+        let mut all = mine.into_list();
+        if all.is_empty() {
+            all = others;
+        } else {
+            all.append(&mut others);
+        }
         all.sort_by_key(|(start, _)| *start);
         Ok(Partials::Listed(all.into_iter()))
     }
