@@ -335,6 +335,9 @@ impl PoolBuilder {
     /// fails with [`Error::Timeout`] and its workers are stopped as by a cancel (killed
     /// and replaced after the cancel grace period if they do not return). Override it
     /// per call with [`Pool::with_timeout`] or [`ParIter::timeout`](crate::ParIter::timeout).
+    /// It bounds the jobs a client (or an explicit process) starts, and through each of
+    /// them its whole tree of nested jobs; a task gives its own nested jobs a shorter
+    /// limit with `ctx.with_timeout`.
     ///
     /// # Examples
     ///

@@ -351,8 +351,10 @@ impl Pool {
     /// `par_map_vec`, iterator terminal and `spawn` started through it) fail with
     /// [`Error::Timeout`] if they run longer than `limit`; their workers are then
     /// stopped as by a cancel. Inside a task (`ctx.with_timeout(..)`) it bounds the
-    /// nested jobs. The pool-wide default is [`PoolBuilder::job_timeout`]; a parallel
-    /// iterator's own [`timeout`](crate::ParIter::timeout) takes precedence.
+    /// nested jobs. The pool-wide default is [`PoolBuilder::job_timeout`], for the
+    /// jobs a client (or an explicit process) starts; a nested job is bounded by its
+    /// root's limit unless given one of its own. A parallel iterator's own
+    /// [`timeout`](crate::ParIter::timeout) takes precedence.
     ///
     /// # Examples
     ///
@@ -386,12 +388,19 @@ impl Pool {
     }
 
     /// A pool handle for code running inside job `parent` in a worker.
+    ///
+    /// Its nested jobs have no limit of their own unless the task sets one
+    /// (`ctx.with_timeout`, `ParIter::timeout`): the pool-wide default
+    /// ([`PoolBuilder::job_timeout`]) already bounds the whole tree through its root,
+    /// which started earlier and so always runs out first. Giving every nested job that
+    /// same limit would add no bound but would turn each nested wait into a bounded one,
+    /// which runs none of the sub-tree itself and needs a spare worker per level: a
+    /// depth-3 tree on one worker (one spare) then waited out the full limit.
     pub(crate) fn in_worker(inner: Arc<PoolInner>, parent: JobId) -> Pool {
-        let timeout = inner.config.job_timeout;
         Pool {
             inner,
             parent: Some(parent),
-            timeout,
+            timeout: None,
         }
     }
 }
