@@ -8,7 +8,9 @@
 //!   chunk (`with_max_len(1)`), against rayon with the same settings.
 //! * W4 round trip: one small job at a time, submit to result: the sum of `v + 1` over 16
 //!   values on both, in blocks of 1,000 jobs per system: median and p99. (criterion also
-//!   measures procyon's smallest job, a 16-element `par_map_into`.)
+//!   measures procyon's smallest job, a 16-element `par_map_into`.) Then again with the
+//!   client, the pool's processes and rayon's threads all pinned to the client's CPU:
+//!   the placement a launch may get by chance, made certain.
 //! * W6 a pool as a service: 200 independent 1 ms jobs at once, and a 10 us job beside a
 //!   long one, against rayon's `spawn` with a channel.
 //! * Pool build (mempool mapped, scheduler and workers forked and ready) and drop.
@@ -224,7 +226,66 @@ fn w4_rounds(_: &mut Criterion) {
             record_samples("w4", "sum of 16", w, system, s, None, None);
         }
     }
+    // The placement a launch may get by chance (a forked worker starts on its parent's
+    // CPU and may stay there), made certain: the client, the pool's processes and
+    // rayon's threads all on the client's CPU, while the pool still counts every CPU.
+    let all: Vec<usize> = (0..num_cpus::get()).collect();
+    if all.len() > 1 {
+        for w in workers() {
+            let cpu = current_cpu();
+            let pool = pool(w);
+            let rp = rayon_pool(w);
+            let (scheduler, worker_pids) = pool.pids();
+            for pid in std::iter::once(0).chain([scheduler]).chain(worker_pids) {
+                set_affinity(pid, &[cpu]);
+            }
+            rp.broadcast(|_| set_affinity(0, &[cpu]));
+            let samples = blocks(&["rayon", "procyon"], rounds, per_block, |system| {
+                let t = Instant::now();
+                let got = if system == "rayon" {
+                    w4_rayon(&rp)
+                } else {
+                    w4_procyon(&pool)
+                };
+                let t = t.elapsed().as_secs_f64();
+                assert_eq!(got, 136, "{system}'s W4 sum on one CPU");
+                t
+            });
+            for (system, s) in ["rayon", "procyon"].iter().zip(samples) {
+                record_samples("w4", "sum of 16, all on one CPU", w, system, s, None, None);
+            }
+            set_affinity(0, &all);
+        }
+    }
     note_load("w4", "after");
+}
+
+/// The CPU the calling thread runs on.
+fn current_cpu() -> usize {
+    // SAFETY: `sched_getcpu` has no preconditions.
+    let c = unsafe { libc::sched_getcpu() };
+    assert!(c >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
+    c as usize
+}
+
+/// Lets thread or process `pid` (0: the calling thread) run only on `cpus`.
+fn set_affinity(pid: i32, cpus: &[usize]) {
+    // SAFETY: an all-zero `cpu_set_t` is the empty set; CPU_SET writes inside the set
+    // for indices below CPU_SETSIZE, which the assert checks.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        assert!(c < libc::CPU_SETSIZE as usize);
+        // SAFETY: as above.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid, initialized `cpu_set_t` of the size passed.
+    let r = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity({pid}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Pool build (mempool mapped, scheduler and workers forked and ready) and drop (every

@@ -38,6 +38,32 @@ use crate::sys::futex;
 /// Default spin budget before sleeping on the futex.
 pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
+/// What a spinning waiter does next (see [`Event::wait_until_spinning_while`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spin {
+    /// Spin on (yielding now and then past the first microseconds).
+    On,
+    /// Stop spinning and sleep on the futex.
+    Stop,
+}
+
+/// How a waiter spins: asked between spin rounds what to do next, and told when the
+/// waiter goes to sleep on the futex and when it wakes. Any `FnMut() -> Spin` closure is
+/// a policy that only advises.
+pub(crate) trait SpinPolicy {
+    /// What to do before the next spin round.
+    fn advice(&mut self) -> Spin;
+    /// Called with `true` right before the waiter sleeps on the futex, with `false`
+    /// right after it wakes.
+    fn sleeping(&mut self, _asleep: bool) {}
+}
+
+impl<F: FnMut() -> Spin> SpinPolicy for F {
+    fn advice(&mut self) -> Spin {
+        self()
+    }
+}
+
 /// A sleep/wake point in shared memory. See the module docs for the protocol.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -101,16 +127,17 @@ impl Event {
         deadline: Option<Instant>,
         check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
-        self.wait_until_spinning_while(spin, || true, deadline, check)
+        self.wait_until_spinning_while(spin, || Spin::On, deadline, check)
     }
 
-    /// As [`wait_until`](Event::wait_until), but the spin also ends (and the waiter
-    /// sleeps) as soon as `worth_spinning()` says spinning would only take a CPU from
-    /// the processes being waited for.
+    /// As [`wait_until`](Event::wait_until), but between spin rounds `policy` says how
+    /// to go on: spin on, or stop spinning and sleep ([`Spin::Stop`]: spinning would
+    /// only take a CPU from the processes being waited for); it is told when the waiter
+    /// sleeps and wakes.
     pub(crate) fn wait_until_spinning_while<T>(
         &self,
         spin: Duration,
-        mut worth_spinning: impl FnMut() -> bool,
+        mut policy: impl SpinPolicy,
         deadline: Option<Instant>,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
@@ -127,15 +154,14 @@ impl Event {
                 if let Some(v) = check() {
                     return Some(v);
                 }
-                if !worth_spinning() {
-                    break;
-                }
                 i = i.wrapping_add(1);
-                if i > 16 && i % 4 == 0 {
-                    // Past the first few microseconds, give the CPU away now and then: on a
-                    // machine with fewer cores than busy processes, the peer we wait for may
-                    // need this very core.
-                    std::thread::yield_now();
+                match policy.advice() {
+                    Spin::Stop => break,
+                    // Past the first few microseconds, give the CPU away now and then: on
+                    // a machine with fewer cores than busy processes, the peer we wait for
+                    // may need this very core.
+                    Spin::On if i > 16 && i % 4 == 0 => std::thread::yield_now(),
+                    Spin::On => {}
                 }
                 // The clock every round (a vDSO read, tens of nanoseconds): a round of
                 // 64 pauses takes 1.5-4 us depending on the CPU's pause, so looking every
@@ -147,13 +173,14 @@ impl Event {
                 }
             }
         }
-        self.wait_slow(deadline, check)
+        self.wait_slow(deadline, &mut policy, check)
     }
 
     #[cold]
     fn wait_slow<T>(
         &self,
         deadline: Option<Instant>,
+        policy: &mut impl SpinPolicy,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         loop {
@@ -177,9 +204,11 @@ impl Event {
             // Every outcome (woken, value changed, timed out, interrupted) leads back to a
             // re-check; a hard error cannot be recovered by sleeping, so degrade to a short
             // pause and keep checking.
+            policy.sleeping(true);
             if futex::wait(&self.seq, seq, timeout).is_err() {
                 std::thread::sleep(Duration::from_micros(100));
             }
+            policy.sleeping(false);
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }

@@ -34,6 +34,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::futex::Spin;
+use crate::jobs::cpus::Peer;
 use crate::jobs::partials::Kept;
 use crate::jobs::Control;
 use crate::jobs::{JobId, JobSlot};
@@ -153,6 +155,9 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
             control.find_work(w, due, |_| true)
         }
     };
+    // Set when spinning on a lazy job's time would keep another process of the pool
+    // off this CPU.
+    let mut make_way = false;
     loop {
         let mut waiting_for_due = false;
         let until = match due.take() {
@@ -161,11 +166,18 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
             // find nobody asleep to wake (a futex wake costs more than such a job).
             // Meanwhile we rescan only when the run set changes: reading the lazy job's
             // header again and again would pull its cache lines away from its owner.
-            Some(t) if !setup.pool.config.spin.is_zero() => {
+            Some(t) if !setup.pool.config.spin.is_zero() && !make_way => {
                 let mut seen = control.run_set_fingerprint();
                 while process::monotonic_ns() < t {
                     for _ in 0..64 {
                         std::hint::spin_loop();
+                    }
+                    if control.spin_advice(Peer::Worker(w)) == Spin::Stop {
+                        // Another process of the pool needs this CPU: sleep until the
+                        // lazy job's time instead (`jobs::cpus`).
+                        make_way = true;
+                        due = Some(t);
+                        break;
                     }
                     if header.closed.load(Ordering::SeqCst) != 0 {
                         return None;
@@ -182,6 +194,7 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
                 continue;
             }
             Some(t) => {
+                make_way = false;
                 waiting_for_due = true;
                 let wait = Duration::from_nanos(t.saturating_sub(process::monotonic_ns()));
                 let at = Instant::now() + wait;
@@ -192,16 +205,20 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
         // The scan is the event's condition, so a job made runnable while we go to sleep
         // is seen (see `futex`'s protocol). A lazy job found while the wait is not bounded
         // by one ends the wait, so that the next one is bounded by its time (or spins).
-        let next = header.work.wait_until(setup.pool.config.spin, until, || {
-            if header.closed.load(Ordering::SeqCst) != 0 {
-                return Some(Woken::Closed);
-            }
-            match scan(&mut due) {
-                Some(id) => Some(Woken::Job(id)),
-                None if due.is_some() && !waiting_for_due => Some(Woken::Lazy),
-                None => None,
-            }
-        });
+        let policy = control.presence(Peer::Worker(w));
+        let next =
+            header
+                .work
+                .wait_until_spinning_while(setup.pool.config.spin, policy, until, || {
+                    if header.closed.load(Ordering::SeqCst) != 0 {
+                        return Some(Woken::Closed);
+                    }
+                    match scan(&mut due) {
+                        Some(id) => Some(Woken::Job(id)),
+                        None if due.is_some() && !waiting_for_due => Some(Woken::Lazy),
+                        None => None,
+                    }
+                });
         match next {
             Some(Woken::Job(id)) => return Some(id),
             Some(Woken::Closed) => return None,
@@ -241,6 +258,8 @@ fn run_job_with(st: &State, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usi
     let w = setup.cx.index;
     slot.pin(w);
     if slot.is_active_job(id.gen) && slot.join(w) {
+        // Where we run it, for spinners that might share our CPU (`jobs::cpus`).
+        setup.control.note_cpu(Peer::Worker(w));
         let me = setup.control.worker(w);
         let recorded = me.push(id);
         let root = slot.root.load(Ordering::Relaxed);
@@ -327,7 +346,8 @@ pub(crate) fn help_until<T>(
             let wait = Duration::from_nanos(t.saturating_sub(process::monotonic_ns()));
             step = step.min(Instant::now() + wait);
         }
-        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
+        let policy = control.presence(Peer::Worker(w));
+        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, policy, &mut done) {
             return Some(r);
         }
     }
@@ -344,7 +364,8 @@ fn wait_bounded<T>(
 ) -> Option<T> {
     let control = st.setup.control;
     let slot = control.slot(target.slot as usize);
-    let me = control.worker(st.setup.cx.index);
+    let w = st.setup.cx.index;
+    let me = control.worker(w);
     // Cleared on every way out (the scheduler clears it too if this process dies).
     struct Waiting<'a>(&'a crate::jobs::WorkerEntry);
     impl Drop for Waiting<'_> {
@@ -386,7 +407,8 @@ fn wait_bounded<T>(
         }
         let step = (now + Duration::from_millis(1)).min(until);
         let step = if now < ask_at { step.min(ask_at) } else { step };
-        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, &mut done) {
+        let policy = control.presence(Peer::Worker(w));
+        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, policy, &mut done) {
             return Some(r);
         }
     }

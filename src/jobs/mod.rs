@@ -12,12 +12,15 @@
 //! * [`block_ref`]: `(offset, len, generation)` references to mempool blocks;
 //! * [`partials`]: the per-worker cells where a job's partial results wait for its owner;
 //! * [`table`]: the control block: worker table, the job table that grows in segments;
-//! * [`run_set`]: how any idle worker finds any ready job.
+//! * [`run_set`]: how any idle worker finds any ready job;
+//! * [`cpus`]: which CPU each process last ran on, so that a spinner steps aside for a
+//!   process of the pool on its own CPU.
 //!
 //! Arrows point one way: api (`ops`, `iter`, `ctx`) -> client (`pool`) -> processes
 //! (`scheduler`, `worker`) -> `jobs` -> `mempool` / `camlbox` / `futex` -> `sys`.
 
 pub(crate) mod block_ref;
+pub(crate) mod cpus;
 pub(crate) mod failure;
 pub(crate) mod id;
 #[cfg(all(test, loom))]

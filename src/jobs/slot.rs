@@ -50,7 +50,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::futex::Event;
+use crate::futex::{Event, Spin, SpinPolicy};
 use crate::jobs::block_ref::BlockRef;
 use crate::jobs::failure::{FailOutcome, Failure, FailureCell};
 use crate::jobs::id::JobId;
@@ -363,19 +363,35 @@ impl JobSlot {
     }
 
     /// Waits on the job's event until `check` gives a value or `deadline` passes,
-    /// spinning up to `spin` first, but only while that leaves the job's workers a CPU.
+    /// spinning up to `spin` first as `policy` says (`jobs::cpus`), but only while that
+    /// leaves the job's workers a CPU.
     pub(crate) fn wait<T>(
         &self,
         spin: std::time::Duration,
         deadline: std::time::Instant,
+        policy: impl SpinPolicy,
         check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
-        self.event.wait_until_spinning_while(
-            spin,
-            || self.spinning_leaves_cpus_free(),
-            Some(deadline),
-            check,
-        )
+        /// `policy`, stopped while the job's workers fill every CPU.
+        struct UnlessFull<'a, P> {
+            slot: &'a JobSlot,
+            policy: P,
+        }
+        impl<P: SpinPolicy> SpinPolicy for UnlessFull<'_, P> {
+            fn advice(&mut self) -> Spin {
+                if self.slot.spinning_leaves_cpus_free() {
+                    self.policy.advice()
+                } else {
+                    Spin::Stop
+                }
+            }
+            fn sleeping(&mut self, asleep: bool) {
+                self.policy.sleeping(asleep);
+            }
+        }
+        let policy = UnlessFull { slot: self, policy };
+        self.event
+            .wait_until_spinning_while(spin, policy, Some(deadline), check)
     }
 
     /// The parent job, if any.

@@ -61,6 +61,8 @@ pub(crate) struct WorkerEntry {
     /// Packed [`JobId`] of the nested job this worker waits for with a deadline (0:
     /// none); spare workers run that job's sub-tree.
     pub(crate) waiting_on: AtomicU64,
+    /// The CPU this worker was last seen on, + 1 (0: not yet): a hint (`jobs::cpus`).
+    pub(crate) cpu: AtomicU32,
 }
 
 const _: () = assert!(std::mem::size_of::<WorkerEntry>() % 64 == 0);
@@ -129,6 +131,8 @@ pub(crate) struct ControlHeader {
     directory: [AtomicU64; MAX_SEGMENTS],
     /// The run set: one bit per slot (see `jobs::run_set`).
     pub(crate) runnable: [AtomicU64; RUN_WORDS],
+    /// The CPU a client thread was last seen on, + 1 (0: not yet): a hint (`jobs::cpus`).
+    pub(crate) client_cpu: AtomicU32,
 }
 
 /// Typed view of the control block: header, worker table, job table, laid out

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::jobs::cpus::Peer;
 use crate::jobs::partials::{Kept, Partial, PartialCell, Partials};
 use crate::jobs::{FailOutcome, Failure, JobId, JobSlot, SlotState};
 use crate::kind::JobKind;
@@ -117,13 +118,20 @@ impl Submitted {
                 return Some(r.map_err(|f| self.error_of(f)));
             }
         }
+        // Where this client waits, for the workers' spinning (`jobs::cpus`); forgotten
+        // when the wait ends.
+        let _presence = (self.waiting == Waiting::Sleep).then(|| {
+            self.pool.control.note_cpu(Peer::Client);
+            self.pool.control.presence(Peer::Client)
+        });
         loop {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
             let until = deadline.map_or(step, |d| d.min(step));
             let r = if self.waiting == Waiting::Help {
                 crate::worker::help_until(self.id, deadline.is_some(), until, || self.poll())
             } else {
-                self.slot().wait(spin, until, || self.poll())
+                let policy = self.pool.control.presence(Peer::Client);
+                self.slot().wait(spin, until, policy, || self.poll())
             };
             if let Some(r) = r {
                 return Some(r.map_err(|f| self.error_of(f)));
