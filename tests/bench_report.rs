@@ -136,10 +136,10 @@ fn malformed_input_is_an_error_naming_the_line() {
 
 #[test]
 fn round_trip_compares_medians_and_p99s() {
-    let w4 = |system: &str, median_s: f64, p99_s: f64| {
+    let w4_case = |case: &str, system: &str, median_s: f64, p99_s: f64| {
         Line::Result(Record {
             bench: "w4".into(),
-            case: "sum of 16".into(),
+            case: case.into(),
             workers: 2,
             system: system.into(),
             median_s,
@@ -149,10 +149,21 @@ fn round_trip_compares_medians_and_p99s() {
             bytes: None,
         })
     };
+    let w4 =
+        |system: &str, median_s: f64, p99_s: f64| w4_case("sum of 16", system, median_s, p99_s);
     let lines = [w4("rayon", 8e-6, 60e-6), w4("procyon", 4e-6, 120e-6)];
     let text = render::render("{{tables}}", &meta(), &lines);
     let row = "| sum of 16 | 2 | 4.0 us (p99 120.0 us) | 2.00x | 0.50x \
                | median <= 10 us, p99 <= 100 us | **missed** (p99 <= 100 us) |";
+    assert!(text.contains(row), "got:\n{text}");
+    // The pinned case shows a placement: no target is judged on it.
+    let pinned = "sum of 16, all on one CPU";
+    let lines = [
+        w4_case(pinned, "rayon", 8e-6, 60e-6),
+        w4_case(pinned, "procyon", 16e-6, 120e-6),
+    ];
+    let text = render::render("{{tables}}", &meta(), &lines);
+    let row = "| sum of 16, all on one CPU | 2 | 16.0 us (p99 120.0 us) | 0.50x | 0.50x |  |  |";
     assert!(text.contains(row), "got:\n{text}");
 }
 
