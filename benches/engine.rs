@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 
+#[path = "../tests/common/affinity.rs"]
+mod affinity;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
@@ -208,9 +210,27 @@ fn w4_rounds(_: &mut Criterion) {
         (true, false) => (10, 1_000),
     };
     note_load("w4", "before");
-    for w in workers() {
+    // Then the placement a launch may get by chance (a forked worker starts on its
+    // parent's CPU and may stay there), made certain: the client, the pool's processes
+    // and rayon's threads all on the client's CPU, while the pool still counts every CPU.
+    let crowd: &[bool] = if num_cpus::get() > 1 {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for (crowded, w) in crowd
+        .iter()
+        .flat_map(|&c| workers().into_iter().map(move |w| (c, w)))
+    {
         let pool = pool(w);
         let rp = rayon_pool(w);
+        let case = if crowded {
+            let cpu = affinity::crowd_onto_this_cpu(&pool);
+            rp.broadcast(|_| affinity::set_affinity(0, &[cpu]));
+            "sum of 16, all on one CPU"
+        } else {
+            "sum of 16"
+        };
         let samples = blocks(&["rayon", "procyon"], rounds, per_block, |system| {
             let t = Instant::now();
             let got = if system == "rayon" {
@@ -219,73 +239,17 @@ fn w4_rounds(_: &mut Criterion) {
                 w4_procyon(&pool)
             };
             let t = t.elapsed().as_secs_f64();
-            assert_eq!(got, 136, "{system}'s W4 sum");
+            assert_eq!(got, 136, "{system}'s W4 sum ({case})");
             t
         });
         for (system, s) in ["rayon", "procyon"].iter().zip(samples) {
-            record_samples("w4", "sum of 16", w, system, s, None, None);
+            record_samples("w4", case, w, system, s, None, None);
         }
-    }
-    // The placement a launch may get by chance (a forked worker starts on its parent's
-    // CPU and may stay there), made certain: the client, the pool's processes and
-    // rayon's threads all on the client's CPU, while the pool still counts every CPU.
-    let all: Vec<usize> = (0..num_cpus::get()).collect();
-    if all.len() > 1 {
-        for w in workers() {
-            let cpu = current_cpu();
-            let pool = pool(w);
-            let rp = rayon_pool(w);
-            let (scheduler, worker_pids) = pool.pids();
-            for pid in std::iter::once(0).chain([scheduler]).chain(worker_pids) {
-                set_affinity(pid, &[cpu]);
-            }
-            rp.broadcast(|_| set_affinity(0, &[cpu]));
-            let samples = blocks(&["rayon", "procyon"], rounds, per_block, |system| {
-                let t = Instant::now();
-                let got = if system == "rayon" {
-                    w4_rayon(&rp)
-                } else {
-                    w4_procyon(&pool)
-                };
-                let t = t.elapsed().as_secs_f64();
-                assert_eq!(got, 136, "{system}'s W4 sum on one CPU");
-                t
-            });
-            for (system, s) in ["rayon", "procyon"].iter().zip(samples) {
-                record_samples("w4", "sum of 16, all on one CPU", w, system, s, None, None);
-            }
-            set_affinity(0, &all);
+        if crowded {
+            affinity::set_affinity(0, &affinity::all_cpus());
         }
     }
     note_load("w4", "after");
-}
-
-/// The CPU the calling thread runs on.
-fn current_cpu() -> usize {
-    // SAFETY: `sched_getcpu` has no preconditions.
-    let c = unsafe { libc::sched_getcpu() };
-    assert!(c >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
-    c as usize
-}
-
-/// Lets thread or process `pid` (0: the calling thread) run only on `cpus`.
-fn set_affinity(pid: i32, cpus: &[usize]) {
-    // SAFETY: an all-zero `cpu_set_t` is the empty set; CPU_SET writes inside the set
-    // for indices below CPU_SETSIZE, which the assert checks.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        assert!(c < libc::CPU_SETSIZE as usize);
-        // SAFETY: as above.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    // SAFETY: `set` is a valid, initialized `cpu_set_t` of the size passed.
-    let r = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) };
-    assert_eq!(
-        r,
-        0,
-        "sched_setaffinity({pid}): {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 /// Pool build (mempool mapped, scheduler and workers forked and ready) and drop (every

@@ -300,20 +300,6 @@ fn every_blocking_operation_can_be_bounded() {
     });
 }
 
-/// A node of a fan-out-4 tree at `depth` (0: a leaf), one nested job per node; the
-/// children's depth travels in the range's items (child `i` of `4(d-1)..4d` has `i / 4`).
-fn tree_node(ctx: &Ctx, depth: u64) -> u64 {
-    if depth == 0 {
-        return 1;
-    }
-    let lo = 4 * (depth - 1);
-    ctx.par_range(lo..lo + 4)
-        .with_max_len(1)
-        .map_ctx(|ctx: &Ctx, i: u64| tree_node(ctx, i / 4))
-        .sum::<u64>()
-        .expect("nested job")
-}
-
 /// A root whose one nested child never returns.
 fn root_of_a_stuck_child(ctx: &Ctx) -> u64 {
     ctx.spawn(never_returns).unwrap().wait().unwrap()
@@ -334,13 +320,7 @@ fn a_pool_wide_limit_bounds_nested_trees_through_their_root() {
             // full limit out when each nested job took the pool-wide one).
             for depth in 1..=5u64 {
                 let start = Instant::now();
-                let lo = 4 * (depth - 1);
-                let got: u64 = pool
-                    .par_range(lo..lo + 4)
-                    .with_max_len(1)
-                    .map_ctx(|ctx: &Ctx, i: u64| tree_node(ctx, i / 4))
-                    .sum()
-                    .unwrap();
+                let got = common::tasks::tree(&pool, depth).unwrap();
                 assert_eq!(
                     got,
                     4u64.pow(depth as u32),

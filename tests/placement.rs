@@ -11,37 +11,12 @@ mod common;
 
 use std::time::Duration;
 
-use procyon::{Ctx, Pool};
+use common::affinity::{all_cpus, crowd_onto_this_cpu, current_cpu, set_affinity};
+use common::tasks::tree;
+use procyon::Pool;
 
-/// The CPU the calling thread runs on.
-fn current_cpu() -> usize {
-    // SAFETY: `sched_getcpu` has no preconditions.
-    let c = unsafe { libc::sched_getcpu() };
-    assert!(c >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
-    c as usize
-}
-
-/// Lets thread or process `pid` (0: the calling thread) run only on `cpus`.
-fn set_affinity(pid: i32, cpus: &[usize]) {
-    // SAFETY: an all-zero `cpu_set_t` is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        assert!(c < libc::CPU_SETSIZE as usize);
-        // SAFETY: `c` is below CPU_SETSIZE (asserted), so the write stays inside `set`.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    // SAFETY: `set` is a valid, initialized `cpu_set_t` of the size passed.
-    let r = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) };
-    assert_eq!(
-        r,
-        0,
-        "sched_setaffinity({pid}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// A pool of `workers` with every process on the calling thread's CPU. The caller
-/// restores its own affinity with `set_affinity(0, &all_cpus())`.
+/// A pool of `workers` with every process on the calling thread's CPU (the caller
+/// restores its own affinity with `set_affinity(0, &all_cpus())`).
 fn crowded_pool(workers: usize) -> Pool {
     let pool = Pool::builder()
         .workers(workers)
@@ -49,30 +24,8 @@ fn crowded_pool(workers: usize) -> Pool {
         .job_timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let cpu = current_cpu();
-    let (scheduler, worker_pids) = pool.pids();
-    for pid in std::iter::once(0).chain([scheduler]).chain(worker_pids) {
-        set_affinity(pid, &[cpu]);
-    }
+    crowd_onto_this_cpu(&pool);
     pool
-}
-
-fn all_cpus() -> Vec<usize> {
-    (0..num_cpus::get()).collect()
-}
-
-/// A node at `depth` (0: a leaf) inside a worker: its children as one nested job, their
-/// depth carried in the range's items (child `i` of `4(d-1)..4d` has depth `i / 4`).
-fn node(ctx: &Ctx, depth: u64) -> u64 {
-    if depth == 0 {
-        return 1;
-    }
-    let lo = 4 * (depth - 1);
-    ctx.par_range(lo..lo + 4)
-        .with_max_len(1)
-        .map_ctx(|ctx: &Ctx, i: u64| node(ctx, i / 4))
-        .sum::<u64>()
-        .expect("nested job")
 }
 
 #[test]
@@ -94,13 +47,7 @@ fn jobs_one_after_another_end_right_with_every_process_on_one_cpu() {
                 assert_eq!(got, expected, "{workers} workers, round {round}");
             }
             for depth in 1..=4u64 {
-                let lo = 4 * (depth - 1);
-                let got: u64 = pool
-                    .par_range(lo..lo + 4)
-                    .with_max_len(1)
-                    .map_ctx(|ctx: &Ctx, i: u64| node(ctx, i / 4))
-                    .sum()
-                    .unwrap();
+                let got = tree(&pool, depth).unwrap();
                 assert_eq!(
                     got,
                     4u64.pow(depth as u32),

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: leak checks for processes and files.
 #![allow(dead_code)]
 
+pub mod affinity;
 pub mod tasks;
 
 use std::collections::BTreeSet;

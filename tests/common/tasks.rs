@@ -1,5 +1,6 @@
 //! Task functions several test files run in workers: busy work of a known length, tasks
-//! that never end, and tasks that kill their worker on a chosen item.
+//! that never end, tasks that kill their worker on a chosen item, and trees of nested
+//! jobs.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -60,4 +61,28 @@ pub fn segv_on(x: u64) -> u64 {
         unsafe { std::ptr::write_volatile(std::ptr::NonNull::<u64>::dangling().as_ptr(), 1) };
     }
     x
+}
+
+/// A node of a fan-out-4 tree at `depth` (0: a leaf), one nested job per node; the
+/// children's depth travels in the range's items (child `i` of `4(d-1)..4d` has depth
+/// `i / 4`), so the job carries no state. Returns the leaves below it.
+pub fn tree_node(ctx: &Ctx, depth: u64) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    let lo = 4 * (depth - 1);
+    ctx.par_range(lo..lo + 4)
+        .with_max_len(1)
+        .map_ctx(|ctx: &Ctx, i: u64| tree_node(ctx, i / 4))
+        .sum::<u64>()
+        .expect("nested job")
+}
+
+/// The tree of `depth` (at least 1) from the client: the root's children as one job.
+pub fn tree(pool: &procyon::Pool, depth: u64) -> procyon::Result<u64> {
+    let lo = 4 * (depth - 1);
+    pool.par_range(lo..lo + 4)
+        .with_max_len(1)
+        .map_ctx(|ctx: &Ctx, i: u64| tree_node(ctx, i / 4))
+        .sum()
 }

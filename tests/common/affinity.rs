@@ -1,0 +1,48 @@
+//! CPU affinity, for the tests and benchmarks that put every process of a pool on one
+//! CPU (the placement a launch may get by chance, made certain). benches/engine.rs
+//! includes this file with `#[path]`.
+#![allow(dead_code)]
+
+/// The CPU the calling thread runs on.
+pub fn current_cpu() -> usize {
+    // SAFETY: `sched_getcpu` has no preconditions.
+    let c = unsafe { libc::sched_getcpu() };
+    assert!(c >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
+    c as usize
+}
+
+/// Every CPU of the machine.
+pub fn all_cpus() -> Vec<usize> {
+    (0..num_cpus::get()).collect()
+}
+
+/// Lets thread or process `pid` (0: the calling thread) run only on `cpus`.
+pub fn set_affinity(pid: i32, cpus: &[usize]) {
+    // SAFETY: an all-zero `cpu_set_t` is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        assert!(c < libc::CPU_SETSIZE as usize);
+        // SAFETY: `c` is below CPU_SETSIZE (asserted), so the write stays inside `set`.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid, initialized `cpu_set_t` of the size passed.
+    let r = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Pins the calling thread and every process of `pool` (scheduler, workers) to the
+/// calling thread's CPU; returns that CPU. Undo the thread's part with
+/// `set_affinity(0, &all_cpus())`.
+pub fn crowd_onto_this_cpu(pool: &procyon::Pool) -> usize {
+    let cpu = current_cpu();
+    let (scheduler, workers) = pool.pids();
+    for pid in std::iter::once(0).chain([scheduler]).chain(workers) {
+        set_affinity(pid, &[cpu]);
+    }
+    cpu
+}
