@@ -155,46 +155,44 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
             control.find_work(w, due, |_| true)
         }
     };
-    // Set when spinning on a lazy job's time would keep another process of the pool
-    // off this CPU.
-    let mut make_way = false;
     loop {
         let mut waiting_for_due = false;
         let until = match due.take() {
-            // A lazy job opens within microseconds (or is done by then): spin until it
-            // does rather than sleep, so that the nested jobs its owner keeps starting
-            // find nobody asleep to wake (a futex wake costs more than such a job).
-            // Meanwhile we rescan only when the run set changes: reading the lazy job's
-            // header again and again would pull its cache lines away from its owner.
-            Some(t) if !setup.pool.config.spin.is_zero() && !make_way => {
-                let mut seen = control.run_set_fingerprint();
-                while process::monotonic_ns() < t {
-                    for _ in 0..64 {
-                        std::hint::spin_loop();
-                    }
-                    if control.spin_advice(Peer::Worker(w)) == Spin::Stop {
-                        // Another process of the pool needs this CPU: sleep until the
-                        // lazy job's time instead (`jobs::cpus`).
-                        make_way = true;
-                        due = Some(t);
-                        break;
-                    }
-                    if header.closed.load(Ordering::SeqCst) != 0 {
-                        return None;
-                    }
-                    let now = control.run_set_fingerprint();
-                    if now != seen {
-                        seen = now;
-                        let mut later = None;
-                        if let Some(id) = scan(&mut later) {
-                            return Some(id);
+            Some(t) => {
+                // A lazy job opens within microseconds (or is done by then): spin until
+                // it does rather than sleep, so that the nested jobs its owner keeps
+                // starting find nobody asleep to wake (a futex wake costs more than such
+                // a job). Meanwhile we rescan only when the run set changes: reading the
+                // lazy job's header again and again would pull its cache lines away from
+                // its owner. We sleep until its time instead when spinning is off, or
+                // when another process of the pool needs this CPU (`jobs::cpus`).
+                if !setup.pool.config.spin.is_zero() {
+                    let mut seen = control.run_set_fingerprint();
+                    let mut make_way = false;
+                    while process::monotonic_ns() < t {
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
+                        }
+                        if control.spin_advice(Peer::Worker(w)) == Spin::Stop {
+                            make_way = true;
+                            break;
+                        }
+                        if header.closed.load(Ordering::SeqCst) != 0 {
+                            return None;
+                        }
+                        let now = control.run_set_fingerprint();
+                        if now != seen {
+                            seen = now;
+                            let mut later = None;
+                            if let Some(id) = scan(&mut later) {
+                                return Some(id);
+                            }
                         }
                     }
+                    if !make_way {
+                        continue;
+                    }
                 }
-                continue;
-            }
-            Some(t) => {
-                make_way = false;
                 waiting_for_due = true;
                 let wait = Duration::from_nanos(t.saturating_sub(process::monotonic_ns()));
                 let at = Instant::now() + wait;

@@ -118,18 +118,14 @@ impl Submitted {
                 return Some(r.map_err(|f| self.error_of(f)));
             }
         }
-        // Where this client waits, for the workers' spinning (`jobs::cpus`); forgotten
-        // when the wait ends.
-        let _presence = (self.waiting == Waiting::Sleep).then(|| {
-            self.pool.control.note_cpu(Peer::Client);
-            self.pool.control.presence(Peer::Client)
-        });
         loop {
             let step = Instant::now() + if ticking { POLL_PERIOD } else { LIVENESS_STEP };
             let until = deadline.map_or(step, |d| d.min(step));
             let r = if self.waiting == Waiting::Help {
                 crate::worker::help_until(self.id, deadline.is_some(), until, || self.poll())
             } else {
+                // Records where this client spins, for the workers' spinning, and
+                // forgets it when it sleeps or the wait ends (`jobs::cpus`).
                 let policy = self.pool.control.presence(Peer::Client);
                 self.slot().wait(spin, until, policy, || self.poll())
             };
