@@ -30,13 +30,20 @@ pub fn blocks(text: &str, n: usize) -> Vec<&str> {
     out
 }
 
-/// Adds the words of `block` to `counts` (in a worker: keys are copied once per new word).
-pub fn count_block(mut counts: HashMap<String, u64>, block: &str) -> HashMap<String, u64> {
+/// A worker's counts. The keys are copied out of the shared text once per new word (the
+/// map goes back to the client, so it cannot borrow the text as rayon's does) into
+/// `Box<str>` rather than `String`: an entry of 24 bytes instead of 32. Counting the
+/// 50 MB text on one CPU took 0.83-0.93 s with `Box<str>` keys, 1.07-1.11 s with `String`
+/// keys and 0.77-0.81 s with rayon's `&str` keys (medians of 8, pinned, this machine).
+pub type Counts = HashMap<Box<str>, u64>;
+
+/// Adds the words of `block` to `counts`.
+pub fn count_block(mut counts: Counts, block: &str) -> Counts {
     for w in block.split_ascii_whitespace() {
         match counts.get_mut(w) {
             Some(c) => *c += 1,
             None => {
-                counts.insert(w.to_owned(), 1);
+                counts.insert(w.into(), 1);
             }
         }
     }
@@ -44,10 +51,7 @@ pub fn count_block(mut counts: HashMap<String, u64>, block: &str) -> HashMap<Str
 }
 
 /// Merges two maps of counts (the smaller into the larger).
-pub fn merge_counts(
-    mut a: HashMap<String, u64>,
-    mut b: HashMap<String, u64>,
-) -> HashMap<String, u64> {
+pub fn merge_counts(mut a: Counts, mut b: Counts) -> Counts {
     if a.len() < b.len() {
         std::mem::swap(&mut a, &mut b);
     }
@@ -60,7 +64,7 @@ pub fn merge_counts(
 /// The procyon version: stage the blocks, count in the workers (one map per worker,
 /// whatever blocks it takes), merge those here. Returns the counts and the seconds the
 /// staging copy took.
-pub fn procyon_count(pool: &Pool, blocks: &[&str]) -> procyon::Result<(HashMap<String, u64>, f64)> {
+pub fn procyon_count(pool: &Pool, blocks: &[&str]) -> procyon::Result<(Counts, f64)> {
     let start = Instant::now();
     let shared = pool.strings_from_slice(blocks)?;
     let staging = start.elapsed().as_secs_f64();
@@ -96,6 +100,6 @@ pub fn rayon_count<'a>(blocks: &[&'a str]) -> HashMap<&'a str, u64> {
 }
 
 /// Whether two maps hold the same counts.
-pub fn same_counts(a: &HashMap<String, u64>, b: &HashMap<&str, u64>) -> bool {
+pub fn same_counts(a: &Counts, b: &HashMap<&str, u64>) -> bool {
     a.len() == b.len() && b.iter().all(|(w, c)| a.get(*w) == Some(c))
 }

@@ -88,7 +88,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "distinct words {}, words {words}, checksum {}",
         counts.len(),
-        text::checksum(counts.iter().map(|(w, &c)| (w.as_str(), c)))
+        text::checksum(counts.iter().map(|(w, &c)| (&**w, c)))
     );
     println!(
         "procyon: {parallel:.3} s ({staging:.3} s of it the staging copy), {:.0} MB/s",
