@@ -32,9 +32,11 @@ pub fn blocks(text: &str, n: usize) -> Vec<&str> {
 
 /// A worker's counts. The keys are copied out of the shared text once per new word (the
 /// map goes back to the client, so it cannot borrow the text as rayon's does) into
-/// `Box<str>` rather than `String`: an entry of 24 bytes instead of 32. Counting the
-/// 50 MB text on one CPU took 0.83-0.93 s with `Box<str>` keys, 1.07-1.11 s with `String`
-/// keys and 0.77-0.81 s with rayon's `&str` keys (medians of 8, pinned, this machine).
+/// `Box<str>` rather than `String`: an entry of 24 bytes instead of 32, and less time
+/// in comparing keys. Counting the 50 MB text in one thread pinned to one CPU (medians
+/// of 8, two launches, on the 2-vCPU Zen 1 machine of BENCHMARKS.md at 996ed3f) took
+/// 0.83-0.93 s with `Box<str>` keys, 1.07-1.11 s with `String` keys and 0.77-0.81 s with
+/// the `&str` keys of rayon's version.
 pub type Counts = HashMap<Box<str>, u64>;
 
 /// Adds the words of `block` to `counts`.
