@@ -8,6 +8,8 @@
 //! Each test thread builds one pool per worker count once and reuses it (building a pool
 //! forks processes); the pools go when the thread ends.
 
+use std::collections::{BTreeMap, HashMap};
+
 use procyon::{Error, IntoParIterOn, Pool, SharedStrings, SharedVecs};
 use proptest::prelude::*;
 use rayon::prelude::*;
@@ -130,6 +132,24 @@ proptest! {
             it().for_each(|w: &str| assert!(std::str::from_utf8(w.as_bytes()).is_ok())).unwrap();
             let via_trait: usize = (&s).into_par_iter_on(pool).map(|w: &str| w.len()).sum().unwrap();
             prop_assert_eq!(via_trait, bytes);
+            // A word count whose workers key their maps by the shared `&str`s and copy
+            // each distinct word once, in `finish`; and how many maps came back (at most
+            // one per worker, whatever the chunking).
+            type Owned = (BTreeMap<String, u64>, usize);
+            let (counts, maps): Owned = it()
+                .fold_finish_reduce_unordered(
+                    HashMap::new,
+                    |mut m: HashMap<&str, u64>, w: &str| { *m.entry(w).or_insert(0) += 1; m },
+                    |m: HashMap<&str, u64>| -> Owned { (m.into_iter().map(|(w, c)| (w.to_owned(), c)).collect(), 1) },
+                    |(mut a, n): Owned, (b, k): Owned| { for (w, c) in b { *a.entry(w).or_insert(0) += c; } (a, n + k) },
+                )
+                .unwrap();
+            let mut want = BTreeMap::new();
+            for w in &v {
+                *want.entry(w.clone()).or_insert(0u64) += 1;
+            }
+            prop_assert_eq!(counts, want);
+            prop_assert!(maps >= 1 && maps <= workers, "{} maps from {} workers", maps, workers);
             Ok(())
         })?;
     }
@@ -155,6 +175,17 @@ proptest! {
             let widest = it().enumerate().map(|(i, r): (usize, &[u32])| (r.len(), i)).min_by_key(|p: &(usize, usize)| (usize::MAX - p.0, p.1)).unwrap();
             let want = v.iter().enumerate().map(|(i, r)| (r.len(), i)).min_by_key(|p| (usize::MAX - p.0, p.1));
             prop_assert_eq!(widest, want);
+            // Rows borrowed by the workers' local accumulators, finished into sums.
+            let (elems, longest) = it()
+                .fold_finish_reduce_unordered(
+                    Vec::new,
+                    |mut kept: Vec<&[u32]>, r: &[u32]| { kept.push(r); kept },
+                    |kept: Vec<&[u32]>| (kept.iter().map(|r| r.iter().map(|&x| x as u64).sum::<u64>()).sum::<u64>(), kept.iter().map(|r| r.len()).max().unwrap_or(0)),
+                    |a: (u64, usize), b: (u64, usize)| (a.0 + b.0, a.1.max(b.1)),
+                )
+                .unwrap();
+            prop_assert_eq!(elems, v.iter().flatten().map(|&x| x as u64).sum::<u64>());
+            prop_assert_eq!(longest, v.iter().map(Vec::len).max().unwrap_or(0));
             Ok(())
         })?;
     }

@@ -1,6 +1,6 @@
 //! Faults in the columnar and serde sources, with nothing left behind: a task that panics
 //! in the middle of a `SharedStrings` or `par_iter_vec` stream fails its job with the
-//! panic's message, items that cannot be encoded or decoded are typed errors, the pool
+//! panic's message (so does a `finish` that panics), items that cannot be encoded or decoded are typed errors, the pool
 //! serves on, the values are freed, and no process or file is left.
 //!
 //! The tests take one lock each, so that `no_leaks` (every descendant of this process
@@ -161,6 +161,78 @@ fn bad_items_and_panics_are_typed_errors_and_free_everything() {
         assert!(
             pool.mempool().usage().allocations <= before,
             "the encoded items were freed"
+        );
+    });
+}
+
+/// Panics in the `finish` of `fold_finish_reduce_unordered` when the local accumulator
+/// holds the word "boom".
+fn finish_or_explode(m: std::collections::HashMap<&str, u64>) -> Vec<(String, u64)> {
+    if m.contains_key("boom") {
+        panic!("finish met {:?}", "boom");
+    }
+    m.into_iter().map(|(w, c)| (w.to_owned(), c)).collect()
+}
+
+#[test]
+fn a_finish_that_panics_fails_the_job_and_the_pool_serves_on() {
+    let _one = serial();
+    common::no_leaks(|| {
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(32 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
+        let before = pool.mempool().usage().allocations;
+        let count = |s: &procyon::SharedStrings| {
+            pool.par_iter_strs(s).fold_finish_reduce_unordered(
+                std::collections::HashMap::new,
+                |mut m: std::collections::HashMap<&str, u64>, w: &str| {
+                    *m.entry(w).or_insert(0) += 1;
+                    m
+                },
+                finish_or_explode,
+                |mut a: Vec<(String, u64)>, b: Vec<(String, u64)>| {
+                    a.extend(b);
+                    a
+                },
+            )
+        };
+        let mut v: Vec<String> = (0..10_000).map(|i| format!("w{}", i % 100)).collect();
+        v[4_321] = "boom".into();
+        let s = pool.strings_from_slice(&v).unwrap();
+        match count(&s) {
+            Err(Error::TaskPanicked { message, .. }) => {
+                assert!(message.contains("finish met \"boom\""), "{message}")
+            }
+            other => panic!("expected TaskPanicked, got {other:?}"),
+        }
+        v[4_321] = "w21".into();
+        let t = pool.strings_from_slice(&v).unwrap();
+        let mut got = count(&t).unwrap();
+        got.sort_unstable();
+        let mut want: Vec<(String, u64)> = Vec::new();
+        for w in &v {
+            match want.iter_mut().find(|(k, _)| k == w) {
+                Some((_, c)) => *c += 1,
+                None => want.push((w.clone(), 1)),
+            }
+        }
+        want.sort_unstable();
+        // The two workers' lists may both hold a word: add them up.
+        let mut merged: Vec<(String, u64)> = Vec::new();
+        for (w, c) in got {
+            match merged.last_mut() {
+                Some((k, n)) if *k == w => *n += c,
+                _ => merged.push((w, c)),
+            }
+        }
+        assert_eq!(merged, want);
+        drop((s, t));
+        assert!(
+            pool.mempool().usage().allocations <= before,
+            "the values were freed"
         );
     });
 }

@@ -425,3 +425,58 @@ fn a_shared_nested_job_combines_the_owners_and_the_others_results_in_order() {
         assert_eq!(pool.mempool().usage().in_use, base);
     });
 }
+
+/// A nested `fold_finish_reduce_unordered`: the submitting task's own local accumulator
+/// (never encoded) is finished and combined with the other worker's finished one; every
+/// item is counted once, in rounds where both workers took items.
+#[test]
+fn a_nested_fold_finish_combines_the_owners_local_accumulator_with_the_others() {
+    type Seen = (Vec<u32>, Vec<u32>);
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let mut shared = 0;
+        for _ in 0..4 {
+            let (items, pids): Seen = pool
+                .spawn(|ctx: &Ctx| {
+                    ctx.par_range(0..16u32)
+                        .with_max_len(1)
+                        .fold_finish_reduce_unordered(
+                            Vec::new,
+                            |mut v: Vec<(u32, u32)>, i: u32| {
+                                v.push((i, busy_pid(1)));
+                                v
+                            },
+                            |v: Vec<(u32, u32)>| -> Seen {
+                                let mut pids: Vec<u32> = v.iter().map(|p| p.1).collect();
+                                pids.dedup();
+                                (v.into_iter().map(|p| p.0).collect(), pids)
+                            },
+                            |(mut a, mut p): Seen, (b, q): Seen| {
+                                a.extend(b);
+                                p.extend(q);
+                                (a, p)
+                            },
+                        )
+                        .unwrap()
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            let mut sorted = items.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..16).collect::<Vec<_>>(), "{items:?}");
+            assert!(
+                pids.len() <= 2,
+                "one finished accumulator per worker: {pids:?}"
+            );
+            if pids.len() == 2 {
+                assert_ne!(pids[0], pids[1]);
+                shared += 1;
+            }
+        }
+        assert!(
+            shared > 0,
+            "the other worker never took an item of the nested jobs"
+        );
+    });
+}

@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::reduce::{Fold, FoldReduce, FoldWith, MinMax, MinMaxBy, MinMaxByKey, Reduce};
+use super::reduce::{
+    Fold, FoldFinishReduce, FoldReduce, FoldWith, MinMax, MinMaxBy, MinMaxByKey, Reduce,
+};
 use super::source::Source;
 use super::stage::Stage;
 use super::terminal::{Count, Product, Sum};
@@ -303,6 +305,80 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         assert_stateless::<R>();
         let r = self.run_merged::<FoldReduce<I, F, R, A>>(())?;
         Ok(r.flatten().unwrap_or_else(conjure::<I>()))
+    }
+
+    /// As [`fold_reduce_unordered`](ParIter::fold_reduce_unordered), with a worker's
+    /// accumulator that never leaves it: each worker folds the items of every chunk it
+    /// runs into one `L` from `identity()`, turns it with `finish` into the `A` it sends
+    /// back, and the client combines those with `reduce`.
+    ///
+    /// `L` needs no serde and may hold the job's items as they come, `&str`s out of a
+    /// [`SharedStrings`](crate::SharedStrings) or `&[T]`s out of a
+    /// [`SharedVecs`](crate::SharedVecs): they stay valid until `finish` has run (the
+    /// pool borrows the source until the job ends, and `finish` runs before that). So a
+    /// word count can key its worker's map by `&str`, as a sequential or rayon count
+    /// does, and copy each distinct word once in `finish`, not once per new word while
+    /// counting. Nothing else may keep an item past the call that got it.
+    ///
+    /// The result is `finish(identity())` if there are no items. As for
+    /// `fold_reduce_unordered`, `fold`, `finish` and `reduce` must not care in which
+    /// order the items come: `reduce(finish(a), finish(b))` must be what `finish` of one
+    /// accumulator of all their items would give.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+    /// let lines = pool.strings_from_slice(&["a b", "b c", "c c"])?;
+    /// let counts = pool.par_iter_strs(&lines).fold_finish_reduce_unordered(
+    ///     HashMap::new,
+    ///     |mut m: HashMap<&str, u64>, line: &str| {
+    ///         for w in line.split(' ') {
+    ///             *m.entry(w).or_insert(0) += 1;
+    ///         }
+    ///         m
+    ///     },
+    ///     |m: HashMap<&str, u64>| -> HashMap<String, u64> {
+    ///         m.into_iter().map(|(w, c)| (w.to_owned(), c)).collect()
+    ///     },
+    ///     |mut a: HashMap<String, u64>, b: HashMap<String, u64>| {
+    ///         for (w, c) in b {
+    ///             *a.entry(w).or_insert(0) += c;
+    ///         }
+    ///         a
+    ///     },
+    /// )?;
+    /// assert_eq!(counts["c"], 3);
+    /// assert_eq!(counts.len(), 3);
+    /// # Ok::<(), procyon::Error>(())
+    /// ```
+    pub fn fold_finish_reduce_unordered<I, F, Fi, R, L, A>(
+        self,
+        _identity: I,
+        _fold: F,
+        _finish: Fi,
+        _reduce: R,
+    ) -> Result<A>
+    where
+        L: 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        I: Fn() -> L + TaskFn,
+        F: Fn(L, St::Out) -> L + TaskFn,
+        Fi: Fn(L) -> A + TaskFn,
+        R: Fn(A, A) -> A + TaskFn,
+    {
+        assert_stateless::<I>();
+        assert_stateless::<F>();
+        assert_stateless::<Fi>();
+        assert_stateless::<R>();
+        type T<I, F, Fi, R, L, A> = FoldFinishReduce<I, F, Fi, R, L, A>;
+        let r = self.run_merged::<T<I, F, Fi, R, L, A>>(())?;
+        Ok(match r.flatten() {
+            Some(acc) => T::<I, F, Fi, R, L, A>::finished(acc),
+            None => conjure::<Fi>()(conjure::<I>()()),
+        })
     }
 
     /// As [`fold`](ParIter::fold), each chunk starting from a clone of `init` (rayon's

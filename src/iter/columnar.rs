@@ -8,7 +8,9 @@
 //! valid until the job ends, which is before the terminal operation returns and so before
 //! the borrowed value can be dropped. A task must not keep an item beyond its call (in a
 //! `static` or a thread-local): copy what it needs (`to_owned`), as the `map` to `String`
-//! before a `collect_vec` does.
+//! before a `collect_vec` does. The one accumulator that may hold items across calls is
+//! the worker-local one of `fold_finish_reduce_unordered`, finished (and so done with
+//! them) before the job ends.
 
 use std::marker::PhantomData;
 use std::ops::{ControlFlow, Range};

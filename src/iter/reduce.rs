@@ -181,6 +181,96 @@ where
     }
 }
 
+/// A worker's accumulator of `fold_finish_reduce_unordered`: the local one its chunks
+/// fold into, which never leaves the worker (it may borrow the job's inputs), or what
+/// `finish` made of it, the only form that is encoded and sent.
+#[doc(hidden)]
+pub enum Finishing<L, A> {
+    /// Still folding, in the worker that holds it.
+    Local(L),
+    /// Finished: the form that travels and that `reduce` combines.
+    Finished(A),
+}
+
+impl<L, A: Serialize> Serialize for Finishing<L, A> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Finishing::Finished(a) => a.serialize(s),
+            // `JobKind::seal` finishes every accumulator before it is encoded.
+            Finishing::Local(_) => Err(serde::ser::Error::custom(
+                "a local accumulator was about to leave its worker unfinished",
+            )),
+        }
+    }
+}
+
+impl<'de, L, A: serde::Deserialize<'de>> serde::Deserialize<'de> for Finishing<L, A> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        A::deserialize(d).map(Finishing::Finished)
+    }
+}
+
+/// `fold_finish_reduce_unordered(identity, fold, finish, reduce)`: as [`FoldReduce`],
+/// but each worker folds into a local accumulator of type `L`, turned by `finish` into
+/// the `A` that is sent back and combined with `reduce`.
+#[doc(hidden)]
+pub struct FoldFinishReduce<I, F, Fi, R, L, A>(PhantomData<FoldFinishFns<I, F, Fi, R, L, A>>);
+
+/// The functions and types [`FoldFinishReduce`] is made of, as a variance marker.
+type FoldFinishFns<I, F, Fi, R, L, A> = fn(I, F, Fi, R) -> (L, A);
+
+impl<I, F, Fi, R, L, A> FoldFinishReduce<I, F, Fi, R, L, A>
+where
+    Fi: Fn(L) -> A + TaskFn,
+{
+    /// `acc` finished (`finish` called on a local one).
+    pub(crate) fn finished(acc: Finishing<L, A>) -> A {
+        match acc {
+            Finishing::Local(l) => conjure::<Fi>()(l),
+            Finishing::Finished(a) => a,
+        }
+    }
+}
+
+impl<Item, I, F, Fi, R, L, A> Terminal<Item> for FoldFinishReduce<I, F, Fi, R, L, A>
+where
+    L: 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    I: Fn() -> L + TaskFn,
+    F: Fn(L, Item) -> L + TaskFn,
+    Fi: Fn(L) -> A + TaskFn,
+    R: Fn(A, A) -> A + TaskFn,
+{
+    type State = ();
+    type Acc = Option<Finishing<L, A>>;
+    const ORDERED: bool = false;
+    const SEALS: bool = true;
+    fn start(_: &()) -> Self::Acc {
+        None
+    }
+    fn step(acc: &mut Self::Acc, item: Item) -> ControlFlow<()> {
+        *acc = Some(match acc.take() {
+            None => Finishing::Local(conjure::<F>()(conjure::<I>()(), item)),
+            Some(Finishing::Local(l)) => Finishing::Local(conjure::<F>()(l, item)),
+            // Not reached (a worker seals only when it has no more chunks), but correct:
+            // the item starts a new local accumulator, finished and combined at once.
+            Some(Finishing::Finished(a)) => {
+                let l = conjure::<F>()(conjure::<I>()(), item);
+                Finishing::Finished(conjure::<R>()(a, conjure::<Fi>()(l)))
+            }
+        });
+        ControlFlow::Continue(())
+    }
+    fn merge(left: Self::Acc, right: Self::Acc) -> Self::Acc {
+        combine(left, right, |l, r| {
+            Finishing::Finished(conjure::<R>()(Self::finished(l), Self::finished(r)))
+        })
+    }
+    fn seal(acc: Self::Acc) -> Self::Acc {
+        acc.map(|a| Finishing::Finished(Self::finished(a)))
+    }
+}
+
 /// `fold_with(init, op)`: as [`Fold`], each chunk starting from a clone of `init`.
 #[doc(hidden)]
 pub struct FoldWith<Op, A>(PhantomData<fn(Op) -> A>);

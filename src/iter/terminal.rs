@@ -40,6 +40,15 @@ pub trait Terminal<Item>: 'static {
     fn step(acc: &mut Self::Acc, item: Item) -> ControlFlow<()>;
     /// Combines two accumulators, `left` first in input order.
     fn merge(left: Self::Acc, right: Self::Acc) -> Self::Acc;
+    /// Turns a worker's accumulator into what it sends back, just before it is encoded
+    /// (while the job's inputs are still alive): the identity but for terminals whose
+    /// accumulator holds what cannot travel (`fold_finish_reduce_unordered`'s local
+    /// one). May panic (user code): the worker catches it and fails the job.
+    fn seal(acc: Self::Acc) -> Self::Acc {
+        acc
+    }
+    /// Whether [`Terminal::seal`] is more than the identity (else it is not called).
+    const SEALS: bool = false;
 }
 
 /// Runs the pipeline for its effects only (every `for_each` form).

@@ -62,6 +62,16 @@ pub(crate) trait JobKind: 'static {
         let _ = right;
         left
     }
+    /// Turns a partial into what is encoded into the worker's cell (the identity but for
+    /// a pipeline whose terminal keeps a local accumulator, [`Terminal::seal`]). May
+    /// panic: the caller catches it.
+    ///
+    /// [`Terminal::seal`]: crate::iter::terminal::Terminal::seal
+    fn seal(part: Self::Partial) -> Self::Partial {
+        part
+    }
+    /// Whether [`JobKind::seal`] is more than the identity (else it is not called).
+    const SEALS: bool = false;
     /// Runs one chunk, of an unordered kind on top of `acc` if given: the partial of the
     /// chunks this worker ran before in this job. A kind that can go on adding to it
     /// does (one accumulator per worker, however many chunks it claims); the default
@@ -293,6 +303,29 @@ fn run_chunks<K: JobKind>(
         mine.ordered = ordered;
         slot.add_done(pending, ended);
         return;
+    }
+    // Sealed here, while the job's inputs are alive (a chunk is still ours to report).
+    if K::SEALS {
+        let sealed = catch_unwind(AssertUnwindSafe(|| {
+            let merged = merged.map(K::seal);
+            let ordered: Vec<_> = ordered
+                .into_iter()
+                .map(|(at, p)| (at, K::seal(p)))
+                .collect();
+            (merged, ordered)
+        }));
+        match sealed {
+            Ok(parts) => (merged, ordered) = parts,
+            Err(payload) => {
+                slot.fail(
+                    &Failure::Panicked {
+                        message: crate::unwind::describe(&*payload),
+                    },
+                    ended,
+                );
+                return;
+            }
+        }
     }
     // An unordered kind leaves one merged partial: published from where it is, without
     // a vector.

@@ -24,6 +24,7 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
     type Local = (S::Local, St::Local);
     type Partial = T::Acc;
     const ORDERED: bool = T::ORDERED;
+    const SEALS: bool = T::SEALS;
 
     fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
         Ok((S::init(&args.0, &cx.mempool)?, St::init(&args.1)?))
@@ -40,6 +41,10 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
 
     fn merge(left: T::Acc, right: T::Acc) -> T::Acc {
         T::merge(left, right)
+    }
+
+    fn seal(part: T::Acc) -> T::Acc {
+        T::seal(part)
     }
 
     /// An unordered terminal's accumulator takes the next chunk's items as they come:
