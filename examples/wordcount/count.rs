@@ -30,26 +30,29 @@ pub fn blocks(text: &str, n: usize) -> Vec<&str> {
     out
 }
 
-/// A worker's counts. The keys are copied out of the shared text once per new word (the
-/// map goes back to the client, so it cannot borrow the text as rayon's does) into
-/// `Box<str>` rather than `String`: an entry of 24 bytes instead of 32, and less time
-/// in comparing keys. Counting the 50 MB text in one thread pinned to one CPU (medians
-/// of 8, two launches, on the 2-vCPU Zen 1 machine of BENCHMARKS.md at 996ed3f) took
+/// The counts a worker sends back: its map of borrowed words (the very map the
+/// sequential loop and rayon count into, [`text::count_into`]) with each distinct word
+/// copied once into a `Box<str>` (16 bytes, against `String`'s 24).
+///
+/// Counting into owned keys instead (a copy per new word, the key bytes away from the
+/// text) is slower: counting the 50 MB text in one thread pinned to one CPU (medians of
+/// 8, two launches, on the 2-vCPU Zen 1 machine of BENCHMARKS.md at 996ed3f) took
 /// 0.83-0.93 s with `Box<str>` keys, 1.07-1.11 s with `String` keys and 0.77-0.81 s with
-/// the `&str` keys of rayon's version.
+/// the `&str` keys counted into here.
 pub type Counts = HashMap<Box<str>, u64>;
 
+/// A worker's local counts, keyed by words of the shared text.
+type Local = HashMap<&'static str, u64>;
+
 /// Adds the words of `block` to `counts`.
-pub fn count_block(mut counts: Counts, block: &str) -> Counts {
-    for w in block.split_ascii_whitespace() {
-        match counts.get_mut(w) {
-            Some(c) => *c += 1,
-            None => {
-                counts.insert(w.into(), 1);
-            }
-        }
-    }
+fn count_block(mut counts: Local, block: &'static str) -> Local {
+    text::count_into(&mut counts, block);
     counts
+}
+
+/// A worker's counts, each distinct word copied once, to go back to the client.
+fn owned(counts: Local) -> Counts {
+    counts.into_iter().map(|(w, c)| (w.into(), c)).collect()
 }
 
 /// Merges two maps of counts (the smaller into the larger).
@@ -73,10 +76,12 @@ pub fn procyon_count(pool: &Pool, blocks: &[&str]) -> procyon::Result<(Counts, f
     // Counting is order-insensitive, so each worker folds every block it claims into one
     // map: two maps of up to 50,000 words come back on 2 workers, however the blocks
     // were chunked (`fold`, one map per chunk, sent back four and took 60-130 ms more to
-    // decode and merge here).
-    let total = pool.par_iter_strs(&shared).fold_reduce_unordered(
+    // decode and merge here). The worker's map borrows the words from the shared text
+    // and copies them once, when it is finished.
+    let total = pool.par_iter_strs(&shared).fold_finish_reduce_unordered(
         HashMap::new,
         count_block,
+        owned,
         merge_counts,
     )?;
     Ok((total, staging))

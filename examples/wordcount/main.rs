@@ -1,8 +1,10 @@
 //! W8 word count (../shared/WORKLOADS.md) on a procyon pool: word frequencies of a seeded
 //! 50 MB text. The text is cut at line ends into blocks, copied once into the mempool as
 //! a [`SharedStrings`](procyon::SharedStrings) (one `memcpy`, no encoding), and each worker
-//! counts the words of every block it claims into one map of its own
-//! (`fold_reduce_unordered`); the client merges the workers' maps. `--compare` runs the sequential loop and rayon (as many
+//! counts the words of every block it claims into one map of its own, keyed by `&str`s
+//! of the shared text as the sequential loop's and rayon's are, and copies each distinct
+//! word once when it is done (`fold_finish_reduce_unordered`); the client merges the
+//! workers' maps. `--compare` runs the sequential loop and rayon (as many
 //! threads as workers) on the same text, checks that all three maps are equal, and prints
 //! the speedups with the machine's load average.
 //!

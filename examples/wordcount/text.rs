@@ -64,7 +64,12 @@ pub fn generate(bytes: usize, seed: u64) -> String {
 /// Adds the words of `text` to `counts`.
 pub fn count_into<'a>(counts: &mut HashMap<&'a str, u64>, text: &'a str) {
     for w in text.split_ascii_whitespace() {
-        *counts.entry(w).or_insert(0) += 1;
+        match counts.get_mut(w) {
+            Some(c) => *c += 1,
+            None => {
+                counts.insert(w, 1);
+            }
+        }
     }
 }
 
