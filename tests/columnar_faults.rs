@@ -20,6 +20,19 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A pool of 2 workers that has run a first job (which grows its job table), and the
+/// number of its mempool's allocations then: nothing a test does should leave more.
+fn warm_pool() -> (Pool, usize) {
+    let pool = Pool::builder()
+        .workers(2)
+        .mempool_size(32 << 20)
+        .build()
+        .unwrap();
+    assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
+    let before = pool.mempool().usage().allocations;
+    (pool, before)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Rec {
     id: u32,
@@ -40,16 +53,9 @@ fn explode_word(w: &str) -> usize {
 fn a_task_that_panics_mid_stream_fails_the_job_and_the_pool_serves_on() {
     let _one = serial();
     common::no_leaks(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(32 << 20)
-            .build()
-            .unwrap();
+        let (pool, before) = warm_pool();
         let mut v: Vec<String> = (0..10_000).map(|i| format!("w{i}")).collect();
         v[6_789] = "boom".into();
-        // A first job grows the pool's job table; then nothing else stays allocated.
-        assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
-        let before = pool.mempool().usage().allocations;
         let s = pool.strings_from_slice(&v).unwrap();
         match pool.par_iter_strs(&s).map(explode_word).sum::<usize>() {
             Err(Error::TaskPanicked { message, .. }) => {
@@ -107,13 +113,7 @@ fn explode_record(r: Rec) -> u32 {
 fn bad_items_and_panics_are_typed_errors_and_free_everything() {
     let _one = serial();
     common::no_leaks(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(32 << 20)
-            .build()
-            .unwrap();
-        assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
-        let before = pool.mempool().usage().allocations;
+        let (pool, before) = warm_pool();
 
         match pool.par_iter_vec(vec![Unencodable]).count() {
             Err(Error::Malformed { reason }) => {
@@ -178,13 +178,7 @@ fn finish_or_explode(m: std::collections::HashMap<&str, u64>) -> Vec<(String, u6
 fn a_finish_that_panics_fails_the_job_and_the_pool_serves_on() {
     let _one = serial();
     common::no_leaks(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(32 << 20)
-            .build()
-            .unwrap();
-        assert_eq!(pool.par_range(0u32..10).count().unwrap(), 10);
-        let before = pool.mempool().usage().allocations;
+        let (pool, before) = warm_pool();
         let count = |s: &procyon::SharedStrings| {
             pool.par_iter_strs(s).fold_finish_reduce_unordered(
                 std::collections::HashMap::new,

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::futex::Event;
 use crate::jobs::partials::{encode_inline, Kept, PartialCell};
 use crate::jobs::{Failure, JobSlot};
 use crate::mempool::Mempool;
@@ -226,12 +227,7 @@ fn run_chunks<K: JobKind>(
             return;
         }
         Err(payload) => {
-            slot.fail(
-                &Failure::Panicked {
-                    message: crate::unwind::describe(&*payload),
-                },
-                ended,
-            );
+            fail_panicked(slot, ended, &*payload);
             return;
         }
     };
@@ -266,12 +262,7 @@ fn run_chunks<K: JobKind>(
                 stop
             }
             Err(payload) => {
-                slot.fail(
-                    &Failure::Panicked {
-                        message: crate::unwind::describe(&*payload),
-                    },
-                    ended,
-                );
+                fail_panicked(slot, ended, &*payload);
                 return;
             }
         };
@@ -317,12 +308,7 @@ fn run_chunks<K: JobKind>(
         match sealed {
             Ok(parts) => (merged, ordered) = parts,
             Err(payload) => {
-                slot.fail(
-                    &Failure::Panicked {
-                        message: crate::unwind::describe(&*payload),
-                    },
-                    ended,
-                );
+                fail_panicked(slot, ended, &*payload);
                 return;
             }
         }
@@ -359,6 +345,16 @@ fn run_chunks<K: JobKind>(
     // Our last addition: everything we wrote and published is visible to whoever sees
     // the job complete.
     slot.add_done(pending, ended);
+}
+
+/// Fails job `slot` with the panic whose payload is `payload` (a task's, caught).
+fn fail_panicked(slot: &JobSlot, ended: &Event, payload: &(dyn std::any::Any + Send)) {
+    slot.fail(
+        &Failure::Panicked {
+            message: crate::unwind::describe(payload),
+        },
+        ended,
+    );
 }
 
 /// Decodes the job's arguments from its block.
