@@ -220,7 +220,7 @@ impl Pool {
     /// assert_eq!(s.total_bytes(), 3);
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn strings_from_slice<S: AsRef<str>>(&self, items: &[S]) -> Result<SharedStrings> {
+    pub fn strings_from_slice<S: AsRef<str> + Sync>(&self, items: &[S]) -> Result<SharedStrings> {
         SharedStrings::from_slice(self.mempool(), items)
     }
 
@@ -238,7 +238,10 @@ impl Pool {
     /// assert_eq!(v.total_len(), 3);
     /// # Ok::<(), procyon::Error>(())
     /// ```
-    pub fn vecs_from_slice<T: Pod, V: AsRef<[T]>>(&self, items: &[V]) -> Result<SharedVecs<T>> {
+    pub fn vecs_from_slice<T: Pod, V: AsRef<[T]> + Sync>(
+        &self,
+        items: &[V],
+    ) -> Result<SharedVecs<T>> {
         SharedVecs::from_slice(self.mempool(), items)
     }
 
