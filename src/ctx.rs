@@ -36,8 +36,10 @@ pub struct Ctx {
 
 /// Where the code holding a [`Ctx`] runs.
 enum Place {
-    /// A task of job `job` (whose tree's root has generation `root`), in a worker.
-    Task { job: JobId, root: u64 },
+    /// A task of job `job` (whose tree's root has generation `root`), in a worker;
+    /// `quiet`: a task of a nested job `job`'s task runs inline (`worker::run_inline`),
+    /// whose progress and reports have nobody to go to.
+    Task { job: JobId, root: u64, quiet: bool },
     /// The explicit process of record `index`, generation `gen`.
     Process { index: u32, gen: u64 },
 }
@@ -54,11 +56,11 @@ impl Deref for Ctx {
 impl Ctx {
     /// The context of the job the calling worker is running.
     pub(crate) fn current() -> Result<Ctx> {
-        let (inner, job, root) = crate::worker::current_job()
+        let (inner, job, root, quiet) = crate::worker::current_job()
             .ok_or_else(|| Error::config("a task context exists only inside a worker"))?;
         Ok(Ctx {
             pool: Pool::in_worker(inner, job),
-            place: Place::Task { job, root },
+            place: Place::Task { job, root, quiet },
         })
     }
 
@@ -160,6 +162,9 @@ impl Ctx {
     /// ```
     pub fn progress(&self, done: u64, total: u64) {
         match self.place {
+            // A nested job run inline has no job of its own to report on; its parent's
+            // progress is its parent's tasks' to report (`worker::run_inline`).
+            Place::Task { quiet: true, .. } => {}
             Place::Task { job, .. } => crate::progress::set_progress(
                 self.pool.inner().control.slot(job.slot as usize),
                 done,
@@ -210,7 +215,11 @@ impl Ctx {
     pub fn report<T: Serialize>(&self, value: &T) -> Result<()> {
         let inner = self.pool.inner();
         match self.place {
-            Place::Task { job, root } => crate::progress::push_report(
+            // Nobody collects the reports of a nested job run inline (one that had a
+            // collector, `on_report`, is never run inline): dropped, as such a job's
+            // reports are when it is released.
+            Place::Task { quiet: true, .. } => Ok(()),
+            Place::Task { job, root, .. } => crate::progress::push_report(
                 &inner.mempool,
                 inner.control.slot(job.slot as usize),
                 root,

@@ -317,6 +317,8 @@ impl Scheduler {
             }
         }
         entry.depth.store(0, Ordering::SeqCst);
+        // Its hunger died with it: nobody is to share work with it any more.
+        control.clear_hungry(w);
         // Until a replacement is forked (which may fail, then `refill` retries), the
         // index has no process: `Pool::pids` must not report the dead one.
         entry.pid.store(0, Ordering::SeqCst);

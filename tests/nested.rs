@@ -480,3 +480,213 @@ fn a_nested_fold_finish_combines_the_owners_local_accumulator_with_the_others() 
         );
     });
 }
+
+/// On one worker nobody else could take a chunk of a nested job: it runs inline in its
+/// task's worker and takes no job slot (the client sees only the task's own job in
+/// flight), and its answer is the sequential one.
+#[test]
+fn on_one_worker_a_nested_job_runs_inline_and_takes_no_job_slot() {
+    common::no_leaks(|| {
+        let pool = pool(1);
+        let handle = pool
+            .spawn(|ctx: &Ctx| {
+                ctx.par_range(0..8u32)
+                    .with_max_len(1)
+                    .map(|i: u32| {
+                        std::thread::sleep(Duration::from_millis(5));
+                        i * i
+                    })
+                    .collect_vec()
+                    .unwrap()
+            })
+            .unwrap();
+        let mut most = 0;
+        while handle.progress().items_done < 1 {
+            most = most.max(pool.jobs_in_flight());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            handle.wait().unwrap(),
+            (0..8u32).map(|i| i * i).collect::<Vec<_>>()
+        );
+        assert_eq!(most, 1, "only the spawned task's job was in flight");
+        assert_eq!(pool.jobs_in_flight(), 0);
+    });
+}
+
+/// A nested job started while the other worker is busy runs inline; once that worker is
+/// idle, the rest is shared with it at the next chunk: the items still come back in
+/// order, the first ran in the task's own worker, and both workers ran some.
+#[test]
+fn a_nested_job_run_inline_shares_its_rest_once_a_worker_is_idle() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        for round in 0..3 {
+            let out = pool
+                .par_range(0..2u32)
+                .with_max_len(1)
+                .map_ctx(|ctx: &Ctx, i: u32| {
+                    if i == 0 {
+                        // Keeps the other worker busy for a while.
+                        return (busy_pid(40), Vec::new());
+                    }
+                    let items = ctx
+                        .par_range(0..10u32)
+                        .with_max_len(1)
+                        .map(|k: u32| (k, busy_pid(8)))
+                        .collect_vec()
+                        .unwrap();
+                    (std::process::id(), items)
+                })
+                .collect_vec()
+                .unwrap();
+            let (owner, items) = &out[1];
+            let order: Vec<u32> = items.iter().map(|p| p.0).collect();
+            assert_eq!(order, (0..10).collect::<Vec<_>>(), "round {round}");
+            assert_eq!(
+                items[0].1, *owner,
+                "round {round}: the first item ran inline"
+            );
+            assert!(
+                items.iter().any(|p| p.1 != *owner),
+                "round {round}: the rest was never shared: {items:?}"
+            );
+        }
+    });
+}
+
+/// The tasks of a nested job run inline belong to their parent's job: they see its
+/// number, and their reports and progress go nowhere (as a submitted nested job's do,
+/// which nobody watches): the client hears only the reports of its own job's tasks.
+#[test]
+fn inline_nested_tasks_belong_to_their_parents_job_and_report_to_nobody() {
+    common::no_leaks(|| {
+        let pool = pool(1);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        let last = Arc::new(Mutex::new(None));
+        let seen = Arc::clone(&last);
+        let out = pool
+            .par_range(0..2u64)
+            .with_max_len(1)
+            .on_report(move |r: u64| sink.lock().unwrap().push(r))
+            .on_progress(move |p| *seen.lock().unwrap() = Some(p))
+            .map_ctx(|ctx: &Ctx, i: u64| {
+                ctx.report(&(100 + i)).unwrap();
+                let inner = ctx
+                    .par_range(0..3u64)
+                    .with_max_len(1)
+                    .map_ctx(|c: &Ctx, k: u64| {
+                        c.report(&k).unwrap();
+                        c.progress(k + 1, 3);
+                        c.job_number()
+                    })
+                    .collect_vec()
+                    .unwrap();
+                (ctx.job_number(), inner)
+            })
+            .collect_vec()
+            .unwrap();
+        for (job, inner) in &out {
+            assert_eq!(inner, &vec![*job; 3]);
+        }
+        let mut heard = heard.lock().unwrap().clone();
+        heard.sort_unstable();
+        assert_eq!(heard, vec![100, 101]);
+        let last = last
+            .lock()
+            .unwrap()
+            .expect("the final progress is reported");
+        assert_eq!((last.items_done, last.reported), (2, None));
+    });
+}
+
+/// A panic in a task of a nested job run inline fails that nested job's terminal with
+/// the panic's message; the task that started it goes on, and the pool serves on.
+#[test]
+fn a_panic_inside_an_inline_nested_job_fails_only_that_job() {
+    common::no_leaks(|| {
+        let pool = pool(1);
+        let answer = pool
+            .spawn(|ctx: &Ctx| {
+                let r = ctx
+                    .par_range(0..4u32)
+                    .with_max_len(1)
+                    .map(|i: u32| if i == 2 { panic!("inline boom {i}") } else { i })
+                    .sum::<u32>();
+                match r {
+                    Err(Error::TaskPanicked { message, .. }) => message,
+                    other => format!("not a panic: {other:?}"),
+                }
+            })
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(answer.contains("inline boom 2"), "{answer}");
+        assert_serves(&pool);
+    });
+}
+
+/// A nested `fold` leaves the accumulators the same job started by the client leaves
+/// (one per chunk, the chunks a job's counter hands out), whether it runs inline or is
+/// shared.
+#[test]
+fn a_nested_fold_leaves_the_accumulators_a_top_level_fold_does() {
+    common::no_leaks(|| {
+        for workers in [1, 2] {
+            let pool = pool(workers);
+            let top = pool
+                .par_range(0..50u32)
+                .with_min_len(3)
+                .fold(Vec::new, |mut v: Vec<u32>, i: u32| {
+                    v.push(i);
+                    v
+                })
+                .unwrap();
+            let nested = pool
+                .spawn(|ctx: &Ctx| {
+                    ctx.par_range(0..50u32)
+                        .with_min_len(3)
+                        .fold(Vec::new, |mut v: Vec<u32>, i: u32| {
+                            v.push(i);
+                            v
+                        })
+                        .unwrap()
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(nested, top, "workers = {workers}");
+            assert!(top.iter().all(|c| c.len() >= 3 || c.last() == Some(&49)));
+        }
+    });
+}
+
+/// Cancelling a job whose task runs a nested job inline stops it: the tasks see the
+/// cancel through their parent's job, and the inline run stops at its next chunk.
+#[test]
+fn cancelling_a_job_stops_its_inline_nested_job() {
+    common::no_leaks(|| {
+        let pool = pool(1);
+        let handle = pool
+            .spawn(|ctx: &Ctx| {
+                ctx.par_range(0..4u32)
+                    .with_max_len(1)
+                    .map_ctx(|c: &Ctx, _: u32| {
+                        while !c.is_cancelled() {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        1u32
+                    })
+                    .sum::<u32>()
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let start = Instant::now();
+        handle.cancel();
+        assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert_serves(&pool);
+    });
+}

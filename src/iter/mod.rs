@@ -57,9 +57,12 @@ use bytemuck::Pod;
 
 use crate::array::SharedArray;
 use crate::jobs::partials::{Kept, Partials};
+use crate::jobs::run_set::Feed;
 use crate::kind::pipeline::{CollectArray, IterJob};
 use crate::pool::{Chunking, JobHandle, Pool, Submitted};
+use crate::worker::{Inline, Share};
 use crate::Result;
+use std::cell::RefCell;
 
 pub use collect::{FromParIter, ParExtend};
 pub use fallible::Try;
@@ -119,6 +122,37 @@ fn answer<A: serde::de::DeserializeOwned + 'static, R>(
             Partials::One(None)
         };
         finish(parts)
+    }
+}
+
+/// What the rest of a nested job run inline needs to go to a job ([`Share`]).
+struct RestCx<'a, K: crate::kind::JobKind> {
+    pool: &'a Pool,
+    args: &'a K::Args,
+    n: usize,
+    chunking: Chunking,
+    /// The job, once shared: its owner collects it.
+    sub: RefCell<Option<Submitted>>,
+}
+
+/// Submits items `from..` of the job `cx` describes, open, for the hungry worker of
+/// `feed` (a [`Share`]).
+///
+/// # Safety
+/// `cx` must point to a live `RestCx<K>`.
+unsafe fn share_rest<K: crate::kind::JobKind>(cx: *const (), from: usize, feed: Feed) -> bool {
+    // SAFETY: the caller's contract.
+    let cx = unsafe { &*(cx as *const RestCx<'_, K>) };
+    match cx
+        .pool
+        .submit_open::<K>(cx.args, cx.n, cx.chunking, from, feed)
+    {
+        Ok(sub) => {
+            *cx.sub.borrow_mut() = Some(sub);
+            true
+        }
+        // Nothing shared: the run goes on inline.
+        Err(_) => false,
     }
 }
 
@@ -362,12 +396,66 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         // with them (nothing decoded) and keeps their accumulators (nothing encoded).
         let n = S::len(&self.source);
         let args = (self.source, self.state, tstate);
-        let sub = self
-            .pool
-            .submit::<IterJob<S, St, T>>(&args, n, self.chunking)?;
+        let chunking = self.chunking;
+        // A small nested job while every other worker is busy: run inline, submitted
+        // only if a worker gets hungry meanwhile (`worker::run_inline`).
+        let rest = RestCx::<IterJob<S, St, T>> {
+            pool: self.pool,
+            args: &args,
+            n,
+            chunking,
+            sub: RefCell::new(None),
+        };
+        let share = Share {
+            share: share_rest::<IterJob<S, St, T>>,
+            cx: &rest as *const RestCx<'_, IterJob<S, St, T>> as *const (),
+        };
+        let (kept, sub) = if self.pool.may_run_inline() {
+            // SAFETY: `rest` outlives the call, and `share_rest` submits the rest of this
+            // very job (kind, arguments, items, chunking).
+            match unsafe {
+                crate::worker::run_inline::<IterJob<S, St, T>>(
+                    &args,
+                    n,
+                    chunking.min_len,
+                    chunking.max_len,
+                    share,
+                )
+            } {
+                Inline::Declined(None) => (
+                    Kept::default(),
+                    self.pool.submit::<IterJob<S, St, T>>(&args, n, chunking)?,
+                ),
+                Inline::Declined(Some(feed)) => (
+                    Kept::default(),
+                    self.pool
+                        .submit_open::<IterJob<S, St, T>>(&args, n, chunking, 0, feed)?,
+                ),
+                Inline::Done(kept) => {
+                    drop(self.opts.keep);
+                    return finish(if T::HAS_ACC {
+                        Partials::kept(kept)
+                    } else {
+                        Partials::One(None)
+                    });
+                }
+                Inline::Shared(kept) => {
+                    let sub = rest.sub.take().ok_or_else(|| crate::Error::PoolShutDown {
+                        reason: "an inline run was shared without its job".into(),
+                    })?;
+                    (kept, sub)
+                }
+                Inline::Failed(e) => return Err(e),
+            }
+        } else {
+            (
+                Kept::default(),
+                self.pool.submit::<IterJob<S, St, T>>(&args, n, chunking)?,
+            )
+        };
         let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
         // SAFETY: `sub` was submitted just above as this kind with `args`.
-        unsafe { sub.run_and_finish::<IterJob<S, St, T>, R>(&args, answer) }
+        unsafe { sub.run_and_finish::<IterJob<S, St, T>, R>(&args, kept, answer) }
     }
 
     /// Runs the pipeline ending in terminal `T` and merges its accumulators in input

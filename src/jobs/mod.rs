@@ -12,7 +12,8 @@
 //! * [`block_ref`]: `(offset, len, generation)` references to mempool blocks;
 //! * [`partials`]: the per-worker cells where a job's partial results wait for its owner;
 //! * [`table`]: the control block: worker table, the job table that grows in segments;
-//! * [`run_set`]: how any idle worker finds any ready job;
+//! * [`run_set`]: how any idle worker finds any ready job, and how a worker says it is
+//!   hungry for one (so that a task running a nested job inline shares it);
 //! * [`cpus`]: which CPU each process last ran on, so that a spinner steps aside for a
 //!   process of the pool on its own CPU.
 //!

@@ -141,6 +141,19 @@ pub(crate) enum Partials<P> {
     Listed(std::vec::IntoIter<(u64, P)>),
 }
 
+impl<P> Partials<P> {
+    /// The partials of a job whose every item its submitting task ran itself (inline,
+    /// `worker::run_inline`): `kept` alone, in input order.
+    pub(crate) fn kept(kept: Kept<P>) -> Self {
+        if kept.ordered.is_empty() {
+            Partials::One(kept.merged)
+        } else {
+            // Chunks ran in input order, and an ordered kind keeps no merged partial.
+            Partials::Listed(kept.into_list().into_iter())
+        }
+    }
+}
+
 impl<P> Iterator for Partials<P> {
     type Item = P;
     fn next(&mut self) -> Option<P> {

@@ -18,10 +18,34 @@
 //! its sub-tree (the seed's rule that makes trees of any depth finish); everything else
 //! stays for the idle workers. No job is ever addressed to one worker, and a submitter
 //! never waits for a worker.
+//!
+//! ## Hungry workers
+//!
+//! The other side of the run set: a worker looking for work says so, in one bit per
+//! worker row (`ControlHeader::hungry`, read by everyone at a glance) and, in its row,
+//! what for ([`Hunger`]): any job (idle, in `worker::next_job`), or jobs of one
+//! sub-tree (waiting for the rest of its own nested job, in `worker::help_until`, which
+//! takes nothing else). A task that starts a small nested job while nobody is hungry
+//! for it runs it *inline* (`worker::run_inline`): in its own worker, chunk after chunk,
+//! with no job submitted, since no other worker would take a chunk of it anyway. Between
+//! chunks it looks again; once a worker is hungry for it, the task submits the rest of
+//! the items as an ordinary job, open at once, and then *feeds* that worker
+//! ([`Control::feed`]): clears its bit and, for a sub-tree waiter, wakes it on the event
+//! it sleeps on. A fed worker scans the run set again and finds the job (it entered the
+//! run set before the feeding); if someone else took it, the worker sets its bit again.
+//! One published job per hungry worker, then: not one per chunk until it gets there.
+//!
+//! Only the row's own worker sets its bit and row (the row first, then the bit with
+//! Release; a reader loads the bit with Acquire, then the row); a feeder or the
+//! scheduler (for a dead worker) clears the bit. The bits are hints: a bit read stale
+//! delays sharing by one chunk or costs one submission nobody needed (what every nested
+//! job cost before), and no wake-up can be lost: nobody waits for an inline job but the
+//! task running it, and a fed worker that finds nothing simply waits again.
 
 use std::sync::atomic::Ordering;
 
 use crate::jobs::id::JobId;
+use crate::jobs::id::NO_PARENT;
 use crate::jobs::state::SlotState;
 use crate::jobs::table::Control;
 
@@ -58,6 +82,105 @@ impl Control {
         });
         let notified = h.work.notifications() as u64;
         bits ^ (notified << 32 | notified)
+    }
+
+    /// Says what worker row `worker` is hungry for (`None`: it is not); called by that
+    /// worker only ("Hungry workers" in the module docs). Writes only what changed.
+    pub(crate) fn set_hungry(&self, worker: usize, hunger: Option<Hunger>) {
+        let word = &self.header().hungry.0[worker / 64];
+        let bit = 1u64 << (worker % 64);
+        let row = &self.worker(worker).hungry_for;
+        let want = hunger.map_or(0, Hunger::pack);
+        // Relaxed: the row is published by the bit's Release below.
+        if row.load(Ordering::Relaxed) != want {
+            row.store(want, Ordering::Relaxed);
+        }
+        let up = word.load(Ordering::Relaxed) & bit != 0;
+        match (hunger.is_some(), up) {
+            // Release: a reader that sees the bit (Acquire) sees the row written above.
+            (true, false) => {
+                word.fetch_or(bit, Ordering::Release);
+            }
+            // Relaxed: a hint (module docs).
+            (false, true) => {
+                word.fetch_and(!bit, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether some worker other than `me` is hungry (for anything: one load per 64
+    /// rows).
+    #[inline]
+    pub(crate) fn anyone_hungry_but(&self, me: usize) -> bool {
+        let words = &self.header().hungry.0;
+        let mine = |i: usize| if i == me / 64 { 1u64 << (me % 64) } else { 0 };
+        // Relaxed: a hint (module docs). The first word covers every pool of up to 64
+        // rows (32 workers and their spares): one load.
+        if words[0].load(Ordering::Relaxed) & !mine(0) != 0 {
+            return true;
+        }
+        (1..self.entries().div_ceil(64)).any(|i| words[i].load(Ordering::Relaxed) & !mine(i) != 0)
+    }
+
+    /// Whether worker row `worker`'s hungry bit is still up (a fed worker's is not).
+    pub(crate) fn still_hungry(&self, worker: usize) -> bool {
+        // Relaxed: a hint (module docs).
+        self.header().hungry.0[worker / 64].load(Ordering::Relaxed) & (1 << (worker % 64)) != 0
+    }
+
+    /// A worker other than `me` that is hungry for a child of job `parent`: idle, or
+    /// waiting for a sub-tree that holds `parent`. `None` (one load) when nobody is hungry.
+    pub(crate) fn hungry_for(&self, me: usize, parent: JobId) -> Option<Feed> {
+        let words = self.entries().div_ceil(64);
+        for (i, word) in self.header().hungry.0[..words].iter().enumerate() {
+            // Acquire: pairs with `set_hungry`'s Release (the row is written first).
+            let mut bits = word.load(Ordering::Acquire);
+            if i == me / 64 {
+                bits &= !(1u64 << (me % 64));
+            }
+            while bits != 0 {
+                let worker = i * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Relaxed: ordered by the Acquire load above.
+                let hunger = Hunger::unpack(self.worker(worker).hungry_for.load(Ordering::Relaxed));
+                let wants = match hunger {
+                    Some(Hunger::Any) => true,
+                    Some(Hunger::Tree(target)) => self.is_in_tree(parent, target),
+                    None => false,
+                };
+                if wants {
+                    return Some(Feed {
+                        worker,
+                        hunger: hunger.unwrap_or(Hunger::Any),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells the worker of `feed` that a job it is hungry for is in the run set: clears
+    /// its bit and, if it waits for a sub-tree, wakes it on that job's event. Call after
+    /// the job is in the run set.
+    pub(crate) fn feed(&self, feed: Feed) {
+        let bit = 1u64 << (feed.worker % 64);
+        // Relaxed: a hint; the job itself was published through the run set (SeqCst).
+        self.header().hungry.0[feed.worker / 64].fetch_and(!bit, Ordering::Relaxed);
+        if let Hunger::Tree(target) = feed.hunger {
+            if let Some(slot) = self.try_slot(target.slot as usize) {
+                // A wake-up of the wrong job (a slot reused since) only makes its
+                // waiters look again.
+                slot.event.notify();
+            }
+        }
+    }
+
+    /// Clears worker row `worker`'s bit (the scheduler, once that worker has died).
+    pub(crate) fn clear_hungry(&self, worker: usize) {
+        let bit = 1u64 << (worker % 64);
+        // Relaxed: a hint (module docs).
+        self.header().hungry.0[worker / 64].fetch_and(!bit, Ordering::Relaxed);
     }
 
     /// Takes `slot` out of the run set (see the module docs for who may).
@@ -125,5 +248,97 @@ impl Control {
             }
         }
         None
+    }
+}
+
+/// What a hungry worker wants ("Hungry workers" in the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hunger {
+    /// Any job (an idle worker).
+    Any,
+    /// Jobs of the sub-tree of this job (a worker waiting for its own nested job).
+    Tree(JobId),
+}
+
+impl Hunger {
+    /// The row word: `NO_PARENT` (no job packs to it) for any job, else the packed job.
+    fn pack(self) -> u64 {
+        match self {
+            Hunger::Any => NO_PARENT,
+            Hunger::Tree(job) => job.pack(),
+        }
+    }
+
+    /// Reads a row word back (0: not hungry).
+    fn unpack(word: u64) -> Option<Hunger> {
+        match word {
+            0 => None,
+            NO_PARENT => Some(Hunger::Any),
+            w => JobId::unpack(w).map(Hunger::Tree),
+        }
+    }
+}
+
+/// A hungry worker a submitted job is for ([`Control::hungry_for`], [`Control::feed`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Feed {
+    worker: usize,
+    hunger: Hunger,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mempool::Mempool;
+
+    #[test]
+    fn hungry_workers_are_seen_fed_and_told_apart_by_their_tree() {
+        // 40 workers: 80 rows, so the hungry set spans two words.
+        let pool = Mempool::new(16 << 20).unwrap();
+        let block = pool.alloc_zeroed(Control::size(40), 64).unwrap();
+        // SAFETY: `Control::size(40)` zeroed bytes, 64-aligned, alive (`block`) for as
+        // long as `control` is used, in `pool`'s region.
+        let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), 40) };
+        let here = JobId { slot: 3, gen: 7 };
+        let elsewhere = JobId { slot: 5, gen: 9 };
+        assert!(!control.anyone_hungry_but(0));
+        assert!(control.hungry_for(0, here).is_none());
+
+        // An idle worker wants a child of any job; it does not count for itself.
+        control.set_hungry(1, Some(Hunger::Any));
+        assert!(control.anyone_hungry_but(0));
+        assert!(!control.anyone_hungry_but(1));
+        assert!(control.hungry_for(1, here).is_none());
+        let feed = control
+            .hungry_for(0, elsewhere)
+            .expect("idle: wants anything");
+        // Fed: its bit is down until it finds nothing and says so again.
+        control.feed(feed);
+        assert!(!control.still_hungry(1));
+        assert!(control.hungry_for(0, here).is_none());
+        control.set_hungry(1, Some(Hunger::Any));
+        assert!(control.still_hungry(1));
+        control.set_hungry(1, None);
+        assert!(!control.anyone_hungry_but(0));
+
+        // A worker waiting for its own nested job wants children of that job's tree only.
+        control.set_hungry(70, Some(Hunger::Tree(here)));
+        assert!(control.anyone_hungry_but(0), "row 70 is in the second word");
+        assert!(control.hungry_for(0, here).is_some());
+        assert!(control.hungry_for(0, elsewhere).is_none());
+        let feed = control.hungry_for(0, here).unwrap();
+        control.feed(feed);
+        assert!(!control.still_hungry(70));
+
+        // A dead worker's hunger is cleared by the scheduler.
+        control.set_hungry(2, Some(Hunger::Any));
+        control.clear_hungry(2);
+        assert!(!control.anyone_hungry_but(0));
+        assert_eq!(Hunger::unpack(Hunger::Any.pack()), Some(Hunger::Any));
+        assert_eq!(
+            Hunger::unpack(Hunger::Tree(here).pack()),
+            Some(Hunger::Tree(here))
+        );
+        assert_eq!(Hunger::unpack(0), None);
     }
 }

@@ -38,6 +38,12 @@
 //! Laziness only delays other workers: the owner always runs the job, so no job waits
 //! for it to be lifted.
 //!
+//! Most small nested jobs are not submitted at all: while no other worker is hungry for
+//! work (`jobs::run_set`, "Hungry workers"), the task runs them inline
+//! (`worker::inline`). One submitted because a worker *is* hungry for it, or the rest
+//! of an inline run shared with one, is open at once ([`JobSlot::start_at`] marks the
+//! items its task already ran).
+//!
 //! ## Failure
 //!
 //! The first failure (a panic caught in a task, a worker death seen by the scheduler, a
@@ -202,6 +208,18 @@ impl JobSlot {
             w.store(0, Ordering::Relaxed);
         }
         Some(gen)
+    }
+
+    /// Starts the job at item `from`: items `0..from` count as claimed and done (the
+    /// submitting task ran them inline, `worker::run_inline`, and keeps their partials).
+    /// Claimer only, in INIT, on a job claimed through `next` (no stripes); published with
+    /// ACTIVE (Release).
+    pub(crate) fn start_at(&self, from: u64) {
+        debug_assert_eq!(self.stripes.load(Ordering::Relaxed), 0);
+        debug_assert!(from <= self.n_items.load(Ordering::Relaxed));
+        // Relaxed: see `try_claim`.
+        self.next.store(from, Ordering::Relaxed);
+        self.done.store(from, Ordering::Relaxed);
     }
 
     /// Mempool offset of the header's inline area (the header lives in the mempool's

@@ -63,6 +63,9 @@ pub(crate) struct WorkerEntry {
     pub(crate) waiting_on: AtomicU64,
     /// The CPU this worker was last seen on, + 1 (0: not yet): a hint (`jobs::cpus`).
     pub(crate) cpu: AtomicU32,
+    /// What this worker is hungry for, if its bit in the hungry set is up
+    /// (`jobs::run_set`, "Hungry workers"): any job, or the jobs of one sub-tree.
+    pub(crate) hungry_for: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<WorkerEntry>() % 64 == 0);
@@ -133,7 +136,15 @@ pub(crate) struct ControlHeader {
     pub(crate) runnable: [AtomicU64; RUN_WORDS],
     /// The CPU a client thread was last seen on, + 1 (0: not yet): a hint (`jobs::cpus`).
     pub(crate) client_cpu: AtomicU32,
+    /// The workers looking for work (see `jobs::run_set`, "Hungry workers").
+    pub(crate) hungry: HungrySet,
 }
+
+/// One bit per worker row: set while that worker looks for work (`jobs::run_set`). On a
+/// cache line of its own: workers write it when they go idle or find work, and every
+/// task running a nested job inline reads it between chunks.
+#[repr(C, align(64))]
+pub(crate) struct HungrySet(pub(crate) [AtomicU64; crate::jobs::state::MAX_WORKERS / 64]);
 
 /// Typed view of the control block: header, worker table, job table, laid out
 /// back-to-back in one mempool block.

@@ -186,6 +186,8 @@ fn claim_first<'s>(
 /// waits: with the arguments it has in hand (nothing to decode), and with its partials
 /// left in `mine` rather than encoded into its cell (nothing to encode, store, take and
 /// decode back). Partials of chunks other workers run still come through their cells.
+/// What `mine` holds already (items the task ran inline before submitting the rest) is
+/// kept, and an unordered kind's partial goes on taking items.
 ///
 /// # Safety
 /// As [`entry`]; `args` must be the arguments the job was submitted with.
@@ -212,7 +214,7 @@ fn run_chunks<K: JobKind>(
     stripes: Option<&[crate::jobs::stripes::Stripe]>,
     first: Range<usize>,
     args: &K::Args,
-    mine: Option<&mut Kept<K::Partial>>,
+    mut mine: Option<&mut Kept<K::Partial>>,
 ) {
     let ended = &cx.control.header().ended;
     let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(args, cx))) {
@@ -236,8 +238,12 @@ fn run_chunks<K: JobKind>(
     // a shared write per chunk; a job of fewer than 64 items counts once per worker (at
     // its end), which keeps a small nested job at one `done` write per worker.
     let flush_every = if n < 64 { n } else { n / 64 };
-    let mut ordered: Vec<(u64, K::Partial)> = Vec::new();
-    let mut merged: Option<K::Partial> = None;
+    // The owner goes on from what it kept of items it ran inline before submitting the
+    // rest (`worker::run_inline`): an unordered kind's partial takes our chunks too.
+    let (mut merged, mut ordered) = match &mut mine {
+        Some(kept) => (kept.merged.take(), std::mem::take(&mut kept.ordered)),
+        None => (None, Vec::new()),
+    };
     let mut pending = 0u64;
     let mut chunks = 0u64;
     let work = &cx.control.header().work;

@@ -197,19 +197,24 @@ impl Submitted {
     /// arguments `args`: a nested job's submitting task (in a worker, no time limit) runs
     /// its chunks first with `args` in hand, and `finish` gets the partials of the chunks
     /// it ran (`worker::run_own_typed`) beside the job, whose cells hold the others'.
+    /// `kept` holds the partials of items the task ran before submitting (the rest of an
+    /// inline run, `worker::run_inline`; empty otherwise).
     ///
     /// # Safety
     /// The job must have been submitted as kind `K` with arguments `args`.
     pub(crate) unsafe fn run_and_finish<K: JobKind, R: 'static>(
         mut self,
         args: &K::Args,
+        kept: Kept<K::Partial>,
         finish: impl FnOnce(&Submitted, Kept<K::Partial>) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         if self.timeout.is_some() || self.waiting != Waiting::Help {
+            // Only an unbounded nested wait follows an inline run (`Pool::may_run_inline`).
+            debug_assert!(kept.merged.is_none() && kept.ordered.is_empty());
             return self.wait_and_finish(|sub| finish(sub, Kept::default()));
         }
         // SAFETY: forwarded: the job is ours, of kind `K`, submitted with `args`.
-        let mine = unsafe { crate::worker::run_own_typed::<K>(self.id, args) };
+        let mine = unsafe { crate::worker::run_own_typed::<K>(self.id, args, kept) };
         self.own_ran = true;
         self.finish_unwatched(|sub| finish(sub, mine))
     }

@@ -18,6 +18,7 @@ pub(crate) use handle::{ProgressFn, ReportFn, Submitted};
 
 use crate::camlbox::{Camlbox, Sender};
 use crate::jobs::partials::CELL_SIZE;
+use crate::jobs::run_set::Feed;
 use crate::jobs::slot::INLINE_BYTES;
 use crate::jobs::stripes::{self, STRIPE_SIZE};
 use crate::jobs::{Control, MAX_JOBS, SEGMENT_SLOTS};
@@ -342,9 +343,40 @@ impl Pool {
         n: usize,
         chunking: Chunking,
     ) -> Result<handle::Submitted> {
-        let mut sub = self.inner.submit::<K>(args, n, chunking, self.parent)?;
+        let mut sub = self
+            .inner
+            .submit_from::<K>(args, n, chunking, self.parent, Start::Fresh)?;
         sub.timeout = self.timeout;
         Ok(sub)
+    }
+
+    /// Submits a nested job for the hungry worker of `feed` (`jobs::run_set`, "Hungry
+    /// workers"): open to every worker at once rather than lazy, and that worker told.
+    /// Items `0..from` count as run: the submitting task ran them inline
+    /// (`worker::run_inline`) until a worker got hungry (`from == 0`: one was already).
+    pub(crate) fn submit_open<K: JobKind>(
+        &self,
+        args: &K::Args,
+        n: usize,
+        chunking: Chunking,
+        from: usize,
+        feed: Feed,
+    ) -> Result<handle::Submitted> {
+        debug_assert!(self.parent.is_some());
+        let mut sub =
+            self.inner
+                .submit_from::<K>(args, n, chunking, self.parent, Start::Open { from })?;
+        sub.timeout = self.timeout;
+        // The job is in the run set: the hungry worker's next scan finds it.
+        self.inner.control.feed(feed);
+        Ok(sub)
+    }
+
+    /// Whether a nested job started through this handle may run inline in the calling
+    /// task's worker (`worker::run_inline`): the handle is a task's (`Ctx`'s) and sets no
+    /// time limit (a limited wait runs nothing itself).
+    pub(crate) fn may_run_inline(&self) -> bool {
+        self.parent.is_some() && self.timeout.is_none()
     }
 
     /// A handle to the same pool whose jobs (every `par_map`, `par_chunks_mut`,
@@ -411,6 +443,17 @@ thread_local! {
     pub(crate) static LAST_RETIRED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
+/// How a submitted job starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start {
+    /// At item 0; a nested job lazy (`jobs::slot`, "Lazy nested jobs").
+    Fresh,
+    /// Open to every worker at once, items `0..from` counted as run by the submitting
+    /// task (a nested job a hungry worker waits for; `from > 0`: the rest of an inline
+    /// run, `worker::run_inline`, never striped).
+    Open { from: usize },
+}
+
 /// Chunking of one job.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Chunking {
@@ -446,14 +489,20 @@ impl PoolInner {
         self.control.header().closed.load(Ordering::SeqCst) == 0 && self.scheduler.alive()
     }
 
-    /// Submits a job of kind `K` over `n` items and tells the workers about it.
-    pub(crate) fn submit<K: JobKind>(
+    /// Submits a job of kind `K` over `n` items and tells the workers about it, started
+    /// as `start` says.
+    pub(crate) fn submit_from<K: JobKind>(
         self: &Arc<Self>,
         args: &K::Args,
         n: usize,
         chunking: Chunking,
         parent: Option<JobId>,
+        start: Start,
     ) -> Result<handle::Submitted> {
+        let (from, open) = match start {
+            Start::Fresh => (0, false),
+            Start::Open { from } => (from, true),
+        };
         if chunking.min_len == 0 || chunking.max_len == 0 {
             return Err(Error::config(
                 "chunk size 0: with_min_len / with_max_len need at least 1",
@@ -473,11 +522,17 @@ impl PoolInner {
         let table_at = args_len.next_multiple_of(CELL_SIZE);
         let table_len = self.control.entries() * CELL_SIZE;
         // A job of many small chunks claims them from per-worker stripes (`jobs::stripes`).
-        let stripe_count = stripes::stripes_for(
-            n as u64,
-            chunking.max_len.min(u64::MAX as usize) as u64,
-            self.config.workers as u64,
-        );
+        let stripe_count = if from > 0 {
+            // The rest of an inline run: its task ran it as one counter would hand it
+            // out (`worker::run_inline` runs only jobs that have no stripes).
+            0
+        } else {
+            stripes::stripes_for(
+                n as u64,
+                chunking.max_len.min(u64::MAX as usize) as u64,
+                self.config.workers as u64,
+            )
+        };
         let stripes_at = (table_at + table_len).next_multiple_of(STRIPE_SIZE);
         let total = if stripe_count > 0 {
             stripes_at + stripe_count * STRIPE_SIZE
@@ -560,11 +615,17 @@ impl PoolInner {
         slot.root.store(root, Ordering::Relaxed);
         slot.owner
             .store(process::cached_pid() as u64, Ordering::Relaxed);
+        if from > 0 {
+            slot.start_at(from as u64);
+        }
         if let Some(p) = parent {
             // A nested job starts lazy (`jobs::slot`, "Lazy nested jobs"): we run it
-            // ourselves first. Its parent, whose task starts it, is an inner node of a
-            // tree from now on: worth sharing at once.
-            slot.make_lazy();
+            // ourselves first; but one a hungry worker waits for is open at once. Its
+            // parent, whose task starts it, is an inner node of a tree from now on:
+            // worth sharing at once.
+            if !open {
+                slot.make_lazy();
+            }
             let parent_slot = self.control.slot(p.slot as usize);
             if parent_slot.holds(p.gen) {
                 parent_slot.open(&self.control.header().work);

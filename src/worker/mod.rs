@@ -29,6 +29,10 @@
 //! jobs on this worker's stack and those it had submitted, and forks a replacement on
 //! the same index.
 
+mod inline;
+
+pub(crate) use inline::{run_inline, Inline, Share};
+
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ use std::time::{Duration, Instant};
 use crate::futex::Spin;
 use crate::jobs::cpus::Peer;
 use crate::jobs::partials::Kept;
+use crate::jobs::run_set::Hunger;
 use crate::jobs::Control;
 use crate::jobs::{JobId, JobSlot};
 use crate::kind::{Entry, JobKind, WorkerCx};
@@ -61,8 +66,22 @@ pub(crate) const SPARE_LINGER: Duration = Duration::from_millis(100);
 /// The worker's process-wide state (a worker is single-threaded).
 struct State {
     setup: &'static WorkerSetup,
-    /// The jobs this worker is inside, innermost last, with their root generation.
-    jobs: RefCell<Vec<(JobId, u64)>>,
+    /// The jobs this worker is inside, innermost last.
+    jobs: RefCell<Vec<Inside>>,
+    /// The inline runs in progress (`inline`), innermost last.
+    frames: RefCell<Vec<*const inline::Frame>>,
+}
+
+/// A job the worker is inside.
+#[derive(Clone, Copy)]
+struct Inside {
+    job: JobId,
+    /// Generation of the job at the root of its tree.
+    root: u64,
+    /// The worker runs a nested job of `job`'s task inline (`run_inline`): the tasks of
+    /// that nested job see `job` as theirs, but their progress and reports go nowhere
+    /// (they would have gone to the nested job, which nobody watches).
+    inline: bool,
 }
 
 thread_local! {
@@ -74,11 +93,49 @@ fn state() -> Option<&'static State> {
 }
 
 /// The job the calling task belongs to (innermost), with the pool state to submit nested
-/// jobs: `None` outside a worker.
-pub(crate) fn current_job() -> Option<(Arc<PoolInner>, JobId, u64)> {
+/// jobs, its root's generation, and whether the task belongs to a nested job run inline
+/// (`run_inline`): `None` outside a worker.
+pub(crate) fn current_job() -> Option<(Arc<PoolInner>, JobId, u64, bool)> {
     let s = state()?;
-    let (job, root) = *s.jobs.borrow().last()?;
-    Some((Arc::clone(&s.setup.pool), job, root))
+    let inside = *s.jobs.borrow().last()?;
+    Some((
+        Arc::clone(&s.setup.pool),
+        inside.job,
+        inside.root,
+        inside.inline,
+    ))
+}
+
+/// Marks worker row `w` hungry for `hunger` (`jobs::run_set`, "Hungry workers") until
+/// dropped.
+struct Hungry<'a> {
+    control: &'a Control,
+    w: usize,
+    hunger: Hunger,
+}
+
+impl<'a> Hungry<'a> {
+    fn new(control: &'a Control, w: usize, hunger: Hunger) -> Self {
+        control.set_hungry(w, Some(hunger));
+        Hungry { control, w, hunger }
+    }
+
+    /// Whether a submitter fed us (`Control::feed`): a job we are hungry for may be in
+    /// the run set, worth a scan.
+    fn fed(&self) -> bool {
+        !self.control.still_hungry(self.w)
+    }
+
+    /// Hungry again (after a scan that found nothing).
+    fn again(&self) {
+        self.control.set_hungry(self.w, Some(self.hunger));
+    }
+}
+
+impl Drop for Hungry<'_> {
+    fn drop(&mut self) {
+        self.control.set_hungry(self.w, None);
+    }
 }
 
 /// The body of a worker process. Never returns.
@@ -110,6 +167,7 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     let st: &'static State = Box::leak(Box::new(State {
         setup,
         jobs: RefCell::new(Vec::new()),
+        frames: RefCell::new(Vec::new()),
     }));
     STATE.with(|s| *s.borrow_mut() = Some(st));
     let me = setup.control.worker(setup.cx.index);
@@ -146,13 +204,21 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
     let control = setup.control;
     let header = control.header();
     let w = setup.cx.index;
+    // Looking for any job until we return (`jobs::run_set`, "Hungry workers"); a spare
+    // runs only what bounded waits want, and says nothing.
+    let hungry = (!setup.spare).then(|| Hungry::new(&control, w, Hunger::Any));
     // The earliest time a lazy job we passed by opens to us: we sleep no longer.
     let mut due: Option<u64> = None;
     let scan = |due: &mut Option<u64>| {
         if setup.spare {
             control.find_work(w, due, |id| control.wanted_by_a_bounded_wait(id))
         } else {
-            control.find_work(w, due, |_| true)
+            let found = control.find_work(w, due, |_| true);
+            if found.is_none() {
+                // Fed while we looked, and the job went to someone else: hungry again.
+                hungry.as_ref().inspect(|h| h.again());
+            }
+            found
         }
     };
     loop {
@@ -261,7 +327,11 @@ fn run_job_with(st: &State, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usi
         let me = setup.control.worker(w);
         let recorded = me.push(id);
         let root = slot.root.load(Ordering::Relaxed);
-        st.jobs.borrow_mut().push((id, root));
+        st.jobs.borrow_mut().push(Inside {
+            job: id,
+            root,
+            inline: false,
+        });
         let old_tag = crate::mempool::set_default_tag(root);
         run(&setup.cx, slot, root as usize);
         crate::mempool::set_default_tag(old_tag);
@@ -282,13 +352,18 @@ pub(crate) fn run_own(target: JobId) {
 
 /// As [`run_own`], for a job of kind `K` whose arguments the calling task has in hand:
 /// they are not decoded again, and the partials of the chunks run here are returned
-/// rather than published (`kind::entry_owned`).
+/// rather than published (`kind::entry_owned`), added to `kept` (the partials of items
+/// the task ran inline before it submitted the rest, `run_inline`).
 ///
 /// # Safety
 /// `target` must be a job the calling task submitted as kind `K` with arguments `args`.
-pub(crate) unsafe fn run_own_typed<K: JobKind>(target: JobId, args: &K::Args) -> Kept<K::Partial> {
+pub(crate) unsafe fn run_own_typed<K: JobKind>(
+    target: JobId,
+    args: &K::Args,
+    kept: Kept<K::Partial>,
+) -> Kept<K::Partial> {
     let st = state().expect("run_own_typed outside a worker");
-    let mut mine = Kept::default();
+    let mut mine = kept;
     run_job_with(st, target, |cx, slot, tag| {
         // SAFETY: the slot is ACTIVE (checked), pinned by us, and holds the job the
         // caller submitted as kind `K` with `args` (the caller's contract).
@@ -321,6 +396,10 @@ pub(crate) fn help_until<T>(
     }
     // Our own child first: nobody else may be free to run it.
     run_job(st, target);
+    // Hungry for our sub-tree while we wait with nothing of it to run: a task of it
+    // running a nested job inline then shares the rest with us and wakes us
+    // (`jobs::run_set`, "Hungry workers").
+    let mut hungry: Option<Hungry<'_>> = None;
     loop {
         if let Some(r) = done() {
             return Some(r);
@@ -328,8 +407,13 @@ pub(crate) fn help_until<T>(
         // Only our own sub-tree: whatever else is ready waits for an idle worker.
         let mut due = None;
         if let Some(id) = control.find_work(w, &mut due, |id| control.is_in_tree(id, target)) {
+            hungry = None;
             run_job(st, id);
             continue;
+        }
+        match &hungry {
+            Some(h) => h.again(),
+            None => hungry = Some(Hungry::new(&control, w, Hunger::Tree(target))),
         }
         if control.header().closed.load(Ordering::SeqCst) != 0 {
             process::exit_now(0);
@@ -345,7 +429,13 @@ pub(crate) fn help_until<T>(
             step = step.min(Instant::now() + wait);
         }
         let policy = control.presence(Peer::Worker(w));
-        if let Some(r) = slot.wait(st.setup.pool.waiter_spin(), step, policy, &mut done) {
+        // Back to the scan once fed (the job that fed us is in the run set).
+        let fed = || hungry.as_ref().is_some_and(Hungry::fed);
+        let check = || match done() {
+            Some(r) => Some(Some(r)),
+            None => fed().then_some(None),
+        };
+        if let Some(Some(r)) = slot.wait(st.setup.pool.waiter_spin(), step, policy, check) {
             return Some(r);
         }
     }

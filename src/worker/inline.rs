@@ -1,0 +1,329 @@
+//! Inline nested jobs: a small nested job started while every other worker is busy runs
+//! in its task's worker, chunk after chunk, without being submitted.
+//!
+//! A submitted nested job costs a job slot, its header and argument encoding, the run
+//! set's bit set and cleared, a claim per chunk, a pin, a join, the partial-results table
+//! and the slot's release: about 2,500 instructions, and cache lines that the other
+//! workers read and write too. When no other worker is looking for work (none is
+//! *hungry*, `jobs::run_set`), none could take a chunk of it anyway: the task runs the
+//! job's chunks itself, the same chunks a single worker would claim (guided sizes within
+//! the job's `min_len..=max_len`, so `fold` leaves the same accumulators), with the
+//! arguments in hand and its partials kept, as the submitting task of a lazy job does
+//! (`kind::entry_owned`), minus everything shared.
+//!
+//! Between chunks it looks at the hungry set (`jobs::run_set`, "Hungry workers"). Once a
+//! worker is hungry for work of this tree, the biggest piece left is shared: the rest of
+//! the *outermost* inline run in this worker that still has items after its chunk in
+//! progress (rayon's thieves take the oldest task for the same reason: an outer item is
+//! a whole sub-tree, an inner one may be a leaf). Its rest goes out as an ordinary job,
+//! open at once (`Pool::submit_open`: items `0..from` count as claimed and done), the
+//! hungry worker is fed, and the inline run whose rest it was, once its chunk in
+//! progress ends, runs and waits for that job as any owner does, going on from the
+//! partials it kept. The inner runs go on inline. A chunk in progress is never split, so
+//! a worker that gets hungry while a long chunk runs with no inline run inside it waits
+//! for its end: a job is run inline only when it has at most [`INLINE_MAX_ITEMS`] items,
+//! which keeps that wait to a small share of a small job.
+//!
+//! Each inline run in progress has a [`Frame`] on its worker's frame stack, pushed and
+//! popped in strict nesting (a worker is single-threaded and runs one task at a time),
+//! with what an inner run needs to share the frame's rest: the end of its chunk in
+//! progress and the submitting code's [`Share`] (a monomorphized function and its
+//! context, which live on the submitting code's stack below the frame).
+//!
+//! What differs from a submitted job, for the tasks inside it: their [`Ctx`] is their
+//! parent's (the job of the task that started the nested one): `is_cancelled` and
+//! `job_number` answer for that job, nested jobs they start are its children, and their
+//! progress and reports are dropped (a nested job with an `on_progress` or `on_report`
+//! collector, or a time limit, is never run inline). A panic fails the nested job's
+//! terminal with [`Error::TaskPanicked`] naming the parent job, as a failed setup fails it
+//! with [`Error::InvalidDescriptor`]; the parent's task goes on. If the parent job stops
+//! (cancelled, failed, timed out) the run stops at the next chunk with
+//! [`Error::Cancelled`]. A worker that dies inside fails the parent job, as it fails every
+//! job on its stack.
+//!
+//! [`Ctx`]: crate::Ctx
+//! [`Error::TaskPanicked`]: crate::Error::TaskPanicked
+//! [`Error::InvalidDescriptor`]: crate::Error::InvalidDescriptor
+//! [`Error::Cancelled`]: crate::Error::Cancelled
+
+use std::cell::Cell;
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{state, Inside, State};
+use crate::jobs::partials::Kept;
+use crate::jobs::run_set::Feed;
+use crate::jobs::stripes;
+use crate::jobs::JobId;
+use crate::kind::JobKind;
+use crate::Error;
+
+/// Most items of a nested job run inline. Past it, a job's chunks (a quarter of the job
+/// at first, on two workers) could keep a hungry worker waiting too long, and the
+/// submission costs little against the items' own work.
+pub(crate) const INLINE_MAX_ITEMS: usize = 64;
+
+/// What became of a nested job offered to [`run_inline`].
+pub(crate) enum Inline<P> {
+    /// Not run: outside a task, too large or striped (`None`: submit it as usual), or
+    /// a worker is hungry for it (submit it open, then feed that worker).
+    Declined(Option<Feed>),
+    /// Every item ran here: the partials, as an owner's own run leaves them.
+    Done(Kept<P>),
+    /// The items up to some chunk ran here; the rest went to a job through the run's
+    /// [`Share`] (it holds the job): run and wait for it, going on from `kept`.
+    Shared(Kept<P>),
+    /// A task panicked, the job's setup failed, or the parent job stopped.
+    Failed(Error),
+}
+
+/// How an inline run's rest goes to a job: `share(cx, from, feed)` submits items
+/// `from..n` open, keeps the job for the run's owner to collect, feeds the hungry worker
+/// and answers whether it did (a submission that fails leaves the run inline).
+#[derive(Clone, Copy)]
+pub(crate) struct Share {
+    pub(crate) share: unsafe fn(*const (), usize, Feed) -> bool,
+    pub(crate) cx: *const (),
+}
+
+/// An inline run in progress, on its worker's frame stack (module docs).
+pub(super) struct Frame {
+    /// The job of the task that started the run (the parent of its rest, if shared).
+    parent: JobId,
+    n: usize,
+    /// Where the rest starts if shared now: the end of the chunk in progress (between
+    /// chunks, the start of the next).
+    next: Cell<usize>,
+    /// The rest went to a job.
+    shared: Cell<bool>,
+    share: Share,
+}
+
+/// Runs the nested job of kind `K` over `n` items with arguments `args` and chunks of
+/// `min_len..=max_len` items in the calling task's worker, without submitting it, while
+/// no other worker is hungry for it (module docs). `share` submits its rest when one
+/// gets hungry.
+///
+/// # Safety
+/// `share.cx` must stay valid for `share.share` until this call returns, and `share.share`
+/// must submit the rest of this very job (kind `K`, `args`, `n` items, this chunking).
+pub(crate) unsafe fn run_inline<K: JobKind>(
+    args: &K::Args,
+    n: usize,
+    min_len: usize,
+    max_len: usize,
+    share: Share,
+) -> Inline<K::Partial> {
+    let declined = Inline::Declined(None);
+    let Some(st) = state() else {
+        return declined;
+    };
+    let Some(parent) = st.jobs.borrow().last().copied() else {
+        return declined;
+    };
+    let setup = st.setup;
+    let control = setup.control;
+    let w = setup.cx.index;
+    let workers = (setup.pool.config.workers as u64).max(1);
+    let min = (min_len as u64).max(1);
+    let max = (max_len.min(u64::MAX as usize) as u64).max(min);
+    if n > INLINE_MAX_ITEMS || stripes::stripes_for(n as u64, max, workers) > 0 {
+        return declined;
+    }
+    if control.anyone_hungry_but(w) {
+        if let Some(feed) = control.hungry_for(w, parent.job) {
+            return Inline::Declined(Some(feed));
+        }
+    }
+    // Its tasks belong to the parent's job, quietly (module docs), until we return.
+    let _inside = InlineFrame::enter(st, parent);
+    let frame = Frame {
+        parent: parent.job,
+        n,
+        next: Cell::new(0),
+        shared: Cell::new(false),
+        share,
+    };
+    let _frame = FrameGuard::push(st, &frame);
+    let panicked = |payload: &(dyn std::any::Any + Send)| {
+        Inline::Failed(Error::TaskPanicked {
+            message: crate::unwind::describe(payload),
+            job: parent.job.number(),
+        })
+    };
+    let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(args, &setup.cx))) {
+        Ok(Ok(local)) => local,
+        Ok(Err(e)) => {
+            return Inline::Failed(Error::InvalidDescriptor {
+                reason: e.to_string(),
+            })
+        }
+        Err(payload) => return panicked(&*payload),
+    };
+    let parent_slot = control.slot(parent.job.slot as usize);
+    let n = n as u64;
+    let mut kept = Kept::default();
+    let mut cur = 0u64;
+    while cur < n {
+        let range = guided(cur, n, workers, min, max);
+        let len = range.len() as u64;
+        frame.next.set(range.end);
+        // An unordered kind's partial takes every chunk's items.
+        let before = kept.merged.take();
+        match catch_unwind(AssertUnwindSafe(|| {
+            K::run_from(args, &mut local, range, before)
+        })) {
+            Ok((part, stop)) => {
+                if let Some(p) = part {
+                    if K::ORDERED {
+                        kept.ordered.push((cur, p));
+                    } else {
+                        kept.merged = Some(p);
+                    }
+                }
+                if stop {
+                    // A short-circuit: the items left are not run, as with a job. A rest
+                    // shared meanwhile (by a run inside the last chunk) is collected as
+                    // usual, and its first chunk stops it.
+                    return if frame.shared.get() {
+                        Inline::Shared(kept)
+                    } else {
+                        Inline::Done(kept)
+                    };
+                }
+            }
+            Err(payload) => return panicked(&*payload),
+        }
+        cur += len;
+        if frame.shared.get() {
+            // A run inside that chunk shared our rest (from `cur`).
+            return Inline::Shared(kept);
+        }
+        if cur < n {
+            if !parent_slot.is_active_job(parent.job.gen) {
+                return Inline::Failed(Error::Cancelled);
+            }
+            if control.anyone_hungry_but(w) && share_biggest(st, w) && frame.shared.get() {
+                return Inline::Shared(kept);
+            }
+        }
+    }
+    Inline::Done(kept)
+}
+
+/// Shares the rest of the outermost inline run of this worker that has items left after
+/// its chunk in progress and whose tree a hungry worker wants (module docs), once some
+/// worker is hungry. Whether it shared one.
+#[cold]
+fn share_biggest(st: &State, w: usize) -> bool {
+    let control = st.setup.control;
+    // By index: a share submits a job, which touches no frame, but the borrow must not
+    // be held across it.
+    let count = st.frames.borrow().len();
+    for i in 0..count {
+        let ptr = st.frames.borrow()[i];
+        // SAFETY: a frame is on the stack while the `run_inline` call that owns it runs
+        // (`FrameGuard` pops it before that call returns), and runs nest strictly on this
+        // single-threaded worker: every frame listed is alive.
+        let frame = unsafe { &*ptr };
+        let from = frame.next.get();
+        if frame.shared.get() || from >= frame.n {
+            continue;
+        }
+        let Some(feed) = control.hungry_for(w, frame.parent) else {
+            continue;
+        };
+        // SAFETY: the frame's `run_inline` is in progress, so its `share` context is
+        // alive (that call's contract), and `from` is where its rest starts.
+        if unsafe { (frame.share.share)(frame.share.cx, from, feed) } {
+            frame.shared.set(true);
+            return true;
+        }
+        return false;
+    }
+    false
+}
+
+/// Keeps `frame` on the worker's frame stack until dropped.
+struct FrameGuard {
+    st: &'static State,
+}
+
+impl FrameGuard {
+    fn push(st: &'static State, frame: &Frame) -> Self {
+        st.frames.borrow_mut().push(frame as *const Frame);
+        FrameGuard { st }
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        self.st.frames.borrow_mut().pop();
+    }
+}
+
+/// The chunk a job's counter hands out at `cur` (`JobSlot::claim_chunk`'s guided size:
+/// what is left over twice the workers, within `min..=max`).
+fn guided(cur: u64, n: u64, workers: u64, min: u64, max: u64) -> Range<usize> {
+    let rem = n - cur;
+    let size = if rem <= 2 * workers * min {
+        // What is left over twice the workers is at most `min`: no division needed.
+        min.min(rem)
+    } else {
+        (rem / (2 * workers)).clamp(min, max).min(rem)
+    };
+    cur as usize..(cur + size) as usize
+}
+
+/// The worker's record of an inline run: the parent job again, marked inline, on the
+/// worker's job stack until dropped.
+struct InlineFrame {
+    st: &'static State,
+}
+
+impl InlineFrame {
+    fn enter(st: &'static State, parent: Inside) -> Self {
+        st.jobs.borrow_mut().push(Inside {
+            inline: true,
+            ..parent
+        });
+        InlineFrame { st }
+    }
+}
+
+impl Drop for InlineFrame {
+    fn drop(&mut self) {
+        self.st.jobs.borrow_mut().pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guided;
+
+    #[test]
+    fn inline_chunks_are_the_ones_a_job_counter_hands_out() {
+        // 4 items, one per chunk; 100 items on 2 workers, guided; at least 30 each.
+        let walk = |n: u64, workers: u64, min: u64, max: u64| {
+            let mut cur = 0;
+            let mut out = Vec::new();
+            while cur < n {
+                let r = guided(cur, n, workers, min, max);
+                cur = r.end as u64;
+                out.push(r);
+            }
+            out
+        };
+        assert_eq!(walk(4, 2, 1, 1), vec![0..1, 1..2, 2..3, 3..4]);
+        let lens: Vec<usize> = walk(100, 2, 1, u64::MAX).iter().map(|r| r.len()).collect();
+        assert_eq!(lens[..4], [25, 18, 14, 10]);
+        assert_eq!(lens.iter().sum::<usize>(), 100);
+        assert_eq!(
+            walk(100, 2, 30, u64::MAX)
+                .iter()
+                .map(|r| r.len())
+                .collect::<Vec<_>>(),
+            [30, 30, 30, 10]
+        );
+    }
+}
