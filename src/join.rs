@@ -25,6 +25,21 @@
 //!   Cancelling the job that runs a `ctx.join` reaches both children through the
 //!   scheduler, like any nested job.
 //!
+//! * **Inline.** A task's `ctx.join(a, b)` while no other worker is hungry for work runs
+//!   both inline, `a` then `b`, in the task's worker, with no job submitted
+//!   (`worker::inline`): as a rayon `join` that nobody steals from. While `a` runs, `b`
+//!   is what an idle worker would want: once one is hungry, the first inline run inside
+//!   `a` to reach a chunk's end spawns `b` for it (the outermost piece left goes first),
+//!   and the caller waits for `b` after `a` as above. If a worker is hungry when
+//!   `ctx.join` starts, `b` is spawned open for it at once. A panic in `a` or `b` run
+//!   inline is the join's [`Error::TaskPanicked`] (naming the task's job), and a spawned
+//!   `b` is then cancelled and waited for. The price: `b` can only be handed over at the
+//!   end of a chunk of a nested job inside `a`, so a join of two long tasks that start
+//!   no nested jobs, called while every other worker is busy, runs them one after the
+//!   other even if a worker gets idle meanwhile; `scope` submits every task at once and
+//!   suits such a pair (fine-grained recursive joins, fib or quicksort, are where inline
+//!   runs pay: no job per node).
+//!
 //! Task functions capture nothing (they are re-created in the worker from their type):
 //! pass state with [`Pool::join_with`] or [`Scope::spawn_with`].
 
@@ -34,9 +49,13 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use crate::ctx::Ctx;
+use crate::jobs::run_set::Feed;
 use crate::pool::{JobHandle, Pool};
 use crate::task::TaskFn;
+use crate::worker::{Begin, Frame, Share, Step};
 use crate::{Error, Result};
 
 /// How long a client waiting for one task of a `join` or `scope` sleeps before it looks
@@ -80,7 +99,15 @@ impl Pool {
         RA: Serialize + DeserializeOwned + Send + 'static,
         RB: Serialize + DeserializeOwned + Send + 'static,
     {
-        let hb = self.spawn(b)?;
+        let fed =
+            match self.join_inline(|ctx| a(ctx), |ctx| b(ctx), |feed| self.spawn_open(b, feed)) {
+                Joined::Done(r) => return r,
+                Joined::Declined(feed) => feed,
+            };
+        let hb = match fed {
+            Some(feed) => self.spawn_open(b, feed)?,
+            None => self.spawn(b)?,
+        };
         let ha = match self.spawn(a) {
             Ok(h) => h,
             Err(e) => return Err(abandon(hb, e)),
@@ -129,12 +156,91 @@ impl Pool {
         RA: Serialize + DeserializeOwned + Send + 'static,
         RB: Serialize + DeserializeOwned + Send + 'static,
     {
-        let hb = self.spawn_with(state_b, b)?;
+        let fed = match self.join_inline(
+            |ctx| a(&state_a, ctx),
+            |ctx| b(&state_b, ctx),
+            |feed| self.spawn_with_open(&state_b, b, feed),
+        ) {
+            Joined::Done(r) => return r,
+            Joined::Declined(feed) => feed,
+        };
+        let hb = match fed {
+            Some(feed) => self.spawn_with_open(&state_b, b, feed)?,
+            None => self.spawn_with(state_b, b)?,
+        };
         let ha = match self.spawn_with(state_a, a) {
             Ok(h) => h,
             Err(e) => return Err(abandon(hb, e)),
         };
         wait_both(self.parent.is_none(), ha, hb)
+    }
+
+    /// Runs `a` then `b` inline in the calling task's worker (module docs, "Inline"),
+    /// `spawn_b` spawning `b` open for a hungry worker if one turns up while `a` runs;
+    /// `Declined` if this is not a task's join (or it has a time limit) or a worker is
+    /// hungry already (`Some`: spawn `b` open for it).
+    fn join_inline<RA, RB, S>(
+        &self,
+        a: impl FnOnce(&Ctx) -> RA,
+        b: impl FnOnce(&Ctx) -> RB,
+        spawn_b: S,
+    ) -> Joined<RA, RB>
+    where
+        S: FnOnce(Feed) -> Result<JobHandle<RB>>,
+    {
+        if !self.may_run_inline() {
+            return Joined::Declined(None);
+        }
+        let rest = JoinRest {
+            spawn: RefCell::new(Some(spawn_b)),
+            handle: RefCell::new(None),
+        };
+        let share = Share {
+            share: share_b::<RB, S>,
+            cx: &rest as *const JoinRest<RB, S> as *const (),
+        };
+        // SAFETY: `rest` outlives the frame (declared before it), and `share_b` spawns
+        // item 1 of this run, `b`, the only item a rest of it can start at.
+        let frame = match unsafe { Frame::begin(2, share) } {
+            Begin::Run(frame) => frame,
+            Begin::Declined(feed) => return Joined::Declined(feed),
+        };
+        let entered = frame.enter();
+        let ctx = match Ctx::current() {
+            Ok(ctx) => ctx,
+            Err(e) => return Joined::Done(Err(e)),
+        };
+        frame.running_until(1);
+        let ra = match catch_unwind(AssertUnwindSafe(|| a(&ctx))) {
+            Ok(ra) => ra,
+            Err(payload) => {
+                let e = frame.panicked(&*payload);
+                drop(entered);
+                return Joined::Done(Err(match rest.handle.take() {
+                    Some(hb) => abandon(hb, e),
+                    None => e,
+                }));
+            }
+        };
+        match frame.after(1) {
+            Step::Go => {}
+            Step::Shared => {
+                drop(entered);
+                return Joined::Done(match rest.handle.take() {
+                    Some(hb) => hb.wait().map(|rb| (ra, rb)),
+                    None => Err(Error::PoolShutDown {
+                        reason: "a join's second task was shared without its job".into(),
+                    }),
+                });
+            }
+            Step::Stop(e) => return Joined::Done(Err(e)),
+        }
+        frame.running_until(2);
+        let rb = catch_unwind(AssertUnwindSafe(|| b(&ctx)));
+        Joined::Done(match rb {
+            Ok(rb) => Ok((ra, rb)),
+            Err(payload) => Err(frame.panicked(&*payload)),
+        })
     }
 
     /// Runs `f` with a [`Scope`] whose [`spawn`](Scope::spawn) and
@@ -290,6 +396,46 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Scope<'_, R> {
             Ok(h) => self.handles.borrow_mut().push(h),
             Err(e) => *self.error.borrow_mut() = Some(e),
         }
+    }
+}
+
+/// What became of a `join` offered to [`Pool::join_inline`].
+enum Joined<RA, RB> {
+    /// Run (inline, or `b` spawned for a worker that got hungry): the answer.
+    Done(Result<(RA, RB)>),
+    /// Not run: spawn both (`b` open for the hungry worker of `Some`).
+    Declined(Option<Feed>),
+}
+
+/// How the second task of a `join` run inline goes to a job ([`Share`]).
+struct JoinRest<RB, S> {
+    spawn: RefCell<Option<S>>,
+    /// The spawned `b`, for the caller to wait for.
+    handle: RefCell<Option<JobHandle<RB>>>,
+}
+
+/// Spawns `b` of the [`JoinRest`] at `cx` for the hungry worker of `feed`.
+///
+/// # Safety
+/// `cx` must point to a live `JoinRest<RB, S>`.
+unsafe fn share_b<RB, S: FnOnce(Feed) -> Result<JobHandle<RB>>>(
+    cx: *const (),
+    from: usize,
+    feed: Feed,
+) -> bool {
+    debug_assert_eq!(from, 1, "a join's rest is its second task");
+    // SAFETY: the caller's contract.
+    let cx = unsafe { &*(cx as *const JoinRest<RB, S>) };
+    let Some(spawn) = cx.spawn.borrow_mut().take() else {
+        return false;
+    };
+    match spawn(feed) {
+        Ok(h) => {
+            *cx.handle.borrow_mut() = Some(h);
+            true
+        }
+        // Not spawned: `b` runs inline after `a`.
+        Err(_) => false,
     }
 }
 

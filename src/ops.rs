@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::array::SharedArray;
+use crate::jobs::run_set::Feed;
 use crate::kind::chunks_mut::ChunksMut;
 use crate::kind::map_into::MapInto;
 use crate::kind::spawn::{SpawnJob, SpawnWithJob};
@@ -339,6 +340,38 @@ impl Pool {
     {
         assert_stateless::<F>();
         let sub = self.submit::<SpawnWithJob<A, F, R>>(&arg, 1, ONE_TASK)?;
+        Ok(spawned(sub))
+    }
+}
+
+impl Pool {
+    /// [`spawn`](Pool::spawn) for the hungry worker of `feed`: the job is open at once,
+    /// and that worker is told (`jobs::run_set`, "Hungry workers").
+    pub(crate) fn spawn_open<F, R>(&self, _f: F, feed: Feed) -> Result<JobHandle<R>>
+    where
+        F: Fn(&crate::Ctx) -> R + TaskFn,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_stateless::<F>();
+        let sub = self.submit_open::<SpawnJob<F, R>>(&(), 1, ONE_TASK, 0, feed)?;
+        Ok(spawned(sub))
+    }
+
+    /// [`spawn_with`](Pool::spawn_with) for the hungry worker of `feed` (as
+    /// [`spawn_open`](Pool::spawn_open)).
+    pub(crate) fn spawn_with_open<A, F, R>(
+        &self,
+        arg: &A,
+        _f: F,
+        feed: Feed,
+    ) -> Result<JobHandle<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        F: Fn(&A, &crate::Ctx) -> R + TaskFn,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_stateless::<F>();
+        let sub = self.submit_open::<SpawnWithJob<A, F, R>>(arg, 1, ONE_TASK, 0, feed)?;
         Ok(spawned(sub))
     }
 }

@@ -273,3 +273,127 @@ fn a_shut_down_pool_is_an_error_not_a_hang() {
     });
     assert!(matches!(r, Err(Error::PoolShutDown { .. })), "{r:?}");
 }
+
+/// Spins for `ms` milliseconds, then says which process ran it.
+fn busy_pid(ms: u64) -> u32 {
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    std::process::id()
+}
+
+/// On one worker nobody else could run either side: a task's `ctx.join` runs both
+/// inline, with no job slot in flight but the task's own, and fib's join tree comes out
+/// as the recursion does.
+#[test]
+fn on_one_worker_a_tasks_join_runs_inline_and_takes_no_job_slot() {
+    common::no_leaks(|| {
+        let pool = pool(1);
+        let handle = pool
+            .spawn(|ctx: &Ctx| {
+                ctx.join(
+                    |_: &Ctx| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        1u64
+                    },
+                    |_: &Ctx| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        2u64
+                    },
+                )
+                .unwrap()
+            })
+            .unwrap();
+        let mut most = 0;
+        while handle.progress().items_done < 1 {
+            most = most.max(pool.jobs_in_flight());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(handle.wait().unwrap(), (1, 2));
+        assert_eq!(most, 1, "only the spawned task's job was in flight");
+        fn seq(n: u64) -> u64 {
+            if n < 2 {
+                n
+            } else {
+                seq(n - 1) + seq(n - 2)
+            }
+        }
+        assert_eq!(
+            pool.spawn_with(18u64, fib).unwrap().wait().unwrap(),
+            seq(18)
+        );
+    });
+}
+
+/// A join started while the other worker is busy runs inline; once that worker is idle,
+/// the first nested job inside the left side to end a chunk hands it the right side
+/// (the biggest piece left), which then runs in the other process.
+#[test]
+fn a_joins_right_side_goes_to_a_worker_that_gets_idle_while_the_left_runs() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        for round in 0..3 {
+            let out = pool
+                .par_range(0..2u32)
+                .with_max_len(1)
+                .map_ctx(|ctx: &Ctx, i: u32| {
+                    if i == 0 {
+                        // Keeps the other worker busy for a while.
+                        return (busy_pid(40), 0, Vec::new());
+                    }
+                    let (left, right) = ctx
+                        .join(
+                            |c: &Ctx| {
+                                c.par_range(0..10u32)
+                                    .with_max_len(1)
+                                    .map(|_: u32| busy_pid(8))
+                                    .collect_vec()
+                                    .unwrap()
+                            },
+                            |_: &Ctx| busy_pid(1),
+                        )
+                        .unwrap();
+                    (std::process::id(), right, left)
+                })
+                .collect_vec()
+                .unwrap();
+            let (owner, right, left) = &out[1];
+            assert_eq!(left.len(), 10);
+            assert_eq!(left[0], *owner, "round {round}: the left side ran inline");
+            assert_ne!(
+                right, owner,
+                "round {round}: the right side was never shared"
+            );
+        }
+    });
+}
+
+/// A panic on either side of a join run inline is the join's error; the task that
+/// joined goes on.
+#[test]
+fn a_panic_in_an_inline_join_is_the_joins_error() {
+    common::no_leaks(|| {
+        let pool = pool(1);
+        for left in [true, false] {
+            let r = pool
+                .spawn_with(left, |left: &bool, ctx: &Ctx| {
+                    let r = if *left {
+                        ctx.join(panics, |_: &Ctx| 1u64)
+                    } else {
+                        ctx.join(|_: &Ctx| 1u64, panics)
+                    };
+                    match r {
+                        Err(Error::TaskPanicked { message, .. }) => message,
+                        other => format!("not a panic: {other:?}"),
+                    }
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert!(r.contains("left side failed"), "{r}");
+        }
+        assert_eq!(pool.jobs_in_flight(), 0);
+        assert_eq!(pool.join(|_: &Ctx| 1u8, |_: &Ctx| 2u8).unwrap(), (1, 2));
+    });
+}

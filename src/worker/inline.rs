@@ -1,5 +1,6 @@
 //! Inline nested jobs: a small nested job started while every other worker is busy runs
-//! in its task's worker, chunk after chunk, without being submitted.
+//! in its task's worker, chunk after chunk, without being submitted (a nested iterator
+//! job, [`run_inline`]; a task's `join`, `join.rs` through [`Frame`]).
 //!
 //! A submitted nested job costs a job slot, its header and argument encoding, the run
 //! set's bit set and cleared, a claim per chunk, a pin, a join, the partial-results table
@@ -54,7 +55,7 @@ use super::{state, Inside, State};
 use crate::jobs::partials::Kept;
 use crate::jobs::run_set::Feed;
 use crate::jobs::stripes;
-use crate::jobs::JobId;
+use crate::jobs::JobSlot;
 use crate::kind::JobKind;
 use crate::Error;
 
@@ -86,17 +87,135 @@ pub(crate) struct Share {
     pub(crate) cx: *const (),
 }
 
-/// An inline run in progress, on its worker's frame stack (module docs).
-pub(super) struct Frame {
+/// An inline run in progress (module docs): on its worker's frame stack while
+/// [entered](Frame::enter).
+pub(crate) struct Frame {
+    st: &'static State,
     /// The job of the task that started the run (the parent of its rest, if shared).
-    parent: JobId,
+    parent: Inside,
+    /// Its slot.
+    parent_slot: &'static JobSlot,
     n: usize,
-    /// Where the rest starts if shared now: the end of the chunk in progress (between
-    /// chunks, the start of the next).
+    /// Where the rest starts if shared now: the end of the item or chunk in progress
+    /// (between them, the start of the next).
     next: Cell<usize>,
     /// The rest went to a job.
     shared: Cell<bool>,
     share: Share,
+}
+
+/// Whether a nested job may run inline ([`Frame::begin`]).
+pub(crate) enum Begin {
+    /// Yes: enter the frame, then run the items.
+    Run(Frame),
+    /// No: outside a task (`None`: submit it as usual), or a worker is hungry for it
+    /// (submit it open, then feed that worker).
+    Declined(Option<Feed>),
+}
+
+/// What the run does after an item or chunk ([`Frame::after`]).
+pub(crate) enum Step {
+    /// Run the next one.
+    Go,
+    /// The rest went to a job (through the frame's [`Share`]): run and wait for it.
+    Shared,
+    /// The parent job stopped (cancelled, failed, timed out): stop with this error.
+    Stop(Error),
+}
+
+impl Frame {
+    /// A frame for an inline run of `n` items in the calling task's worker whose rest
+    /// `share` submits, unless the caller is not a task or a worker is hungry for the
+    /// work of the task's job already.
+    ///
+    /// # Safety
+    /// `share.cx` must stay valid for `share.share` while the frame lives, and
+    /// `share.share(cx, from, feed)` must submit items `from..n` of this very run.
+    pub(crate) unsafe fn begin(n: usize, share: Share) -> Begin {
+        let Some(st) = state() else {
+            return Begin::Declined(None);
+        };
+        let Some(parent) = st.jobs.borrow().last().copied() else {
+            return Begin::Declined(None);
+        };
+        let control = st.setup.control;
+        let w = st.setup.cx.index;
+        if control.anyone_hungry_but(w) {
+            if let Some(feed) = control.hungry_for(w, parent.job) {
+                return Begin::Declined(Some(feed));
+            }
+        }
+        Begin::Run(Frame {
+            st,
+            parent,
+            parent_slot: st.setup.control.slot(parent.job.slot as usize),
+            n,
+            next: Cell::new(0),
+            shared: Cell::new(false),
+            share,
+        })
+    }
+
+    /// Puts the frame on the worker's stacks until the guard is dropped: the tasks run
+    /// meanwhile belong to the parent's job, quietly (module docs), and inner runs may
+    /// share this one's rest.
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        self.st.jobs.borrow_mut().push(Inside {
+            inline: true,
+            ..self.parent
+        });
+        self.st.frames.borrow_mut().push(self as *const Frame);
+        Entered { frame: self }
+    }
+
+    /// Notes that the item or chunk about to run ends before item `next`.
+    pub(crate) fn running_until(&self, next: usize) {
+        self.next.set(next);
+    }
+
+    /// Whether the rest went to a job.
+    pub(crate) fn shared(&self) -> bool {
+        self.shared.get()
+    }
+
+    /// After an item or chunk, with the next one starting at `next` (`< n`): stop if
+    /// the parent job has stopped, share the biggest piece left if a worker is hungry.
+    pub(crate) fn after(&self, next: usize) -> Step {
+        if self.shared.get() {
+            // A run inside that item shared our rest (from `next`).
+            return Step::Shared;
+        }
+        self.next.set(next);
+        if !self.parent_slot.is_active_job(self.parent.job.gen) {
+            return Step::Stop(Error::Cancelled);
+        }
+        let control = self.st.setup.control;
+        let w = self.st.setup.cx.index;
+        if control.anyone_hungry_but(w) && share_biggest(self.st, w) && self.shared.get() {
+            return Step::Shared;
+        }
+        Step::Go
+    }
+
+    /// The error of a task of the run that panicked with `payload`.
+    pub(crate) fn panicked(&self, payload: &(dyn std::any::Any + Send)) -> Error {
+        Error::TaskPanicked {
+            message: crate::unwind::describe(payload),
+            job: self.parent.job.number(),
+        }
+    }
+}
+
+/// A [`Frame`] on its worker's stacks (`Frame::enter`), until dropped.
+pub(crate) struct Entered<'a> {
+    frame: &'a Frame,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.frame.st.frames.borrow_mut().pop();
+        self.frame.st.jobs.borrow_mut().pop();
+    }
 }
 
 /// Runs the nested job of kind `K` over `n` items with arguments `args` and chunks of
@@ -114,43 +233,19 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
     max_len: usize,
     share: Share,
 ) -> Inline<K::Partial> {
-    let declined = Inline::Declined(None);
-    let Some(st) = state() else {
-        return declined;
+    // SAFETY: forwarded from our caller.
+    let frame = match unsafe { Frame::begin(n, share) } {
+        Begin::Run(frame) => frame,
+        Begin::Declined(feed) => return Inline::Declined(feed),
     };
-    let Some(parent) = st.jobs.borrow().last().copied() else {
-        return declined;
-    };
-    let setup = st.setup;
-    let control = setup.control;
-    let w = setup.cx.index;
+    let setup = frame.st.setup;
     let workers = (setup.pool.config.workers as u64).max(1);
     let min = (min_len as u64).max(1);
     let max = (max_len.min(u64::MAX as usize) as u64).max(min);
     if n > INLINE_MAX_ITEMS || stripes::stripes_for(n as u64, max, workers) > 0 {
-        return declined;
+        return Inline::Declined(None);
     }
-    if control.anyone_hungry_but(w) {
-        if let Some(feed) = control.hungry_for(w, parent.job) {
-            return Inline::Declined(Some(feed));
-        }
-    }
-    // Its tasks belong to the parent's job, quietly (module docs), until we return.
-    let _inside = InlineFrame::enter(st, parent);
-    let frame = Frame {
-        parent: parent.job,
-        n,
-        next: Cell::new(0),
-        shared: Cell::new(false),
-        share,
-    };
-    let _frame = FrameGuard::push(st, &frame);
-    let panicked = |payload: &(dyn std::any::Any + Send)| {
-        Inline::Failed(Error::TaskPanicked {
-            message: crate::unwind::describe(payload),
-            job: parent.job.number(),
-        })
-    };
+    let _entered = frame.enter();
     let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(args, &setup.cx))) {
         Ok(Ok(local)) => local,
         Ok(Err(e)) => {
@@ -158,16 +253,15 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
                 reason: e.to_string(),
             })
         }
-        Err(payload) => return panicked(&*payload),
+        Err(payload) => return Inline::Failed(frame.panicked(&*payload)),
     };
-    let parent_slot = control.slot(parent.job.slot as usize);
     let n = n as u64;
     let mut kept = Kept::default();
     let mut cur = 0u64;
     while cur < n {
         let range = guided(cur, n, workers, min, max);
         let len = range.len() as u64;
-        frame.next.set(range.end);
+        frame.running_until(range.end);
         // An unordered kind's partial takes every chunk's items.
         let before = kept.merged.take();
         match catch_unwind(AssertUnwindSafe(|| {
@@ -183,28 +277,24 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
                 }
                 if stop {
                     // A short-circuit: the items left are not run, as with a job. A rest
-                    // shared meanwhile (by a run inside the last chunk) is collected as
-                    // usual, and its first chunk stops it.
-                    return if frame.shared.get() {
+                    // shared meanwhile (by a run inside the last chunk) still runs, as
+                    // chunks other workers claimed before a stop do; the answer is the
+                    // same.
+                    return if frame.shared() {
                         Inline::Shared(kept)
                     } else {
                         Inline::Done(kept)
                     };
                 }
             }
-            Err(payload) => return panicked(&*payload),
+            Err(payload) => return Inline::Failed(frame.panicked(&*payload)),
         }
         cur += len;
-        if frame.shared.get() {
-            // A run inside that chunk shared our rest (from `cur`).
-            return Inline::Shared(kept);
-        }
-        if cur < n {
-            if !parent_slot.is_active_job(parent.job.gen) {
-                return Inline::Failed(Error::Cancelled);
-            }
-            if control.anyone_hungry_but(w) && share_biggest(st, w) && frame.shared.get() {
-                return Inline::Shared(kept);
+        if cur < n || frame.shared() {
+            match frame.after(cur as usize) {
+                Step::Go => {}
+                Step::Shared => return Inline::Shared(kept),
+                Step::Stop(e) => return Inline::Failed(e),
             }
         }
     }
@@ -222,19 +312,19 @@ fn share_biggest(st: &State, w: usize) -> bool {
     let count = st.frames.borrow().len();
     for i in 0..count {
         let ptr = st.frames.borrow()[i];
-        // SAFETY: a frame is on the stack while the `run_inline` call that owns it runs
-        // (`FrameGuard` pops it before that call returns), and runs nest strictly on this
-        // single-threaded worker: every frame listed is alive.
+        // SAFETY: a frame is on the stack while it is entered (`Entered` pops it before
+        // the frame goes), and entered frames nest strictly on this single-threaded
+        // worker: every frame listed is alive.
         let frame = unsafe { &*ptr };
         let from = frame.next.get();
         if frame.shared.get() || from >= frame.n {
             continue;
         }
-        let Some(feed) = control.hungry_for(w, frame.parent) else {
+        let Some(feed) = control.hungry_for(w, frame.parent.job) else {
             continue;
         };
-        // SAFETY: the frame's `run_inline` is in progress, so its `share` context is
-        // alive (that call's contract), and `from` is where its rest starts.
+        // SAFETY: the frame is alive, so its `share` context is (`Frame::begin`'s
+        // contract), and `from` is where its rest starts.
         if unsafe { (frame.share.share)(frame.share.cx, from, feed) } {
             frame.shared.set(true);
             return true;
@@ -242,24 +332,6 @@ fn share_biggest(st: &State, w: usize) -> bool {
         return false;
     }
     false
-}
-
-/// Keeps `frame` on the worker's frame stack until dropped.
-struct FrameGuard {
-    st: &'static State,
-}
-
-impl FrameGuard {
-    fn push(st: &'static State, frame: &Frame) -> Self {
-        st.frames.borrow_mut().push(frame as *const Frame);
-        FrameGuard { st }
-    }
-}
-
-impl Drop for FrameGuard {
-    fn drop(&mut self) {
-        self.st.frames.borrow_mut().pop();
-    }
 }
 
 /// The chunk a job's counter hands out at `cur` (`JobSlot::claim_chunk`'s guided size:
@@ -273,28 +345,6 @@ fn guided(cur: u64, n: u64, workers: u64, min: u64, max: u64) -> Range<usize> {
         (rem / (2 * workers)).clamp(min, max).min(rem)
     };
     cur as usize..(cur + size) as usize
-}
-
-/// The worker's record of an inline run: the parent job again, marked inline, on the
-/// worker's job stack until dropped.
-struct InlineFrame {
-    st: &'static State,
-}
-
-impl InlineFrame {
-    fn enter(st: &'static State, parent: Inside) -> Self {
-        st.jobs.borrow_mut().push(Inside {
-            inline: true,
-            ..parent
-        });
-        InlineFrame { st }
-    }
-}
-
-impl Drop for InlineFrame {
-    fn drop(&mut self) {
-        self.st.jobs.borrow_mut().pop();
-    }
 }
 
 #[cfg(test)]

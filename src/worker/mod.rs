@@ -31,7 +31,7 @@
 
 mod inline;
 
-pub(crate) use inline::{run_inline, Inline, Share};
+pub(crate) use inline::{run_inline, Begin, Frame, Inline, Share, Step};
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
