@@ -283,15 +283,19 @@ fn sigkill_workers_during_nested_jobs() {
 
 /// The spawned task of `orphaned_nested_jobs_are_freed`: reports its worker's pid,
 /// then runs 2 middle tasks that each start a job of 200 ms items, and handles their
-/// failure itself (so its own job completes).
+/// failure itself (so its own job completes). Both levels are submitted as jobs (a
+/// progress callback keeps a nested job from running inline in its task's worker,
+/// `worker::inline`), so the other worker takes a middle task and owns its nested job.
 fn handles_nested_failure(ctx: &Ctx) -> Result<u64, String> {
     ctx.report(&std::process::id()).unwrap();
     let r = ctx
         .par_range(0..2)
         .with_max_len(1)
+        .on_progress(|_| {})
         .map_ctx(|ctx: &Ctx, _: usize| {
             ctx.par_range(0..4)
                 .with_max_len(1)
+                .on_progress(|_| {})
                 .map(sleep_200ms)
                 .sum::<u64>()
                 .unwrap()
