@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::tasks::busy_pid;
 use procyon::{Ctx, Error, Pool};
 
 fn pool(workers: usize) -> Pool {
@@ -272,15 +273,6 @@ fn a_shut_down_pool_is_an_error_not_a_hang() {
         s.spawn(|_: &Ctx| 2u8);
     });
     assert!(matches!(r, Err(Error::PoolShutDown { .. })), "{r:?}");
-}
-
-/// Spins for `ms` milliseconds, then says which process ran it.
-fn busy_pid(ms: u64) -> u32 {
-    let end = Instant::now() + Duration::from_millis(ms);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-    std::process::id()
 }
 
 /// On one worker nobody else could run either side: a task's `ctx.join` runs both

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::tasks::{parent_of_spinners, spin_forever};
+use common::tasks::{busy_pid, parent_of_spinners, spin_forever};
 use procyon::{Ctx, Error, Pool};
 
 fn pool(workers: usize) -> Pool {
@@ -299,15 +299,6 @@ async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> 
         out.push(f.await);
     }
     out
-}
-
-/// Spins for `ms` milliseconds, then says which process ran it.
-fn busy_pid(ms: u32) -> u32 {
-    let end = Instant::now() + Duration::from_millis(ms as u64);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-    std::process::id()
 }
 
 /// A nested job starts lazy (its owner runs it alone at first), but one of long items is

@@ -36,6 +36,16 @@ pub fn spin_300ms(_: usize) {
     }
 }
 
+/// Spins for `ms` milliseconds, then says which process ran it (to see which worker ran
+/// an item).
+pub fn busy_pid(ms: u64) -> u32 {
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    std::process::id()
+}
+
 /// Four nested children that spin forever; cancelling the parent must stop them all.
 pub fn parent_of_spinners(ctx: &Ctx) -> u64 {
     ctx.par_range(0..4)
