@@ -8,6 +8,7 @@
 #   iter::{fallible, reduce, range}    short-circuit, ordered reductions, integer ranges
 #   mempool::{layout, pages}           header layout and page arithmetic
 #   task::tests, unwind::tests         conjured task functions, panic payload text
+#   worker::inline::tests              the chunks an inline nested job runs
 #
 # The rest cannot run under Miri: pools fork (`fork`, `kill`, `memfd_create` are not
 # emulated), the mempool maps shared memory and reads the machine's physical memory
@@ -32,7 +33,7 @@ fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 for module in jobs::state jobs::id jobs::slot jobs::failure jobs::stripes futex::tests \
   iter::fallible iter::reduce iter::range mempool::layout mempool::pages \
-  task::tests unwind::tests; do
+  task::tests unwind::tests worker::inline::tests; do
   echo "== miri: $module"
   cargo +nightly miri test --lib --target-dir target/miri -- "$module"
 done
