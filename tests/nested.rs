@@ -681,3 +681,40 @@ fn cancelling_a_job_stops_its_inline_nested_job() {
         assert_serves(&pool);
     });
 }
+
+/// Short-circuiting terminals of a nested job run inline stop at the item that decides
+/// and answer as the sequential iterator does: `find_first`, `position_first`, `any`,
+/// `all`, and a `try_fold` that breaks.
+#[test]
+fn inline_nested_short_circuits_answer_as_the_sequential_iterator() {
+    common::no_leaks(|| {
+        // One worker: run inline; two: shared with the idle worker as well.
+        for workers in [1, 2] {
+            let pool = pool(workers);
+            let got = pool
+                .spawn(|ctx: &Ctx| {
+                    let r = || ctx.par_range(0..40u32).with_max_len(3);
+                    (
+                        r().find_first(|x: &u32| x % 7 == 6).unwrap(),
+                        r().position_first(|x: u32| x > 30).unwrap(),
+                        r().any(|x: u32| x == 39).unwrap(),
+                        r().all(|x: u32| x < 20).unwrap(),
+                        r().try_fold(
+                            || 0u32,
+                            |a: u32, x: u32| if x < 25 { Ok(a + x) } else { Err(x) },
+                        )
+                        .unwrap()
+                        .map(|v| v.len()),
+                    )
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(got.0, Some(6));
+            assert_eq!(got.1, Some(31));
+            assert!(got.2);
+            assert!(!got.3);
+            assert_eq!(got.4, Err(25), "the first failing item, in input order");
+        }
+    });
+}
