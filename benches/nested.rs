@@ -8,6 +8,12 @@
 //! * `procyon-flat`: one flat job over the 4^d leaves, one item per chunk.
 //! * `sequential`: the recursion on one thread.
 //!
+//! The same trees also run *from a task* (cases "depth d from a task"): a spawned task
+//! times, inside its worker, the tree of depth d it starts (its 4 children as one nested
+//! job) and one flat job over the 4^d leaves; the client's round trip and its hand-off
+//! of its CPU are outside the timing, so these rows show what the nested jobs cost the
+//! engine (rayon's tree beside them is the same as above).
+//!
 //! Systems run in interleaved blocks (support/blocks.rs), every tree's sum checked;
 //! `PROCYON_BENCH_WORKERS=1,2,4` gives the worker counts (default 2). Under
 //! `cargo test --benches` it runs depths 1 to 3 once. Plain binary (`harness = false`).
@@ -75,6 +81,34 @@ fn sequential_node(depth: u64) -> u64 {
 
 const SYSTEMS: [&str; 4] = ["sequential", "rayon", "procyon", "procyon-flat"];
 
+/// Seconds a tree of `depth` (or, `flat`, one flat job over its leaves) takes when a
+/// task starts it, timed inside the task's worker; checks its sum.
+fn from_a_task(pool: &Pool, depth: u64, flat: bool) -> f64 {
+    let (ns, sum) = pool
+        .spawn_with((depth, flat), |&(d, flat): &(u64, bool), ctx: &Ctx| {
+            let t = std::time::Instant::now();
+            let sum = if flat {
+                ctx.par_range(0..4u64.pow(d as u32))
+                    .with_max_len(1)
+                    .map(|_: u64| black_box(1u64))
+                    .sum::<u64>()
+                    .expect("flat job from a task")
+            } else {
+                procyon_node(ctx, d)
+            };
+            (t.elapsed().as_nanos() as u64, sum)
+        })
+        .expect("spawn")
+        .wait()
+        .expect("task");
+    assert_eq!(
+        sum,
+        4u64.pow(depth as u32),
+        "a tree of depth {depth} from a task"
+    );
+    ns as f64 * 1e-9
+}
+
 fn main() {
     let (depths, rounds, per_block) = if !measuring() {
         (1..=3u64, 1, 1)
@@ -114,6 +148,34 @@ fn main() {
                 record_samples(
                     "w7",
                     &format!("depth {depth}"),
+                    w,
+                    system,
+                    s,
+                    Some(jobs),
+                    None,
+                );
+            }
+        }
+        // The same trees started by a task (module docs).
+        const FROM_A_TASK: [&str; 3] = ["rayon", "procyon", "procyon-flat"];
+        for depth in depths.clone() {
+            let expected = 4u64.pow(depth as u32);
+            let per_block = (per_block >> depth.saturating_sub(3)).max(1);
+            let samples = blocks(&FROM_A_TASK, rounds, per_block, |system| match system {
+                "rayon" => {
+                    let mut got = 0;
+                    let t = time(|| got = rp.install(|| rayon_node(depth)));
+                    assert_eq!(got, expected, "rayon's tree of depth {depth}");
+                    t
+                }
+                "procyon" => from_a_task(&pool, depth, false),
+                _ => from_a_task(&pool, depth, true),
+            });
+            let jobs = (expected - 1) / 3;
+            for (system, s) in FROM_A_TASK.iter().zip(samples) {
+                record_samples(
+                    "w7",
+                    &format!("depth {depth} from a task"),
                     w,
                     system,
                     s,
