@@ -40,7 +40,12 @@
 //! scheduler (for a dead worker) clears the bit. The bits are hints: a bit read stale
 //! delays sharing by one chunk or costs one submission nobody needed (what every nested
 //! job cost before), and no wake-up can be lost: nobody waits for an inline job but the
-//! task running it, and a fed worker that finds nothing simply waits again.
+//! task running it, and a fed worker that finds nothing simply waits again. A sub-tree
+//! waiter sleeps on its own job's event with "fed, or my job is done" as the condition;
+//! the feeder clears the bit *before* its `notify` of that event, so the waiter either
+//! registered as a sleeper before the notify's look at the sleepers (and is woken), or
+//! reads the notify's new `seq` with SeqCst after it and, through it, the cleared bit
+//! (`futex`'s protocol). An idle worker is woken by the job entering the run set.
 
 use std::sync::atomic::Ordering;
 
