@@ -99,14 +99,11 @@ impl Pool {
         RA: Serialize + DeserializeOwned + Send + 'static,
         RB: Serialize + DeserializeOwned + Send + 'static,
     {
-        let fed =
-            match self.join_inline(|ctx| a(ctx), |ctx| b(ctx), |feed| self.spawn_open(b, feed)) {
-                Joined::Done(r) => return r,
-                Joined::Declined(feed) => feed,
-            };
-        let hb = match fed {
-            Some(feed) => self.spawn_open(b, feed)?,
-            None => self.spawn(b)?,
+        let hb = match self.join_inline(|ctx| a(ctx), |ctx| b(ctx), |feed| self.spawn_open(b, feed))
+        {
+            Joined::Done(r) => return r,
+            Joined::Spawned(hb) => (*hb)?,
+            Joined::Declined => self.spawn(b)?,
         };
         let ha = match self.spawn(a) {
             Ok(h) => h,
@@ -156,17 +153,14 @@ impl Pool {
         RA: Serialize + DeserializeOwned + Send + 'static,
         RB: Serialize + DeserializeOwned + Send + 'static,
     {
-        let fed = match self.join_inline(
+        let hb = match self.join_inline(
             |ctx| a(&state_a, ctx),
             |ctx| b(&state_b, ctx),
             |feed| self.spawn_with_open(&state_b, b, feed),
         ) {
             Joined::Done(r) => return r,
-            Joined::Declined(feed) => feed,
-        };
-        let hb = match fed {
-            Some(feed) => self.spawn_with_open(&state_b, b, feed)?,
-            None => self.spawn_with(state_b, b)?,
+            Joined::Spawned(hb) => (*hb)?,
+            Joined::Declined => self.spawn_with(state_b, b)?,
         };
         let ha = match self.spawn_with(state_a, a) {
             Ok(h) => h,
@@ -177,8 +171,8 @@ impl Pool {
 
     /// Runs `a` then `b` inline in the calling task's worker (module docs, "Inline"),
     /// `spawn_b` spawning `b` open for a hungry worker if one turns up while `a` runs;
-    /// `Declined` if this is not a task's join (or it has a time limit) or a worker is
-    /// hungry already (`Some`: spawn `b` open for it).
+    /// `Declined` if this is not a task's join (or it has a time limit), `Spawned` (`b`
+    /// by `spawn_b`) if a worker is hungry already.
     fn join_inline<RA, RB, S>(
         &self,
         a: impl FnOnce(&Ctx) -> RA,
@@ -189,7 +183,7 @@ impl Pool {
         S: FnOnce(Feed) -> Result<JobHandle<RB>>,
     {
         if !self.may_run_inline() {
-            return Joined::Declined(None);
+            return Joined::Declined;
         }
         let rest = JoinRest {
             spawn: RefCell::new(Some(spawn_b)),
@@ -203,7 +197,11 @@ impl Pool {
         // item 1 of this run, `b`, the only item a rest of it can start at.
         let frame = match unsafe { Frame::begin(2, share) } {
             Begin::Run(frame) => frame,
-            Begin::Declined(feed) => return Joined::Declined(feed),
+            Begin::Declined(None) => return Joined::Declined,
+            Begin::Declined(Some(feed)) => match rest.spawn.take() {
+                Some(spawn) => return Joined::Spawned(Box::new(spawn(feed))),
+                None => return Joined::Declined,
+            },
         };
         let entered = frame.enter();
         let ctx = match Ctx::current() {
@@ -403,8 +401,11 @@ impl<R: Serialize + DeserializeOwned + Send + 'static> Scope<'_, R> {
 enum Joined<RA, RB> {
     /// Run (inline, or `b` spawned for a worker that got hungry): the answer.
     Done(Result<(RA, RB)>),
-    /// Not run: spawn both (`b` open for the hungry worker of `Some`).
-    Declined(Option<Feed>),
+    /// Not run: spawn both.
+    Declined,
+    /// A worker was hungry: `b` was spawned open for it (or its spawn failed); spawn `a`.
+    /// Boxed: a handle is large, and this is the rare way out.
+    Spawned(Box<Result<JobHandle<RB>>>),
 }
 
 /// How the second task of a `join` run inline goes to a job ([`Share`]).

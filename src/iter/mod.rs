@@ -399,21 +399,23 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         let chunking = self.chunking;
         // A small nested job while every other worker is busy: run inline, submitted
         // only if a worker gets hungry meanwhile (`worker::run_inline`).
-        let rest = RestCx::<IterJob<S, St, T>> {
-            pool: self.pool,
-            args: &args,
-            n,
-            chunking,
-            sub: RefCell::new(None),
-        };
-        let share = Share {
-            share: share_rest::<IterJob<S, St, T>>,
-            cx: &rest as *const RestCx<'_, IterJob<S, St, T>> as *const (),
-        };
-        let (kept, sub) = if self.pool.may_run_inline() {
+        let mut kept = Kept::default();
+        let mut sub = None;
+        if self.pool.may_run_inline() {
+            let rest = RestCx::<IterJob<S, St, T>> {
+                pool: self.pool,
+                args: &args,
+                n,
+                chunking,
+                sub: RefCell::new(None),
+            };
+            let share = Share {
+                share: share_rest::<IterJob<S, St, T>>,
+                cx: &rest as *const RestCx<'_, IterJob<S, St, T>> as *const (),
+            };
             // SAFETY: `rest` outlives the call, and `share_rest` submits the rest of this
             // very job (kind, arguments, items, chunking).
-            match unsafe {
+            let inline = unsafe {
                 crate::worker::run_inline::<IterJob<S, St, T>>(
                     &args,
                     n,
@@ -421,37 +423,38 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
                     chunking.max_len,
                     share,
                 )
-            } {
-                Inline::Declined(None) => (
-                    Kept::default(),
-                    self.pool.submit::<IterJob<S, St, T>>(&args, n, chunking)?,
-                ),
-                Inline::Declined(Some(feed)) => (
-                    Kept::default(),
-                    self.pool
-                        .submit_open::<IterJob<S, St, T>>(&args, n, chunking, 0, feed)?,
-                ),
-                Inline::Done(kept) => {
+            };
+            match inline {
+                Inline::Declined(None) => {}
+                Inline::Declined(Some(feed)) => {
+                    sub = Some(
+                        self.pool
+                            .submit_open::<IterJob<S, St, T>>(&args, n, chunking, 0, feed)?,
+                    );
+                }
+                Inline::Done(mine) => {
                     drop(self.opts.keep);
                     return finish(if T::HAS_ACC {
-                        Partials::kept(kept)
+                        Partials::kept(mine)
                     } else {
                         Partials::One(None)
                     });
                 }
-                Inline::Shared(kept) => {
-                    let sub = rest.sub.take().ok_or_else(|| crate::Error::PoolShutDown {
-                        reason: "an inline run was shared without its job".into(),
-                    })?;
-                    (kept, sub)
+                Inline::Shared(mine) => {
+                    kept = mine;
+                    sub = rest.sub.take();
+                    if sub.is_none() {
+                        return Err(crate::Error::PoolShutDown {
+                            reason: "an inline run was shared without its job".into(),
+                        });
+                    }
                 }
                 Inline::Failed(e) => return Err(e),
             }
-        } else {
-            (
-                Kept::default(),
-                self.pool.submit::<IterJob<S, St, T>>(&args, n, chunking)?,
-            )
+        }
+        let sub = match sub {
+            Some(sub) => sub,
+            None => self.pool.submit::<IterJob<S, St, T>>(&args, n, chunking)?,
         };
         let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
         // SAFETY: `sub` was submitted just above as this kind with `args`.

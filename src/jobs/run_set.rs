@@ -148,17 +148,16 @@ impl Control {
                 let worker = i * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 // Relaxed: ordered by the Acquire load above.
-                let hunger = Hunger::unpack(self.worker(worker).hungry_for.load(Ordering::Relaxed));
+                let row = self.worker(worker).hungry_for.load(Ordering::Relaxed);
+                let Some(hunger) = Hunger::unpack(row) else {
+                    continue;
+                };
                 let wants = match hunger {
-                    Some(Hunger::Any) => true,
-                    Some(Hunger::Tree(target)) => self.is_in_tree(parent, target),
-                    None => false,
+                    Hunger::Any => true,
+                    Hunger::Tree(target) => self.is_in_tree(parent, target),
                 };
                 if wants {
-                    return Some(Feed {
-                        worker,
-                        hunger: hunger.unwrap_or(Hunger::Any),
-                    });
+                    return Some(Feed { worker, hunger });
                 }
             }
         }
@@ -169,9 +168,8 @@ impl Control {
     /// its bit and, if it waits for a sub-tree, wakes it on that job's event. Call after
     /// the job is in the run set.
     pub(crate) fn feed(&self, feed: Feed) {
-        let bit = 1u64 << (feed.worker % 64);
-        // Relaxed: a hint; the job itself was published through the run set (SeqCst).
-        self.header().hungry.0[feed.worker / 64].fetch_and(!bit, Ordering::Relaxed);
+        // The job itself was published through the run set (SeqCst).
+        self.clear_hungry(feed.worker);
         if let Hunger::Tree(target) = feed.hunger {
             if let Some(slot) = self.try_slot(target.slot as usize) {
                 // A wake-up of the wrong job (a slot reused since) only makes its
@@ -181,7 +179,8 @@ impl Control {
         }
     }
 
-    /// Clears worker row `worker`'s bit (the scheduler, once that worker has died).
+    /// Clears worker row `worker`'s bit (a feeder, and the scheduler once that worker has
+    /// died).
     pub(crate) fn clear_hungry(&self, worker: usize) {
         let bit = 1u64 << (worker % 64);
         // Relaxed: a hint (module docs).

@@ -343,9 +343,21 @@ impl Pool {
         n: usize,
         chunking: Chunking,
     ) -> Result<handle::Submitted> {
+        self.submit_started::<K>(args, n, chunking, Start::Fresh)
+    }
+
+    /// Submits a job of kind `K`, as a child of `self.parent`, started as `start` says,
+    /// with this handle's time limit.
+    fn submit_started<K: JobKind>(
+        &self,
+        args: &K::Args,
+        n: usize,
+        chunking: Chunking,
+        start: Start,
+    ) -> Result<handle::Submitted> {
         let mut sub = self
             .inner
-            .submit_from::<K>(args, n, chunking, self.parent, Start::Fresh)?;
+            .submit_from::<K>(args, n, chunking, self.parent, start)?;
         sub.timeout = self.timeout;
         Ok(sub)
     }
@@ -363,10 +375,7 @@ impl Pool {
         feed: Feed,
     ) -> Result<handle::Submitted> {
         debug_assert!(self.parent.is_some());
-        let mut sub =
-            self.inner
-                .submit_from::<K>(args, n, chunking, self.parent, Start::Open { from })?;
-        sub.timeout = self.timeout;
+        let sub = self.submit_started::<K>(args, n, chunking, Start::Open { from })?;
         // The job is in the run set: the hungry worker's next scan finds it.
         self.inner.control.feed(feed);
         Ok(sub)
