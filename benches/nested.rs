@@ -14,6 +14,10 @@
 //! of its CPU are outside the timing, so these rows show what the nested jobs cost the
 //! engine (rayon's tree beside them is the same as above).
 //!
+//! A join tree runs from a task too (case "fib(n) by join from a task"): fib(n) with one
+//! `ctx.join_with` per inner node, timed inside the task's worker, beside rayon's
+//! `rayon::join` fib; its ns/job counts the joins.
+//!
 //! Systems run in interleaved blocks (support/blocks.rs), every tree's sum checked;
 //! `PROCYON_BENCH_WORKERS=1,2,4` gives the worker counts (default 2). Under
 //! `cargo test --benches` it runs depths 1 to 3 once. Plain binary (`harness = false`).
@@ -109,6 +113,50 @@ fn from_a_task(pool: &Pool, depth: u64, flat: bool) -> f64 {
     ns as f64 * 1e-9
 }
 
+/// fib(n) with one `join_with` per inner node, in a task.
+fn procyon_fib(n: &u64, ctx: &Ctx) -> u64 {
+    if *n < 2 {
+        return *n;
+    }
+    let (a, b) = ctx
+        .join_with(n - 1, procyon_fib, n - 2, procyon_fib)
+        .expect("join");
+    a + b
+}
+
+fn rayon_fib(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let (a, b) = rayon::join(|| rayon_fib(n - 1), || rayon_fib(n - 2));
+    a + b
+}
+
+/// fib(n) and the number of joins (inner nodes) its recursion makes.
+fn fib_and_joins(n: u64) -> (u64, u64) {
+    if n < 2 {
+        return (n, 0);
+    }
+    let (a, ja) = fib_and_joins(n - 1);
+    let (b, jb) = fib_and_joins(n - 2);
+    (a + b, ja + jb + 1)
+}
+
+/// Seconds fib(`n`) by join takes in a task, timed inside its worker; checks it.
+fn fib_from_a_task(pool: &Pool, n: u64, want: u64) -> f64 {
+    let (ns, got) = pool
+        .spawn_with(n, |n: &u64, ctx: &Ctx| {
+            let t = std::time::Instant::now();
+            let got = procyon_fib(n, ctx);
+            (t.elapsed().as_nanos() as u64, got)
+        })
+        .expect("spawn")
+        .wait()
+        .expect("task");
+    assert_eq!(got, want, "fib({n}) by join from a task");
+    ns as f64 * 1e-9
+}
+
 fn main() {
     let (depths, rounds, per_block) = if !measuring() {
         (1..=3u64, 1, 1)
@@ -183,6 +231,35 @@ fn main() {
                     None,
                 );
             }
+        }
+        // A join tree from a task: fib(16), 1,596 joins (fib(10) under test).
+        let n = if measuring() { 16 } else { 10 };
+        let (want, joins) = fib_and_joins(n);
+        const JOIN: [&str; 2] = ["rayon", "procyon"];
+        let samples = blocks(
+            &JOIN,
+            rounds,
+            per_block.div_ceil(4),
+            |system| match system {
+                "rayon" => {
+                    let mut got = 0;
+                    let t = time(|| got = rp.install(|| rayon_fib(n)));
+                    assert_eq!(got, want, "rayon's fib({n})");
+                    t
+                }
+                _ => fib_from_a_task(&pool, n, want),
+            },
+        );
+        for (system, s) in JOIN.iter().zip(samples) {
+            record_samples(
+                "w7",
+                &format!("fib({n}) by join from a task"),
+                w,
+                system,
+                s,
+                Some(joins),
+                None,
+            );
         }
     }
     note_load("w7", "after");
