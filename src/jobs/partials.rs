@@ -144,6 +144,7 @@ pub(crate) enum Partials<P> {
 impl<P> Partials<P> {
     /// The partials of a job whose every item its submitting task ran itself (inline,
     /// `worker::run_inline`): `kept` alone, in input order.
+    #[inline(always)]
     pub(crate) fn kept(kept: Kept<P>) -> Self {
         if kept.ordered.is_empty() {
             Partials::One(kept.merged)

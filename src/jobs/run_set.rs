@@ -121,11 +121,14 @@ impl Control {
         let words = &self.header().hungry.0;
         let mine = |i: usize| if i == me / 64 { 1u64 << (me % 64) } else { 0 };
         // Relaxed: a hint (module docs). The first word covers every pool of up to 64
-        // rows (32 workers and their spares): one load.
-        if words[0].load(Ordering::Relaxed) & !mine(0) != 0 {
+        // rows (32 workers and their spares): one load, and no division on the way.
+        let first = if me < 64 { 1u64 << me } else { 0 };
+        if words[0].load(Ordering::Relaxed) & !first != 0 {
             return true;
         }
-        (1..self.entries().div_ceil(64)).any(|i| words[i].load(Ordering::Relaxed) & !mine(i) != 0)
+        let entries = self.entries();
+        entries > 64
+            && (1..entries.div_ceil(64)).any(|i| words[i].load(Ordering::Relaxed) & !mine(i) != 0)
     }
 
     /// Whether worker row `worker`'s hungry bit is still up (a fed worker's is not).

@@ -419,6 +419,7 @@ impl JobSlot {
 
     /// Whether the slot currently runs job `gen` and it is ACTIVE (one SeqCst load of
     /// the state word: see the pin protocol in `jobs::state`).
+    #[inline]
     pub(crate) fn is_active_job(&self, gen: u64) -> bool {
         self.word.is_active(gen)
     }

@@ -205,6 +205,7 @@ impl StateWord {
     /// before the pin is visible (store-load reordering), so a claimer could miss the pin
     /// of a worker that saw the old job ACTIVE. (SeqCst also gives the Acquire that pairs
     /// with `publish`.)
+    #[inline]
     pub(crate) fn is_active(&self, gen: u64) -> bool {
         self.0.load(Ordering::SeqCst) == Stamp::new(gen, SlotState::Active).0
     }

@@ -185,6 +185,7 @@ impl Control {
     /// Rows of the worker table for a pool of `workers`: the workers, then as many spare
     /// rows (within [`MAX_WORKERS`](crate::jobs::state::MAX_WORKERS) pin bits) for the spare
     /// workers the scheduler forks for bounded nested waits.
+    #[inline]
     pub(crate) fn entries_for(workers: usize) -> usize {
         workers + workers.min(crate::jobs::state::MAX_WORKERS - workers)
     }
@@ -245,6 +246,7 @@ impl Control {
     ///
     /// # Panics
     /// If slot `i` does not exist: an internal invariant, never user input.
+    #[inline]
     pub(crate) fn slot(&self, i: usize) -> &JobSlot {
         self.try_slot(i)
             .unwrap_or_else(|| panic!("job slot {i} is not allocated"))
@@ -252,6 +254,7 @@ impl Control {
 
     /// Slot `i`, or `None` if the table has no such slot (an index read from shared
     /// memory that a task may have scribbled over).
+    #[inline]
     pub(crate) fn try_slot(&self, i: usize) -> Option<&JobSlot> {
         let seg = i / SEGMENT_SLOTS;
         if seg == 0 {
@@ -360,6 +363,7 @@ impl Control {
 
     /// Rows of the worker table: the workers, then the spare rows. Every per-worker
     /// table (pins, partial results) has this many entries.
+    #[inline]
     pub(crate) fn entries(&self) -> usize {
         Self::entries_for(self.workers)
     }

@@ -131,6 +131,7 @@ impl Frame {
     /// # Safety
     /// `share.cx` must stay valid for `share.share` while the frame lives, and
     /// `share.share(cx, from, feed)` must submit items `from..n` of this very run.
+    #[inline(always)]
     pub(crate) unsafe fn begin(n: usize, share: Share) -> Begin {
         let Some(st) = state() else {
             return Begin::Declined(None);
@@ -159,6 +160,7 @@ impl Frame {
     /// Puts the frame on the worker's stacks until the guard is dropped: the tasks run
     /// meanwhile belong to the parent's job, quietly (module docs), and inner runs may
     /// share this one's rest.
+    #[inline]
     pub(crate) fn enter(&self) -> Entered<'_> {
         self.st.jobs.borrow_mut().push(Inside {
             inline: true,
@@ -180,6 +182,10 @@ impl Frame {
 
     /// After an item or chunk, with the next one starting at `next` (`< n`): stop if
     /// the parent job has stopped, share the biggest piece left if a worker is hungry.
+    ///
+    /// Inlined into every run's loop (a call per item of a small nested job): the common
+    /// case, nobody hungry and the parent active, is three loads and a store.
+    #[inline(always)]
     pub(crate) fn after(&self, next: usize) -> Step {
         if self.shared.get() {
             // A run inside that item shared our rest (from `next`).
@@ -189,12 +195,21 @@ impl Frame {
         if !self.parent_slot.is_active_job(self.parent.job.gen) {
             return Step::Stop(Error::Cancelled);
         }
-        let control = self.st.setup.control;
         let w = self.st.setup.cx.index;
-        if control.anyone_hungry_but(w) && share_biggest(self.st, w) && self.shared.get() {
-            return Step::Shared;
+        if self.st.setup.control.anyone_hungry_but(w) {
+            return self.hungry(w);
         }
         Step::Go
+    }
+
+    /// [`after`](Frame::after) once a worker is hungry: share the biggest piece left.
+    #[cold]
+    fn hungry(&self, w: usize) -> Step {
+        if share_biggest(self.st, w) && self.shared.get() {
+            Step::Shared
+        } else {
+            Step::Go
+        }
     }
 
     /// The error of a task of the run that panicked with `payload`.
@@ -336,10 +351,12 @@ fn share_biggest(st: &State, w: usize) -> bool {
 
 /// The chunk a job's counter hands out at `cur` (`JobSlot::claim_chunk`'s guided size:
 /// what is left over twice the workers, within `min..=max`).
+#[inline]
 fn guided(cur: u64, n: u64, workers: u64, min: u64, max: u64) -> Range<usize> {
     let rem = n - cur;
-    let size = if rem <= 2 * workers * min {
-        // What is left over twice the workers is at most `min`: no division needed.
+    let size = if min == max || rem <= 2 * workers * min {
+        // A fixed size (`with_max_len(1)`), or what is left over twice the workers is at
+        // most `min`: no division needed.
         min.min(rem)
     } else {
         (rem / (2 * workers)).clamp(min, max).min(rem)
