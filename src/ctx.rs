@@ -58,10 +58,21 @@ impl Ctx {
     pub(crate) fn current() -> Result<Ctx> {
         let (inner, job, root, quiet) = crate::worker::current_job()
             .ok_or_else(|| Error::config("a task context exists only inside a worker"))?;
-        Ok(Ctx {
+        Ok(Ctx::task(inner, job, root, quiet))
+    }
+
+    /// The context of a task of job `job` (root generation `root`); `quiet` for the
+    /// tasks of an inline run (`worker::inline`).
+    pub(crate) fn task(
+        inner: std::sync::Arc<crate::pool::PoolInner>,
+        job: JobId,
+        root: u64,
+        quiet: bool,
+    ) -> Ctx {
+        Ctx {
             pool: Pool::in_worker(inner, job),
             place: Place::Task { job, root, quiet },
-        })
+        }
     }
 
     /// The context of explicit process `index` (generation `gen`), in that process.

@@ -204,10 +204,7 @@ impl Pool {
             },
         };
         let entered = frame.enter();
-        let ctx = match Ctx::current() {
-            Ok(ctx) => ctx,
-            Err(e) => return Joined::Done(Err(e)),
-        };
+        let ctx = frame.task_ctx();
         frame.running_until(1);
         let ra = match catch_unwind(AssertUnwindSafe(|| a(&ctx))) {
             Ok(ra) => ra,

@@ -170,6 +170,19 @@ impl Frame {
         Entered { frame: self }
     }
 
+    /// The [`Ctx`] of the run's tasks: their parent's job, quietly (module docs), as
+    /// `Ctx::current` answers inside the entered frame, without looking it up.
+    ///
+    /// [`Ctx`]: crate::Ctx
+    pub(crate) fn task_ctx(&self) -> crate::Ctx {
+        crate::Ctx::task(
+            std::sync::Arc::clone(&self.st.setup.pool),
+            self.parent.job,
+            self.parent.root,
+            true,
+        )
+    }
+
     /// Notes that the item or chunk about to run ends before item `next`.
     pub(crate) fn running_until(&self, next: usize) {
         self.next.set(next);

@@ -33,7 +33,7 @@ mod inline;
 
 pub(crate) use inline::{run_inline, Begin, Frame, Inline, Share, Step};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,11 +85,13 @@ struct Inside {
 }
 
 thread_local! {
-    static STATE: RefCell<Option<&'static State>> = const { RefCell::new(None) };
+    // A `Cell`: a copy in and out, no borrow flag to check on every look (each inline
+    // nested job and join looks it up).
+    static STATE: Cell<Option<&'static State>> = const { Cell::new(None) };
 }
 
 fn state() -> Option<&'static State> {
-    STATE.with(|s| *s.borrow())
+    STATE.with(Cell::get)
 }
 
 /// The job the calling task belongs to (innermost), with the pool state to submit nested
@@ -169,7 +171,7 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         jobs: RefCell::new(Vec::new()),
         frames: RefCell::new(Vec::new()),
     }));
-    STATE.with(|s| *s.borrow_mut() = Some(st));
+    STATE.with(|s| s.set(Some(st)));
     let me = setup.control.worker(setup.cx.index);
     me.pid.store(process::getpid(), Ordering::SeqCst);
     me.depth.store(0, Ordering::SeqCst);
