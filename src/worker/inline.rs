@@ -25,7 +25,8 @@
 //! for its end: a job is run inline only when it has at most [`INLINE_MAX_ITEMS`] items,
 //! which keeps that wait to a small share of a small job.
 //!
-//! Each inline run in progress has a [`Frame`] on its worker's frame stack, pushed and
+//! Each inline run in progress has a [`Frame`], pointed to by its entry on its worker's
+//! job stack (the entry that makes its tasks belong to the parent's job), pushed and
 //! popped in strict nesting (a worker is single-threaded and runs one task at a time),
 //! with what an inner run needs to share the frame's rest: the end of its chunk in
 //! progress and the submitting code's [`Share`] (a monomorphized function and its
@@ -87,7 +88,7 @@ pub(crate) struct Share {
     pub(crate) cx: *const (),
 }
 
-/// An inline run in progress (module docs): on its worker's frame stack while
+/// An inline run in progress (module docs): on its worker's job stack while
 /// [entered](Frame::enter).
 pub(crate) struct Frame {
     st: &'static State,
@@ -157,16 +158,15 @@ impl Frame {
         })
     }
 
-    /// Puts the frame on the worker's stacks until the guard is dropped: the tasks run
+    /// Puts the frame on the worker's job stack until the guard is dropped: the tasks run
     /// meanwhile belong to the parent's job, quietly (module docs), and inner runs may
     /// share this one's rest.
     #[inline]
     pub(crate) fn enter(&self) -> Entered<'_> {
         self.st.jobs.borrow_mut().push(Inside {
-            inline: true,
+            frame: self as *const Frame,
             ..self.parent
         });
-        self.st.frames.borrow_mut().push(self as *const Frame);
         Entered { frame: self }
     }
 
@@ -234,14 +234,13 @@ impl Frame {
     }
 }
 
-/// A [`Frame`] on its worker's stacks (`Frame::enter`), until dropped.
+/// A [`Frame`] on its worker's job stack (`Frame::enter`), until dropped.
 pub(crate) struct Entered<'a> {
     frame: &'a Frame,
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        self.frame.st.frames.borrow_mut().pop();
         self.frame.st.jobs.borrow_mut().pop();
     }
 }
@@ -337,11 +336,15 @@ fn share_biggest(st: &State, w: usize) -> bool {
     let control = st.setup.control;
     // By index: a share submits a job, which touches no frame, but the borrow must not
     // be held across it.
-    let count = st.frames.borrow().len();
+    let count = st.jobs.borrow().len();
     for i in 0..count {
-        let ptr = st.frames.borrow()[i];
-        // SAFETY: a frame is on the stack while it is entered (`Entered` pops it before
-        // the frame goes), and entered frames nest strictly on this single-threaded
+        let ptr = st.jobs.borrow()[i].frame;
+        if ptr.is_null() {
+            // A job's own entry, not an inline run's.
+            continue;
+        }
+        // SAFETY: a frame's entry is on the stack while it is entered (`Entered` pops it
+        // before the frame goes), and entries nest strictly on this single-threaded
         // worker: every frame listed is alive.
         let frame = unsafe { &*ptr };
         let from = frame.next.get();

@@ -66,10 +66,9 @@ pub(crate) const SPARE_LINGER: Duration = Duration::from_millis(100);
 /// The worker's process-wide state (a worker is single-threaded).
 struct State {
     setup: &'static WorkerSetup,
-    /// The jobs this worker is inside, innermost last.
+    /// The jobs this worker is inside, innermost last, with the inline runs in progress
+    /// (`inline`) among them.
     jobs: RefCell<Vec<Inside>>,
-    /// The inline runs in progress (`inline`), innermost last.
-    frames: RefCell<Vec<*const inline::Frame>>,
 }
 
 /// A job the worker is inside.
@@ -78,10 +77,18 @@ struct Inside {
     job: JobId,
     /// Generation of the job at the root of its tree.
     root: u64,
-    /// The worker runs a nested job of `job`'s task inline (`run_inline`): the tasks of
-    /// that nested job see `job` as theirs, but their progress and reports go nowhere
-    /// (they would have gone to the nested job, which nobody watches).
-    inline: bool,
+    /// Not null while the worker runs a nested job of `job`'s task inline
+    /// (`run_inline`), that run's entered frame: the tasks of that nested job see `job`
+    /// as theirs, but their progress and reports go nowhere (they would have gone to the
+    /// nested job, which nobody watches).
+    frame: *const inline::Frame,
+}
+
+impl Inside {
+    /// Whether this entry is an inline run's (module docs of `inline`).
+    fn inline(&self) -> bool {
+        !self.frame.is_null()
+    }
 }
 
 thread_local! {
@@ -104,7 +111,7 @@ pub(crate) fn current_job() -> Option<(Arc<PoolInner>, JobId, u64, bool)> {
         Arc::clone(&s.setup.pool),
         inside.job,
         inside.root,
-        inside.inline,
+        inside.inline(),
     ))
 }
 
@@ -169,7 +176,6 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     let st: &'static State = Box::leak(Box::new(State {
         setup,
         jobs: RefCell::new(Vec::new()),
-        frames: RefCell::new(Vec::new()),
     }));
     STATE.with(|s| s.set(Some(st)));
     let me = setup.control.worker(setup.cx.index);
@@ -332,7 +338,7 @@ fn run_job_with(st: &State, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usi
         st.jobs.borrow_mut().push(Inside {
             job: id,
             root,
-            inline: false,
+            frame: std::ptr::null(),
         });
         let old_tag = crate::mempool::set_default_tag(root);
         run(&setup.cx, slot, root as usize);
