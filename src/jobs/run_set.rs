@@ -114,21 +114,34 @@ impl Control {
         }
     }
 
-    /// Whether some worker other than `me` is hungry (for anything: one load per 64
-    /// rows).
+    /// What [`anyone_hungry`](Control::anyone_hungry) needs to answer whether a worker
+    /// other than row `me` is hungry (for anything), worked out once for a run that asks
+    /// after every item (`worker::inline`).
     #[inline]
-    pub(crate) fn anyone_hungry_but(&self, me: usize) -> bool {
+    pub(crate) fn hungry_probe(&self, me: usize) -> HungryProbe {
+        HungryProbe {
+            me,
+            others0: if me < 64 { !(1u64 << me) } else { !0 },
+            wide: self.entries() > 64,
+        }
+    }
+
+    /// Whether some worker other than the probe's is hungry: one load while the pool has
+    /// at most 64 rows (32 workers and their spares), one per 64 rows past that.
+    #[inline(always)]
+    pub(crate) fn anyone_hungry(&self, probe: &HungryProbe) -> bool {
+        let words = &self.header().hungry.0;
+        // Relaxed: a hint (module docs).
+        words[0].load(Ordering::Relaxed) & probe.others0 != 0
+            || (probe.wide && self.anyone_hungry_past_64(probe.me))
+    }
+
+    #[cold]
+    fn anyone_hungry_past_64(&self, me: usize) -> bool {
         let words = &self.header().hungry.0;
         let mine = |i: usize| if i == me / 64 { 1u64 << (me % 64) } else { 0 };
-        // Relaxed: a hint (module docs). The first word covers every pool of up to 64
-        // rows (32 workers and their spares): one load, and no division on the way.
-        let first = if me < 64 { 1u64 << me } else { 0 };
-        if words[0].load(Ordering::Relaxed) & !first != 0 {
-            return true;
-        }
-        let entries = self.entries();
-        entries > 64
-            && (1..entries.div_ceil(64)).any(|i| words[i].load(Ordering::Relaxed) & !mine(i) != 0)
+        // Relaxed: a hint (module docs).
+        (1..self.entries().div_ceil(64)).any(|i| words[i].load(Ordering::Relaxed) & !mine(i) != 0)
     }
 
     /// Whether worker row `worker`'s hungry bit is still up (a fed worker's is not).
@@ -286,6 +299,16 @@ impl Hunger {
     }
 }
 
+/// A worker's question "is anyone else hungry?", prepared ([`Control::hungry_probe`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HungryProbe {
+    me: usize,
+    /// The first word's bits but `me`'s.
+    others0: u64,
+    /// The table has more than 64 rows: look past the first word too.
+    wide: bool,
+}
+
 /// A hungry worker a submitted job is for ([`Control::hungry_for`], [`Control::feed`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Feed {
@@ -308,13 +331,13 @@ mod tests {
         let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), 40) };
         let here = JobId { slot: 3, gen: 7 };
         let elsewhere = JobId { slot: 5, gen: 9 };
-        assert!(!control.anyone_hungry_but(0));
+        assert!(!control.anyone_hungry(&control.hungry_probe(0)));
         assert!(control.hungry_for(0, here).is_none());
 
         // An idle worker wants a child of any job; it does not count for itself.
         control.set_hungry(1, Some(Hunger::Any));
-        assert!(control.anyone_hungry_but(0));
-        assert!(!control.anyone_hungry_but(1));
+        assert!(control.anyone_hungry(&control.hungry_probe(0)));
+        assert!(!control.anyone_hungry(&control.hungry_probe(1)));
         assert!(control.hungry_for(1, here).is_none());
         let feed = control
             .hungry_for(0, elsewhere)
@@ -326,11 +349,14 @@ mod tests {
         control.set_hungry(1, Some(Hunger::Any));
         assert!(control.still_hungry(1));
         control.set_hungry(1, None);
-        assert!(!control.anyone_hungry_but(0));
+        assert!(!control.anyone_hungry(&control.hungry_probe(0)));
 
         // A worker waiting for its own nested job wants children of that job's tree only.
         control.set_hungry(70, Some(Hunger::Tree(here)));
-        assert!(control.anyone_hungry_but(0), "row 70 is in the second word");
+        assert!(
+            control.anyone_hungry(&control.hungry_probe(0)),
+            "row 70 is in the second word"
+        );
         assert!(control.hungry_for(0, here).is_some());
         assert!(control.hungry_for(0, elsewhere).is_none());
         let feed = control.hungry_for(0, here).unwrap();
@@ -340,7 +366,7 @@ mod tests {
         // A dead worker's hunger is cleared by the scheduler.
         control.set_hungry(2, Some(Hunger::Any));
         control.clear_hungry(2);
-        assert!(!control.anyone_hungry_but(0));
+        assert!(!control.anyone_hungry(&control.hungry_probe(0)));
         assert_eq!(Hunger::unpack(Hunger::Any.pack()), Some(Hunger::Any));
         assert_eq!(
             Hunger::unpack(Hunger::Tree(here).pack()),

@@ -54,7 +54,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{state, Inside, State};
 use crate::jobs::partials::Kept;
-use crate::jobs::run_set::Feed;
+use crate::jobs::run_set::{Feed, HungryProbe};
 use crate::jobs::stripes;
 use crate::jobs::JobSlot;
 use crate::kind::JobKind;
@@ -103,6 +103,8 @@ pub(crate) struct Frame {
     /// The rest went to a job.
     shared: Cell<bool>,
     share: Share,
+    /// This worker's look at the hungry set, after every item or chunk.
+    probe: HungryProbe,
 }
 
 /// Whether a nested job may run inline ([`Frame::begin`]).
@@ -142,7 +144,8 @@ impl Frame {
         };
         let control = st.setup.control;
         let w = st.setup.cx.index;
-        if control.anyone_hungry_but(w) {
+        let probe = control.hungry_probe(w);
+        if control.anyone_hungry(&probe) {
             if let Some(feed) = control.hungry_for(w, parent.job) {
                 return Begin::Declined(Some(feed));
             }
@@ -155,6 +158,7 @@ impl Frame {
             next: Cell::new(0),
             shared: Cell::new(false),
             share,
+            probe,
         })
     }
 
@@ -208,9 +212,8 @@ impl Frame {
         if !self.parent_slot.is_active_job(self.parent.job.gen) {
             return Step::Stop(Error::Cancelled);
         }
-        let w = self.st.setup.cx.index;
-        if self.st.setup.control.anyone_hungry_but(w) {
-            return self.hungry(w);
+        if self.st.setup.control.anyone_hungry(&self.probe) {
+            return self.hungry(self.st.setup.cx.index);
         }
         Step::Go
     }
