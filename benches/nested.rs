@@ -8,15 +8,17 @@
 //! * `procyon-flat`: one flat job over the 4^d leaves, one item per chunk.
 //! * `sequential`: the recursion on one thread.
 //!
-//! The same trees also run *from a task* (cases "depth d from a task"): a spawned task
-//! times, inside its worker, the tree of depth d it starts (its 4 children as one nested
-//! job) and one flat job over the 4^d leaves; the client's round trip and its hand-off
-//! of its CPU are outside the timing, so these rows show what the nested jobs cost the
-//! engine (rayon's tree beside them is the same as above).
+//! The same trees also run *from a task* (cases "depth d from a task"): one spawned task
+//! per block times, inside its worker, each of the block's trees of depth d it starts (its
+//! 4 children as one nested job), or flat jobs over the 4^d leaves, after one untimed
+//! first. The client's round trip and its hand-off of its CPU are outside the timing, and
+//! so is the start of the task, while the client that spawned it may still hold the CPU
+//! the other workers need: these rows show what the nested jobs cost the engine inside a
+//! long task (rayon's tree beside them is the same as above).
 //!
 //! A join tree runs from a task too (case "fib(n) by join from a task"): fib(n) with one
-//! `ctx.join_with` per inner node, timed inside the task's worker, beside rayon's
-//! `rayon::join` fib; its ns/job counts the joins.
+//! `ctx.join_with` per inner node, timed the same way, beside rayon's `rayon::join` fib;
+//! its ns/job counts the joins.
 //!
 //! Systems run in interleaved blocks (support/blocks.rs), every tree's sum checked;
 //! `PROCYON_BENCH_WORKERS=1,2,4` gives the worker counts (default 2). Under
@@ -85,32 +87,47 @@ fn sequential_node(depth: u64) -> u64 {
 
 const SYSTEMS: [&str; 4] = ["sequential", "rayon", "procyon", "procyon-flat"];
 
-/// Seconds a tree of `depth` (or, `flat`, one flat job over its leaves) takes when a
-/// task starts it, timed inside the task's worker; checks its sum.
-fn from_a_task(pool: &Pool, depth: u64, flat: bool) -> f64 {
-    let (ns, sum) = pool
-        .spawn_with((depth, flat), |&(d, flat): &(u64, bool), ctx: &Ctx| {
-            let t = std::time::Instant::now();
-            let sum = if flat {
-                ctx.par_range(0..4u64.pow(d as u32))
-                    .with_max_len(1)
-                    .map(|_: u64| black_box(1u64))
-                    .sum::<u64>()
-                    .expect("flat job from a task")
-            } else {
-                procyon_node(ctx, d)
-            };
-            (t.elapsed().as_nanos() as u64, sum)
-        })
+/// Seconds each of `count` trees of `depth` (or, `flat`, flat jobs over its leaves)
+/// takes in one task, timed inside its worker after an untimed first (module docs);
+/// checks every sum.
+fn from_a_task(pool: &Pool, depth: u64, flat: bool, count: usize) -> Vec<f64> {
+    let (ns, bad) = pool
+        .spawn_with(
+            (depth, flat, count as u64),
+            |&(d, flat, count): &(u64, bool, u64), ctx: &Ctx| {
+                let want = 4u64.pow(d as u32);
+                let mut ns = Vec::with_capacity(count as usize);
+                let mut bad = None;
+                for i in 0..=count {
+                    let t = std::time::Instant::now();
+                    let sum = if flat {
+                        ctx.par_range(0..want)
+                            .with_max_len(1)
+                            .map(|_: u64| black_box(1u64))
+                            .sum::<u64>()
+                            .expect("flat job from a task")
+                    } else {
+                        procyon_node(ctx, d)
+                    };
+                    let elapsed = t.elapsed().as_nanos() as u64;
+                    if sum != want {
+                        bad = Some(sum);
+                    }
+                    if i > 0 {
+                        ns.push(elapsed);
+                    }
+                }
+                (ns, bad)
+            },
+        )
         .expect("spawn")
         .wait()
         .expect("task");
     assert_eq!(
-        sum,
-        4u64.pow(depth as u32),
-        "a tree of depth {depth} from a task"
+        bad, None,
+        "a tree of depth {depth} from a task summed wrong"
     );
-    ns as f64 * 1e-9
+    ns.into_iter().map(|n| n as f64 * 1e-9).collect()
 }
 
 /// fib(n) with one `join_with` per inner node, in a task.
@@ -142,19 +159,41 @@ fn fib_and_joins(n: u64) -> (u64, u64) {
     (a + b, ja + jb + 1)
 }
 
-/// Seconds fib(`n`) by join takes in a task, timed inside its worker; checks it.
-fn fib_from_a_task(pool: &Pool, n: u64, want: u64) -> f64 {
+/// Seconds each of `count` fib(`n`) by join takes in one task, timed inside its worker
+/// after an untimed first; checks every one.
+fn fib_from_a_task(pool: &Pool, n: u64, want: u64, count: usize) -> Vec<f64> {
     let (ns, got) = pool
-        .spawn_with(n, |n: &u64, ctx: &Ctx| {
-            let t = std::time::Instant::now();
-            let got = procyon_fib(n, ctx);
-            (t.elapsed().as_nanos() as u64, got)
+        .spawn_with((n, count as u64), |&(n, count): &(u64, u64), ctx: &Ctx| {
+            let mut ns = Vec::with_capacity(count as usize);
+            let mut got = Vec::with_capacity(count as usize + 1);
+            for i in 0..=count {
+                let t = std::time::Instant::now();
+                got.push(procyon_fib(&n, ctx));
+                let elapsed = t.elapsed().as_nanos() as u64;
+                if i > 0 {
+                    ns.push(elapsed);
+                }
+            }
+            (ns, got)
         })
         .expect("spawn")
         .wait()
         .expect("task");
-    assert_eq!(got, want, "fib({n}) by join from a task");
-    ns as f64 * 1e-9
+    assert!(
+        got.iter().all(|&g| g == want),
+        "fib({n}) by join from a task"
+    );
+    ns.into_iter().map(|n| n as f64 * 1e-9).collect()
+}
+
+/// One sample of a system timed a block at a time inside a task: the next of `queue`,
+/// refilled by `fill` (a block's worth, in the order taken) when empty.
+fn next_sample(queue: &mut Vec<f64>, fill: impl FnOnce() -> Vec<f64>) -> f64 {
+    if queue.is_empty() {
+        *queue = fill();
+        queue.reverse();
+    }
+    queue.pop().expect("a block of samples")
 }
 
 fn main() {
@@ -209,6 +248,8 @@ fn main() {
         for depth in depths.clone() {
             let expected = 4u64.pow(depth as u32);
             let per_block = (per_block >> depth.saturating_sub(3)).max(1);
+            // A block of trees in one task: the samples wait here until `blocks` asks.
+            let (mut trees, mut flats) = (Vec::new(), Vec::new());
             let samples = blocks(&FROM_A_TASK, rounds, per_block, |system| match system {
                 "rayon" => {
                     let mut got = 0;
@@ -216,8 +257,10 @@ fn main() {
                     assert_eq!(got, expected, "rayon's tree of depth {depth}");
                     t
                 }
-                "procyon" => from_a_task(&pool, depth, false),
-                _ => from_a_task(&pool, depth, true),
+                "procyon" => {
+                    next_sample(&mut trees, || from_a_task(&pool, depth, false, per_block))
+                }
+                _ => next_sample(&mut flats, || from_a_task(&pool, depth, true, per_block)),
             });
             let jobs = (expected - 1) / 3;
             for (system, s) in FROM_A_TASK.iter().zip(samples) {
@@ -236,20 +279,17 @@ fn main() {
         let n = if measuring() { 16 } else { 10 };
         let (want, joins) = fib_and_joins(n);
         const JOIN: [&str; 2] = ["rayon", "procyon"];
-        let samples = blocks(
-            &JOIN,
-            rounds,
-            per_block.div_ceil(4),
-            |system| match system {
-                "rayon" => {
-                    let mut got = 0;
-                    let t = time(|| got = rp.install(|| rayon_fib(n)));
-                    assert_eq!(got, want, "rayon's fib({n})");
-                    t
-                }
-                _ => fib_from_a_task(&pool, n, want),
-            },
-        );
+        let fib_block = per_block.div_ceil(4);
+        let mut fibs = Vec::new();
+        let samples = blocks(&JOIN, rounds, fib_block, |system| match system {
+            "rayon" => {
+                let mut got = 0;
+                let t = time(|| got = rp.install(|| rayon_fib(n)));
+                assert_eq!(got, want, "rayon's fib({n})");
+                t
+            }
+            _ => next_sample(&mut fibs, || fib_from_a_task(&pool, n, want, fib_block)),
+        });
         for (system, s) in JOIN.iter().zip(samples) {
             record_samples(
                 "w7",
