@@ -297,11 +297,8 @@ fn on_one_worker_a_tasks_join_runs_inline_and_takes_no_job_slot() {
                 .unwrap()
             })
             .unwrap();
-        let mut most = 0;
-        while handle.progress().items_done < 1 {
-            most = most.max(pool.jobs_in_flight());
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let most =
+            common::most_in_flight_until_an_item_is_done(&pool, &handle, Duration::from_secs(30));
         assert_eq!(handle.wait().unwrap(), (1, 2));
         assert_eq!(most, 1, "only the spawned task's job was in flight");
         fn seq(n: u64) -> u64 {

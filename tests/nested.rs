@@ -491,11 +491,8 @@ fn on_one_worker_a_nested_job_runs_inline_and_takes_no_job_slot() {
                     .unwrap()
             })
             .unwrap();
-        let mut most = 0;
-        while handle.progress().items_done < 1 {
-            most = most.max(pool.jobs_in_flight());
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let most =
+            common::most_in_flight_until_an_item_is_done(&pool, &handle, Duration::from_secs(30));
         assert_eq!(
             handle.wait().unwrap(),
             (0..8u32).map(|i| i * i).collect::<Vec<_>>()

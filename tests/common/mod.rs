@@ -170,6 +170,28 @@ pub fn assert_full_strength(pool: &procyon::Pool, limit: Duration) {
     }
 }
 
+/// The most jobs `pool` had in flight, looked at every millisecond until `handle`'s job
+/// has finished an item; panics after `limit` (a job that never gets there fails the
+/// test instead of hanging it).
+pub fn most_in_flight_until_an_item_is_done<R>(
+    pool: &procyon::Pool,
+    handle: &procyon::JobHandle<R>,
+    limit: Duration,
+) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut most = 0;
+    while handle.progress().items_done < 1 {
+        most = most.max(pool.jobs_in_flight());
+        assert!(
+            Instant::now() < deadline,
+            "no item done within {limit:?} (progress {:?})",
+            handle.progress()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    most
+}
+
 /// Waits for a job with a bound: a job that is never answered fails the test instead of
 /// hanging it.
 pub fn answer<R>(handle: procyon::JobHandle<R>, limit: Duration, what: &str) -> procyon::Result<R> {
