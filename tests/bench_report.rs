@@ -317,3 +317,36 @@ fn issue_13_and_14_targets_join_the_summary() {
 ";
     assert_eq!(text, expected, "got:\n{text}");
 }
+
+/// W7 at 2 workers: trees from the client at depths 2 and 4, and from a task at depth 2,
+/// with rayon's tree and the flat job beside each.
+fn w7_sample() -> Vec<Line> {
+    let mut v = Vec::new();
+    // (case, jobs in the tree, rayon, flat, procyon)
+    for (case, jobs, times) in [
+        ("depth 2", 5, [20e-6, 2e-6, 2.5e-6]),
+        ("depth 4", 85, [40e-6, 5e-6, 9e-6]),
+        ("depth 2 from a task", 5, [20e-6, 0.1e-6, 2e-6]),
+    ] {
+        for (system, t) in ["rayon", "procyon-flat", "procyon"].into_iter().zip(times) {
+            v.push(rec_items("w7", case, system, t, Some(jobs)));
+        }
+    }
+    v
+}
+
+#[test]
+fn w7_judges_child_jobs_from_a_task_and_whole_trees_from_the_client() {
+    // The depth-2 tree from the client (500 ns/job, most of it the root's round trip)
+    // is not judged per job; the one from a task (400 ns per child job) is, and misses;
+    // the depth-4 tree from the client is judged against rayon's and the flat job.
+    let text = render::render("{{summary}}", &meta(), &w7_sample());
+    let expected = "\
+| workload | case | target | measured | status |
+|---|---|---|---|---|
+| w7 | depth 4 | time <= 2x rayon's | 0.22x rayon's time | met |
+| w7 | depth 4 | time <= 1.5x flat | 1.80x flat's time | **missed** |
+| w7 | depth 2 from a task | <= 300 ns/child job | 400.0 ns | **missed** |
+";
+    assert_eq!(text, expected, "got:\n{text}");
+}

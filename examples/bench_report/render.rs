@@ -173,16 +173,18 @@ fn targets(g: &Group<'_>) -> Vec<(&'static str, bool)> {
             (">= 1.3x rayon", ratio("rayon") >= 1.3),
             (">= 0.9x rayon-NT", ratio("rayon-NT") >= 0.9),
         ],
-        // The trees started by a task are shown for what they tell (the engine's cost
-        // without the client's round trip), not judged: the targets are the client's.
-        ("w7", c) if !c.ends_with("from a task") => {
-            let mut t = vec![("<= 300 ns/job", per_item <= 300.0)];
-            if c == "depth 4" {
-                t.push(("time <= 2x rayon's", ratio("rayon") >= 0.5));
-                t.push(("time <= 1.5x flat", ratio("procyon-flat") >= 1.0 / 1.5));
-            }
-            t
+        // "<= 300 ns per child job": judged where every job of the tree is a child job,
+        // in the trees a task starts. A tree from the client has one job that is not, its
+        // root, which costs W4's round trip (judged there): its ns/job is that round trip
+        // over 1 job at depth 1 and over 5 at depth 2, which says nothing of a child job.
+        ("w7", c) if c.starts_with("depth") && c.ends_with("from a task") => {
+            vec![("<= 300 ns/child job", per_item <= 300.0)]
         }
+        // The tree as a whole, from the client, against rayon's and the flat job.
+        ("w7", "depth 4") => vec![
+            ("time <= 2x rayon's", ratio("rayon") >= 0.5),
+            ("time <= 1.5x flat", ratio("procyon-flat") >= 1.0 / 1.5),
+        ],
         ("lifecycle", _) => vec![("<= 5 ms", p.median_s <= 5e-3)],
         ("w8", _) => vec![
             (">= 1.5x sequential", ratio("sequential") >= 1.5),
