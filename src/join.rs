@@ -55,7 +55,7 @@ use crate::ctx::Ctx;
 use crate::jobs::run_set::Feed;
 use crate::pool::{JobHandle, Pool};
 use crate::task::TaskFn;
-use crate::worker::{Begin, Frame, Share, Step};
+use crate::worker::{Begin, Frame, Share, Step, Timing};
 use crate::{Error, Result};
 
 /// How long a client waiting for one task of a `join` or `scope` sleeps before it looks
@@ -102,14 +102,17 @@ impl Pool {
         let hb = match self.join_inline(|ctx| a(ctx), |ctx| b(ctx), |feed| self.spawn_open(b, feed))
         {
             Joined::Done(r) => return r,
-            Joined::Spawned(hb) => (*hb)?,
-            Joined::Declined => self.spawn(b)?,
+            Joined::Spawned(spawned) => {
+                let (hb, timing) = *spawned;
+                (hb?, Some(timing))
+            }
+            Joined::Declined => (self.spawn(b)?, None),
         };
         let ha = match self.spawn(a) {
             Ok(h) => h,
-            Err(e) => return Err(abandon(hb, e)),
+            Err(e) => return Err(abandon(hb.0, e)),
         };
-        wait_both(self.parent.is_none(), ha, hb)
+        timed(hb.1, wait_both(self.parent.is_none(), ha, hb.0))
     }
 
     /// [`join`](Pool::join) with a state for each task: runs `a(&state_a, &ctx)` and
@@ -159,14 +162,17 @@ impl Pool {
             |feed| self.spawn_with_open(&state_b, b, feed),
         ) {
             Joined::Done(r) => return r,
-            Joined::Spawned(hb) => (*hb)?,
-            Joined::Declined => self.spawn_with(state_b, b)?,
+            Joined::Spawned(spawned) => {
+                let (hb, timing) = *spawned;
+                (hb?, Some(timing))
+            }
+            Joined::Declined => (self.spawn_with(state_b, b)?, None),
         };
         let ha = match self.spawn_with(state_a, a) {
             Ok(h) => h,
-            Err(e) => return Err(abandon(hb, e)),
+            Err(e) => return Err(abandon(hb.0, e)),
         };
-        wait_both(self.parent.is_none(), ha, hb)
+        timed(hb.1, wait_both(self.parent.is_none(), ha, hb.0))
     }
 
     /// Runs `a` then `b` inline in the calling task's worker (module docs, "Inline"),
@@ -198,8 +204,8 @@ impl Pool {
         let frame = match unsafe { Frame::begin(2, share) } {
             Begin::Run(frame) => frame,
             Begin::Declined(None) => return Joined::Declined,
-            Begin::Declined(Some(feed)) => match rest.spawn.take() {
-                Some(spawn) => return Joined::Spawned(Box::new(spawn(feed))),
+            Begin::Declined(Some(now)) => match rest.spawn.take() {
+                Some(spawn) => return Joined::Spawned(Box::new((spawn(now.feed), now.timing))),
                 None => return Joined::Declined,
             },
         };
@@ -400,9 +406,19 @@ enum Joined<RA, RB> {
     Done(Result<(RA, RB)>),
     /// Not run: spawn both.
     Declined,
-    /// A worker was hungry: `b` was spawned open for it (or its spawn failed); spawn `a`.
-    /// Boxed: a handle is large, and this is the rare way out.
-    Spawned(Box<Result<JobHandle<RB>>>),
+    /// A worker was hungry: `b` was spawned open for it (or its spawn failed); spawn `a`,
+    /// and time the join (`worker::sizes`). Boxed: a handle is large, and this is the
+    /// rare way out.
+    Spawned(Box<(Result<JobHandle<RB>>, Timing)>),
+}
+
+/// `r`, the answer of a join whose `b` was spawned open for a hungry worker; its time
+/// recorded if `timing` (a join that failed records nothing).
+fn timed<T>(timing: Option<Timing>, r: Result<T>) -> Result<T> {
+    if let (Some(timing), Ok(_)) = (timing, &r) {
+        timing.done(2);
+    }
+    r
 }
 
 /// How the second task of a `join` run inline goes to a job ([`Share`]).

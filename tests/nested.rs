@@ -329,6 +329,44 @@ fn a_nested_job_of_long_items_runs_on_both_workers() {
     });
 }
 
+/// The processes that ran `n` items of `ms` each, as one nested job of one item per chunk
+/// (one call site for every caller).
+fn pids_of_items(ctx: &Ctx, n: u32, ms: u64) -> Vec<u32> {
+    ctx.par_range(0..n)
+        .with_max_len(1)
+        .map_with(ms, |ms: &u64, _: u32| busy_pid(*ms))
+        .collect_vec()
+        .unwrap()
+}
+
+/// A nested job that starts while the other worker idles goes to it only if it is worth
+/// a share (`worker::sizes`): after 200 tiny jobs from one call site, whose record may
+/// then say its jobs are small, a job of long items from that same call site is still
+/// shared: when it runs inline on a small record, its own time decides after its first
+/// item.
+#[test]
+fn a_call_site_whose_jobs_were_small_still_shares_a_job_of_long_items() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        for round in 0..3 {
+            let pids = pool
+                .spawn(|ctx: &Ctx| {
+                    for _ in 0..200 {
+                        assert_eq!(pids_of_items(ctx, 16, 0).len(), 16);
+                    }
+                    pids_of_items(ctx, 4, 60)
+                })
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert!(
+                pids.iter().any(|p| *p != pids[0]),
+                "round {round}: the long items all ran in one worker: {pids:?}"
+            );
+        }
+    });
+}
+
 /// The inner jobs of a tree (their tasks start jobs of their own) are shared at once;
 /// the result matches the sequential count whatever ran where.
 #[test]

@@ -401,6 +401,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         // only if a worker gets hungry meanwhile (`worker::run_inline`).
         let mut kept = Kept::default();
         let mut sub = None;
+        let mut timing = None;
         if self.pool.may_run_inline() {
             let rest = RestCx::<IterJob<S, St, T>> {
                 pool: self.pool,
@@ -426,11 +427,12 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
             };
             match inline {
                 Inline::Declined(None) => {}
-                Inline::Declined(Some(feed)) => {
+                Inline::Declined(Some(now)) => {
                     sub = Some(
                         self.pool
-                            .submit_open::<IterJob<S, St, T>>(&args, n, chunking, 0, feed)?,
+                            .submit_open::<IterJob<S, St, T>>(&args, n, chunking, 0, now.feed)?,
                     );
+                    timing = Some(now.timing);
                 }
                 Inline::Done(mine) => {
                     drop(self.opts.keep);
@@ -458,7 +460,11 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         };
         let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
         // SAFETY: `sub` was submitted just above as this kind with `args`.
-        unsafe { sub.run_and_finish::<IterJob<S, St, T>, R>(&args, kept, answer) }
+        let r = unsafe { sub.run_and_finish::<IterJob<S, St, T>, R>(&args, kept, answer) };
+        if let (Some(timing), Ok(_)) = (timing, &r) {
+            timing.done(n);
+        }
+        r
     }
 
     /// Runs the pipeline ending in terminal `T` and merges its accumulators in input

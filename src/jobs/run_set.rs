@@ -28,8 +28,9 @@
 //! takes nothing else). A task that starts a small nested job while nobody is hungry
 //! for it runs it *inline* (`worker::run_inline`): in its own worker, chunk after chunk,
 //! with no job submitted, since no other worker would take a chunk of it anyway. Between
-//! chunks it looks again; once a worker is hungry for it, the task submits the rest of
-//! the items as an ordinary job, open at once, and then *feeds* that worker
+//! chunks it looks again; once a worker is hungry for it (and the rest is worth a share,
+//! `worker::sizes`), the task submits the rest of the items as an ordinary job, open at
+//! once, and then *feeds* that worker
 //! ([`Control::feed`]): clears its bit and, for a sub-tree waiter, wakes it on the event
 //! it sleeps on. A fed worker scans the run set again and finds the job (it entered the
 //! run set before the feeding); if someone else took it, the worker sets its bit again.

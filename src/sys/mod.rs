@@ -5,6 +5,7 @@
 //! wrappers do no policy: retry loops, spin budgets and error mapping live in the
 //! modules that use them.
 
+pub(crate) mod clock;
 pub(crate) mod futex;
 pub(crate) mod ipc;
 pub(crate) mod mman;

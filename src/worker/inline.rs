@@ -25,6 +25,13 @@
 //! for its end: a job is run inline only when it has at most [`INLINE_MAX_ITEMS`] items,
 //! which keeps that wait to a small share of a small job.
 //!
+//! Sharing costs more than a small job: a job that starts while a worker is hungry for
+//! it, or a run's rest, goes to that worker only if it is worth it (`sizes`, the cost
+//! model): a job whose call site's record says it is small runs inline anyway, timed,
+//! and its rest is shared only once its own time says the rest is worth it. Looks that
+//! find nothing worth sharing make the next ones rarer (16 items skipped, then 32, up to
+//! 128), since each reads the clock.
+//!
 //! Each inline run in progress has a [`Frame`], pointed to by its entry on its worker's
 //! job stack (the entry that makes its tasks belong to the parent's job), pushed and
 //! popped in strict nesting (a worker is single-threaded and runs one task at a time),
@@ -52,12 +59,14 @@ use std::cell::Cell;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::sizes::{Estimate, Site, Timing, SHARE_MIN_NS};
 use super::{state, Inside, State};
 use crate::jobs::partials::Kept;
 use crate::jobs::run_set::{Feed, HungryProbe};
 use crate::jobs::stripes;
-use crate::jobs::JobSlot;
+use crate::jobs::{JobId, JobSlot};
 use crate::kind::JobKind;
+use crate::sys::clock;
 use crate::Error;
 
 /// Most items of a nested job run inline. Past it, a job's chunks (a quarter of the job
@@ -65,11 +74,18 @@ use crate::Error;
 /// submission costs little against the items' own work.
 pub(crate) const INLINE_MAX_ITEMS: usize = 64;
 
+/// Looks at the hungry set skipped after one that found nothing worth sharing
+/// ([`Frame::hungry`]): this many at first, twice as many after each such look, up to
+/// [`QUIET_MAX`], until a share.
+const QUIET_ITEMS: u8 = 16;
+const QUIET_MAX: u8 = 128;
+
 /// What became of a nested job offered to [`run_inline`].
 pub(crate) enum Inline<P> {
     /// Not run: outside a task, too large or striped (`None`: submit it as usual), or
-    /// a worker is hungry for it (submit it open, then feed that worker).
-    Declined(Option<Feed>),
+    /// a worker is hungry for it and it is not known to be small (submit it open, feed
+    /// that worker, and time it).
+    Declined(Option<ShareNow>),
     /// Every item ran here: the partials, as an owner's own run leaves them.
     Done(Kept<P>),
     /// The items up to some chunk ran here; the rest went to a job through the run's
@@ -105,15 +121,32 @@ pub(crate) struct Frame {
     share: Share,
     /// This worker's look at the hungry set, after every item or chunk.
     probe: HungryProbe,
+    /// A run timed for `sizes`: begun while a worker was hungry, its record small.
+    timed: Option<Timed>,
+}
+
+/// What a timed run ([`Frame`]) keeps for `sizes`.
+struct Timed {
+    site: Site,
+    /// When it began (`sys::clock::now_ns`).
+    t0: u64,
 }
 
 /// Whether a nested job may run inline ([`Frame::begin`]).
 pub(crate) enum Begin {
     /// Yes: enter the frame, then run the items.
     Run(Frame),
-    /// No: outside a task (`None`: submit it as usual), or a worker is hungry for it
-    /// (submit it open, then feed that worker).
-    Declined(Option<Feed>),
+    /// No: outside a task (`None`: submit it as usual), or a worker is hungry for it and
+    /// it is not known to be small (`sizes`): submit it open, feed that worker, and time
+    /// it.
+    Declined(Option<ShareNow>),
+}
+
+/// A nested job to submit open at once for a hungry worker: feed it with `feed` once
+/// submitted, and call `timing.done(n)` once the job has been waited for (`sizes`).
+pub(crate) struct ShareNow {
+    pub(crate) feed: Feed,
+    pub(crate) timing: Timing,
 }
 
 /// What the run does after an item or chunk ([`Frame::after`]).
@@ -139,15 +172,21 @@ impl Frame {
         let Some(st) = state() else {
             return Begin::Declined(None);
         };
-        let Some(parent) = st.jobs.borrow().last().copied() else {
-            return Begin::Declined(None);
+        let (parent, depth) = {
+            let jobs = st.jobs.borrow();
+            let Some(parent) = jobs.last().copied() else {
+                return Begin::Declined(None);
+            };
+            (parent, jobs.len())
         };
         let control = st.setup.control;
         let w = st.setup.cx.index;
         let probe = control.hungry_probe(w);
+        let mut timed = None;
         if control.anyone_hungry(&probe) {
-            if let Some(feed) = control.hungry_for(w, parent.job) {
-                return Begin::Declined(Some(feed));
+            match begin_hungry(st, w, parent.job, depth, n, share) {
+                Ok(t) => timed = t,
+                Err(now) => return Begin::Declined(Some(now)),
             }
         }
         Begin::Run(Frame {
@@ -159,6 +198,7 @@ impl Frame {
             shared: Cell::new(false),
             share,
             probe,
+            timed,
         })
     }
 
@@ -171,6 +211,9 @@ impl Frame {
             frame: self as *const Frame,
             ..self.parent
         });
+        if self.timed.is_some() {
+            self.st.timed_open.set(self.st.timed_open.get() + 1);
+        }
         Entered { frame: self }
     }
 
@@ -213,15 +256,32 @@ impl Frame {
             return Step::Stop(Error::Cancelled);
         }
         if self.st.setup.control.anyone_hungry(&self.probe) {
+            // After a look that found nothing worth sharing, the next few are skipped.
+            let quiet = self.st.quiet.get();
+            if quiet > 0 {
+                self.st.quiet.set(quiet - 1);
+                return Step::Go;
+            }
             return self.hungry(self.st.setup.cx.index);
         }
         Step::Go
     }
 
-    /// [`after`](Frame::after) once a worker is hungry: share the biggest piece left.
+    /// [`after`](Frame::after) once a worker is hungry: share the biggest piece left
+    /// that is worth it (`sizes`). When none is, the next looks are skipped (a worker
+    /// stays hungry while small runs go on inline, and a look reads the clock): first
+    /// [`QUIET_ITEMS`], then twice as many each time, up to [`QUIET_MAX`].
     #[cold]
     fn hungry(&self, w: usize) -> Step {
-        if share_biggest(self.st, w) && self.shared.get() {
+        let st = self.st;
+        if !share_biggest(st, w) {
+            let window = st.quiet_window.get();
+            st.quiet.set(window);
+            st.quiet_window.set(window.saturating_mul(2).min(QUIET_MAX));
+            return Step::Go;
+        }
+        st.quiet_window.set(QUIET_ITEMS);
+        if self.shared.get() {
             Step::Shared
         } else {
             Step::Go
@@ -243,8 +303,13 @@ pub(crate) struct Entered<'a> {
 }
 
 impl Drop for Entered<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.frame.st.jobs.borrow_mut().pop();
+        let st = self.frame.st;
+        st.jobs.borrow_mut().pop();
+        if self.frame.timed.is_some() {
+            st.timed_open.set(st.timed_open.get() - 1);
+        }
     }
 }
 
@@ -331,6 +396,44 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
     Inline::Done(kept)
 }
 
+/// [`Frame::begin`] once some worker is hungry: `Err` if one is hungry for a child of
+/// `parent` and the job (`n` items, at `depth` on the job stack) is not known to be
+/// small (`sizes`): share it at once; else whether to time it. Inside a timed run, that
+/// run's time decides instead (`share_biggest`).
+#[cold]
+fn begin_hungry(
+    st: &State,
+    w: usize,
+    parent: JobId,
+    depth: usize,
+    n: usize,
+    share: Share,
+) -> Result<Option<Timed>, ShareNow> {
+    if st.timed_open.get() > 0 {
+        return Ok(None);
+    }
+    let Some(feed) = st.setup.control.hungry_for(w, parent) else {
+        return Ok(None);
+    };
+    let site = Site::new(share.share as usize, depth);
+    match st.sizes.estimate(site, n) {
+        Estimate::Unknown | Estimate::Big => Err(ShareNow {
+            feed,
+            timing: Timing::start(site),
+        }),
+        // Too small to be worth a share: inline, timed; its first look comes after its
+        // first item (a record that no longer holds is caught there), whatever looks a
+        // run before it skipped.
+        Estimate::Small => {
+            st.quiet.set(0);
+            Ok(Some(Timed {
+                site,
+                t0: clock::now_ns(),
+            }))
+        }
+    }
+}
+
 /// Shares the rest of the outermost inline run of this worker that has items left after
 /// its chunk in progress and whose tree a hungry worker wants (module docs), once some
 /// worker is hungry. Whether it shared one.
@@ -340,6 +443,10 @@ fn share_biggest(st: &State, w: usize) -> bool {
     // By index: a share submits a job, which touches no frame, but the borrow must not
     // be held across it.
     let count = st.jobs.borrow().len();
+    let mut now = None;
+    // Whether a timed run encloses the frames still to come with items that are each
+    // below the threshold (`sizes`): a nested run is part of one of them.
+    let mut in_small_items = false;
     for i in 0..count {
         let ptr = st.jobs.borrow()[i].frame;
         if ptr.is_null() {
@@ -351,7 +458,26 @@ fn share_biggest(st: &State, w: usize) -> bool {
         // worker: every frame listed is alive.
         let frame = unsafe { &*ptr };
         let from = frame.next.get();
+        let per_item = frame.timed.as_ref().map(|t| {
+            // Its `from` items started took the time since it began, the last one still
+            // running: each is taken to cost at least their mean.
+            let now = *now.get_or_insert_with(clock::now_ns);
+            now.saturating_sub(t.t0) / from.max(1) as u64
+        });
+        if let Some(per_item) = per_item {
+            in_small_items = per_item < SHARE_MIN_NS;
+        }
         if frame.shared.get() || from >= frame.n {
+            continue;
+        }
+        let rest = (frame.n - from) as u64;
+        let worth = match per_item {
+            Some(per_item) => per_item.saturating_mul(rest) >= SHARE_MIN_NS,
+            // Begun while nobody was hungry: shared as always, unless it is part of a
+            // small item of a timed run.
+            None => !in_small_items,
+        };
+        if !worth {
             continue;
         }
         let Some(feed) = control.hungry_for(w, frame.parent.job) else {
@@ -361,6 +487,10 @@ fn share_biggest(st: &State, w: usize) -> bool {
         // contract), and `from` is where its rest starts.
         if unsafe { (frame.share.share)(frame.share.cx, from, feed) } {
             frame.shared.set(true);
+            if let Some(t) = &frame.timed {
+                // Bigger than its record said: the next one is shared at once and timed.
+                st.sizes.forget(t.site);
+            }
             return true;
         }
         return false;

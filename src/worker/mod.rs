@@ -30,8 +30,10 @@
 //! the same index.
 
 mod inline;
+mod sizes;
 
 pub(crate) use inline::{run_inline, Begin, Frame, Inline, Share, Step};
+pub(crate) use sizes::Timing;
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
@@ -69,6 +71,14 @@ struct State {
     /// The jobs this worker is inside, innermost last, with the inline runs in progress
     /// (`inline`) among them.
     jobs: RefCell<Vec<Inside>>,
+    /// What the nested jobs of each call site cost (`sizes`).
+    sizes: sizes::Sizes,
+    /// Looks at the hungry set an inline run skips (`inline`'s `Frame::hungry`).
+    quiet: Cell<u8>,
+    /// How many looks the next one that finds nothing makes it skip.
+    quiet_window: Cell<u8>,
+    /// Timed inline runs entered (`sizes`).
+    timed_open: Cell<u32>,
 }
 
 /// A job the worker is inside.
@@ -176,6 +186,10 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     let st: &'static State = Box::leak(Box::new(State {
         setup,
         jobs: RefCell::new(Vec::new()),
+        sizes: sizes::Sizes::new(),
+        quiet: Cell::new(0),
+        quiet_window: Cell::new(16),
+        timed_open: Cell::new(0),
     }));
     STATE.with(|s| s.set(Some(st)));
     let me = setup.control.worker(setup.cx.index);
