@@ -31,9 +31,11 @@
 //! chunks it looks again; once a worker is hungry for it (and the rest is worth a share,
 //! `worker::sizes`), the task submits the rest of the items as an ordinary job, open at
 //! once, and then *feeds* that worker
-//! ([`Control::feed`]): clears its bit and, for a sub-tree waiter, wakes it on the event
-//! it sleeps on. A fed worker scans the run set again and finds the job (it entered the
-//! run set before the feeding); if someone else took it, the worker sets its bit again.
+//! ([`Control::feed`]): clears its bit and wakes it if it sleeps, a sub-tree waiter on
+//! the event it sleeps on, an idle worker on `work` (it may have looked at the run set
+//! just before the feeding, and gone to sleep with its bit up). A fed worker scans
+//! the run set again and finds the job (it entered the run set before the feeding); if
+//! someone else took it, the worker sets its bit again.
 //! One published job per hungry worker, then: not one per chunk until it gets there.
 //!
 //! Only the row's own worker sets its bit and row (the row first, then the bit with
@@ -101,7 +103,9 @@ impl Control {
         if row.load(Ordering::Relaxed) != want {
             row.store(want, Ordering::Relaxed);
         }
-        let up = word.load(Ordering::Relaxed) & bit != 0;
+        // SeqCst: a feeder's clear and its look at `work`'s sleepers come after this
+        // look in the SeqCst order if it saw the bit up (`feed`).
+        let up = word.load(Ordering::SeqCst) & bit != 0;
         match (hunger.is_some(), up) {
             // Release: a reader that sees the bit (Acquire) sees the row written above.
             (true, false) => {
@@ -182,17 +186,34 @@ impl Control {
     }
 
     /// Tells the worker of `feed` that a job it is hungry for is in the run set: clears
-    /// its bit and, if it waits for a sub-tree, wakes it on that job's event. Call after
-    /// the job is in the run set.
+    /// its bit and wakes it if it may be asleep, on that job's event if it waits for a
+    /// sub-tree, on `work` if it is idle. Call after the job is in the run set.
+    ///
+    /// An idle worker may have scanned the run set between the job's entry and the
+    /// clear, found nothing to take (the submitter had claimed every chunk already),
+    /// kept its bit up and gone to sleep: cleared now, its bit would say "not hungry"
+    /// while it sleeps until some other job enters the run set, and nobody would share
+    /// with it (a test saw a task run 4 items of 60 ms one after the other in 3 launches
+    /// out of 10). So the clear is followed by a wake of `work`'s sleepers: woken, it
+    /// scans, finds nothing and raises its bit again. The worker counts itself a sleeper
+    /// (SeqCst) before that scan, whose look at its bit (`set_hungry`) is SeqCst; the
+    /// clear is SeqCst and `notify_sleepers` reads the count with SeqCst: if the look
+    /// saw the bit still up, it precedes the clear in the single order of SeqCst
+    /// operations, so the count read after the clear includes this worker.
     pub(crate) fn feed(&self, feed: Feed) {
         // The job itself was published through the run set (SeqCst).
-        self.clear_hungry(feed.worker);
-        if let Hunger::Tree(target) = feed.hunger {
-            if let Some(slot) = self.try_slot(target.slot as usize) {
-                // A wake-up of the wrong job (a slot reused since) only makes its
-                // waiters look again.
-                slot.event.notify();
+        let bit = 1u64 << (feed.worker % 64);
+        self.header().hungry.0[feed.worker / 64].fetch_and(!bit, Ordering::SeqCst);
+        match feed.hunger {
+            Hunger::Tree(target) => {
+                if let Some(slot) = self.try_slot(target.slot as usize) {
+                    // A wake-up of the wrong job (a slot reused since) only makes its
+                    // waiters look again.
+                    slot.event.notify();
+                }
             }
+            // No system call unless a worker sleeps on `work`.
+            Hunger::Any => self.header().work.notify_sleepers(),
         }
     }
 
