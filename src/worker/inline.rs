@@ -188,6 +188,11 @@ impl Frame {
                 Ok(t) => timed = t,
                 Err(now) => return Begin::Declined(Some(now)),
             }
+        } else {
+            // Looks skipped after an earlier run found nothing worth sharing must not
+            // hold back this one's first look once a worker gets hungry (a run of long
+            // items would go on alone for up to `QUIET_MAX` of them).
+            st.quiet.set(0);
         }
         Begin::Run(Frame {
             st,
