@@ -99,20 +99,20 @@ impl Pool {
         RA: Serialize + DeserializeOwned + Send + 'static,
         RB: Serialize + DeserializeOwned + Send + 'static,
     {
-        let hb = match self.join_inline(|ctx| a(ctx), |ctx| b(ctx), |feed| self.spawn_open(b, feed))
-        {
-            Joined::Done(r) => return r,
-            Joined::Spawned(spawned) => {
-                let (hb, timing) = *spawned;
-                (hb?, Some(timing))
-            }
-            Joined::Declined => (self.spawn(b)?, None),
-        };
+        let (hb, timing) =
+            match self.join_inline(|ctx| a(ctx), |ctx| b(ctx), |feed| self.spawn_open(b, feed)) {
+                Joined::Done(r) => return r,
+                Joined::Spawned(spawned) => {
+                    let (hb, timing) = *spawned;
+                    (hb?, Some(timing))
+                }
+                Joined::Declined => (self.spawn(b)?, None),
+            };
         let ha = match self.spawn(a) {
             Ok(h) => h,
-            Err(e) => return Err(abandon(hb.0, e)),
+            Err(e) => return Err(abandon(hb, e)),
         };
-        timed(hb.1, wait_both(self.parent.is_none(), ha, hb.0))
+        timed(timing, wait_both(self.parent.is_none(), ha, hb))
     }
 
     /// [`join`](Pool::join) with a state for each task: runs `a(&state_a, &ctx)` and
@@ -156,7 +156,7 @@ impl Pool {
         RA: Serialize + DeserializeOwned + Send + 'static,
         RB: Serialize + DeserializeOwned + Send + 'static,
     {
-        let hb = match self.join_inline(
+        let (hb, timing) = match self.join_inline(
             |ctx| a(&state_a, ctx),
             |ctx| b(&state_b, ctx),
             |feed| self.spawn_with_open(&state_b, b, feed),
@@ -170,9 +170,9 @@ impl Pool {
         };
         let ha = match self.spawn_with(state_a, a) {
             Ok(h) => h,
-            Err(e) => return Err(abandon(hb.0, e)),
+            Err(e) => return Err(abandon(hb, e)),
         };
-        timed(hb.1, wait_both(self.parent.is_none(), ha, hb.0))
+        timed(timing, wait_both(self.parent.is_none(), ha, hb))
     }
 
     /// Runs `a` then `b` inline in the calling task's worker (module docs, "Inline"),

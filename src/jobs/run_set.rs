@@ -202,8 +202,7 @@ impl Control {
     /// operations, so the count read after the clear includes this worker.
     pub(crate) fn feed(&self, feed: Feed) {
         // The job itself was published through the run set (SeqCst).
-        let bit = 1u64 << (feed.worker % 64);
-        self.header().hungry.0[feed.worker / 64].fetch_and(!bit, Ordering::SeqCst);
+        self.clear_hungry(feed.worker);
         match feed.hunger {
             Hunger::Tree(target) => {
                 if let Some(slot) = self.try_slot(target.slot as usize) {
@@ -218,11 +217,10 @@ impl Control {
     }
 
     /// Clears worker row `worker`'s bit (a feeder, and the scheduler once that worker has
-    /// died).
+    /// died). SeqCst: a feeder's wake of `work`'s sleepers relies on it (`feed`).
     pub(crate) fn clear_hungry(&self, worker: usize) {
         let bit = 1u64 << (worker % 64);
-        // Relaxed: a hint (module docs).
-        self.header().hungry.0[worker / 64].fetch_and(!bit, Ordering::Relaxed);
+        self.header().hungry.0[worker / 64].fetch_and(!bit, Ordering::SeqCst);
     }
 
     /// Takes `slot` out of the run set (see the module docs for who may).

@@ -77,7 +77,7 @@ pub(crate) const INLINE_MAX_ITEMS: usize = 64;
 /// Looks at the hungry set skipped after one that found nothing worth sharing
 /// ([`Frame::hungry`]): this many at first, twice as many after each such look, up to
 /// [`QUIET_MAX`], until a share.
-const QUIET_ITEMS: u8 = 16;
+pub(super) const QUIET_ITEMS: u8 = 16;
 const QUIET_MAX: u8 = 128;
 
 /// What became of a nested job offered to [`run_inline`].
@@ -217,7 +217,7 @@ impl Frame {
             ..self.parent
         });
         if self.timed.is_some() {
-            self.st.timed_open.set(self.st.timed_open.get() + 1);
+            self.st.timed_open.set(true);
         }
         Entered { frame: self }
     }
@@ -313,7 +313,7 @@ impl Drop for Entered<'_> {
         let st = self.frame.st;
         st.jobs.borrow_mut().pop();
         if self.frame.timed.is_some() {
-            st.timed_open.set(st.timed_open.get() - 1);
+            st.timed_open.set(false);
         }
     }
 }
@@ -414,7 +414,7 @@ fn begin_hungry(
     n: usize,
     share: Share,
 ) -> Result<Option<Timed>, ShareNow> {
-    if st.timed_open.get() > 0 {
+    if st.timed_open.get() {
         return Ok(None);
     }
     let Some(feed) = st.setup.control.hungry_for(w, parent) else {

@@ -77,8 +77,9 @@ struct State {
     quiet: Cell<u8>,
     /// How many looks the next one that finds nothing makes it skip.
     quiet_window: Cell<u8>,
-    /// Timed inline runs entered (`sizes`).
-    timed_open: Cell<u32>,
+    /// A timed inline run is entered (`sizes`): at most one at a time, since runs begun
+    /// inside it are not timed.
+    timed_open: Cell<bool>,
 }
 
 /// A job the worker is inside.
@@ -188,8 +189,8 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         jobs: RefCell::new(Vec::new()),
         sizes: sizes::Sizes::new(),
         quiet: Cell::new(0),
-        quiet_window: Cell::new(16),
-        timed_open: Cell::new(0),
+        quiet_window: Cell::new(inline::QUIET_ITEMS),
+        timed_open: Cell::new(false),
     }));
     STATE.with(|s| s.set(Some(st)));
     let me = setup.control.worker(setup.cx.index);

@@ -36,7 +36,7 @@
 use std::cell::Cell;
 use std::num::NonZeroU64;
 
-use crate::sys::process;
+use crate::sys::clock;
 
 /// The least work (estimated) worth handing to a hungry worker at once, in nanoseconds:
 /// about twice what a share costs on the reference VM, counting both hand-offs (above).
@@ -143,7 +143,7 @@ impl Timing {
     pub(crate) fn start(site: Site) -> Timing {
         Timing {
             site,
-            t0: process::monotonic_ns(),
+            t0: clock::now_ns(),
         }
     }
 
@@ -151,7 +151,7 @@ impl Timing {
     /// worker's table (nothing outside a worker).
     pub(crate) fn done(self, n: usize) {
         if let Some(st) = super::state() {
-            let ns = process::monotonic_ns().saturating_sub(self.t0);
+            let ns = clock::now_ns().saturating_sub(self.t0);
             st.sizes.record(self.site, n, ns);
         }
     }
