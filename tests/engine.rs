@@ -395,3 +395,36 @@ fn client_sigkill_takes_the_tree_down() {
     }
     assert!(start.elapsed() < Duration::from_secs(1));
 }
+
+/// Minor page faults taken so far by process `pid` (field 10 of `/proc/<pid>/stat`).
+fn minor_faults(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name (field 2) may hold spaces; fields after it are plain numbers.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+#[test]
+fn workers_map_a_fresh_output_a_window_at_a_time_not_a_page_at_a_time() {
+    // 64 MiB in and out, written by workers that have never touched either array: a
+    // store to a shared page a process has not mapped faults once per 4 KiB page, a read
+    // maps the 64 KiB around it, and the engine reads before it writes a chunk.
+    let n = 8 << 20;
+    let pool = Pool::builder()
+        .workers(2)
+        .mempool_size(256 << 20)
+        .build()
+        .unwrap();
+    let x = pool.array_from_fn(n, |i| i as u64).unwrap();
+    let mut y = pool.array_zeroed::<u64>(n).unwrap();
+    let workers = pool.pids().1;
+    let before: u64 = workers.iter().map(|&p| minor_faults(p)).sum();
+    pool.par_map_into(&x, &mut y, |v: u64| 3 * v + 1).unwrap();
+    let faults = workers.iter().map(|&p| minor_faults(p)).sum::<u64>() - before;
+    assert!(y.iter().enumerate().all(|(i, &v)| v == 3 * i as u64 + 1));
+    let output_pages = (n * 8 / 4096) as u64;
+    assert!(
+        faults < output_pages / 4,
+        "{faults} page faults in the workers to write {output_pages} pages"
+    );
+}
