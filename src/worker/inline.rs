@@ -308,7 +308,7 @@ pub(crate) struct Entered<'a> {
 }
 
 impl Drop for Entered<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         let st = self.frame.st;
         st.jobs.borrow_mut().pop();
@@ -346,16 +346,34 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
         return Inline::Declined(None);
     }
     let _entered = frame.enter();
-    let mut local = match catch_unwind(AssertUnwindSafe(|| K::init(args, &setup.cx))) {
-        Ok(Ok(local)) => local,
-        Ok(Err(e)) => {
+    // One unwind guard for the whole run: a panic in the setup or in any chunk fails the
+    // run alike (the kept partials and the per-worker value are dropped on the way).
+    match catch_unwind(AssertUnwindSafe(|| {
+        run_chunks::<K>(&frame, args, n as u64, workers, min, max)
+    })) {
+        Ok(inline) => inline,
+        Err(payload) => Inline::Failed(frame.panicked(&*payload)),
+    }
+}
+
+/// The chunks of an entered inline run (see [`run_inline`]), which catches its panics.
+#[inline(always)]
+fn run_chunks<K: JobKind>(
+    frame: &Frame,
+    args: &K::Args,
+    n: u64,
+    workers: u64,
+    min: u64,
+    max: u64,
+) -> Inline<K::Partial> {
+    let mut local = match K::init(args, &frame.st.setup.cx) {
+        Ok(local) => local,
+        Err(e) => {
             return Inline::Failed(Error::InvalidDescriptor {
                 reason: e.to_string(),
             })
         }
-        Err(payload) => return Inline::Failed(frame.panicked(&*payload)),
     };
-    let n = n as u64;
     let mut kept = Kept::default();
     let mut cur = 0u64;
     while cur < n {
@@ -364,30 +382,23 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
         frame.running_until(range.end);
         // An unordered kind's partial takes every chunk's items.
         let before = kept.merged.take();
-        match catch_unwind(AssertUnwindSafe(|| {
-            K::run_from(args, &mut local, range, before)
-        })) {
-            Ok((part, stop)) => {
-                if let Some(p) = part {
-                    if K::ORDERED {
-                        kept.ordered.push((cur, p));
-                    } else {
-                        kept.merged = Some(p);
-                    }
-                }
-                if stop {
-                    // A short-circuit: the items left are not run, as with a job. A rest
-                    // shared meanwhile (by a run inside the last chunk) still runs, as
-                    // chunks other workers claimed before a stop do; the answer is the
-                    // same.
-                    return if frame.shared() {
-                        Inline::Shared(kept)
-                    } else {
-                        Inline::Done(kept)
-                    };
-                }
+        let (part, stop) = K::run_from(args, &mut local, range, before);
+        if let Some(p) = part {
+            if K::ORDERED {
+                kept.ordered.push((cur, p));
+            } else {
+                kept.merged = Some(p);
             }
-            Err(payload) => return Inline::Failed(frame.panicked(&*payload)),
+        }
+        if stop {
+            // A short-circuit: the items left are not run, as with a job. A rest shared
+            // meanwhile (by a run inside the last chunk) still runs, as chunks other
+            // workers claimed before a stop do; the answer is the same.
+            return if frame.shared() {
+                Inline::Shared(kept)
+            } else {
+                Inline::Done(kept)
+            };
         }
         cur += len;
         if cur < n || frame.shared() {
