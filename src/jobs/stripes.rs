@@ -55,9 +55,11 @@ pub(crate) const CHUNKS_PER_STRIPE: u64 = 64;
 /// fault in pages the other had mapped: 2 GiB W5 jobs ran at 11-28 GB/s in their first
 /// runs after a warm-up, against 63-67 GB/s at once when striped. Striped, worker `i`
 /// starts on stripe `i` in every job, so the pages it touched last time are mapped
-/// already (rayon's threads share one page table and never pay this). A fixed count, not
-/// a reading of the machine: 2^20 items is a few MiB of any element type, past which a
-/// job's page faults cost more than its claims.
+/// already (rayon's threads share one page table and never pay this). What a steal still
+/// takes from another stripe is mapped 64 KiB at a time before it is written
+/// (`view::ArrayViewMut::chunk_mut`). A fixed count, not a reading of the machine: 2^20
+/// items is a few MiB of any element type, past which a job's page faults cost more than
+/// its claims.
 pub(crate) const STICKY_ITEMS: u64 = 1 << 20;
 /// Bytes of one stripe.
 pub(crate) const STRIPE_SIZE: usize = 64;
