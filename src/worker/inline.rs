@@ -197,7 +197,7 @@ impl Frame {
         Begin::Run(Frame {
             st,
             parent,
-            parent_slot: st.setup.control.slot(parent.job.slot as usize),
+            parent_slot: parent.slot,
             n,
             next: Cell::new(0),
             shared: Cell::new(false),

@@ -88,6 +88,9 @@ struct Inside {
     job: JobId,
     /// Generation of the job at the root of its tree.
     root: u64,
+    /// The job's slot, looked up once for the inline runs its tasks start (each checks
+    /// it after every chunk).
+    slot: &'static JobSlot,
     /// Not null while the worker runs a nested job of `job`'s task inline
     /// (`run_inline`), that run's entered frame: the tasks of that nested job see `job`
     /// as theirs, but their progress and reports go nowhere (they would have gone to the
@@ -353,6 +356,7 @@ fn run_job_with(st: &State, id: JobId, run: impl FnOnce(&WorkerCx, &JobSlot, usi
         st.jobs.borrow_mut().push(Inside {
             job: id,
             root,
+            slot,
             frame: std::ptr::null(),
         });
         let old_tag = crate::mempool::set_default_tag(root);
