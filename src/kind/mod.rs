@@ -179,7 +179,11 @@ fn claim_first<'s>(
             return None;
         }
     };
-    Some((stripes, slot.claim_chunk(stripes, cx.index)?))
+    let first = slot.claim_chunk(stripes, cx.index)?;
+    // Busy from here: an idle worker's hungry bit stays up until it claims a chunk
+    // (`worker::Hungry::until_claim`); a task running its own job has it down already.
+    cx.control.set_hungry(cx.index, None);
+    Some((stripes, first))
 }
 
 /// [`entry`] for the task that submitted nested job `slot` and runs it first while it

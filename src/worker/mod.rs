@@ -130,17 +130,33 @@ pub(crate) fn current_job() -> Option<(Arc<PoolInner>, JobId, u64, bool)> {
 }
 
 /// Marks worker row `w` hungry for `hunger` (`jobs::run_set`, "Hungry workers") until
-/// dropped.
+/// dropped, or until the worker claims a chunk ([`until_claim`](Hungry::until_claim)).
 struct Hungry<'a> {
     control: &'a Control,
     w: usize,
     hunger: Hunger,
+    /// Leave the bit up when dropped: `kind::claim_first` takes it down.
+    until_claim: Cell<bool>,
 }
 
 impl<'a> Hungry<'a> {
     fn new(control: &'a Control, w: usize, hunger: Hunger) -> Self {
         control.set_hungry(w, Some(hunger));
-        Hungry { control, w, hunger }
+        Hungry {
+            control,
+            w,
+            hunger,
+            until_claim: Cell::new(false),
+        }
+    }
+
+    /// Keeps us hungry past the guard, until we claim a chunk of the job we found
+    /// (`kind::claim_first`), not merely until we found it: joining a job whose chunks
+    /// are all claimed takes a microsecond or two, and a task that started a nested job
+    /// meanwhile would have seen nobody hungry, run it inline, and kept us idle for as
+    /// long as the item in progress runs (a chunk in progress is never split, `inline`).
+    fn until_claim(&self) {
+        self.until_claim.set(true);
     }
 
     /// Whether a submitter fed us (`Control::feed`): a job we are hungry for may be in
@@ -157,7 +173,9 @@ impl<'a> Hungry<'a> {
 
 impl Drop for Hungry<'_> {
     fn drop(&mut self) {
-        self.control.set_hungry(self.w, None);
+        if !self.until_claim.get() {
+            self.control.set_hungry(self.w, None);
+        }
     }
 }
 
@@ -199,6 +217,13 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     let me = setup.control.worker(setup.cx.index);
     me.pid.store(process::getpid(), Ordering::SeqCst);
     me.depth.store(0, Ordering::SeqCst);
+    if !setup.spare {
+        // Hungry before we count as started, so that a job submitted right after the
+        // pool is built finds us hungry: a task that starts a nested job before we said
+        // so runs it inline, and one long item of it would keep us idle to its end (a
+        // chunk in progress is never split, `inline`). `next_job` keeps the bit up.
+        setup.control.set_hungry(setup.cx.index, Some(Hunger::Any));
+    }
     setup
         .control
         .header()
@@ -277,6 +302,7 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
                             seen = now;
                             let mut later = None;
                             if let Some(id) = scan(&mut later) {
+                                hungry.as_ref().inspect(|h| h.until_claim());
                                 return Some(id);
                             }
                         }
@@ -310,7 +336,10 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
                     }
                 });
         match next {
-            Some(Woken::Job(id)) => return Some(id),
+            Some(Woken::Job(id)) => {
+                hungry.as_ref().inspect(|h| h.until_claim());
+                return Some(id);
+            }
             Some(Woken::Closed) => return None,
             Some(Woken::Lazy) => continue,
             None if linger.is_some_and(|l| Instant::now() >= l) => return None,
