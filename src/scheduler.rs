@@ -536,7 +536,8 @@ impl Scheduler {
                 gen: slot.gen(),
             };
             if slot.state() == SlotState::Active && control.is_in_tree(id, job) {
-                slot.fail(&Failure::Cancelled, &control.header().ended);
+                // Unpinned: the job may end, and its slot go to another job, meanwhile.
+                slot.fail_job(id.gen, &Failure::Cancelled, &control.header().ended);
             }
         }
         self.kill_at

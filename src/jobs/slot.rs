@@ -510,11 +510,27 @@ impl JobSlot {
         self.notify_end(ended);
     }
 
-    /// Fails the job with `failure` unless it already ended. Allocation-free.
+    /// Fails the job with `failure` unless it already ended. Allocation-free. For a
+    /// caller that keeps the slot from being reused meanwhile (a pin, or being the
+    /// job's owner); others use [`fail_job`](JobSlot::fail_job).
     pub(crate) fn fail(&self, failure: &Failure, ended: &Event) -> FailOutcome {
         if !self.word.begin_failure() {
             return FailOutcome::AlreadyEnded;
         }
+        self.record_failure(failure, ended)
+    }
+
+    /// Fails job `gen` with `failure` if the slot still runs it and it has not ended: a
+    /// slot looked at without a pin may have been retired and claimed by another job
+    /// since, which must not get this failure.
+    pub(crate) fn fail_job(&self, gen: u64, failure: &Failure, ended: &Event) -> FailOutcome {
+        if !self.word.begin_failure_of(gen) {
+            return FailOutcome::AlreadyEnded;
+        }
+        self.record_failure(failure, ended)
+    }
+
+    fn record_failure(&self, failure: &Failure, ended: &Event) -> FailOutcome {
         self.failure.write(failure);
         self.word.end_failure();
         self.notify_end(ended);
@@ -586,6 +602,30 @@ mod tests {
                 message: "first".into()
             }
         );
+    }
+
+    #[test]
+    fn a_failure_for_an_old_job_leaves_the_slots_new_job_alone() {
+        let s = slot();
+        s.try_claim(1).unwrap();
+        s.n_items.store(10, Ordering::Relaxed);
+        s.publish();
+        // Job 1 ends and its slot goes to job 2 while a canceller still holds job 1's id.
+        s.complete_empty(&Event::new());
+        s.retire();
+        assert_eq!(s.try_claim(2), Some(2));
+        s.publish();
+        assert_eq!(
+            s.fail_job(1, &Failure::Cancelled, &Event::new()),
+            FailOutcome::AlreadyEnded
+        );
+        assert!(s.is_active_job(2));
+        assert_eq!(
+            s.fail_job(2, &Failure::Cancelled, &Event::new()),
+            FailOutcome::Recorded
+        );
+        assert_eq!(s.state(), SlotState::Failed);
+        assert_eq!(s.failure(), Failure::Cancelled);
     }
 
     #[test]

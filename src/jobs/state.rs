@@ -177,6 +177,27 @@ impl StateWord {
         self.transition(SlotState::Active, SlotState::Failing)
     }
 
+    /// ACTIVE -> FAILING if the slot still runs job `gen`: [`begin_failure`] for a caller
+    /// that holds no pin on the slot, which may have been retired and claimed by another
+    /// job since the caller looked at it. False if it holds another job, or the job had
+    /// ended already.
+    ///
+    /// [`begin_failure`]: StateWord::begin_failure
+    #[must_use]
+    pub(crate) fn begin_failure_of(&self, gen: u64) -> bool {
+        // AcqRel / Acquire as `transition`. The only changes from ACTIVE of the same
+        // generation are the job's end (COMPLETE, or FAILING by another caller), after
+        // which the exchange fails, as it should.
+        self.0
+            .compare_exchange(
+                Stamp::new(gen, SlotState::Active).0,
+                Stamp::new(gen, SlotState::Failing).0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
     /// FAILING -> FAILED, publishing the failure record written since `begin_failure`.
     pub(crate) fn end_failure(&self) {
         let cur = self.load();
