@@ -359,7 +359,17 @@ fn soak() {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let live = common::descendants();
+        // A cancelled job's answer can come before the scheduler has killed its
+        // uncooperative workers (after the grace period) and forked their replacements:
+        // wait (bounded) for the pool's processes to settle before counting them.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let live = loop {
+            let live = common::descendants();
+            if live.len() == 3 || Instant::now() >= deadline {
+                break live;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let files_after = common::shm_and_tmp();
         let new_files: Vec<_> = files_after.difference(&files_before).cloned().collect();
 
