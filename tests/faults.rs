@@ -1220,14 +1220,6 @@ enum ClientState {
     RunningNestedJobs,
 }
 
-fn nested_spinners(ctx: &Ctx) -> u64 {
-    ctx.par_range(0..2)
-        .with_max_len(1)
-        .map_ctx(|ctx: &Ctx, _| parent_of_spinners(ctx))
-        .sum::<u64>()
-        .unwrap_or(0)
-}
-
 /// Whether process `pid` is running or runnable (state R), not asleep.
 fn running(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1260,7 +1252,18 @@ fn client_sigkill(state: ClientState) {
                     )]
                 }
                 ClientState::RunningNestedJobs => {
-                    vec![Box::new(pool.spawn(nested_spinners).unwrap())]
+                    // Two items of the client's job, one per worker, each running a
+                    // nested job of spinning tasks. (A single task that starts the
+                    // nested jobs itself may run them inline, and an item that never
+                    // returns keeps a worker that was not hungry yet idle: see
+                    // `worker::inline`.)
+                    vec![Box::new(
+                        pool.par_range(0..2)
+                            .with_max_len(1)
+                            .map_ctx(|ctx: &Ctx, _| parent_of_spinners(ctx))
+                            .spawn_collect_vec()
+                            .unwrap(),
+                    )]
                 }
             };
             // Let the jobs get going, so that the kill lands in the middle of them: both
