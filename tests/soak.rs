@@ -348,25 +348,18 @@ fn soak() {
         let fds_after = common::open_fds();
         let sched_after = rss(scheduler);
         let workers_after = max_worker_rss(&pool);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let zombies = loop {
+        // The pool settles within a bounded wait: the scheduler reaps the workers it
+        // killed, and a cancelled job's answer can come before the scheduler has killed
+        // its uncooperative workers (after the grace period) and forked replacements.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let (zombies, live) = loop {
             let z: Vec<i32> = common::zombie_children(me)
                 .into_iter()
                 .chain(common::zombie_children(scheduler))
                 .collect();
-            if z.is_empty() || Instant::now() >= deadline {
-                break z;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        // A cancelled job's answer can come before the scheduler has killed its
-        // uncooperative workers (after the grace period) and forked their replacements:
-        // wait (bounded) for the pool's processes to settle before counting them.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let live = loop {
             let live = common::descendants();
-            if live.len() == 3 || Instant::now() >= deadline {
-                break live;
+            if (z.is_empty() && live.len() == 3) || Instant::now() >= deadline {
+                break (z, live);
             }
             std::thread::sleep(Duration::from_millis(10));
         };

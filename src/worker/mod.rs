@@ -265,9 +265,13 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
             control.find_work(w, due, |id| control.wanted_by_a_bounded_wait(id))
         } else {
             let found = control.find_work(w, due, |_| true);
-            if found.is_none() {
-                // Fed while we looked, and the job went to someone else: hungry again.
-                hungry.as_ref().inspect(|h| h.again());
+            if let Some(h) = &hungry {
+                match found {
+                    // Found: we return it, and stay hungry until we claim a chunk of it.
+                    Some(_) => h.until_claim(),
+                    // Fed while we looked, and the job went to someone else: hungry again.
+                    None => h.again(),
+                }
             }
             found
         }
@@ -302,7 +306,6 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
                             seen = now;
                             let mut later = None;
                             if let Some(id) = scan(&mut later) {
-                                hungry.as_ref().inspect(|h| h.until_claim());
                                 return Some(id);
                             }
                         }
@@ -336,10 +339,7 @@ fn next_job(setup: &WorkerSetup, linger: Option<Instant>) -> Option<JobId> {
                     }
                 });
         match next {
-            Some(Woken::Job(id)) => {
-                hungry.as_ref().inspect(|h| h.until_claim());
-                return Some(id);
-            }
+            Some(Woken::Job(id)) => return Some(id),
             Some(Woken::Closed) => return None,
             Some(Woken::Lazy) => continue,
             None if linger.is_some_and(|l| Instant::now() >= l) => return None,
