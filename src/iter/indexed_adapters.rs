@@ -24,12 +24,16 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// Takes in the build problems and staged inputs of `other`, an iterator to combine
     /// with this one, and fails the combination if it runs on another pool.
     fn absorb<S2: Source, St2: Stage<S2::Item>>(&mut self, other: &mut ParIter<'p, S2, St2>) {
-        if self.opts.error.is_none() {
-            self.opts.error = other.opts.error.take();
+        if let Some(theirs) = other.opts.as_mut() {
+            let (error, mut keep) = (theirs.error.take(), std::mem::take(&mut theirs.keep));
+            let mine = self.opts_mut();
+            if mine.error.is_none() {
+                mine.error = error;
+            }
+            mine.keep.append(&mut keep);
         }
-        self.opts.keep.append(&mut other.opts.keep);
-        if self.opts.error.is_none() && self.pool.mempool().id() != other.pool.mempool().id() {
-            self.opts.error = Some(Error::config(
+        if !self.has_error() && self.pool.mempool().id() != other.pool.mempool().id() {
+            self.opts_mut().error = Some(Error::config(
                 "zip/chain of parallel iterators on two different pools: build both on one pool",
             ));
         }
@@ -133,8 +137,8 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     where
         St: OneToOne,
     {
-        if size == 0 && self.opts.error.is_none() {
-            self.opts.error = Some(Error::config("chunks(0): a chunk holds at least 1 item"));
+        if size == 0 && !self.has_error() {
+            self.opts_mut().error = Some(Error::config("chunks(0): a chunk holds at least 1 item"));
         }
         self.reshape(|a, s| ((a, s), size as u64))
     }

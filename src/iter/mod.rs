@@ -88,7 +88,10 @@ pub struct ParIter<'p, S: Source, St: Stage<S::Item>> {
     source: S::Args,
     state: St::State,
     chunking: Chunking,
-    opts: Opts,
+    /// `None` while the iterator has no callback, limit, build problem or staged input
+    /// (the common case): every builder step moves the iterator, and a small nested
+    /// job's goes through several, so it stays a few words.
+    opts: Option<Box<Opts>>,
     _types: PhantomData<fn(S, St)>,
 }
 
@@ -191,16 +194,28 @@ impl<'p, S: Source> ParIter<'p, S, Id> {
             source,
             state: (),
             chunking: pool.inner().default_chunking(),
-            opts: Opts {
-                error,
-                ..Opts::default()
-            },
+            opts: error.map(|error| {
+                Box::new(Opts {
+                    error: Some(error),
+                    ..Opts::default()
+                })
+            }),
             _types: PhantomData,
         }
     }
 }
 
 impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
+    /// The iterator's options, made present.
+    fn opts_mut(&mut self) -> &mut Opts {
+        self.opts.get_or_insert_with(Box::default)
+    }
+
+    /// Whether building the iterator found a problem (which its terminal reports).
+    fn has_error(&self) -> bool {
+        self.opts.as_ref().is_some_and(|o| o.error.is_some())
+    }
+
     /// The same iterator with another stage chain (an adapter added).
     fn restage<St2: Stage<S::Item>>(
         self,
@@ -236,12 +251,8 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// found while building, and what the job keeps alive: what another iterator takes
     /// in to combine with.
     fn into_parts(self) -> Parts<'p, S, St> {
-        (
-            self.pool,
-            (self.source, self.state),
-            self.opts.error,
-            self.opts.keep,
-        )
+        let Opts { error, keep, .. } = self.opts.map_or_else(Opts::default, |o| *o);
+        (self.pool, (self.source, self.state), error, keep)
     }
 
     /// Calls `f` with the job's progress while a terminal operation waits (at most every
@@ -260,7 +271,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn on_progress(mut self, f: impl FnMut(crate::Progress) + Send + 'static) -> Self {
-        self.opts.on_progress = Some(Box::new(f));
+        self.opts_mut().on_progress = Some(Box::new(f));
         self
     }
 
@@ -286,7 +297,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         mut self,
         mut f: impl FnMut(T) + Send + 'static,
     ) -> Self {
-        self.opts.on_report = Some(Box::new(move |b: &[u8]| {
+        self.opts_mut().on_report = Some(Box::new(move |b: &[u8]| {
             if let Ok(v) = bincode::deserialize::<T>(b) {
                 f(v);
             }
@@ -310,7 +321,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// # Ok::<(), procyon::Error>(())
     /// ```
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.opts.timeout = Some(timeout);
+        self.opts_mut().timeout = Some(timeout);
         self
     }
 
@@ -357,17 +368,18 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     where
         T::Acc: 'static,
     {
-        if let Some(e) = self.opts.error {
+        let opts = self.opts.map_or_else(Opts::default, |o| *o);
+        if let Some(e) = opts.error {
             return Err(e);
         }
         let sub =
             submit_iter::<S, St, T>(self.pool, self.source, self.state, tstate, self.chunking)?;
-        let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
+        let answer = answer::<T::Acc, R>(T::HAS_ACC, opts.keep, finish);
         let done = move |sub: &Submitted| answer(sub, Kept::default());
         Ok(JobHandle::new(sub, Box::new(done)).with_opts(
-            self.opts.on_progress,
-            self.opts.on_report,
-            self.opts.timeout,
+            opts.on_progress,
+            opts.on_report,
+            opts.timeout,
         ))
     }
 
@@ -380,18 +392,25 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     where
         T::Acc: 'static,
     {
-        if self.opts.on_progress.is_some()
-            || self.opts.on_report.is_some()
-            || self.opts.timeout.is_some()
-        {
+        if self.opts.as_ref().is_some_and(|o| {
+            o.on_progress.is_some() || o.on_report.is_some() || o.timeout.is_some()
+        }) {
             return self.spawn::<T, R>(tstate, finish)?.wait();
         }
         // No callback to feed and no time limit of the iterator's own: wait on the
         // submission itself, without a handle (no boxed closure, no callback plumbing;
         // a sixth of a small nested job's instructions went there).
-        if let Some(e) = self.opts.error {
-            return Err(e);
-        }
+        // `None` when nothing is staged: a nested job run inline then drops no `Vec`.
+        let keep: Option<Keep> = match self.opts {
+            None => None,
+            Some(opts) => {
+                let Opts { error, keep, .. } = *opts;
+                if let Some(e) = error {
+                    return Err(e);
+                }
+                Some(keep)
+            }
+        };
         // The arguments stay in hand: a nested job's submitting task runs its chunks
         // with them (nothing decoded) and keeps their accumulators (nothing encoded).
         let n = S::len(&self.source);
@@ -435,7 +454,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
                     timing = Some(now.timing);
                 }
                 Inline::Done(mine) => {
-                    drop(self.opts.keep);
+                    drop(keep);
                     return finish(if T::HAS_ACC {
                         Partials::kept(mine)
                     } else {
@@ -458,7 +477,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
             Some(sub) => sub,
             None => self.pool.submit::<IterJob<S, St, T>>(&args, n, chunking)?,
         };
-        let answer = answer::<T::Acc, R>(T::HAS_ACC, self.opts.keep, finish);
+        let answer = answer::<T::Acc, R>(T::HAS_ACC, keep.unwrap_or_default(), finish);
         // SAFETY: `sub` was submitted just above as this kind with `args`.
         let r = unsafe { sub.run_and_finish::<IterJob<S, St, T>, R>(&args, kept, answer) };
         if let (Some(timing), Ok(_)) = (timing, &r) {
@@ -494,7 +513,8 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         St: OneToOne,
         St::Out: Pod,
     {
-        if let Some(e) = self.opts.error {
+        let opts = self.opts.map_or_else(Opts::default, |o| *o);
+        if let Some(e) = opts.error {
             return Err(e);
         }
         let n = S::len(&self.source);
@@ -506,7 +526,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         let sub = self
             .pool
             .submit::<CollectArray<S, St>>(&args, n, self.chunking)?;
-        let keep = self.opts.keep;
+        let keep = opts.keep;
         // The closure runs once the job has ended: its staged inputs may go then.
         JobHandle::new(
             sub,
@@ -515,11 +535,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
                 Ok(())
             }),
         )
-        .with_opts(
-            self.opts.on_progress,
-            self.opts.on_report,
-            self.opts.timeout,
-        )
+        .with_opts(opts.on_progress, opts.on_report, opts.timeout)
         .wait()?;
         Ok(out)
     }

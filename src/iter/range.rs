@@ -146,7 +146,7 @@ impl Pool {
             }
             Ok(StagedInput::Copied(arr)) => {
                 let mut it = ParIter::new(self, arr.desc(), None);
-                it.opts.keep.extend(arr.into_block());
+                it.opts_mut().keep.extend(arr.into_block());
                 it
             }
             // Reported by the terminal operation, as every problem found while building.

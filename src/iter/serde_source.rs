@@ -167,8 +167,9 @@ impl Pool {
         };
         drop(items);
         let mut it = ParIter::new(self, (offsets.desc(), bytes.desc()), error);
-        it.opts.keep.extend(offsets.into_block());
-        it.opts.keep.extend(bytes.into_block());
+        let keep = &mut it.opts_mut().keep;
+        keep.extend(offsets.into_block());
+        keep.extend(bytes.into_block());
         it
     }
 }
