@@ -64,7 +64,7 @@ impl Ctx {
     /// The context of a task of job `job` (root generation `root`); `quiet` for the
     /// tasks of an inline run (`worker::inline`).
     pub(crate) fn task(
-        inner: std::sync::Arc<crate::pool::PoolInner>,
+        inner: &'static std::sync::Arc<crate::pool::PoolInner>,
         job: JobId,
         root: u64,
         quiet: bool,

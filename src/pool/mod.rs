@@ -98,7 +98,7 @@ use crate::{Error, Result};
 /// that signal when the *thread* that forked ends, so build a pool on a thread that
 /// outlives it (the main thread, or the thread that also drops it).
 pub struct Pool {
-    inner: Arc<PoolInner>,
+    inner: Holder,
     /// The job whose task this handle runs in (a `Ctx`'s pool), `None` for the client.
     pub(crate) parent: Option<JobId>,
     /// Time limit of the jobs submitted through this handle (see [`Pool::with_timeout`]).
@@ -117,6 +117,43 @@ pub(crate) struct PoolInner {
     scheduler: start::SchedulerProc,
     owner_pid: i32,
     pub(crate) config: PoolBuilder,
+}
+
+/// How a [`Pool`] handle holds the pool's state.
+enum Holder {
+    /// A handle of the client's (or of an explicit process's): one count of the state.
+    Counted(Arc<PoolInner>),
+    /// A task's context inside a worker: the worker's own count, borrowed. The worker
+    /// leaks its setup when it starts (`worker::worker_main`), so that count lives as
+    /// long as the process, and the context of each nested job or join a task starts
+    /// costs no atomic read-modify-write to make and to drop.
+    Worker(&'static Arc<PoolInner>),
+}
+
+impl Holder {
+    fn arc(&self) -> &Arc<PoolInner> {
+        match self {
+            Holder::Counted(arc) => arc,
+            Holder::Worker(arc) => arc,
+        }
+    }
+}
+
+impl Clone for Holder {
+    fn clone(&self) -> Holder {
+        match self {
+            Holder::Counted(arc) => Holder::Counted(Arc::clone(arc)),
+            Holder::Worker(arc) => Holder::Worker(arc),
+        }
+    }
+}
+
+impl std::ops::Deref for Holder {
+    type Target = PoolInner;
+
+    fn deref(&self) -> &PoolInner {
+        self.arc()
+    }
 }
 
 /// Spin budget of a waiting client when the workers occupy every CPU.
@@ -196,7 +233,7 @@ impl Pool {
         let pool = Pool {
             parent: None,
             timeout: config.job_timeout,
-            inner: Arc::new(PoolInner {
+            inner: Holder::Counted(Arc::new(PoolInner {
                 mempool,
                 control,
                 _control_block: Some(control_block),
@@ -206,7 +243,7 @@ impl Pool {
                 scheduler,
                 owner_pid: client_pid,
                 config,
-            }),
+            })),
         };
         pool.wait_ready()?;
         Ok(pool)
@@ -321,7 +358,7 @@ impl Pool {
     }
 
     pub(crate) fn inner(&self) -> &Arc<PoolInner> {
-        &self.inner
+        self.inner.arc()
     }
 
     /// Checks that `arr` lives in this pool's mempool.
@@ -356,7 +393,7 @@ impl Pool {
         start: Start,
     ) -> Result<handle::Submitted> {
         let mut sub = self
-            .inner
+            .inner()
             .submit_from::<K>(args, n, chunking, self.parent, start)?;
         sub.timeout = self.timeout;
         Ok(sub)
@@ -412,7 +449,7 @@ impl Pool {
     /// ```
     pub fn with_timeout(&self, limit: Duration) -> Pool {
         Pool {
-            inner: Arc::clone(&self.inner),
+            inner: self.inner.clone(),
             parent: self.parent,
             timeout: Some(limit),
         }
@@ -422,7 +459,7 @@ impl Pool {
     pub(crate) fn in_process(inner: Arc<PoolInner>) -> Pool {
         let timeout = inner.config.job_timeout;
         Pool {
-            inner,
+            inner: Holder::Counted(inner),
             parent: None,
             timeout,
         }
@@ -437,9 +474,9 @@ impl Pool {
     /// same limit would add no bound but would turn each nested wait into a bounded one,
     /// which runs none of the sub-tree itself and needs a spare worker per level: a
     /// depth-3 tree on one worker (one spare) then waited out the full limit.
-    pub(crate) fn in_worker(inner: Arc<PoolInner>, parent: JobId) -> Pool {
+    pub(crate) fn in_worker(inner: &'static Arc<PoolInner>, parent: JobId) -> Pool {
         Pool {
-            inner,
+            inner: Holder::Worker(inner),
             parent: Some(parent),
             timeout: None,
         }

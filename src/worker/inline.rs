@@ -227,12 +227,7 @@ impl Frame {
     ///
     /// [`Ctx`]: crate::Ctx
     pub(crate) fn task_ctx(&self) -> crate::Ctx {
-        crate::Ctx::task(
-            std::sync::Arc::clone(&self.st.setup.pool),
-            self.parent.job,
-            self.parent.root,
-            true,
-        )
+        crate::Ctx::task(&self.st.setup.pool, self.parent.job, self.parent.root, true)
     }
 
     /// Notes that the item or chunk about to run ends before item `next`.

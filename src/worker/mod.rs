@@ -118,15 +118,10 @@ fn state() -> Option<&'static State> {
 /// The job the calling task belongs to (innermost), with the pool state to submit nested
 /// jobs, its root's generation, and whether the task belongs to a nested job run inline
 /// (`run_inline`): `None` outside a worker.
-pub(crate) fn current_job() -> Option<(Arc<PoolInner>, JobId, u64, bool)> {
+pub(crate) fn current_job() -> Option<(&'static Arc<PoolInner>, JobId, u64, bool)> {
     let s = state()?;
     let inside = *s.jobs.borrow().last()?;
-    Some((
-        Arc::clone(&s.setup.pool),
-        inside.job,
-        inside.root,
-        inside.inline(),
-    ))
+    Some((&s.setup.pool, inside.job, inside.root, inside.inline()))
 }
 
 /// Marks worker row `w` hungry for `hunger` (`jobs::run_set`, "Hungry workers") until
