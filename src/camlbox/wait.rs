@@ -7,11 +7,12 @@ use crate::futex::{Event, DEFAULT_SPIN};
 
 /// Checks made back to back (one `PAUSE` apart) before [`Event::wait_until`]'s own spin.
 ///
-/// `Event` spins 64 `PAUSE`s between checks, about 2.2 us on the reference EPYC, which
-/// alone would eat the 2 us round-trip budget of a camlbox hand-off. A check here is two
-/// loads of the head slot (a few tens of ns), so this phase reacts within ~100 ns and
-/// lasts at most ~20 us; then `Event` spins on (its budget) and sleeps. Bounded either way:
-/// an idle waiter stops using CPU after the sum of the two budgets.
+/// `Event` spins 8 `PAUSE`s between looks (about 200 ns on the reference EPYC; 64 before,
+/// 1.6-2.2 us, which alone would have eaten the 2 us round-trip budget of a camlbox
+/// hand-off). A check here is two loads of the head slot (a few tens of ns), so this phase
+/// reacts within a `PAUSE` or two and lasts at most ~20 us; then `Event` spins on (its
+/// budget) and sleeps. Bounded either way: an idle waiter stops using CPU after the sum of
+/// the two budgets.
 const HOT_CHECKS: u32 = 256;
 
 /// Waits until `check` yields a value: a hot spin, then `event`'s spin-then-futex wait
