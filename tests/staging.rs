@@ -127,6 +127,29 @@ fn a_staged_copy_lives_as_long_as_its_job_and_no_longer() {
 }
 
 #[test]
+fn both_staged_copies_of_a_zip_live_as_long_as_its_job() {
+    common::no_leaks(|| {
+        let pool = pool(2);
+        let before = pool.mempool().usage().allocations;
+        let (a, b) = (data(100_000), data(50_000));
+        // A zip takes in the other iterator's staged copy (and a chain, both sides').
+        let it = pool
+            .par_iter(&a)
+            .zip(pool.par_iter(&b))
+            .map(|(x, y): (u64, u64)| x * 3 + y);
+        assert_eq!(pool.mempool().usage().allocations, before + 2);
+        let total: u64 = it.sum().unwrap();
+        let want: u64 = a.iter().zip(&b).map(|(x, y)| x * 3 + y).sum();
+        assert_eq!(total, want);
+        assert_eq!(pool.mempool().usage().allocations, before);
+        let it = pool.par_iter(&a).chain(pool.par_iter(&b));
+        assert_eq!(pool.mempool().usage().allocations, before + 2);
+        assert_eq!(it.collect_vec().unwrap(), [&a[..], &b[..]].concat());
+        assert_eq!(pool.mempool().usage().allocations, before);
+    });
+}
+
+#[test]
 fn a_task_that_panics_on_staged_data_fails_the_job_and_frees_the_copy() {
     common::no_leaks(|| {
         let pool = pool(2);
