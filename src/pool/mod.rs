@@ -124,7 +124,7 @@ enum Holder {
     /// A handle of the client's (or of an explicit process's): one count of the state.
     Counted(Arc<PoolInner>),
     /// A task's context inside a worker: the worker's own count, borrowed. The worker
-    /// leaks its setup when it starts (`worker::worker_main`), so that count lives as
+    /// leaks its setup when it starts (`worker::run`), so that count lives as
     /// long as the process, and the context of each nested job or join a task starts
     /// costs no atomic read-modify-write to make and to drop.
     Worker(&'static Arc<PoolInner>),
