@@ -25,12 +25,11 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// with this one, and fails the combination if it runs on another pool.
     fn absorb<S2: Source, St2: Stage<S2::Item>>(&mut self, other: &mut ParIter<'p, S2, St2>) {
         if let Some(theirs) = other.opts.as_mut() {
-            let (error, mut keep) = (theirs.error.take(), std::mem::take(&mut theirs.keep));
             let mine = self.opts_mut();
             if mine.error.is_none() {
-                mine.error = error;
+                mine.error = theirs.error.take();
             }
-            mine.keep.append(&mut keep);
+            mine.keep.append(&mut theirs.keep);
         }
         if !self.has_error() && self.pool.mempool().id() != other.pool.mempool().id() {
             self.opts_mut().error = Some(Error::config(

@@ -108,6 +108,13 @@ struct Opts {
     keep: Keep,
 }
 
+impl Opts {
+    /// The options an iterator holds, the defaults if it holds none.
+    fn take(opts: Option<Box<Opts>>) -> Opts {
+        opts.map_or_else(Opts::default, |o| *o)
+    }
+}
+
 /// What to do once an iterator's job has ended: let its staged inputs go, then turn
 /// its accumulators (`A`, in input order, with those the submitting task kept for
 /// itself, `mine`; none if `has_acc` is false: the terminal makes none) into the answer
@@ -251,7 +258,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// found while building, and what the job keeps alive: what another iterator takes
     /// in to combine with.
     fn into_parts(self) -> Parts<'p, S, St> {
-        let Opts { error, keep, .. } = self.opts.map_or_else(Opts::default, |o| *o);
+        let Opts { error, keep, .. } = Opts::take(self.opts);
         (self.pool, (self.source, self.state), error, keep)
     }
 
@@ -368,7 +375,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     where
         T::Acc: 'static,
     {
-        let opts = self.opts.map_or_else(Opts::default, |o| *o);
+        let opts = Opts::take(self.opts);
         if let Some(e) = opts.error {
             return Err(e);
         }
@@ -513,7 +520,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         St: OneToOne,
         St::Out: Pod,
     {
-        let opts = self.opts.map_or_else(Opts::default, |o| *o);
+        let opts = Opts::take(self.opts);
         if let Some(e) = opts.error {
             return Err(e);
         }

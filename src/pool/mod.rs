@@ -120,6 +120,7 @@ pub(crate) struct PoolInner {
 }
 
 /// How a [`Pool`] handle holds the pool's state.
+#[derive(Clone)]
 enum Holder {
     /// A handle of the client's (or of an explicit process's): one count of the state.
     Counted(Arc<PoolInner>),
@@ -135,15 +136,6 @@ impl Holder {
         match self {
             Holder::Counted(arc) => arc,
             Holder::Worker(arc) => arc,
-        }
-    }
-}
-
-impl Clone for Holder {
-    fn clone(&self) -> Holder {
-        match self {
-            Holder::Counted(arc) => Holder::Counted(Arc::clone(arc)),
-            Holder::Worker(arc) => Holder::Worker(arc),
         }
     }
 }
