@@ -24,6 +24,7 @@ fn rec(bench: &str, case: &str, workers: usize, system: &str, median_s: f64) -> 
         samples: 10,
         items: (bench == "w3").then_some(100_000),
         bytes: (bench == "w5").then_some(1 << 30),
+        round_medians: Vec::new(),
     })
 }
 
@@ -86,12 +87,12 @@ fn summary_lists_every_target_at_two_workers() {
     lines.push(rec("w5", "512 MiB warm", 2, "rayon-NT", 20e-3));
     let text = render::render("{{summary}}", &meta(), &lines);
     let expected = "\
-| workload | case | target | measured | status |
-|---|---|---|---|---|
-| w3 | default chunking | time <= rayon's | 1.25x | met |
-| w3 | one item per chunk | <= 25 ns/item | 30.0 ns | **missed** |
-| w5 | 512 MiB warm | >= 1.3x rayon | 1.60x | met |
-| w5 | 512 MiB warm | >= 0.9x rayon-NT | 0.80x | **missed** |
+| workload | case | target | measured | rounds met | status |
+|---|---|---|---|---|---|
+| w3 | default chunking | time <= rayon's | 1.25x | - | met |
+| w3 | one item per chunk | <= 25 ns/item | 30.0 ns | - | **missed** |
+| w5 | 512 MiB warm | >= 1.3x rayon | 1.60x | - | met |
+| w5 | 512 MiB warm | >= 0.9x rayon-NT | 0.80x | - | **missed** |
 ";
     assert_eq!(text, expected, "got:\n{text}");
 }
@@ -147,6 +148,7 @@ fn round_trip_compares_medians_and_p99s() {
             samples: 2000,
             items: None,
             bytes: None,
+            round_medians: Vec::new(),
         })
     };
     let w4 =
@@ -186,8 +188,15 @@ fn blocks_run_each_system_in_blocks_rotating_the_order() {
     let order: String = order.concat();
     assert_eq!(order, "aabbccbbccaaccaabb");
     // Each system's samples, in its own order: a ran 1st-2nd, 11th-12th, 15th-16th.
-    assert_eq!(samples[0], [1.0, 2.0, 11.0, 12.0, 15.0, 16.0]);
-    assert_eq!(samples.iter().map(Vec::len).sum::<usize>(), 18);
+    assert_eq!(samples[0][..], [1.0, 2.0, 11.0, 12.0, 15.0, 16.0]);
+    assert_eq!(samples.iter().map(|s| s.len()).sum::<usize>(), 18);
+    // Each round's median, in round order (nearest rank, as the whole run's median).
+    assert_eq!(samples[0].round_medians(), [2.0, 12.0, 16.0]);
+    assert_eq!(samples[1].round_medians(), [4.0, 8.0, 18.0]);
+    // Samples not taken in rounds have none.
+    assert!(support::Samples::from(vec![1.0, 2.0])
+        .round_medians()
+        .is_empty());
 }
 
 /// A record of issue 13-15's benches: `items` per iteration as they count them.
@@ -202,6 +211,7 @@ fn rec_items(bench: &str, case: &str, system: &str, median_s: f64, items: Option
         samples: 7,
         items,
         bytes: None,
+        round_medians: Vec::new(),
     })
 }
 
@@ -306,14 +316,14 @@ fn issue_13_to_15_tables_show_times_ratios_and_targets() {
 fn issue_13_and_14_targets_join_the_summary() {
     let text = render::render("{{summary}}", &meta(), &later_sample());
     let expected = "\
-| workload | case | target | measured | status |
-|---|---|---|---|---|
-| w8 | 50 MB text | >= 1.5x sequential | 2.00x | met |
-| w8 | 50 MB text | >= 0.8x rayon | 0.67x | **missed** |
-| columnar | 5 M strings, built in the run | >= 1.5x sequential | 0.60x | **missed** |
-| columnar | serde, 1 M trivial records | >= 0.5x sequential | 0.05x | **missed** |
-| columnar | serde, 20000 records of >= 5 us | >= 1.7x sequential | 2.00x | met |
-| adapters | par_sort_unstable, 10 M u64 | >= 0.8x rayon | 1.60x | met |
+| workload | case | target | measured | rounds met | status |
+|---|---|---|---|---|---|
+| w8 | 50 MB text | >= 1.5x sequential | 2.00x | - | met |
+| w8 | 50 MB text | >= 0.8x rayon | 0.67x | - | **missed** |
+| columnar | 5 M strings, built in the run | >= 1.5x sequential | 0.60x | - | **missed** |
+| columnar | serde, 1 M trivial records | >= 0.5x sequential | 0.05x | - | **missed** |
+| columnar | serde, 20000 records of >= 5 us | >= 1.7x sequential | 2.00x | - | met |
+| adapters | par_sort_unstable, 10 M u64 | >= 0.8x rayon | 1.60x | - | met |
 ";
     assert_eq!(text, expected, "got:\n{text}");
 }
@@ -342,11 +352,75 @@ fn w7_judges_child_jobs_from_a_task_and_whole_trees_from_the_client() {
     // the depth-4 tree from the client is judged against rayon's and the flat job.
     let text = render::render("{{summary}}", &meta(), &w7_sample());
     let expected = "\
-| workload | case | target | measured | status |
-|---|---|---|---|---|
-| w7 | depth 4 | time <= 2x rayon's | 0.22x rayon's time | met |
-| w7 | depth 4 | time <= 1.5x flat | 1.80x flat's time | **missed** |
-| w7 | depth 2 from a task | <= 300 ns/child job | 400.0 ns | **missed** |
+| workload | case | target | measured | rounds met | status |
+|---|---|---|---|---|---|
+| w7 | depth 4 | time <= 2x rayon's | 0.22x rayon's time | - | met |
+| w7 | depth 4 | time <= 1.5x flat | 1.80x flat's time | - | **missed** |
+| w7 | depth 2 from a task | <= 300 ns/child job | 400.0 ns | - | **missed** |
 ";
     assert_eq!(text, expected, "got:\n{text}");
+}
+
+/// A record with each round's median: `rounds` in round order.
+fn rec_rounds(case: &str, system: &str, items: Option<u64>, rounds: &[f64]) -> Line {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Line::Result(Record {
+        bench: if items == Some(85) { "w7" } else { "w3" }.into(),
+        case: case.into(),
+        workers: 2,
+        system: system.into(),
+        median_s: support::percentile(&sorted, 0.5),
+        p99_s: sorted[sorted.len() - 1],
+        samples: rounds.len() * 10,
+        items,
+        bytes: None,
+        round_medians: rounds.to_vec(),
+    })
+}
+
+#[test]
+fn the_summary_judges_each_round_beside_the_run() {
+    let w3 = Some(100_000);
+    let lines = [
+        // rayon over procyon by round: 1.25x, 0.94x, 1.25x (the run's medians: 1.25x).
+        rec_rounds("default chunking", "rayon", w3, &[40e-6, 30e-6, 40e-6]),
+        rec_rounds("default chunking", "procyon", w3, &[32e-6, 32e-6, 32e-6]),
+        // Per item by round: 20, 30 and 24 ns (the run's median: 24 ns).
+        rec_rounds("one item per chunk", "procyon", w3, &[2e-3, 3e-3, 2.4e-3]),
+        // The tree against the flat job by round: 1.8x and 1.2x its time; against rayon's
+        // a tree whose rounds do not pair up with procyon's: no rounds shown.
+        rec_rounds("depth 4", "procyon-flat", Some(85), &[5e-6, 5e-6]),
+        rec_rounds("depth 4", "rayon", Some(85), &[40e-6, 40e-6, 40e-6]),
+        rec_rounds("depth 4", "procyon", Some(85), &[9e-6, 6e-6]),
+    ];
+    let text = render::render("{{summary}}", &meta(), &lines);
+    let expected = "\
+| workload | case | target | measured | rounds met | status |
+|---|---|---|---|---|---|
+| w3 | default chunking | time <= rayon's | 1.25x | 2 of 3 (0.94x to 1.25x) | met |
+| w3 | one item per chunk | <= 25 ns/item | 24.0 ns | 2 of 3 (20.0 ns to 30.0 ns) | met |
+| w7 | depth 4 | time <= 2x rayon's | 0.22x rayon's time | - | met |
+| w7 | depth 4 | time <= 1.5x flat | 1.80x flat's time | 1 of 2 (1.20x flat's time to 1.80x flat's time) | **missed** |
+";
+    assert_eq!(text, expected, "got:\n{text}");
+}
+
+#[test]
+fn round_medians_are_optional_in_results() {
+    // A line written before rounds were recorded reads with none; a record without them
+    // writes none.
+    let old = r#"{"kind":"result","bench":"w3","case":"c","workers":2,"system":"procyon","median_s":1.0,"p99_s":2.0,"samples":5,"items":null,"bytes":null}"#;
+    let lines = results::parse(old).unwrap();
+    let Line::Result(r) = &lines[0] else {
+        panic!("not a result: {lines:?}")
+    };
+    assert!(r.round_medians.is_empty());
+    let written = serde_json::to_string(&lines[0]).unwrap();
+    assert_eq!(written, old);
+    let mut with = r.clone();
+    with.round_medians = vec![1.0, 1.5];
+    let text = serde_json::to_string(&Line::Result(with.clone())).unwrap();
+    assert!(text.contains(r#""round_medians":[1.0,1.5]"#), "{text}");
+    assert_eq!(results::parse(&text).unwrap(), [Line::Result(with)]);
 }

@@ -31,6 +31,12 @@ pub struct Record {
     pub items: Option<u64>,
     /// Bytes moved per iteration (for GB/s), if counted.
     pub bytes: Option<u64>,
+    /// The median of each round of interleaved blocks, in round order (round `k` of
+    /// every system in the case ran in the same stretch of time, so their ratios pair
+    /// up); empty when the samples were not taken in rounds, and in results written
+    /// before rounds were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_medians: Vec<f64>,
 }
 
 /// A line of `results.jsonl`.

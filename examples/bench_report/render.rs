@@ -145,63 +145,201 @@ const BENCHES: [(&str, &str, &[&str]); 13] = [
     ),
 ];
 
-/// The targets (issues 13, 14 and 16), at 2 workers only:
-/// (what, met) for each that applies to `g`.
-fn targets(g: &Group<'_>) -> Vec<(&'static str, bool)> {
-    if g.workers != 2 {
+/// What a target asks of procyon's figures.
+#[derive(Clone, Copy, Debug)]
+enum Check {
+    /// `baseline`'s time over procyon's at least `min`; `as_time`: shown as procyon's
+    /// time against the baseline's ("0.50x rayon's time", the inverse), as the target
+    /// is worded.
+    Ratio {
+        baseline: &'static str,
+        min: f64,
+        as_time: bool,
+    },
+    /// procyon's median per item (or per job) at most this many nanoseconds.
+    PerItemNs(f64),
+    /// procyon's median at most this many seconds.
+    Median(f64),
+    /// procyon's 99th percentile at most this many seconds (not judged per round: a
+    /// round has too few samples for a p99 of its own).
+    P99(f64),
+}
+
+/// A target of a case: judged on the run's medians, and shown judged on each round of
+/// interleaved blocks too, where the samples came in rounds (round `k` of every system
+/// ran in the same stretch of time, so their figures pair up).
+struct Target {
+    what: &'static str,
+    check: Check,
+}
+
+impl Target {
+    /// The figure the target is judged on, from procyon's time `p` and the baseline's
+    /// `base` (ratio checks only); `items` per iteration.
+    fn figure(&self, p: f64, base: Option<f64>, items: Option<u64>) -> f64 {
+        match self.check {
+            Check::Ratio { .. } => base.map_or(f64::NAN, |b| b / p),
+            Check::PerItemNs(_) => items.map_or(f64::NAN, |n| p / n as f64 * 1e9),
+            Check::Median(_) | Check::P99(_) => p,
+        }
+    }
+
+    fn met_by(&self, figure: f64) -> bool {
+        match self.check {
+            Check::Ratio { min, .. } => figure >= min,
+            Check::PerItemNs(limit) | Check::Median(limit) | Check::P99(limit) => figure <= limit,
+        }
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        match self.check {
+            Check::Ratio { baseline, .. } => Some(baseline),
+            _ => None,
+        }
+    }
+
+    /// The figure of the whole run: from the medians (the p99 for [`Check::P99`]).
+    fn run_figure(&self, g: &Group<'_>) -> f64 {
+        let Some(p) = g.procyon() else {
+            return f64::NAN;
+        };
+        let base = self
+            .baseline()
+            .and_then(|b| g.systems.get(b))
+            .map(|r| r.median_s);
+        match self.check {
+            Check::P99(_) => p.p99_s,
+            _ => self.figure(p.median_s, base, p.items),
+        }
+    }
+
+    /// Whether the whole run meets it (a missing figure does not).
+    fn met(&self, g: &Group<'_>) -> bool {
+        self.met_by(self.run_figure(g))
+    }
+
+    /// The figure of each round, in round order: empty where the samples did not come
+    /// in rounds (or the systems' rounds do not pair up), and for p99 targets.
+    fn round_figures(&self, g: &Group<'_>) -> Vec<f64> {
+        let Some(p) = g.procyon() else {
+            return Vec::new();
+        };
+        if matches!(self.check, Check::P99(_)) || p.round_medians.len() < 2 {
+            return Vec::new();
+        }
+        let base = match self.baseline() {
+            Some(b) => match g.systems.get(b) {
+                Some(r) if r.round_medians.len() == p.round_medians.len() => Some(&r.round_medians),
+                _ => return Vec::new(),
+            },
+            None => None,
+        };
+        p.round_medians
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| self.figure(t, base.map(|b| b[k]), p.items))
+            .collect()
+    }
+
+    /// A figure as the target words it.
+    fn show(&self, figure: f64) -> String {
+        match self.check {
+            Check::Ratio {
+                baseline,
+                as_time: true,
+                ..
+            } => {
+                let whose = baseline.strip_prefix("procyon-").unwrap_or(baseline);
+                format!("{:.2}x {whose}'s time", 1.0 / figure)
+            }
+            Check::Ratio { .. } => format!("{figure:.2}x"),
+            Check::PerItemNs(_) => format!("{figure:.1} ns"),
+            Check::Median(_) | Check::P99(_) => fmt_time(figure),
+        }
+    }
+
+    /// How many rounds meet the target on their own, of how many, and the range of
+    /// their figures ("3 of 5 (0.91x to 1.12x)"); "-" where there are no rounds.
+    fn rounds_cell(&self, g: &Group<'_>) -> String {
+        let figures = self.round_figures(g);
+        if figures.is_empty() {
+            return "-".into();
+        }
+        let met = figures.iter().filter(|&&f| self.met_by(f)).count();
+        let lo = figures.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = figures.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Low to high in the target's own words: an inverted ratio swaps the ends.
+        let (a, b) = match self.check {
+            Check::Ratio { as_time: true, .. } => (hi, lo),
+            _ => (lo, hi),
+        };
+        format!(
+            "{met} of {} ({} to {})",
+            figures.len(),
+            self.show(a),
+            self.show(b)
+        )
+    }
+}
+
+/// The targets (issues 13, 14 and 16), at 2 workers only, that apply to `g`.
+fn targets(g: &Group<'_>) -> Vec<Target> {
+    if g.workers != 2 || g.procyon().is_none() {
         return Vec::new();
     }
-    let Some(p) = g.procyon() else {
-        return Vec::new();
+    let t = |what, check| Target { what, check };
+    let ratio = |baseline, min| Check::Ratio {
+        baseline,
+        min,
+        as_time: false,
     };
-    let ratio = |b: &str| g.ratio(b).unwrap_or(f64::NAN);
-    let per_item = g
-        .procyon()
-        .and_then(|r| r.items)
-        .map(|n| p.median_s / n as f64 * 1e9);
-    let per_item = per_item.unwrap_or(f64::NAN);
+    let time_ratio = |baseline, min| Check::Ratio {
+        baseline,
+        min,
+        as_time: true,
+    };
     match (g.bench, g.case) {
-        ("w1" | "w2", _) => vec![(">= 1.0x rayon", ratio("rayon") >= 1.0)],
-        ("w3", "default chunking") => vec![("time <= rayon's", ratio("rayon") >= 1.0)],
-        ("w3", "one item per chunk") => vec![("<= 25 ns/item", per_item <= 25.0)],
+        ("w1" | "w2", _) => vec![t(">= 1.0x rayon", ratio("rayon", 1.0))],
+        ("w3", "default chunking") => vec![t("time <= rayon's", ratio("rayon", 1.0))],
+        ("w3", "one item per chunk") => vec![t("<= 25 ns/item", Check::PerItemNs(25.0))],
         // The pinned case ("all on one CPU") shows a placement, not a target of its own.
         ("w4", "sum of 16") => vec![
-            ("median <= 10 us", p.median_s <= 10e-6),
-            ("p99 <= 100 us", p.p99_s <= 100e-6),
+            t("median <= 10 us", Check::Median(10e-6)),
+            t("p99 <= 100 us", Check::P99(100e-6)),
         ],
         ("w5", c) if c.starts_with("512 MiB") || c.starts_with("2048 MiB") => vec![
-            (">= 1.3x rayon", ratio("rayon") >= 1.3),
-            (">= 0.9x rayon-NT", ratio("rayon-NT") >= 0.9),
+            t(">= 1.3x rayon", ratio("rayon", 1.3)),
+            t(">= 0.9x rayon-NT", ratio("rayon-NT", 0.9)),
         ],
         // "<= 300 ns per child job": judged where every job of the tree is a child job,
         // in the trees a task starts. A tree from the client has one job that is not, its
         // root, which costs W4's round trip (judged there): its ns/job is that round trip
         // over 1 job at depth 1 and over 5 at depth 2, which says nothing of a child job.
         ("w7", c) if c.starts_with("depth") && c.ends_with("from a task") => {
-            vec![("<= 300 ns/child job", per_item <= 300.0)]
+            vec![t("<= 300 ns/child job", Check::PerItemNs(300.0))]
         }
         // The tree as a whole, from the client, against rayon's and the flat job.
         ("w7", "depth 4") => vec![
-            ("time <= 2x rayon's", ratio("rayon") >= 0.5),
-            ("time <= 1.5x flat", ratio("procyon-flat") >= 1.0 / 1.5),
+            t("time <= 2x rayon's", time_ratio("rayon", 0.5)),
+            t("time <= 1.5x flat", time_ratio("procyon-flat", 1.0 / 1.5)),
         ],
-        ("lifecycle", _) => vec![("<= 5 ms", p.median_s <= 5e-3)],
+        ("lifecycle", _) => vec![t("<= 5 ms", Check::Median(5e-3))],
         ("w8", _) => vec![
-            (">= 1.5x sequential", ratio("sequential") >= 1.5),
-            (">= 0.8x rayon", ratio("rayon") >= 0.8),
+            t(">= 1.5x sequential", ratio("sequential", 1.5)),
+            t(">= 0.8x rayon", ratio("rayon", 0.8)),
         ],
         ("columnar", c) if c.ends_with("built in the run") => {
-            vec![(">= 1.5x sequential", ratio("sequential") >= 1.5)]
+            vec![t(">= 1.5x sequential", ratio("sequential", 1.5))]
         }
         // Issue 14: "no slower than 2x the sequential loop" for trivial work.
         ("columnar", c) if c.ends_with("trivial records") => {
-            vec![(">= 0.5x sequential", ratio("sequential") >= 0.5)]
+            vec![t(">= 0.5x sequential", ratio("sequential", 0.5))]
         }
         ("columnar", c) if c.ends_with(">= 5 us") => {
-            vec![(">= 1.7x sequential", ratio("sequential") >= 1.7)]
+            vec![t(">= 1.7x sequential", ratio("sequential", 1.7))]
         }
         ("adapters", c) if c.starts_with("par_sort") => {
-            vec![(">= 0.8x rayon", ratio("rayon") >= 0.8)]
+            vec![t(">= 0.8x rayon", ratio("rayon", 0.8))]
         }
         _ => Vec::new(),
     }
@@ -213,8 +351,8 @@ fn target_cells(g: &Group<'_>) -> (String, String) {
     if t.is_empty() {
         return (String::new(), String::new());
     }
-    let what = t.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ");
-    let missed: Vec<&str> = t.iter().filter(|(_, ok)| !ok).map(|(w, _)| *w).collect();
+    let what = t.iter().map(|t| t.what).collect::<Vec<_>>().join(", ");
+    let missed: Vec<&str> = t.iter().filter(|t| !t.met(g)).map(|t| t.what).collect();
     let status = if missed.is_empty() {
         "met".to_string()
     } else {
@@ -295,52 +433,27 @@ fn run_section(meta: &Meta, lines: &[Line]) -> String {
     s
 }
 
-/// Every target at 2 workers, one row each.
+/// Every target at 2 workers, one row each, judged on the run's medians; beside it, how
+/// many of the rounds of interleaved blocks meet it on their own, and their range.
 fn summary(groups: &[Group<'_>]) -> String {
-    let mut s =
-        String::from("| workload | case | target | measured | status |\n|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| workload | case | target | measured | rounds met | status |\n|---|---|---|---|---|---|\n",
+    );
     for g in groups {
-        for (what, ok) in targets(g) {
-            let status = if ok { "met" } else { "**missed**" };
+        for t in targets(g) {
+            let status = if t.met(g) { "met" } else { "**missed**" };
             let _ = writeln!(
                 s,
-                "| {} | {} | {what} | {} | {status} |",
+                "| {} | {} | {} | {} | {} | {status} |",
                 g.bench,
                 g.case,
-                measured(g, what)
+                t.what,
+                t.show(t.run_figure(g)),
+                t.rounds_cell(g)
             );
         }
     }
     s
-}
-
-/// The figure a target is judged on.
-fn measured(g: &Group<'_>, what: &str) -> String {
-    let p = g.procyon().expect("targets need procyon");
-    if what.contains("rayon-NT") {
-        fmt_ratio(g.ratio("rayon-NT"))
-    } else if what.contains("flat") {
-        format!(
-            "{:.2}x flat's time",
-            1.0 / g.ratio("procyon-flat").unwrap_or(f64::NAN)
-        )
-    } else if what.contains("2x rayon") {
-        format!(
-            "{:.2}x rayon's time",
-            1.0 / g.ratio("rayon").unwrap_or(f64::NAN)
-        )
-    } else if what.contains("sequential") {
-        fmt_ratio(g.ratio("sequential"))
-    } else if what.contains("rayon") {
-        fmt_ratio(g.ratio("rayon"))
-    } else if what.contains("ns/") {
-        let n = p.items.unwrap_or(1) as f64;
-        format!("{:.1} ns", p.median_s / n * 1e9)
-    } else if what.starts_with("p99") {
-        fmt_time(p.p99_s)
-    } else {
-        fmt_time(p.median_s)
-    }
 }
 
 /// The systems whose own median gets a column beside procyon's, in the tables where the
