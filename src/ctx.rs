@@ -55,6 +55,7 @@ impl Deref for Ctx {
 
 impl Ctx {
     /// The context of the job the calling worker is running.
+    #[inline]
     pub(crate) fn current() -> Result<Ctx> {
         let (inner, job, root, quiet) = crate::worker::current_job()
             .ok_or_else(|| Error::config("a task context exists only inside a worker"))?;

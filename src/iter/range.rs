@@ -53,10 +53,12 @@ macro_rules! range_int {
     ($($t:ty),*) => {$(
         impl sealed::Sealed for $t {}
         impl RangeInt for $t {
+            #[inline]
             fn span(range: &Range<$t>) -> u64 {
                 // Every supported type fits in i128, and so does every difference.
                 (range.end as i128 - range.start as i128).max(0) as u64
             }
+            #[inline]
             fn nth(start: $t, i: u64) -> $t {
                 (start as i128 + i as i128) as $t
             }

@@ -97,6 +97,7 @@ fn unpack(word: u64) -> (u64, u64) {
 /// How many stripes a job of `n` items with chunks of at most `max_len` gets on
 /// `workers` workers: 0 (one shared counter) unless it will be cut into many chunks or
 /// is large ([`STICKY_ITEMS`]).
+#[inline]
 pub(crate) fn stripes_for(n: u64, max_len: u64, workers: u64) -> usize {
     if n < CHUNKS_PER_STRIPE * workers {
         // Too few items for that many chunks (a small nested job): no division.

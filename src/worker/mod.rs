@@ -111,6 +111,7 @@ thread_local! {
     static STATE: Cell<Option<&'static State>> = const { Cell::new(None) };
 }
 
+#[inline]
 fn state() -> Option<&'static State> {
     STATE.with(Cell::get)
 }
@@ -118,6 +119,7 @@ fn state() -> Option<&'static State> {
 /// The job the calling task belongs to (innermost), with the pool state to submit nested
 /// jobs, its root's generation, and whether the task belongs to a nested job run inline
 /// (`run_inline`): `None` outside a worker.
+#[inline]
 pub(crate) fn current_job() -> Option<(&'static Arc<PoolInner>, JobId, u64, bool)> {
     let s = state()?;
     let inside = *s.jobs.borrow().last()?;
