@@ -2,8 +2,9 @@
 # One command that regenerates BENCHMARKS.md (issue 16): runs every engine workload (W1-W8
 # and pool build/drop), issue 14's variable-size items (columnar), issue 13's adapters and
 # issue 15's process-shared sync against the sequential loop, rayon or the in-process
-# baselines, interleaved in blocks, records the run's conditions, then writes the report
-# and the plot from that run's results only.
+# baselines, interleaved in blocks, records the run's conditions (the machine's hand-off
+# costs measured at its start and end among them), then writes the report and the plot
+# from that run's results only.
 #
 #   flock /tmp/bench.lock bash scripts/bench-report.sh [--full] [--out FILE] [--plot FILE]
 #
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --quick) mode=quick ;;
     --out) out="$2"; shift ;;
     --plot) plot="$2"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench-report.sh: unknown argument $1 (expected --full, --out FILE, --plot FILE)" >&2; exit 2 ;;
   esac
   shift
@@ -74,6 +75,12 @@ echo "bench-report: building the benches (mode $mode, workers $workers)" >&2
 benches=(workloads engine bandwidth nested wordcount columnar adapters sync)
 cargo bench --no-run $(printf -- '--bench %s ' "${benches[@]}") 2>&1 | tail -3 >&2
 cargo build --release --example bench_report --example plot_speedup 2>&1 | tail -1 >&2
+# The machine's hand-off costs (examples/bench_report/probe.rs), at the start and at the
+# end: two runs whose probes differ were taken on two different machines, in effect.
+probe() {
+  "$target/release/examples/bench_report" --probe | sed "s/^probe: /probe at $1: /" >> "$meta"
+}
+probe start
 
 # Each bench records its results and its load before and after into results.jsonl.
 for bench in "${benches[@]}"; do
@@ -89,6 +96,7 @@ done
 
 end=$(date +%s)
 printf 'load at end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$meta"
+probe end
 printf 'duration\t%s\n' "$(( (end - start) / 60 )) min $(( (end - start) % 60 )) s (builds included)" >> "$meta"
 
 "$target/release/examples/bench_report" --dir "$dir" --out "$out"

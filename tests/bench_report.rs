@@ -1,8 +1,8 @@
 //! The report generator (examples/bench_report) turns a fixed sample of bench results into
-//! the expected tables: ratios, units, targets met and missed, oversubscribed rows, the
-//! tables of issues 13-15's benches (W8, columnar, adapters, sync) with their own time
-//! columns; and the benches' own helpers: the worker list, the order of interleaved
-//! blocks.
+//! the expected tables: ratios, units, targets met and missed (on the run and on each
+//! round), oversubscribed rows, the tables of issues 13-15's benches (W8, columnar,
+//! adapters, sync) with their own time columns; its machine probes measure; and the
+//! benches' own helpers: the worker list, the order of interleaved blocks.
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -10,6 +10,9 @@ use support::results;
 
 #[path = "../examples/bench_report/render.rs"]
 mod render;
+
+#[path = "../examples/bench_report/probe.rs"]
+mod probe;
 
 use results::{Line, Record};
 
@@ -423,4 +426,42 @@ fn round_medians_are_optional_in_results() {
     let text = serde_json::to_string(&Line::Result(with.clone())).unwrap();
     assert!(text.contains(r#""round_medians":[1.0,1.5]"#), "{text}");
     assert_eq!(results::parse(&text).unwrap(), [Line::Result(with)]);
+}
+
+#[test]
+fn the_machine_probes_measure_and_read_as_run_metadata() {
+    use std::time::Duration;
+    let pause = probe::pause_ns(3, 10_000);
+    assert!(pause > 0.0 && pause < 10_000.0, "a PAUSE of {pause} ns");
+    let cpus = probe::allowed_cpus();
+    assert!(!cpus.is_empty(), "this process may run somewhere");
+    let lines = probe::meta_lines();
+    let meta = render::parse_meta(&lines).expect("key<TAB>value lines");
+    assert!(
+        meta.iter().all(|(k, _)| k.starts_with("probe: ")),
+        "{lines}"
+    );
+    let [a, b, ..] = cpus[..] else {
+        // One CPU: the probes between two say so.
+        assert_eq!(meta.len(), 2, "{lines}");
+        return;
+    };
+    assert_eq!(meta.len(), 3, "{lines}");
+    assert!(
+        meta.iter().all(|(_, v)| !v.starts_with("not measured")),
+        "{lines}"
+    );
+    let limit = Duration::from_secs(20);
+    let rt = probe::round_trip_ns(a, b, 2, 1_000, limit).expect("two CPUs bounce a line");
+    assert!(rt > 0.0 && rt < 1e6, "a round trip of {rt} ns");
+    let (median, p90) = probe::wake_us(a, b, 9, Duration::from_millis(1), limit)
+        .expect("a sleeping thread is woken");
+    assert!(
+        median > 0.0 && p90 >= median && median < 1e6,
+        "{median} / {p90} us"
+    );
+    // A CPU that does not exist cannot be pinned: no figure, and no hang.
+    let none = libc::CPU_SETSIZE as usize;
+    assert_eq!(probe::round_trip_ns(a, none, 1, 10, limit), None);
+    assert_eq!(probe::wake_us(a, none, 1, Duration::ZERO, limit), None);
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_report -- --dir target/bench-report --out BENCHMARKS.md
+//! cargo run --release --example bench_report -- --probe   # the machine's hand-off costs
 //! ```
 
 use std::error::Error;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+mod probe;
 mod render;
 #[path = "../../benches/support/results.rs"]
 #[allow(dead_code)] // the writing half is the benches'
@@ -30,6 +32,11 @@ struct Args {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// Measure the machine's hand-off costs (a `PAUSE`, a cache line between two CPUs, a
+    /// sleeping thread's wake-up; about a second) and print them as `meta.tsv` lines,
+    /// instead of writing the report.
+    #[arg(long)]
+    probe: bool,
 }
 
 fn read(path: &std::path::Path) -> Result<String, String> {
@@ -38,6 +45,10 @@ fn read(path: &std::path::Path) -> Result<String, String> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
+    if args.probe {
+        print!("{}", probe::meta_lines());
+        return Ok(());
+    }
     let dir = args.dir.unwrap_or_else(results::report_dir);
     let lines = results::parse(&read(&dir.join("results.jsonl"))?)
         .map_err(|e| format!("{}: {e}", dir.join("results.jsonl").display()))?;

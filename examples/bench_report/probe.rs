@@ -1,0 +1,244 @@
+//! The machine facts a hand-off between processes costs, measured when a report run
+//! starts and recorded with it (`bench_report --probe`, which `scripts/bench-report.sh`
+//! appends to the run's `meta.tsv`).
+//!
+//! Three facts decided every figure of a short job in this project's measurements, and
+//! none of them is a cache size or a core count that a system reports:
+//!
+//! - how long a `PAUSE` (`std::hint::spin_loop`) takes: a spinning waiter looks at its
+//!   condition every few of them (24.6 ns each on one VM, a few cycles on older cores);
+//! - how long a cache line takes to go from one CPU to another and back: every hand-off
+//!   of a job or of its end is such a transfer, and on a VM it depends on where the host
+//!   placed the vCPUs (one run measured 320 ns, where two vCPUs on one core complex take
+//!   well under 100);
+//! - how long a thread asleep on an idle CPU takes to run once woken: a waiter that gave
+//!   up spinning pays it, and on a VM whose idle vCPUs halt it is tens of microseconds.
+//!
+//! Recorded, never used to decide anything: two runs whose probes differ are two
+//! machines, whatever their names say.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The CPUs this process may run on, in order (`sched_getaffinity`); empty if unknown.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed `cpu_set_t` is a valid empty set, and `sched_getaffinity` writes
+    // at most `size_of::<cpu_set_t>()` bytes into the one we own.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        set
+    };
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below `CPU_SETSIZE`, within the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`; whether it worked.
+fn pin(cpu: usize) -> bool {
+    // SAFETY: as in `allowed_cpus`: a set we own, `cpu` below `CPU_SETSIZE` (checked),
+    // and `sched_setaffinity` only reads the set.
+    unsafe {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return false;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Nanoseconds one `PAUSE` takes: the median of `runs` runs of `per_run`.
+pub fn pause_ns(runs: usize, per_run: u32) -> f64 {
+    let per_run = per_run.max(1);
+    median(
+        (0..runs.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..per_run {
+                    std::hint::spin_loop();
+                }
+                t.elapsed().as_nanos() as f64 / per_run as f64
+            })
+            .collect(),
+    )
+}
+
+/// Nanoseconds a cache line takes from CPU `a` to CPU `b` and back (two threads pinned
+/// there bouncing one atomic word): the median of `runs` runs of `per_run` round trips.
+/// `None` if a thread could not be pinned or the runs took longer than `limit` (a CPU
+/// taken by something else): the probe gives up rather than hang.
+pub fn round_trip_ns(
+    a: usize,
+    b: usize,
+    runs: usize,
+    per_run: u64,
+    limit: Duration,
+) -> Option<f64> {
+    let word = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + limit;
+    let total = runs.max(1) as u64 * per_run.max(1);
+    // Waits until `word` holds `want`; false once the probe is stopped.
+    let wait = move |word: &AtomicU64, stop: &AtomicBool, want: u64| {
+        let mut spins = 0u32;
+        // Acquire: nothing is published through the word but its own value; the
+        // ordering only keeps the bounce honest (each side sees the other's store).
+        while word.load(Ordering::Acquire) != want {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 4096 == 0 && (stop.load(Ordering::Relaxed) || Instant::now() > deadline) {
+                stop.store(true, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
+    };
+    let (w2, s2) = (word.clone(), stop.clone());
+    let partner = std::thread::spawn(move || {
+        if !pin(b) {
+            s2.store(true, Ordering::Relaxed);
+            return;
+        }
+        for i in 0..total {
+            if !wait(&w2, &s2, 2 * i + 1) {
+                return;
+            }
+            w2.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    let mut times = Vec::new();
+    if pin(a) {
+        'runs: for r in 0..runs.max(1) as u64 {
+            let t = Instant::now();
+            for j in 0..per_run.max(1) {
+                let i = r * per_run.max(1) + j;
+                word.store(2 * i + 1, Ordering::Release);
+                if !wait(&word, &stop, 2 * i + 2) {
+                    break 'runs;
+                }
+            }
+            times.push(t.elapsed().as_nanos() as f64 / per_run.max(1) as f64);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = partner.join();
+    (times.len() == runs.max(1)).then(|| median(times))
+}
+
+/// Microseconds a thread asleep on CPU `b` (parked: a futex wait) takes to run once a
+/// thread on CPU `a` wakes it, `samples` times, `gap` apart so that `b` goes idle in
+/// between: (median, 90th percentile). `None` if a thread could not be pinned or a
+/// wake-up was not seen within `limit`.
+pub fn wake_us(
+    a: usize,
+    b: usize,
+    samples: usize,
+    gap: Duration,
+    limit: Duration,
+) -> Option<(f64, f64)> {
+    let base = Instant::now();
+    // The waker's stamp (ns since `base`) and the sample number it belongs to.
+    let stamp = Arc::new(AtomicU64::new(0));
+    let seq = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(AtomicU64::new(0));
+    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(samples)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stamp2, seq2, seen2, lat2, stop2) = (
+        stamp.clone(),
+        seq.clone(),
+        seen.clone(),
+        lat.clone(),
+        stop.clone(),
+    );
+    let sleeper = std::thread::spawn(move || {
+        if !pin(b) {
+            stop2.store(true, Ordering::Release);
+            return;
+        }
+        let mut last = 0;
+        while !stop2.load(Ordering::Acquire) {
+            std::thread::park();
+            let now = base.elapsed().as_nanos() as u64;
+            // Acquire: pairs with the waker's Release store of `seq`, after its stamp.
+            let s = seq2.load(Ordering::Acquire);
+            if s != last {
+                last = s;
+                let t0 = stamp2.load(Ordering::Relaxed);
+                lat2.lock()
+                    .expect("no panics hold it")
+                    .push(now.saturating_sub(t0) as f64 / 1e3);
+                // Release: the waker waits for this before its next sample.
+                seen2.store(s, Ordering::Release);
+            }
+        }
+    });
+    let mut ok = pin(a);
+    for i in 1..=samples as u64 {
+        if !ok || stop.load(Ordering::Acquire) {
+            ok = false;
+            break;
+        }
+        std::thread::sleep(gap);
+        stamp.store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        // Release: the stamp is read after this number (above).
+        seq.store(i, Ordering::Release);
+        sleeper.thread().unpark();
+        let deadline = Instant::now() + limit;
+        while seen.load(Ordering::Acquire) != i {
+            // The sleeper quits early only if it could not be pinned.
+            if Instant::now() > deadline || stop.load(Ordering::Acquire) {
+                ok = false;
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::Release);
+    sleeper.thread().unpark();
+    let _ = sleeper.join();
+    let mut v = std::mem::take(&mut *lat.lock().expect("no panics hold it"));
+    if !ok || v.len() != samples || v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some((v[v.len() / 2], v[(v.len() - 1) * 9 / 10]))
+}
+
+/// The probes as `key<TAB>value` lines for the run's metadata (`render::parse_meta`).
+pub fn meta_lines() -> String {
+    let mut s = format!(
+        "probe: PAUSE\t{:.1} ns (median of 5 runs of 1,000,000)\n",
+        pause_ns(5, 1_000_000)
+    );
+    let cpus = allowed_cpus();
+    let [a, b, ..] = cpus[..] else {
+        s.push_str("probe: between two CPUs\tnot measured (one CPU allowed)\n");
+        return s;
+    };
+    let limit = Duration::from_secs(10);
+    let key = format!("probe: cache-line round trip, CPU {a} <-> CPU {b}");
+    match round_trip_ns(a, b, 5, 100_000, limit) {
+        Some(ns) => s.push_str(&format!(
+            "{key}\t{ns:.0} ns (median of 5 runs of 100,000)\n"
+        )),
+        None => s.push_str(&format!("{key}\tnot measured (a CPU was taken)\n")),
+    }
+    let key = format!("probe: wake-up of a thread asleep on idle CPU {b}, from CPU {a}");
+    match wake_us(a, b, 200, Duration::from_millis(2), limit) {
+        Some((med, p90)) => s.push_str(&format!(
+            "{key}\t{med:.1} us median, {p90:.1} us p90 (200 wake-ups, 2 ms apart)\n"
+        )),
+        None => s.push_str(&format!("{key}\tnot measured (a CPU was taken)\n")),
+    }
+    s
+}
