@@ -21,8 +21,7 @@ pub struct Samples {
 
 impl Samples {
     /// The median of each round's block (as [`record_samples`] takes the whole run's),
-    /// in round order; empty unless there are at
-    /// least two rounds of equal blocks.
+    /// in round order; empty unless there are at least two rounds of equal blocks.
     pub fn round_medians(&self) -> Vec<f64> {
         if self.rounds < 2 || self.values.is_empty() || self.values.len() % self.rounds != 0 {
             return Vec::new();
