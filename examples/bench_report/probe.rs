@@ -84,15 +84,18 @@ pub fn round_trip_ns(
     per_run: u64,
     limit: Duration,
 ) -> Option<f64> {
+    let (runs, per_run) = (runs.max(1), per_run.max(1));
     let word = Arc::new(AtomicU64::new(0));
+    // Relaxed wherever `stop` is touched: a flag that publishes nothing else (the
+    // times are the main thread's own, and `join` orders the rest).
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + limit;
-    let total = runs.max(1) as u64 * per_run.max(1);
+    let total = runs as u64 * per_run;
     // Waits until `word` holds `want`; false once the probe is stopped.
     let wait = move |word: &AtomicU64, stop: &AtomicBool, want: u64| {
         let mut spins = 0u32;
-        // Acquire: nothing is published through the word but its own value; the
-        // ordering only keeps the bounce honest (each side sees the other's store).
+        // Acquire (and Release on the stores): a hand-off of work publishes data with
+        // its word, and the probe times what such a hand-off costs.
         while word.load(Ordering::Acquire) != want {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
@@ -118,21 +121,21 @@ pub fn round_trip_ns(
     });
     let mut times = Vec::new();
     if pin(a) {
-        'runs: for r in 0..runs.max(1) as u64 {
+        'runs: for r in 0..runs as u64 {
             let t = Instant::now();
-            for j in 0..per_run.max(1) {
-                let i = r * per_run.max(1) + j;
+            for j in 0..per_run {
+                let i = r * per_run + j;
                 word.store(2 * i + 1, Ordering::Release);
                 if !wait(&word, &stop, 2 * i + 2) {
                     break 'runs;
                 }
             }
-            times.push(t.elapsed().as_nanos() as f64 / per_run.max(1) as f64);
+            times.push(t.elapsed().as_nanos() as f64 / per_run as f64);
         }
     }
     stop.store(true, Ordering::Relaxed);
     let _ = partner.join();
-    (times.len() == runs.max(1)).then(|| median(times))
+    (times.len() == runs).then(|| median(times))
 }
 
 /// Microseconds a thread asleep on CPU `b` (parked: a futex wait) takes to run once a
@@ -150,6 +153,8 @@ pub fn wake_us(
     // The waker's stamp (ns since `base`) and the sample number it belongs to.
     let stamp = Arc::new(AtomicU64::new(0));
     let seq = Arc::new(AtomicU64::new(0));
+    // Relaxed wherever `stop` is touched: a flag that publishes nothing else (the
+    // latencies go through the mutex, and `join` orders the rest).
     let seen = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(samples)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -162,17 +167,18 @@ pub fn wake_us(
     );
     let sleeper = std::thread::spawn(move || {
         if !pin(b) {
-            stop2.store(true, Ordering::Release);
+            stop2.store(true, Ordering::Relaxed);
             return;
         }
         let mut last = 0;
-        while !stop2.load(Ordering::Acquire) {
+        while !stop2.load(Ordering::Relaxed) {
             std::thread::park();
             let now = base.elapsed().as_nanos() as u64;
             // Acquire: pairs with the waker's Release store of `seq`, after its stamp.
             let s = seq2.load(Ordering::Acquire);
             if s != last {
                 last = s;
+                // Relaxed: ordered after the waker's store by the `seq` pair above.
                 let t0 = stamp2.load(Ordering::Relaxed);
                 lat2.lock()
                     .expect("no panics hold it")
@@ -184,26 +190,28 @@ pub fn wake_us(
     });
     let mut ok = pin(a);
     for i in 1..=samples as u64 {
-        if !ok || stop.load(Ordering::Acquire) {
+        if !ok || stop.load(Ordering::Relaxed) {
             ok = false;
             break;
         }
         std::thread::sleep(gap);
+        // Relaxed: published by the Release store of `seq` just below.
         stamp.store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
         // Release: the stamp is read after this number (above).
         seq.store(i, Ordering::Release);
         sleeper.thread().unpark();
         let deadline = Instant::now() + limit;
+        // Acquire: pairs with the sleeper's Release store of `seen` (its sample pushed).
         while seen.load(Ordering::Acquire) != i {
             // The sleeper quits early only if it could not be pinned.
-            if Instant::now() > deadline || stop.load(Ordering::Acquire) {
+            if Instant::now() > deadline || stop.load(Ordering::Relaxed) {
                 ok = false;
                 break;
             }
             std::thread::yield_now();
         }
     }
-    stop.store(true, Ordering::Release);
+    stop.store(true, Ordering::Relaxed);
     sleeper.thread().unpark();
     let _ = sleeper.join();
     let mut v = std::mem::take(&mut *lat.lock().expect("no panics hold it"));
