@@ -62,7 +62,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::sizes::{Estimate, Site, Timing, SHARE_MIN_NS};
 use super::{state, Inside, State};
 use crate::jobs::partials::Kept;
-use crate::jobs::run_set::{Feed, HungryProbe};
+use crate::jobs::run_set::Feed;
 use crate::jobs::stripes;
 use crate::jobs::{JobId, JobSlot};
 use crate::kind::JobKind;
@@ -119,8 +119,6 @@ pub(crate) struct Frame {
     /// The rest went to a job.
     shared: Cell<bool>,
     share: Share,
-    /// This worker's look at the hungry set, after every item or chunk.
-    probe: HungryProbe,
     /// A run timed for `sizes`: begun while a worker was hungry, its record small.
     timed: Option<Timed>,
 }
@@ -181,9 +179,8 @@ impl Frame {
         };
         let control = st.setup.control;
         let w = st.setup.cx.index;
-        let probe = control.hungry_probe(w);
         let mut timed = None;
-        if control.anyone_hungry(&probe) {
+        if control.anyone_hungry(&st.probe) {
             match begin_hungry(st, w, parent.job, depth, n, share) {
                 Ok(t) => timed = t,
                 Err(now) => return Begin::Declined(Some(now)),
@@ -202,7 +199,6 @@ impl Frame {
             next: Cell::new(0),
             shared: Cell::new(false),
             share,
-            probe,
             timed,
         })
     }
@@ -255,7 +251,7 @@ impl Frame {
         if !self.parent_slot.is_active_job(self.parent.job.gen) {
             return Step::Stop(Error::Cancelled);
         }
-        if self.st.setup.control.anyone_hungry(&self.probe) {
+        if self.st.setup.control.anyone_hungry(&self.st.probe) {
             // After a look that found nothing worth sharing, the next few are skipped.
             let quiet = self.st.quiet.get();
             if quiet > 0 {

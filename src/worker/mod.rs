@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use crate::futex::Spin;
 use crate::jobs::cpus::Peer;
 use crate::jobs::partials::Kept;
-use crate::jobs::run_set::Hunger;
+use crate::jobs::run_set::{Hunger, HungryProbe};
 use crate::jobs::Control;
 use crate::jobs::{JobId, JobSlot};
 use crate::kind::{Entry, JobKind, WorkerCx};
@@ -80,6 +80,9 @@ struct State {
     /// A timed inline run is entered (`sizes`): at most one at a time, since runs begun
     /// inside it are not timed.
     timed_open: Cell<bool>,
+    /// This worker's look at the hungry set (`jobs::run_set`), prepared once: every
+    /// inline run looks after each of its chunks.
+    probe: HungryProbe,
 }
 
 /// A job the worker is inside.
@@ -209,6 +212,7 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
         quiet: Cell::new(0),
         quiet_window: Cell::new(inline::QUIET_ITEMS),
         timed_open: Cell::new(false),
+        probe: setup.control.hungry_probe(setup.cx.index),
     }));
     STATE.with(|s| s.set(Some(st)));
     let me = setup.control.worker(setup.cx.index);
