@@ -223,7 +223,7 @@ impl Pool {
                 }));
             }
         };
-        match frame.after(1) {
+        match frame.after() {
             Step::Go => {}
             Step::Shared => {
                 drop(entered);

@@ -424,6 +424,12 @@ impl JobSlot {
         self.word.is_active(gen)
     }
 
+    /// [`is_active_job`](JobSlot::is_active_job) for the job `stamp` was made for.
+    #[inline]
+    pub(crate) fn is_still_active(&self, stamp: crate::jobs::state::ActiveStamp) -> bool {
+        self.word.is_still_active(stamp)
+    }
+
     /// Whether the slot's current (or last) job has generation `gen`.
     pub(crate) fn holds(&self, gen: u64) -> bool {
         self.gen() == gen

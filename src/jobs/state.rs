@@ -120,6 +120,18 @@ impl Stamp {
 #[repr(transparent)]
 pub(crate) struct StateWord(AtomicU64);
 
+/// The state word of a slot while it runs job `gen`, ACTIVE: made once by a reader
+/// that checks it after every chunk (`worker::inline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ActiveStamp(u64);
+
+impl ActiveStamp {
+    #[inline]
+    pub(crate) fn of(gen: u64) -> ActiveStamp {
+        ActiveStamp(Stamp::new(gen, SlotState::Active).0)
+    }
+}
+
 impl StateWord {
     #[cfg(loom)]
     pub(crate) fn new(gen: u64, state: SlotState) -> StateWord {
@@ -228,7 +240,14 @@ impl StateWord {
     /// with `publish`.)
     #[inline]
     pub(crate) fn is_active(&self, gen: u64) -> bool {
-        self.0.load(Ordering::SeqCst) == Stamp::new(gen, SlotState::Active).0
+        self.is_still_active(ActiveStamp::of(gen))
+    }
+
+    /// [`is_active`](StateWord::is_active) for the job `stamp` was made for (the same
+    /// SeqCst load), without making the stamp again.
+    #[inline]
+    pub(crate) fn is_still_active(&self, stamp: ActiveStamp) -> bool {
+        self.0.load(Ordering::SeqCst) == stamp.0
     }
 
     fn transition(&self, from: SlotState, to: SlotState) -> bool {

@@ -63,8 +63,9 @@ use super::sizes::{Estimate, Site, Timing, SHARE_MIN_NS};
 use super::{state, Inside, State};
 use crate::jobs::partials::Kept;
 use crate::jobs::run_set::Feed;
+use crate::jobs::state::ActiveStamp;
 use crate::jobs::stripes;
-use crate::jobs::{JobId, JobSlot};
+use crate::jobs::JobId;
 use crate::kind::JobKind;
 use crate::sys::clock;
 use crate::Error;
@@ -110,8 +111,8 @@ pub(crate) struct Frame {
     st: &'static State,
     /// The job of the task that started the run (the parent of its rest, if shared).
     parent: Inside,
-    /// Its slot.
-    parent_slot: &'static JobSlot,
+    /// Its slot's state word while it runs (checked after every item or chunk).
+    active: ActiveStamp,
     n: usize,
     /// Where the rest starts if shared now: the end of the item or chunk in progress
     /// (between them, the start of the next).
@@ -177,7 +178,7 @@ impl Frame {
             };
             (parent, jobs.len())
         };
-        let control = st.setup.control;
+        let control = &st.setup.control;
         let w = st.setup.cx.index;
         let mut timed = None;
         if control.anyone_hungry(&st.probe) {
@@ -194,7 +195,7 @@ impl Frame {
         Begin::Run(Frame {
             st,
             parent,
-            parent_slot: parent.slot,
+            active: ActiveStamp::of(parent.job.gen),
             n,
             next: Cell::new(0),
             shared: Cell::new(false),
@@ -226,7 +227,8 @@ impl Frame {
         crate::Ctx::task(&self.st.setup.pool, self.parent.job, self.parent.root, true)
     }
 
-    /// Notes that the item or chunk about to run ends before item `next`.
+    /// Notes that the item or chunk about to run ends before item `next`: where the
+    /// rest starts if shared while it runs, and where [`after`](Frame::after) goes on.
     pub(crate) fn running_until(&self, next: usize) {
         self.next.set(next);
     }
@@ -236,19 +238,21 @@ impl Frame {
         self.shared.get()
     }
 
-    /// After an item or chunk, with the next one starting at `next` (`< n`): stop if
-    /// the parent job has stopped, share the biggest piece left if a worker is hungry.
+    /// After an item or chunk, the next one starting where [`running_until`] said this
+    /// one ended (`< n`): stop if the parent job has stopped, share the biggest piece
+    /// left if a worker is hungry.
     ///
     /// Inlined into every run's loop (a call per item of a small nested job): the common
-    /// case, nobody hungry and the parent active, is three loads and a store.
+    /// case, nobody hungry and the parent active, is four loads.
+    ///
+    /// [`running_until`]: Frame::running_until
     #[inline(always)]
-    pub(crate) fn after(&self, next: usize) -> Step {
+    pub(crate) fn after(&self) -> Step {
         if self.shared.get() {
             // A run inside that item shared our rest (from `next`).
             return Step::Shared;
         }
-        self.next.set(next);
-        if !self.parent_slot.is_active_job(self.parent.job.gen) {
+        if !self.parent.slot.is_still_active(self.active) {
             return Step::Stop(Error::Cancelled);
         }
         if self.st.setup.control.anyone_hungry(&self.st.probe) {
@@ -393,7 +397,7 @@ fn run_chunks<K: JobKind>(
         }
         cur += len;
         if cur < n || frame.shared() {
-            match frame.after(cur as usize) {
+            match frame.after() {
                 Step::Go => {}
                 Step::Shared => return Inline::Shared(kept),
                 Step::Stop(e) => return Inline::Failed(e),
