@@ -49,6 +49,7 @@ pub struct Plain;
 impl Env for Plain {
     type State = ();
     type Local = ();
+    #[inline]
     fn init(_: &()) -> Result<()> {
         Ok(())
     }
@@ -67,6 +68,7 @@ pub struct With<C>(PhantomData<fn(C)>);
 impl<C: Serialize + DeserializeOwned + 'static> Env for With<C> {
     type State = C;
     type Local = ();
+    #[inline]
     fn init(_: &C) -> Result<()> {
         Ok(())
     }
@@ -89,6 +91,7 @@ pub struct Init<I, T>(PhantomData<fn(I) -> T>);
 impl<I: Fn() -> T + TaskFn, T: 'static> Env for Init<I, T> {
     type State = ();
     type Local = T;
+    #[inline]
     fn init(_: &()) -> Result<T> {
         Ok(conjure::<I>()())
     }
@@ -112,6 +115,9 @@ pub struct CtxEnv;
 impl Env for CtxEnv {
     type State = ();
     type Local = Ctx;
+    // Inlined into the user's monomorphized pipeline: once per job, and a small nested
+    // job's whole cost is a few hundred instructions.
+    #[inline]
     fn init(_: &()) -> Result<Ctx> {
         Ctx::current()
     }
@@ -130,6 +136,7 @@ pub struct WithCtx<C>(PhantomData<fn(C)>);
 impl<C: Serialize + DeserializeOwned + 'static> Env for WithCtx<C> {
     type State = C;
     type Local = Ctx;
+    #[inline]
     fn init(_: &C) -> Result<Ctx> {
         Ctx::current()
     }

@@ -391,6 +391,12 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     }
 
     /// Runs the pipeline ending in terminal `T` and waits for its answer.
+    ///
+    /// Inlined into each terminal (one call site each), with `worker::run_inline` in it:
+    /// a small nested job run inline is then one function with its caller's task, its
+    /// items and their closure, and no longer moves its arguments, frame and result
+    /// across two calls (W7 from a task: 579 -> 535 worker instructions per nested job).
+    #[inline(always)]
     fn run<T: Terminal<St::Out>, R: 'static>(
         self,
         tstate: T::State,

@@ -57,6 +57,7 @@ impl<In> Stage<In> for Id {
     type Out = In;
     type State = ();
     type Local = ();
+    #[inline]
     fn init(_: &()) -> crate::Result<()> {
         Ok(())
     }
@@ -85,6 +86,7 @@ where
     type Out = U;
     type State = (P::State, E::State);
     type Local = (P::Local, E::Local);
+    #[inline]
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
@@ -111,6 +113,7 @@ where
     type Out = P::Out;
     type State = (P::State, E::State);
     type Local = (P::Local, E::Local);
+    #[inline]
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
@@ -144,6 +147,7 @@ where
     type Out = U;
     type State = (P::State, E::State);
     type Local = (P::Local, E::Local);
+    #[inline]
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
@@ -179,6 +183,7 @@ where
     type Out = I::Item;
     type State = (P::State, E::State);
     type Local = (P::Local, E::Local);
+    #[inline]
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
@@ -209,6 +214,7 @@ where
     type Out = <P::Out as IntoIterator>::Item;
     type State = P::State;
     type Local = P::Local;
+    #[inline]
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         P::init(state)
     }

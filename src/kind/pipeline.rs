@@ -26,6 +26,7 @@ impl<S: Source, St: Stage<S::Item>, T: Terminal<St::Out>> JobKind for IterJob<S,
     const ORDERED: bool = T::ORDERED;
     const SEALS: bool = T::SEALS;
 
+    #[inline]
     fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
         Ok((S::init(&args.0, &cx.mempool)?, St::init(&args.1)?))
     }
@@ -82,6 +83,7 @@ where
     type Partial = ();
     const ORDERED: bool = false;
 
+    #[inline]
     fn init(args: &Self::Args, cx: &WorkerCx) -> Result<Self::Local> {
         // SAFETY: the client owns the new output array, and neither reads nor frees it,
         // until the job has ended.

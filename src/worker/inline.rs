@@ -321,6 +321,8 @@ impl Drop for Entered<'_> {
 /// # Safety
 /// `share.cx` must stay valid for `share.share` until this call returns, and `share.share`
 /// must submit the rest of this very job (kind `K`, `args`, `n` items, this chunking).
+// Inlined into its one caller, `ParIter::run` (see there).
+#[inline(always)]
 pub(crate) unsafe fn run_inline<K: JobKind>(
     args: &K::Args,
     n: usize,
