@@ -14,9 +14,10 @@ use clap::Parser;
 
 mod probe;
 mod render;
-#[path = "../../benches/support/results.rs"]
-#[allow(dead_code)] // the writing half is the benches'
-mod results;
+// The benches' results format and statistics; the rest is theirs.
+#[path = "../../benches/support/mod.rs"]
+mod support;
+use support::results;
 
 /// BENCHMARKS.md from a bench-report run.
 #[derive(Parser, Debug)]

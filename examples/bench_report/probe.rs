@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{median, percentile};
+
 /// The CPUs this process may run on, in order (`sched_getaffinity`); empty if unknown.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed `cpu_set_t` is a valid empty set, and `sched_getaffinity` writes
@@ -50,11 +52,6 @@ fn pin(cpu: usize) -> bool {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Nanoseconds one `PAUSE` takes: the median of `runs` runs of `per_run`.
@@ -219,7 +216,7 @@ pub fn wake_us(
         return None;
     }
     v.sort_by(f64::total_cmp);
-    Some((v[v.len() / 2], v[(v.len() - 1) * 9 / 10]))
+    Some((percentile(&v, 0.5), percentile(&v, 0.9)))
 }
 
 /// The probes as `key<TAB>value` lines for the run's metadata (`render::parse_meta`).

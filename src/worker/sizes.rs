@@ -4,8 +4,8 @@
 //! Handing work to another worker is not free. A share submits a job (about 2,500
 //! instructions); on the reference 2-vCPU VM the hungry worker took its first item 1-2 us
 //! after a tree started (it looked for work once per 64 `PAUSE`s then, 1.6 us there;
-//! every 8 now, `futex`'s `LOOK_PAUSES`) and the
-//! owner's wait for the piece's result took 0.5-1 us more. With the other worker idle, a
+//! every 8 now, `futex`'s `LOOK_PAUSES`) and the owner's wait for the piece's result
+//! took 0.5-1 us more. With the other worker idle, a
 //! task's nested jobs of 64 one-item chunks took 0.26 us (median) in launches where they
 //! happened to run inline and 3.83 us in launches where the idle worker was fed each one
 //! at its start. So a hungry worker is fed at once only with a job not known to be
