@@ -202,6 +202,61 @@ fn blocks_run_each_system_in_blocks_rotating_the_order() {
         .is_empty());
 }
 
+#[test]
+fn a_block_runs_until_it_has_lasted_its_minimum() {
+    use std::time::{Duration, Instant};
+    let min = Duration::from_millis(6);
+    // (system, start, end) of every iteration, each at least 2 ms long.
+    let mut calls: Vec<(String, Instant, Instant)> = Vec::new();
+    let samples = support::blocks_lasting(&["a", "b"], 3, 1, min, |s| {
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        calls.push((s.to_string(), start, Instant::now()));
+        start.elapsed().as_secs_f64()
+    });
+    // Cut the iterations into blocks by the samples' own block lengths, in the order the
+    // rounds ran them: a b, b a, a b.
+    let (a, b) = (samples[0].block_lens(), samples[1].block_lens());
+    assert_eq!(a.len(), 3);
+    assert_eq!(b.len(), 3);
+    let plan = [
+        ("a", a[0]),
+        ("b", b[0]),
+        ("b", b[1]),
+        ("a", a[1]),
+        ("a", a[2]),
+        ("b", b[2]),
+    ];
+    assert_eq!(plan.iter().map(|p| p.1).sum::<usize>(), calls.len());
+    let slack = Duration::from_millis(1);
+    let mut rest = &calls[..];
+    for (system, len) in plan {
+        let (block, after) = rest.split_at(len);
+        rest = after;
+        assert!(block.iter().all(|c| c.0 == system), "a block mixes systems");
+        let (first, last) = (&block[0], &block[len - 1]);
+        // Long enough: more than the one iteration asked for, until `min` had passed...
+        assert!(len >= 2, "a block of {len} iteration(s)");
+        assert!(
+            last.2 - first.1 + slack >= min,
+            "a block of {:?}",
+            last.2 - first.1
+        );
+        // ...and not one iteration more: the one before the last ended within it.
+        let before_last = &block[len - 2];
+        assert!(
+            before_last.2 - first.1 < min,
+            "an iteration began after the minimum"
+        );
+    }
+    assert_eq!(samples[0].len(), a.iter().sum::<usize>());
+    assert_eq!(samples[0].round_medians().len(), 3);
+    // Without a minimum, a block is its iteration count, as `blocks` runs outside
+    // `cargo bench`.
+    let quick = support::blocks_lasting(&["a"], 2, 3, Duration::ZERO, |_| 1.0);
+    assert_eq!(quick[0].block_lens(), [3, 3]);
+}
+
 /// A record of issue 13-15's benches: `items` per iteration as they count them.
 fn rec_items(bench: &str, case: &str, system: &str, median_s: f64, items: Option<u64>) -> Line {
     Line::Result(Record {

@@ -5,33 +5,68 @@
 //! charges each system for the other's spinning. A burst of load from elsewhere still
 //! lands on every system alike, which is what a single criterion group per system cannot
 //! offer.
+//!
+//! For the same reason a block also *lasts* at least [`MIN_BLOCK`] when measuring,
+//! however many iterations that takes past the bench's own count: the previous system's
+//! threads are still spinning down while a block starts, and a block of a few short
+//! iterations can lie entirely inside that. W7's depth-4 tree from the client took
+//! 15.6-17.0 us in the rounds of run J (at 3942d75) whose procyon block came straight
+//! after rayon's, against 3.6-3.9 us in the others, a block being 10 trees (about 40 us);
+//! two launches of the nested bench on 2026-12-06 reproduced it (slow in 5 of 5 and 4 of
+//! 5 such rounds, fast in the other 2 of 7; procyon-flat slow in its one round after
+//! rayon's block). With blocks of at least 2 ms, three launches had no such rounds.
+//! Iterations per block then differ between systems and rounds; [`Samples`] keeps where
+//! each round's block ends.
 
 use std::ops::Deref;
+use std::time::{Duration, Instant};
 
 use super::results::{self, Line, Record};
 
-/// One system's per-iteration seconds, in the order they were taken, and how many
-/// rounds of equal blocks they came in (1: not measured in blocks). Reads as the slice
-/// of its values.
+/// How long a block lasts at least under `cargo bench` (module docs): about 50 times
+/// the spin-down that reached into W7's blocks (half of a 10-tree block, ~100 us, above),
+/// so that it moves a block's median by a few percent at most. A fixed value, not
+/// measured on the machine at hand.
+pub const MIN_BLOCK: Duration = Duration::from_millis(5);
+
+/// One system's per-iteration seconds, in the order they were taken, and where each
+/// round's block of them ends (one round: not measured in blocks). Reads as the slice of
+/// its values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Samples {
     values: Vec<f64>,
-    rounds: usize,
+    /// The end of each round's block in `values`, in round order.
+    round_ends: Vec<usize>,
 }
 
 impl Samples {
     /// The median of each round's block (as [`record_samples`] takes the whole run's),
-    /// in round order; empty unless there are at least two rounds of equal blocks.
+    /// in round order; empty unless there are at least two rounds.
     pub fn round_medians(&self) -> Vec<f64> {
-        if self.rounds < 2 || self.values.is_empty() || self.values.len() % self.rounds != 0 {
+        if self.round_ends.len() < 2 {
             return Vec::new();
         }
-        self.values
-            .chunks(self.values.len() / self.rounds)
-            .map(|block| {
-                let mut block = block.to_vec();
+        let mut start = 0;
+        self.round_ends
+            .iter()
+            .filter_map(|&end| {
+                let mut block = self.values[start..end].to_vec();
+                start = end;
                 block.sort_by(f64::total_cmp);
-                percentile(&block, 0.5)
+                (!block.is_empty()).then(|| percentile(&block, 0.5))
+            })
+            .collect()
+    }
+
+    /// How many iterations each round's block took, in round order.
+    pub fn block_lens(&self) -> Vec<usize> {
+        let mut start = 0;
+        self.round_ends
+            .iter()
+            .map(|&end| {
+                let len = end - start;
+                start = end;
+                len
             })
             .collect()
     }
@@ -40,7 +75,8 @@ impl Samples {
 /// Samples not taken in rounds of blocks (one round).
 impl From<Vec<f64>> for Samples {
     fn from(values: Vec<f64>) -> Self {
-        Samples { values, rounds: 1 }
+        let round_ends = vec![values.len()];
+        Samples { values, round_ends }
     }
 }
 
@@ -51,28 +87,56 @@ impl Deref for Samples {
     }
 }
 
-/// Runs `rounds` rounds of a block of `per_block` iterations of every system in
-/// `systems`, and returns each system's per-iteration seconds (in `systems`' order),
-/// round after round. `run(name)` performs one iteration of system `name`, checks its
-/// result (untimed), and returns the seconds its timed part took.
+/// Runs `rounds` rounds of a block of every system in `systems`, and returns each
+/// system's per-iteration seconds (in `systems`' order), round after round. A block is
+/// `per_block` iterations and, under `cargo bench`, as many more as it takes to last
+/// [`MIN_BLOCK`] (module docs). `run(name)` performs one iteration of system `name`,
+/// checks its result (untimed), and returns the seconds its timed part took.
 pub fn blocks(
     systems: &[&str],
     rounds: usize,
     per_block: usize,
+    run: impl FnMut(&str) -> f64,
+) -> Vec<Samples> {
+    let min = if super::measuring() {
+        MIN_BLOCK
+    } else {
+        Duration::ZERO
+    };
+    blocks_lasting(systems, rounds, per_block, min, run)
+}
+
+/// [`blocks`] with blocks of at least `per_block` iterations that last at least
+/// `min_time` each (from the block's start to its last iteration's end, untimed parts
+/// included).
+pub fn blocks_lasting(
+    systems: &[&str],
+    rounds: usize,
+    per_block: usize,
+    min_time: Duration,
     mut run: impl FnMut(&str) -> f64,
 ) -> Vec<Samples> {
-    let mut out = vec![Vec::with_capacity(rounds * per_block); systems.len()];
+    let mut out: Vec<Samples> = systems
+        .iter()
+        .map(|_| Samples {
+            values: Vec::with_capacity(rounds * per_block),
+            round_ends: Vec::with_capacity(rounds),
+        })
+        .collect();
     for round in 0..rounds {
         for k in 0..systems.len() {
             let s = (k + round) % systems.len();
-            for _ in 0..per_block {
-                out[s].push(run(systems[s]));
+            let start = Instant::now();
+            let mut done = 0;
+            while done < per_block || start.elapsed() < min_time {
+                out[s].values.push(run(systems[s]));
+                done += 1;
             }
+            let end = out[s].values.len();
+            out[s].round_ends.push(end);
         }
     }
-    out.into_iter()
-        .map(|values| Samples { values, rounds })
-        .collect()
+    out
 }
 
 /// The value at quantile `p` of `sorted` (nearest rank).
