@@ -182,9 +182,12 @@ impl Frame {
         let w = st.setup.cx.index;
         let mut timed = None;
         if control.anyone_hungry(&st.probe) {
-            match begin_hungry(st, w, parent.job, depth, n, share) {
-                Ok(t) => timed = t,
-                Err(now) => return Begin::Declined(Some(now)),
+            // Inside a timed run, that run's time decides (`share_biggest`): no call.
+            if !st.timed_open.get() {
+                match begin_hungry(st, w, parent.job, depth, n, share) {
+                    Ok(t) => timed = t,
+                    Err(now) => return Begin::Declined(Some(now)),
+                }
             }
         } else {
             // Looks skipped after an earlier run found nothing worth sharing must not
@@ -409,10 +412,9 @@ fn run_chunks<K: JobKind>(
     Inline::Done(kept)
 }
 
-/// [`Frame::begin`] once some worker is hungry: `Err` if one is hungry for a child of
-/// `parent` and the job (`n` items, at `depth` on the job stack) is not known to be
-/// small (`sizes`): share it at once; else whether to time it. Inside a timed run, that
-/// run's time decides instead (`share_biggest`).
+/// [`Frame::begin`] once some worker is hungry, outside a timed run: `Err` if one is
+/// hungry for a child of `parent` and the job (`n` items, at `depth` on the job stack) is
+/// not known to be small (`sizes`): share it at once; else whether to time it.
 #[cold]
 fn begin_hungry(
     st: &State,
@@ -422,9 +424,6 @@ fn begin_hungry(
     n: usize,
     share: Share,
 ) -> Result<Option<Timed>, ShareNow> {
-    if st.timed_open.get() {
-        return Ok(None);
-    }
     let Some(feed) = st.setup.control.hungry_for(w, parent) else {
         return Ok(None);
     };
