@@ -14,19 +14,21 @@
 //! after rayon's, against 3.6-3.9 us in the others, a block being 10 trees (about 40 us);
 //! two launches of the nested bench on 2026-12-06 reproduced it (slow in 5 of 5 and 4 of
 //! 5 such rounds, fast in the other 2 of 7; procyon-flat slow in its one round after
-//! rayon's block). With blocks of at least 2 ms, three launches had no such rounds.
-//! Iterations per block then differ between systems and rounds; [`Samples`] keeps where
-//! each round's block ends.
+//! rayon's block). With blocks of at least 2 ms, three launches had no such rounds, and
+//! with [`MIN_BLOCK`] none of eight: the tree took 3.14-3.94 us in every round of seven
+//! of them, 5.12-5.26 us in every round of the eighth (the VM in a slower state). Iterations
+//! per block then differ between systems and rounds; [`Samples`] keeps where each
+//! round's block ends.
 
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use super::results::{self, Line, Record};
 
-/// How long a block lasts at least under `cargo bench` (module docs): about 50 times
-/// the spin-down that reached into W7's blocks (half of a 10-tree block, ~100 us, above),
-/// so that it moves a block's median by a few percent at most. A fixed value, not
-/// measured on the machine at hand.
+/// How long a block lasts at least under `cargo bench` (module docs): some 50 times the
+/// spin-down that reached into W7's blocks (at least half of a 10-tree block, over
+/// 100 us, above), so that it moves a block's median by a few percent at most. A fixed
+/// value, not measured on the machine at hand.
 pub const MIN_BLOCK: Duration = Duration::from_millis(5);
 
 /// One system's per-iteration seconds, in the order they were taken, and where each
