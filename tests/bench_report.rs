@@ -501,7 +501,7 @@ fn the_machine_probes_measure_and_read_as_run_metadata() {
         assert_eq!(meta.len(), 2, "{lines}");
         return;
     };
-    assert_eq!(meta.len(), 3, "{lines}");
+    assert_eq!(meta.len(), 4, "{lines}");
     assert!(
         meta.iter().all(|(_, v)| !v.starts_with("not measured")),
         "{lines}"
@@ -515,8 +515,14 @@ fn the_machine_probes_measure_and_read_as_run_metadata() {
         median > 0.0 && p90 >= median && median < 1e6,
         "{median} / {p90} us"
     );
+    let chase = probe::neighbour_ns(a, b, 2, 10_000, limit).expect("a chase beside each");
+    assert!(
+        chase.iter().all(|&ns| ns > 0.0 && ns < 1e6),
+        "{chase:?} ns per step"
+    );
     // A CPU that does not exist cannot be pinned: no figure, and no hang.
     let none = libc::CPU_SETSIZE as usize;
     assert_eq!(probe::round_trip_ns(a, none, 1, 10, limit), None);
     assert_eq!(probe::wake_us(a, none, 1, Duration::ZERO, limit), None);
+    assert_eq!(probe::neighbour_ns(a, none, 1, 10, limit), None);
 }

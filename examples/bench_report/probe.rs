@@ -14,6 +14,16 @@
 //! - how long a thread asleep on an idle CPU takes to run once woken: a waiter that gave
 //!   up spinning pays it, and on a VM whose idle vCPUs halt it is tens of microseconds.
 //!
+//! A fourth fact is how fast a CPU runs the same code, and whether that depends on what
+//! the CPU beside it does ([`neighbour_ns`]): a pointer chase through 256 KiB timed with
+//! the other CPU asleep, spinning on `PAUSE` (as procyon's waiters do), or spinning on
+//! integer adds. On the reference VM, within one day and at the same low load, a
+//! one-worker W7 tree from a task took 2.4 us with the other vCPU idle and 3.7 us with it
+//! spinning on `PAUSE` in one state; 3.7 us idle and 2.4 us with an integer spinner in
+//! another; 2.4 us idle or beside `PAUSE` and 4.3 us beside an integer spinner in a
+//! third; the same in all three cases in a fourth. The chase took 1,180 or 1,570 us for
+//! the same 300,000 steps with the other vCPU idle (2026-12-06, issue 16's notes).
+//!
 //! Recorded, never used to decide anything: two runs whose probes differ are two
 //! machines, whatever their names say.
 
@@ -219,6 +229,94 @@ pub fn wake_us(
     Some((percentile(&v, 0.5), percentile(&v, 0.9)))
 }
 
+/// Nanoseconds per step of a pointer chase through a random cycle of 256 KiB (mostly
+/// L2-resident) on CPU `a` while a thread pinned to CPU `b` sleeps, spins on `PAUSE`, or
+/// spins on integer adds: the median of `rounds` rounds of `steps` steps each, the three
+/// interleaved within every round. `None` if a thread could not be pinned or the whole
+/// took longer than `limit`.
+pub fn neighbour_ns(
+    a: usize,
+    b: usize,
+    rounds: usize,
+    steps: u64,
+    limit: Duration,
+) -> Option<[f64; 3]> {
+    const IDLE: u8 = 0;
+    const PAUSING: u8 = 1;
+    const ADDING: u8 = 2;
+    const QUIT: u8 = 3;
+    const LEN: usize = 64 * 1024; // u32s: 256 KiB
+    let deadline = Instant::now() + limit;
+    // What the neighbour does. Relaxed: a flag that publishes nothing else; `join`
+    // orders the end.
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(IDLE));
+    let pinned = Arc::new(AtomicBool::new(true));
+    let (mode2, pinned2) = (mode.clone(), pinned.clone());
+    let neighbour = std::thread::spawn(move || {
+        if !pin(b) {
+            pinned2.store(false, Ordering::Relaxed);
+            return;
+        }
+        let mut x = 0u64;
+        loop {
+            match mode2.load(Ordering::Relaxed) {
+                IDLE => std::thread::sleep(Duration::from_micros(200)),
+                PAUSING => {
+                    for _ in 0..8 {
+                        std::hint::spin_loop();
+                    }
+                }
+                ADDING => {
+                    for _ in 0..64 {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    // One random cycle through every slot (a fixed seed: the same walk every run).
+    let mut order: Vec<u32> = (0..LEN as u32).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..LEN).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        order.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let mut next = vec![0u32; LEN];
+    for k in 0..LEN {
+        next[order[k] as usize] = order[(k + 1) % LEN];
+    }
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut ok = pin(a);
+    'rounds: for _ in 0..rounds.max(1) {
+        for m in [IDLE, PAUSING, ADDING] {
+            if !ok || !pinned.load(Ordering::Relaxed) || Instant::now() > deadline {
+                ok = false;
+                break 'rounds;
+            }
+            mode.store(m, Ordering::Relaxed);
+            // Let the neighbour settle into it (asleep, or spinning).
+            std::thread::sleep(Duration::from_millis(2));
+            let t = Instant::now();
+            let mut i = 0u32;
+            for _ in 0..steps {
+                i = next[i as usize];
+            }
+            std::hint::black_box(i);
+            times[m as usize].push(t.elapsed().as_nanos() as f64 / steps.max(1) as f64);
+        }
+    }
+    mode.store(QUIT, Ordering::Relaxed);
+    let _ = neighbour.join();
+    if !ok || !pinned.load(Ordering::Relaxed) {
+        return None;
+    }
+    let [idle, pausing, adding] = times;
+    Some([median(idle), median(pausing), median(adding)])
+}
+
 /// The probes as `key<TAB>value` lines for the run's metadata (`render::parse_meta`).
 pub fn meta_lines() -> String {
     let mut s = format!(
@@ -242,6 +340,15 @@ pub fn meta_lines() -> String {
     match wake_us(a, b, 200, Duration::from_millis(2), limit) {
         Some((med, p90)) => s.push_str(&format!(
             "{key}\t{med:.1} us median, {p90:.1} us p90 (200 wake-ups, 2 ms apart)\n"
+        )),
+        None => s.push_str(&format!("{key}\tnot measured (a CPU was taken)\n")),
+    }
+    let key = format!(
+        "probe: a pointer chase in 256 KiB on CPU {a}, CPU {b} idle / PAUSE-spinning / add-spinning"
+    );
+    match neighbour_ns(a, b, 7, 300_000, limit) {
+        Some([idle, pausing, adding]) => s.push_str(&format!(
+            "{key}\t{idle:.2} / {pausing:.2} / {adding:.2} ns per step (medians of 7 rounds of 300,000)\n"
         )),
         None => s.push_str(&format!("{key}\tnot measured (a CPU was taken)\n")),
     }
