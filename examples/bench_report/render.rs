@@ -3,7 +3,9 @@
 //! the run's metadata, filled into a template. No I/O here, so a test can feed it a fixed
 //! sample (tests/bench_report.rs).
 //!
-//! Ratios read "baseline's time / procyon's time": above 1, procyon is faster.
+//! Ratios read "baseline's time / procyon's time": above 1, procyon is faster. Where both
+//! systems ran in the same rounds of interleaved blocks, a ratio is taken round by round
+//! and the median of the rounds' ratios is reported ([`paired_ratio`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -63,13 +65,37 @@ impl Group<'_> {
         self.systems.get("procyon").copied()
     }
 
-    /// `baseline`'s median time over procyon's (above 1: procyon is faster); for
+    /// `baseline`'s time over procyon's (above 1: procyon is faster, [`paired_ratio`]); for
     /// `"<system> p99"`, the same of the 99th percentiles.
     fn ratio(&self, baseline: &str) -> Option<f64> {
         match baseline.strip_suffix(" p99") {
             Some(b) => Some(self.systems.get(b)?.p99_s / self.procyon()?.p99_s),
-            None => Some(self.systems.get(baseline)?.median_s / self.procyon()?.median_s),
+            None => Some(paired_ratio(self.systems.get(baseline)?, self.procyon()?)),
         }
+    }
+}
+
+/// `base`'s time over `sys`'s (above 1: `sys` is faster). Where both were measured in the
+/// same rounds of interleaved blocks, round k of each ran in the same stretch of time: the
+/// ratio is taken round by round and the median of those is returned (the mean of the
+/// middle two for an even count). The ratio of the two runs' medians would compare
+/// samples from different stretches whenever the machine changed state during the run:
+/// one run (L, 2026-12-06) had W7's tree at 3.3 us in rounds 0-2 and 4.5 us in 3-6, its
+/// flat job at 2.6 us in rounds 0-3 and 3.4 us in 4-6 (the state changed between the two
+/// blocks of round 3), so the runs' medians said 1.57x while six of the seven rounds said
+/// 1.27x-1.38x. Elsewhere (no rounds, or rounds that do not pair up), the medians' ratio.
+fn paired_ratio(base: &Record, sys: &Record) -> f64 {
+    let (b, s) = (&base.round_medians, &sys.round_medians);
+    if b.len() < 2 || b.len() != s.len() {
+        return base.median_s / sys.median_s;
+    }
+    let mut r: Vec<f64> = b.iter().zip(s).map(|(b, s)| b / s).collect();
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
     }
 }
 
@@ -198,18 +224,19 @@ impl Target {
         }
     }
 
-    /// The figure of the whole run: from the medians (the p99 for [`Check::P99`]).
+    /// The figure of the whole run: from the medians (the p99 for [`Check::P99`]), a
+    /// ratio paired round by round where it can be ([`paired_ratio`]).
     fn run_figure(&self, g: &Group<'_>) -> f64 {
         let Some(p) = g.procyon() else {
             return f64::NAN;
         };
-        let base = self
-            .baseline()
-            .and_then(|b| g.systems.get(b))
-            .map(|r| r.median_s);
         match self.check {
             Check::P99(_) => p.p99_s,
-            _ => self.figure(p.median_s, base, p.items),
+            Check::Ratio { baseline, .. } => g
+                .systems
+                .get(baseline)
+                .map_or(f64::NAN, |base| paired_ratio(base, p)),
+            _ => self.figure(p.median_s, None, p.items),
         }
     }
 
@@ -531,7 +558,7 @@ fn scaling(groups: &[Group<'_>], cores: usize) -> String {
         let Some(seq) = g.systems.get("sequential") else {
             continue;
         };
-        let speedup = |sys: &str| g.systems.get(sys).map(|r| seq.median_s / r.median_s);
+        let speedup = |sys: &str| g.systems.get(sys).map(|r| paired_ratio(seq, r));
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
