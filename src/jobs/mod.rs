@@ -7,7 +7,7 @@
 //!   transitions) and its pins: the claim / pin protocol that keeps a worker from ever
 //!   running a half-rewritten header (model-checked with loom);
 //! * [`slot`]: the job header: chunk self-scheduling, done accounting, failure;
-//! * [`stripes`]: per-worker stripes with stealing, for every job of more than a few items;
+//! * [`stripes`]: per-worker stripes with stealing, for jobs of many small chunks;
 //! * [`failure`]: the failure record written into the slot itself;
 //! * [`block_ref`]: `(offset, len, generation)` references to mempool blocks;
 //! * [`partials`]: the per-worker cells where a job's partial results wait for its owner;

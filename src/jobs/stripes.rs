@@ -1,33 +1,16 @@
-//! Per-worker stripes: each worker claims chunks of a job from a stripe of its own and
-//! steals from the others' once its own runs dry.
+//! Per-worker stripes for jobs of many small chunks: each worker claims chunks from a
+//! stripe of its own and steals from the others' once its own runs dry.
 //!
 //! With one shared counter (`JobSlot::next`), every claim moves one cache line between
 //! the CPUs of the workers: one item per chunk cost 86-93 ns per item on 2 workers
-//! against 12 ns on one. So every job of at least [`MIN_STRIPED_ITEMS`] items per worker,
-//! however it is chunked, is laid out in stripes instead: the job's items are split
-//! evenly over one [`Stripe`] per worker, each on a cache line of its own, and worker `i`
-//! claims from stripe `i` alone until it is empty, which no other worker touches unless
-//! it steals. Two more things follow from it:
-//!
-//! * Default (guided) chunking claims about twice as many chunks from a shared counter
-//!   as from stripes (W3, 100,000 items on 2 workers: some 40 claims, every one a cache
-//!   line moved, against some 17 per worker on its own line and a steal or two): W3
-//!   with default chunking took 37.3 us (median of 7 launches' medians) with stripes
-//!   against 38.5 us with the counter, launches alternated on 2026-12-06.
-//! * Each worker works the same part of large arrays in job after job. A process's page
-//!   tables are its own: a page of a shared array that one worker has mapped still
-//!   faults in another the first time it touches it. With the shared counter the part
-//!   of the index space each worker gets moves from job to job (whoever claims first
-//!   takes the front), so every new job over the same large arrays makes each worker
-//!   fault in pages the other had mapped: 2 GiB W5 jobs ran at 11-28 GB/s in their first
-//!   runs after a warm-up, against 63-67 GB/s at once when striped. Striped, worker `i`
-//!   starts on stripe `i` in every job, so the pages it touched last time are mapped
-//!   already (rayon's threads share one page table and never pay this). What a steal
-//!   still takes from another stripe is mapped 64 KiB at a time before it is written
-//!   (`view::ArrayViewMut::chunk_mut`).
-//!
-//! A smaller job (every nested job a task runs inline among them, `worker::inline`) keeps
-//! the shared counter: it is over before a second line would pay for itself.
+//! against 12 ns on one. A job that will be cut into many chunks (at least
+//! [`CHUNKS_PER_STRIPE`] per worker, which in practice means a small `max_len`) is laid
+//! out in stripes instead: the job's items are split evenly over one [`Stripe`] per
+//! worker, each on a cache line of its own, and worker `i` claims from stripe `i` alone
+//! until it is empty, which no other worker touches unless it steals. A job of at least
+//! [`STICKY_ITEMS`] items is striped too, however it is chunked, so that each worker
+//! works the same part of large arrays in job after job (its page tables, unlike a
+//! thread's, are its own).
 //!
 //! ## Protocol
 //!
@@ -61,9 +44,23 @@
 use crate::loom::{AtomicU64, Ordering};
 use std::ops::Range;
 
-/// Least number of items per worker for which a job is striped (module docs). A fixed
-/// count, not a reading of the machine.
-pub(crate) const MIN_STRIPED_ITEMS: u64 = 64;
+/// Least number of chunks per worker for which a job is striped.
+pub(crate) const CHUNKS_PER_STRIPE: u64 = 64;
+/// Least number of items for which a job is striped however it is chunked.
+///
+/// A process's page tables are its own: a page of a shared array that one worker has
+/// mapped still faults in another the first time it touches it. With the shared counter
+/// the part of the index space each worker gets moves from job to job (whoever claims
+/// first takes the front), so every new job over the same large arrays makes each worker
+/// fault in pages the other had mapped: 2 GiB W5 jobs ran at 11-28 GB/s in their first
+/// runs after a warm-up, against 63-67 GB/s at once when striped. Striped, worker `i`
+/// starts on stripe `i` in every job, so the pages it touched last time are mapped
+/// already (rayon's threads share one page table and never pay this). What a steal still
+/// takes from another stripe is mapped 64 KiB at a time before it is written
+/// (`view::ArrayViewMut::chunk_mut`). A fixed count, not a reading of the machine: 2^20
+/// items is a few MiB of any element type, past which a job's page faults cost more than
+/// its claims.
+pub(crate) const STICKY_ITEMS: u64 = 1 << 20;
 /// Bytes of one stripe.
 pub(crate) const STRIPE_SIZE: usize = 64;
 
@@ -97,11 +94,18 @@ fn unpack(word: u64) -> (u64, u64) {
     (word & u32::MAX as u64, word >> 32)
 }
 
-/// How many stripes a job of `n` items gets on `workers` workers: one per worker, or 0
-/// (one shared counter) for a small job, a single worker, or indices past 32 bits.
+/// How many stripes a job of `n` items with chunks of at most `max_len` gets on
+/// `workers` workers: 0 (one shared counter) unless it will be cut into many chunks or
+/// is large ([`STICKY_ITEMS`]).
 #[inline]
-pub(crate) fn stripes_for(n: u64, workers: u64) -> usize {
-    if workers >= 2 && n >= MIN_STRIPED_ITEMS * workers && n <= u32::MAX as u64 {
+pub(crate) fn stripes_for(n: u64, max_len: u64, workers: u64) -> usize {
+    if n < CHUNKS_PER_STRIPE * workers {
+        // Too few items for that many chunks (a small nested job): no division.
+        return 0;
+    }
+    let chunks = n / max_len.max(1);
+    let many = chunks >= CHUNKS_PER_STRIPE * workers || n >= STICKY_ITEMS;
+    if workers >= 2 && n <= u32::MAX as u64 && many {
         workers as usize
     } else {
         0
@@ -240,13 +244,14 @@ mod tests {
     }
 
     #[test]
-    fn every_job_of_enough_items_is_striped() {
-        assert_eq!(stripes_for(100_000, 2), 2, "however it is chunked");
-        assert_eq!(stripes_for(128, 2), 2, "64 items per worker");
-        assert_eq!(stripes_for(127, 2), 0, "fewer");
-        assert_eq!(stripes_for(4, 2), 0, "a small nested job");
-        assert_eq!(stripes_for(100_000, 1), 0, "one worker");
-        assert_eq!(stripes_for(1 << 33, 2), 0, "past 32-bit indices");
+    fn only_jobs_of_many_chunks_or_items_are_striped() {
+        assert_eq!(stripes_for(100_000, 1, 2), 2);
+        assert_eq!(stripes_for(100_000, u64::MAX, 2), 0, "few guided chunks");
+        assert_eq!(stripes_for(STICKY_ITEMS, u64::MAX, 2), 2, "a large job");
+        assert_eq!(stripes_for(STICKY_ITEMS - 1, u64::MAX, 2), 0);
+        assert_eq!(stripes_for(4, 1, 2), 0, "a small nested job");
+        assert_eq!(stripes_for(100_000, 1, 1), 0, "one worker");
+        assert_eq!(stripes_for(1 << 33, 1, 2), 0, "past 32-bit indices");
     }
 
     /// Every item is handed out exactly once, whoever claims, in any interleaving the

@@ -559,14 +559,17 @@ impl PoolInner {
         // The arguments, then one partial-results cell per worker row (spares included).
         let table_at = args_len.next_multiple_of(CELL_SIZE);
         let table_len = self.control.entries() * CELL_SIZE;
-        // A job of enough items claims its chunks from per-worker stripes
-        // (`jobs::stripes`).
+        // A job of many small chunks claims them from per-worker stripes (`jobs::stripes`).
         let stripe_count = if from > 0 {
             // The rest of an inline run: its task ran it as one counter would hand it
             // out (`worker::run_inline` runs only jobs that have no stripes).
             0
         } else {
-            stripes::stripes_for(n as u64, self.config.workers as u64)
+            stripes::stripes_for(
+                n as u64,
+                chunking.max_len.min(u64::MAX as usize) as u64,
+                self.config.workers as u64,
+            )
         };
         let stripes_at = (table_at + table_len).next_multiple_of(STRIPE_SIZE);
         let total = if stripe_count > 0 {

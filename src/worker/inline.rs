@@ -342,7 +342,7 @@ pub(crate) unsafe fn run_inline<K: JobKind>(
     let workers = (setup.pool.config.workers as u64).max(1);
     let min = (min_len as u64).max(1);
     let max = (max_len.min(u64::MAX as usize) as u64).max(min);
-    if n > INLINE_MAX_ITEMS || stripes::stripes_for(n as u64, workers) > 0 {
+    if n > INLINE_MAX_ITEMS || stripes::stripes_for(n as u64, max, workers) > 0 {
         return Inline::Declined(None);
     }
     let _entered = frame.enter();
