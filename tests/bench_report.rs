@@ -441,7 +441,7 @@ fn rec_rounds(case: &str, system: &str, items: Option<u64>, rounds: &[f64]) -> L
 fn the_summary_judges_each_round_beside_the_run() {
     let w3 = Some(100_000);
     let lines = [
-        // rayon over procyon by round: 1.25x, 0.94x, 1.25x (the run's medians: 1.25x).
+        // rayon over procyon by round: 1.25x, 0.94x, 1.25x (their median: 1.25x).
         rec_rounds("default chunking", "rayon", w3, &[40e-6, 30e-6, 40e-6]),
         rec_rounds("default chunking", "procyon", w3, &[32e-6, 32e-6, 32e-6]),
         // Per item by round: 20, 30 and 24 ns (the run's median: 24 ns).

@@ -9,7 +9,7 @@ pub mod results;
 use std::time::Instant;
 
 #[allow(unused_imports)] // not every bench measures in blocks
-pub use blocks::{blocks, blocks_lasting, percentile, record_samples, Samples, MIN_BLOCK};
+pub use blocks::{blocks, blocks_lasting, percentile, record_samples, Samples};
 #[allow(unused_imports)] // not every bench saves results
 pub use criterion_dir::criterion_dir;
 

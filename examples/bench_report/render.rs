@@ -191,9 +191,10 @@ enum Check {
     P99(f64),
 }
 
-/// A target of a case: judged on the run's medians, and shown judged on each round of
-/// interleaved blocks too, where the samples came in rounds (round `k` of every system
-/// ran in the same stretch of time, so their figures pair up).
+/// A target of a case: judged on the whole run (a time on its median, a ratio paired by
+/// round, [`paired_ratio`]), and shown judged on each round of interleaved blocks too,
+/// where the samples came in rounds (round `k` of every system ran in the same stretch of
+/// time, so their figures pair up).
 struct Target {
     what: &'static str,
     check: Check,
@@ -460,7 +461,7 @@ fn run_section(meta: &Meta, lines: &[Line]) -> String {
     s
 }
 
-/// Every target at 2 workers, one row each, judged on the run's medians; beside it, how
+/// Every target at 2 workers, one row each, judged on the whole run; beside it, how
 /// many of the rounds of interleaved blocks meet it on their own, and their range.
 fn summary(groups: &[Group<'_>]) -> String {
     let mut s = String::from(
