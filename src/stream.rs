@@ -163,7 +163,11 @@ const TLB_AHEAD: usize = 2 * PAGE;
 /// In a worker, W5 at 512 MiB with one worker went from 0.93-1.11x the speed of rayon's
 /// hand-written streaming loop (one thread, medians of 5 rounds, 3 launches) to
 /// 1.32-1.49x; with two workers both are bound by the machine's bandwidth (1.01-1.16x
-/// against 1.06-1.11x).
+/// against 1.06-1.11x). In the W5 bench, whose client checks and clears each output
+/// between runs, less (one worker, 512 MiB: 0.91x -> 0.93-0.96x rayon-NT): the client's
+/// pass leaves the page-table entries rayon's threads walk next in the cache (one
+/// address space), not those of the workers (their own page tables). Hints 8 or 16
+/// pages ahead did better at 64 MiB and worse at 512 MiB in that bench.
 #[derive(Clone, Copy)]
 struct Ahead {
     /// Address of the output range the stores write.
@@ -195,16 +199,25 @@ impl Ahead {
     /// [`hint_for`](Self::hint_for)'s offset.
     #[inline(always)]
     fn span(self, offset: usize, len: usize) {
-        #[cfg(target_arch = "x86_64")]
         if let Some(target) = self.hint_for(offset, len) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA};
-            // SAFETY: a prefetch is a hint: it never faults and changes no memory, and its
-            // address is inside the output range (`hint_for` checks it).
-            unsafe { _mm_prefetch::<_MM_HINT_NTA>((self.start + target) as *const i8) };
+            prefetch(self.start + target);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (self, offset, len);
     }
+}
+
+/// A hint that the line at `addr` will be written soon (`prefetchnta`; nothing where
+/// there are no streaming stores).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA};
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and
+        // changes no memory (`Ahead` passes addresses inside the output anyway).
+        unsafe { _mm_prefetch::<_MM_HINT_NTA>(addr as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Bytes of the staging buffer.
@@ -457,11 +470,11 @@ mod tests {
         assert_eq!(line_head::<()>(0), None);
     }
 
-    /// The offsets `Ahead` hints for a range of `bytes` at `start` written in steps of
-    /// `step` bytes from offset `first`.
-    fn hints(start: usize, bytes: usize, first: usize, step: usize) -> Vec<usize> {
+    /// The offsets `Ahead` hints for a range of `bytes` at `start` written front to
+    /// back in steps of `step` bytes.
+    fn hints(start: usize, bytes: usize, step: usize) -> Vec<usize> {
         let ahead = Ahead { start, bytes };
-        (first..bytes)
+        (0..bytes)
             .step_by(step)
             .filter_map(|o| ahead.hint_for(o, step.min(bytes - o)))
             .collect()
@@ -473,25 +486,25 @@ mod tests {
         // none past the range.
         let base = 1 << 20;
         assert_eq!(
-            hints(base, 5 * PAGE, 0, LINE),
+            hints(base, 5 * PAGE, LINE),
             [2 * PAGE, 3 * PAGE, 4 * PAGE],
             "pages 0-2 hint pages 2-4; pages 3 and 4 would hint past the end"
         );
         // A range that starts mid-page (lines from its first line boundary): the
         // boundaries are the address's, not the offset's.
         let start = base + 3 * LINE;
-        let got = hints(start, 6 * PAGE, 0, LINE);
+        let got = hints(start, 6 * PAGE, LINE);
         let want: Vec<usize> = (1..=4).map(|p| p * PAGE - 3 * LINE + TLB_AHEAD).collect();
         assert_eq!(got, want);
         // 1 KiB blocks from a 16-byte (not line) aligned start, as `StreamWriter` flushes
         // them: the block that straddles a boundary hints it.
         let start = base + 48;
-        let got = hints(start, 8 * PAGE, 0, 1024);
+        let got = hints(start, 8 * PAGE, 1024);
         let want: Vec<usize> = (1..=6).map(|p| p * PAGE - 48 + TLB_AHEAD).collect();
         assert_eq!(got, want);
         assert!(got.iter().all(|&o| o < 8 * PAGE));
         // Shorter than the distance: nothing to hint.
-        assert!(hints(base, TLB_AHEAD, 0, LINE).is_empty());
+        assert!(hints(base, TLB_AHEAD, LINE).is_empty());
     }
 
     #[test]
