@@ -42,35 +42,33 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Each round's block of values, in round order.
+    fn round_blocks(&self) -> impl Iterator<Item = &[f64]> {
+        let starts = std::iter::once(0).chain(self.round_ends.iter().copied());
+        starts
+            .zip(&self.round_ends)
+            .map(|(start, &end)| &self.values[start..end])
+    }
+
     /// The median of each round's block (as [`record_samples`] takes the whole run's),
     /// in round order; empty unless there are at least two rounds.
     pub fn round_medians(&self) -> Vec<f64> {
         if self.round_ends.len() < 2 {
             return Vec::new();
         }
-        let mut start = 0;
-        self.round_ends
-            .iter()
-            .filter_map(|&end| {
-                let mut block = self.values[start..end].to_vec();
-                start = end;
+        self.round_blocks()
+            .filter(|block| !block.is_empty())
+            .map(|block| {
+                let mut block = block.to_vec();
                 block.sort_by(f64::total_cmp);
-                (!block.is_empty()).then(|| percentile(&block, 0.5))
+                percentile(&block, 0.5)
             })
             .collect()
     }
 
     /// How many iterations each round's block took, in round order.
     pub fn block_lens(&self) -> Vec<usize> {
-        let mut start = 0;
-        self.round_ends
-            .iter()
-            .map(|&end| {
-                let len = end - start;
-                start = end;
-                len
-            })
-            .collect()
+        self.round_blocks().map(<[f64]>::len).collect()
     }
 }
 
