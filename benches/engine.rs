@@ -112,10 +112,16 @@ fn w3(c: &mut Criterion) {
 }
 
 /// W3 in interleaved blocks, recorded: per worker count, the two chunkings as two cases.
+///
+/// Fifteen rounds in quick mode too: a round of W3 costs a fraction of a second, and
+/// both systems' default-chunking jobs switch between a fast mode (34-37 us) and slow
+/// ones from round to round (the client's wake-up queued behind a spinning worker, or
+/// rayon's two threads on one CPU), so five rounds' median ratio went from 0.77x to
+/// 1.64x across three report runs of one engine (O, P, Q of 2026-12-06).
 fn w3_rounds(_: &mut Criterion) {
     let (rounds, per_block) = match (measuring(), quick()) {
         (false, _) => (1, 1),
-        (true, true) => (5, 40),
+        (true, true) => (15, 40),
         (true, false) => (15, 100),
     };
     const SYSTEMS: [&str; 5] = [
