@@ -44,6 +44,8 @@ fn data() -> impl Strategy<Value = Vec<u32>> {
         Just(2),
         Just(7),
         Just(1000),
+        // Past the 1,024-item blocks `zip` and `rev` buffer at a time.
+        Just(2100),
         0usize..1000
     ]
     .prop_flat_map(|n| proptest::collection::vec(0u32..1000, n))

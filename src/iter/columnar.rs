@@ -146,6 +146,7 @@ impl Source for StrSource {
         ColumnsView::resolve(args, pool)
     }
 
+    #[inline]
     fn feed(
         _: &Self::Args,
         view: &mut Self::Local,
@@ -182,6 +183,7 @@ impl<T: Pod> Source for VecsSource<T> {
         ColumnsView::resolve(args, pool)
     }
 
+    #[inline]
     fn feed(
         _: &Self::Args,
         view: &mut Self::Local,

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::env::{Env, EnvFn, Plain, With};
-use super::indexed::Staged;
+use super::indexed::{blocks, Staged};
 use super::source::Source;
 use super::stage::{OneToOne, Stage};
 use super::{Keep, ParIter};
@@ -87,6 +87,7 @@ impl Source for Nothing {
     fn init(_: &(), _: &Mempool) -> Result<()> {
         Ok(())
     }
+    #[inline]
     fn feed(
         _: &(),
         _: &mut (),
@@ -431,18 +432,21 @@ where
         (arr, right, env, buf): &mut Self::Local,
         range: Range<usize>,
     ) -> (Option<()>, bool) {
-        buf.clear();
-        buf.reserve(range.len());
-        let _ = Sh::Right::feed(&args.1, right, range.clone(), |y| {
-            buf.push(y);
-            ControlFlow::Continue(())
-        });
-        let start = range.start;
-        // SAFETY: chunk `range` is handed to this worker only (chunks are disjoint), and
-        // nobody else reads the array while the client holds its `&mut` borrow.
-        let dst = unsafe { arr.chunk_mut(range) };
-        for (k, (x, y)) in dst.iter_mut().zip(buf.drain(..)).enumerate() {
-            F::call(&args.2, env, Sh::item(start + k, x, y));
+        // A block at a time, as `Zip` (the right-hand items wait in an L1-sized buffer).
+        for block in blocks(range) {
+            buf.clear();
+            let _ = Sh::Right::feed(&args.1, right, block.clone(), |y| {
+                buf.push(y);
+                ControlFlow::Continue(())
+            });
+            let start = block.start;
+            // SAFETY: chunk `range` (which holds `block`) is handed to this worker only
+            // (chunks are disjoint), and nobody else reads the array while the client
+            // holds its `&mut` borrow.
+            let dst = unsafe { arr.chunk_mut(block) };
+            for (k, (x, y)) in dst.iter_mut().zip(buf.drain(..)).enumerate() {
+                F::call(&args.2, env, Sh::item(start + k, x, y));
+            }
         }
         (None, false)
     }

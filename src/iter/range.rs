@@ -103,6 +103,7 @@ impl<I: RangeInt> Source for RangeSource<I> {
         Ok(())
     }
 
+    #[inline]
     fn feed(
         args: &Self::Args,
         _: &mut (),

@@ -65,6 +65,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Source for SerdeSource<T> {
         ColumnsView::resolve(args, pool)
     }
 
+    #[inline]
     fn feed(
         _: &Self::Args,
         view: &mut Self::Local,

@@ -61,6 +61,7 @@ impl<In> Stage<In> for Id {
     fn init(_: &()) -> crate::Result<()> {
         Ok(())
     }
+    #[inline]
     fn push(
         _: &(),
         _: &mut (),
@@ -90,6 +91,7 @@ where
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
+    #[inline]
     fn push(
         state: &Self::State,
         (pl, el): &mut Self::Local,
@@ -117,6 +119,7 @@ where
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
+    #[inline]
     fn push(
         state: &Self::State,
         (pl, el): &mut Self::Local,
@@ -151,6 +154,7 @@ where
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
+    #[inline]
     fn push(
         state: &Self::State,
         (pl, el): &mut Self::Local,
@@ -187,6 +191,7 @@ where
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         Ok((P::init(&state.0)?, E::init(&state.1)?))
     }
+    #[inline]
     fn push(
         state: &Self::State,
         (pl, el): &mut Self::Local,
@@ -218,6 +223,7 @@ where
     fn init(state: &Self::State) -> crate::Result<Self::Local> {
         P::init(state)
     }
+    #[inline]
     fn push(
         state: &Self::State,
         local: &mut Self::Local,
