@@ -77,6 +77,7 @@ mod camlbox;
 mod chunks;
 #[cfg(feature = "mpi")]
 pub mod cluster;
+mod codec;
 pub mod collections;
 mod columnar;
 mod ctx;

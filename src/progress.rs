@@ -110,7 +110,7 @@ pub(crate) fn push_report<T: Serialize>(
         let block = mempool.alloc_tagged(NODE_HEADER + len, 64, tag)?;
         // SAFETY: the block is ours, `NODE_HEADER + len` bytes, not yet shared.
         let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), NODE_HEADER + len) };
-        bincode::serialize_into(&mut &mut buf[NODE_HEADER..], value).map_err(|e| {
+        crate::codec::encode_into(&mut buf[NODE_HEADER..], value).map_err(|e| {
             Error::Malformed {
                 reason: e.to_string(),
             }

@@ -248,10 +248,8 @@ impl<M: Serialize> Sender<M> {
     /// is dropped, which publishes the slot as abandoned (skipped by the receiver).
     fn write(&self, mut claim: Claim<'_>, msg: &M, len: usize) -> Result<()> {
         let payload = claim.payload();
-        let mut window = &mut payload[..len];
-        bincode::serialize_into(&mut window, msg).map_err(encode_error)?;
         // A `Serialize` that writes less the second time publishes what it wrote.
-        let written = len - window.len();
+        let written = crate::codec::encode_into(&mut payload[..len], msg).map_err(encode_error)?;
         claim.publish(written);
         self.shared.control().data_ready.0.notify();
         Ok(())

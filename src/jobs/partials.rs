@@ -165,23 +165,25 @@ impl<P> Iterator for Partials<P> {
     }
 }
 
-/// Encodes `parts` into a cell of its own when small enough: `Some((buf, len, one))`.
+/// Encodes `parts`, of encoded size `size` (`bincode::serialized_size(parts)`), into a
+/// cell of its own when small enough: `Some((buf, len, one))`.
 pub(crate) fn encode_inline<P: Serialize>(
     parts: &[(u64, P)],
+    size: usize,
 ) -> Option<([u8; INLINE_CAP], usize, bool)> {
     let mut buf = [0u8; INLINE_CAP];
     if let [(0, p)] = parts {
-        let len = bincode::serialized_size(p).ok()? as usize;
+        // The list's encoding is its length, the first item's index and `p`'s encoding.
+        let len = size.checked_sub(16)?;
         if len <= INLINE_CAP {
-            bincode::serialize_into(&mut &mut buf[..len], p).ok()?;
+            let len = crate::codec::encode_into(&mut buf[..len], p).ok()?;
             return Some((buf, len, true));
         }
     }
-    let len = bincode::serialized_size(parts).ok()? as usize;
-    if len > INLINE_CAP {
+    if size > INLINE_CAP {
         return None;
     }
-    bincode::serialize_into(&mut &mut buf[..len], parts).ok()?;
+    let len = crate::codec::encode_into(&mut buf[..size], parts).ok()?;
     Some((buf, len, false))
 }
 
@@ -308,7 +310,8 @@ mod tests {
         inline: bool,
     ) {
         let c = cell();
-        match encode_inline(&parts) {
+        let size = bincode::serialized_size(&parts).unwrap() as usize;
+        match encode_inline(&parts, size) {
             Some((buf, len, one)) => {
                 assert!(inline, "{parts:?} should not fit a cell");
                 c.store_inline(&buf[..len], one);

@@ -397,15 +397,16 @@ fn publish_partials<P: Serialize>(
     // block or the header's inline area), which stays alive until the job ends (we hold
     // a claimed chunk, so it cannot end); only this worker writes its own cell.
     let cell = unsafe { PartialCell::in_table(&cx.mempool, table, cx.index) }?;
-    if let Some((buf, len, one)) = encode_inline(parts) {
+    // One pass to size them (arithmetic alone for fixed-size items), then one to encode.
+    let size = bincode::serialized_size(parts).map_err(malformed)? as usize;
+    if let Some((buf, len, one)) = encode_inline(parts, size) {
         cell.store_inline(&buf[..len], one);
         return Ok(());
     }
-    let size = bincode::serialized_size(parts).map_err(malformed)? as usize;
     let block = cx.mempool.alloc_tagged(size, 8, tag)?;
     // SAFETY: the block is ours, freshly allocated, `size` bytes long, not shared yet.
     let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), size) };
-    bincode::serialize_into(&mut &mut buf[..], parts).map_err(malformed)?;
+    crate::codec::encode_into(buf, parts).map_err(malformed)?;
     // Published by our final `add_done` (AcqRel) before the owner reads it.
     cell.store_block(block.into_raw());
     Ok(())

@@ -588,14 +588,14 @@ impl PoolInner {
             // SAFETY: every byte of `bytes` was just initialized; `MaybeUninit<u8>` has
             // the layout of `u8`.
             let bytes = unsafe { &mut *(bytes as *mut [MaybeUninit<u8>] as *mut [u8]) };
-            bincode::serialize_into(&mut &mut bytes[..], args).map_err(malformed)?;
+            crate::codec::encode_into(bytes, args).map_err(malformed)?;
             None
         } else {
             let block = self.mempool.alloc_zeroed(total, 64)?;
             // SAFETY: the block is ours and at least `args_len` bytes; nobody else sees
             // it yet.
             let buf = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), args_len) };
-            bincode::serialize_into(&mut &mut buf[..], args).map_err(malformed)?;
+            crate::codec::encode_into(buf, args).map_err(malformed)?;
             Some(block)
         };
         let (slot_index, gen) = self.claim_slot()?;
