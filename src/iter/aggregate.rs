@@ -247,7 +247,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     {
         assert_stateless::<I>();
         assert_stateless::<Op>();
-        self.run::<Fold<I, Op, A>, _>((), |parts| Ok(parts.into_iter().flatten().collect()))
+        self.run::<Fold<I, Op, A>, _>((), |parts| Ok(super::collect::concat(parts)))
     }
 
     /// Folds the items with `fold` into one accumulator per worker and combines those
@@ -399,6 +399,6 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         Op: Fn(A, St::Out) -> A + TaskFn,
     {
         assert_stateless::<Op>();
-        self.run::<FoldWith<Op, A>, _>(init, |parts| Ok(parts.into_iter().flatten().collect()))
+        self.run::<FoldWith<Op, A>, _>(init, |parts| Ok(super::collect::concat(parts)))
     }
 }

@@ -75,3 +75,31 @@ impl<T, C: Extend<T>> ParExtend<T> for C {
         Ok(())
     }
 }
+
+/// The chunks' vectors, in order, as one: each appended whole (its bytes copied at
+/// once), not item by item through `Flatten`, whose `next` showed as a tenth of a
+/// `collect_vec`'s profile.
+pub(crate) fn concat<T>(parts: impl IntoIterator<Item = Vec<T>>) -> Vec<T> {
+    let mut parts = parts.into_iter();
+    let Some(mut out) = parts.next() else {
+        return Vec::new();
+    };
+    let rest: Vec<Vec<T>> = parts.collect();
+    out.reserve(rest.iter().map(Vec::len).sum());
+    for mut part in rest {
+        out.append(&mut part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concat;
+
+    #[test]
+    fn concat_keeps_every_item_in_order() {
+        assert_eq!(concat(Vec::<Vec<u8>>::new()), Vec::<u8>::new());
+        assert_eq!(concat([vec![1], vec![], vec![2, 3], vec![4]]), [1, 2, 3, 4]);
+        assert_eq!(concat([Vec::<u8>::new(), vec![5]]), [5]);
+    }
+}

@@ -152,7 +152,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         S: Detached,
         St::Out: Serialize + DeserializeOwned + 'static,
     {
-        self.spawn::<CollectVec, _>((), |parts| Ok(parts.into_iter().flatten().collect()))
+        self.spawn::<CollectVec, _>((), |parts| Ok(super::collect::concat(parts)))
     }
 
     /// All items, in input order, in a `Vec` in this process: the fast form of
@@ -170,7 +170,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     where
         St::Out: Serialize + DeserializeOwned + 'static,
     {
-        self.run::<CollectVec, _>((), |parts| Ok(parts.into_iter().flatten().collect()))
+        self.run::<CollectVec, _>((), |parts| Ok(super::collect::concat(parts)))
     }
 
     /// All items, in input order, collected into any `C: FromIterator<Item>` in this
