@@ -200,6 +200,8 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
+    // Job after job allocates alike: keep freed heap memory for the next one.
+    process::keep_freed_heap();
     let entry = setup.control.worker(setup.cx.index);
     entry.gate_event.wait_until(Duration::ZERO, None, || {
         (entry.gate.load(Ordering::SeqCst) >= setup.incarnation).then_some(())
