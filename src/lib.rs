@@ -42,6 +42,8 @@
 //!   [`Pool::par_iter_strs`] / [`Pool::par_iter_vecs`]; any serde values encoded in bulk,
 //!   one buffer per job and decoded a chunk at a time: [`Pool::par_iter_vec`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
+//!   what crosses a process boundary (job arguments, partial results, messages) is
+//!   bincode, written into slices sized beforehand (`codec`);
 //! * job kinds (`kind`): what each operation computes in a worker, one file per kind;
 //!   every kind reads and writes shared arrays through raw-pointer views resolved against
 //!   the worker's own mempool handle (`view`), forming slices only over the elements the

@@ -206,10 +206,10 @@ pub(crate) fn current_cpu() -> Option<u32> {
 
 /// Largest allocation the C allocator serves from its heap once [`keep_freed_heap`] ran
 /// (glibc's own ceiling for this threshold); larger ones are mapped and unmapped apart.
-pub(crate) const HEAP_ALLOC_MAX: usize = 32 << 20;
+const HEAP_ALLOC_MAX: usize = 32 << 20;
 /// Free memory at the top of the heap that the C allocator keeps rather than returns to
 /// the kernel, once [`keep_freed_heap`] ran.
-pub(crate) const HEAP_KEEP: usize = 64 << 20;
+const HEAP_KEEP: usize = 64 << 20;
 
 /// Tells glibc's allocator to keep the memory a worker frees for its next job instead
 /// of returning it to the kernel at once: allocations up to [`HEAP_ALLOC_MAX`] come from
