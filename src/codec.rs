@@ -5,9 +5,12 @@
 //! known only at run time, hence a call to `memmove` per field. [`encode_into`] writes
 //! through [`SliceWriter`] instead, whose `write_all` either copies the whole field or
 //! fails; inlined into bincode's serializer, the copy of a `u64` is one 8-byte store.
-//! Encoding 50,000 `(u64, u64)` pairs (a chunk of a `collect_vec`) took 285-302 us the
-//! first way and 56-59 us this way (2026-12-07, the 2-vCPU Zen 4 VM of BENCHMARKS.md).
-//! The bytes are the same: only the writer differs.
+//! Encoding 50,000 `(u64, u64)` pairs (a chunk of a `collect_vec`) took 285-347 us the
+//! first way and 56-88 us this way, 4-5 times less in each of three launches (scratch
+//! driver, medians of 100 encodings; 2026-12-07, the 2-vCPU Zen 4 VM of BENCHMARKS.md).
+//! The bytes are the same: only the writer differs. Every encoding into a slice goes
+//! through here (job arguments, partial results, progress reports, camlbox messages, a
+//! job's failure record).
 
 use std::io;
 

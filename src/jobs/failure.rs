@@ -94,9 +94,8 @@ pub(crate) enum FailOutcome {
 
 /// Encodes a failure into `buf`, shortening its text if needed; returns the length.
 fn encode_failure(failure: &Failure, buf: &mut [u8; FAILURE_TEXT]) -> usize {
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    if bincode::serialize_into(&mut cursor, failure).is_ok() {
-        return cursor.position() as usize;
+    if let Ok(len) = crate::codec::encode_into(buf, failure) {
+        return len;
     }
     // Too long: keep the head of the message (a panic text can be arbitrarily long).
     let shorten = |m: &str| {
@@ -115,11 +114,7 @@ fn encode_failure(failure: &Failure, buf: &mut [u8; FAILURE_TEXT]) -> usize {
         },
         other => other.clone(),
     };
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    match bincode::serialize_into(&mut cursor, &short) {
-        Ok(()) => cursor.position() as usize,
-        Err(_) => 0,
-    }
+    crate::codec::encode_into(buf, &short).unwrap_or(0)
 }
 
 #[cfg(test)]

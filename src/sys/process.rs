@@ -221,9 +221,12 @@ const HEAP_KEEP: usize = 64 << 20;
 /// at once (a `collect_vec` keeps one per chunk until the job ends) frees more than twice
 /// the largest of them at its end, so its worker gave the pages back and took each one as
 /// a fresh page fault in the next job: three 4 MiB vectors per job cost 3,040 faults a
-/// job, none with these thresholds (tests/worker_heap.rs). 2,000 `collect_vec`s of
-/// 100,000 pairs on 2 workers took 96,765 page faults in all (client included) and 640
-/// us per job, against 3,382 and 510 us with them (2026-12-07). A worker then holds the
+/// job, none with these thresholds (tests/worker_heap.rs). Whether a real job hits
+/// this depends on the order in which its blocks were freed: 2,000 `collect_vec`s of
+/// 100,000 pairs on 2 workers (all processes counted, 2026-12-07) took 96,765 page faults
+/// in one launch (1.28 s), and in three later launches alternated with these thresholds
+/// 3,671 / 214,499 / 3,989 (2.11 / 3.08 / 2.28 s), against 3,382 (1.02 s) and then
+/// 3,387 / 3,356 / 3,364 (2.01 / 2.23 / 2.02 s) with them. A worker then holds the
 /// most heap any one job needed plus [`HEAP_KEEP`]. Elsewhere than glibc this does
 /// nothing (a program's own `#[global_allocator]` is not glibc's either).
 pub(crate) fn keep_freed_heap() {
