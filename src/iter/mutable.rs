@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::env::{Env, EnvFn, Plain, With};
-use super::indexed::{blocks, Staged};
+use super::indexed::{blocks, fill, Staged};
 use super::source::Source;
 use super::stage::{OneToOne, Stage};
 use super::{Keep, ParIter};
@@ -434,11 +434,7 @@ where
     ) -> (Option<()>, bool) {
         // A block at a time, as `Zip` (the right-hand items wait in an L1-sized buffer).
         for block in blocks(range) {
-            buf.clear();
-            let _ = Sh::Right::feed(&args.1, right, block.clone(), |y| {
-                buf.push(y);
-                ControlFlow::Continue(())
-            });
+            fill::<Sh::Right>(&args.1, right, block.clone(), buf);
             let start = block.start;
             // SAFETY: chunk `range` (which holds `block`) is handed to this worker only
             // (chunks are disjoint), and nobody else reads the array while the client
