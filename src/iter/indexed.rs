@@ -43,6 +43,24 @@ impl<S: Source, St: Stage<S::Item> + OneToOne> Source for Staged<S, St> {
     ) -> ControlFlow<()> {
         S::feed(&args.0, sl, range, |x| St::push(&args.1, stl, x, &mut f))
     }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        (sl, stl): &'a mut Self::Local,
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = Self::Item> + ExactSizeIterator + 'a> {
+        let items = S::iter(&args.0, sl, range)?;
+        Some(items.map(move |x| {
+            // A one-to-one stage emits exactly one item per item pushed.
+            let mut out = None;
+            let _ = St::push(&args.1, stl, x, &mut |y| {
+                out = Some(y);
+                ControlFlow::Continue(())
+            });
+            out.expect("a one-to-one stage emits one item per item")
+        }))
+    }
 }
 
 /// Items with their index.
@@ -77,6 +95,15 @@ impl<S: Source> Source for Enumerated<S> {
             r
         })
     }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        local: &'a mut Self::Local,
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = Self::Item> + ExactSizeIterator + 'a> {
+        Some(range.clone().zip(S::iter(args, local, range)?))
+    }
 }
 
 /// All but the first `n` items.
@@ -108,6 +135,16 @@ impl<S: Source> Source for Skip<S> {
         let n = args.1 as usize;
         S::feed(&args.0, local, range.start + n..range.end + n, f)
     }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        local: &'a mut Self::Local,
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = Self::Item> + ExactSizeIterator + 'a> {
+        let n = args.1 as usize;
+        S::iter(&args.0, local, range.start + n..range.end + n)
+    }
 }
 
 /// The first `n` items.
@@ -137,6 +174,15 @@ impl<S: Source> Source for Take<S> {
         f: impl FnMut(Self::Item) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         S::feed(&args.0, local, range, f)
+    }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        local: &'a mut Self::Local,
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = Self::Item> + ExactSizeIterator + 'a> {
+        S::iter(&args.0, local, range)
     }
 }
 
@@ -205,12 +251,28 @@ impl<A: Source, B: Source> Source for Zip<A, B> {
     #[inline]
     fn feed(
         args: &Self::Args,
-        (al, bl, buf): &mut Self::Local,
+        local: &mut Self::Local,
         range: Range<usize>,
         mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        // A block at a time, so the right-hand items wait in a buffer that stays in the
-        // L1 cache (and never grows past a block) however long the chunk.
+        if let Some(pairs) = Self::iter(args, local, range.clone()) {
+            // Both sides are iterators: one plain loop over their zip.
+            for pair in pairs {
+                f(pair)?;
+            }
+            return ControlFlow::Continue(());
+        }
+        let (al, bl, buf) = local;
+        if let Some(mut right) = B::iter(&args.1, bl, range.clone()) {
+            // One loop: each right-hand item read as its left-hand partner comes.
+            return A::feed(&args.0, al, range, |x| match right.next() {
+                Some(y) => f((x, y)),
+                // Both sides hold every index below the zip's length.
+                None => ControlFlow::Break(()),
+            });
+        }
+        // Else a block at a time, so the right-hand items wait in a buffer that stays in
+        // the L1 cache (and never grows past a block) however long the chunk.
         for block in blocks(range) {
             fill::<B>(&args.1, bl, block.clone(), buf);
             let mut right = buf.drain(..);
@@ -221,6 +283,16 @@ impl<A: Source, B: Source> Source for Zip<A, B> {
             })?;
         }
         ControlFlow::Continue(())
+    }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        (al, bl, _): &'a mut Self::Local,
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = Self::Item> + ExactSizeIterator + 'a> {
+        let left = A::iter(&args.0, al, range.clone())?;
+        Some(left.zip(B::iter(&args.1, bl, range)?))
     }
 }
 
@@ -289,8 +361,15 @@ impl<S: Source> Source for Rev<S> {
         mut f: impl FnMut(Self::Item) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let n = S::len(args);
-        // Reversed index `i` is the source's `n - 1 - i`: each block of reversed indices
-        // is a block of the source's, fed forwards into the buffer and emitted backwards.
+        // Reversed index `i` is the source's `n - 1 - i`.
+        if let Some(items) = S::iter(args, local, n - range.end..n - range.start) {
+            for x in items.rev() {
+                f(x)?;
+            }
+            return ControlFlow::Continue(());
+        }
+        // Else each block of reversed indices is a block of the source's, fed forwards
+        // into the buffer and emitted backwards.
         for block in blocks(range) {
             fill::<S>(args, local, n - block.end..n - block.start, buf);
             for x in buf.drain(..).rev() {
@@ -298,6 +377,16 @@ impl<S: Source> Source for Rev<S> {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        (local, _): &'a mut Self::Local,
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = Self::Item> + ExactSizeIterator + 'a> {
+        let n = S::len(args);
+        Some(S::iter(args, local, n - range.end..n - range.start)?.rev())
     }
 }
 
@@ -389,27 +478,79 @@ mod tests {
         }
     }
 
+    /// Checks that `S` reads every chunk `a..b` of `expect` as an iterator, forwards and
+    /// backwards.
+    fn every_iter<S: Source>(args: &S::Args, expect: &[S::Item])
+    where
+        S::Item: PartialEq + std::fmt::Debug + Clone,
+    {
+        let mut local = S::init(args, &test_pool()).unwrap();
+        for a in 0..=expect.len() {
+            for b in a..=expect.len() {
+                let items = S::iter(args, &mut local, a..b).expect("an iterable source");
+                assert_eq!(items.len(), b - a);
+                assert_eq!(items.collect::<Vec<_>>(), &expect[a..b], "chunk {a}..{b}");
+                let back: Vec<_> = S::iter(args, &mut local, a..b).unwrap().rev().collect();
+                let want: Vec<_> = expect[a..b].iter().rev().cloned().collect();
+                assert_eq!(back, want, "chunk {a}..{b} backwards");
+            }
+        }
+    }
+
     fn range(r: Range<u32>) -> RangeArgs<u32> {
         RangeArgs::new(r)
     }
 
     type R = RangeSource<u32>;
     type Fused = Staged<R, Id>;
+    /// A range fed in order only: the buffered forms of zip and rev.
+    type Ord = InOrder<R>;
+
+    /// `S` without an iterator.
+    struct InOrder<S>(PhantomData<fn(S)>);
+
+    impl<S: Source> Source for InOrder<S> {
+        type Item = S::Item;
+        type Args = S::Args;
+        type Local = S::Local;
+        fn len(args: &S::Args) -> usize {
+            S::len(args)
+        }
+        fn init(args: &S::Args, pool: &Mempool) -> Result<S::Local> {
+            S::init(args, pool)
+        }
+        fn feed(
+            args: &S::Args,
+            local: &mut S::Local,
+            range: Range<usize>,
+            f: impl FnMut(S::Item) -> ControlFlow<()>,
+        ) -> ControlFlow<()> {
+            S::feed(args, local, range, f)
+        }
+    }
 
     #[test]
     fn skip_take_enumerate_rev_map_chunks_to_the_right_items() {
         for n in [0u32, 1, 2, 7, 12] {
             let all: Vec<u32> = (3..3 + n).collect();
+            every_iter::<R>(&range(3..3 + n), &all);
+            every_iter::<Fused>(&(range(3..3 + n), ()), &all);
             for k in 0..n as usize + 2 {
                 let skipped: Vec<u32> = all.iter().copied().skip(k).collect();
                 every_chunk::<Skip<R>>(&(range(3..3 + n), k as u64), &skipped);
+                every_iter::<Skip<R>>(&(range(3..3 + n), k as u64), &skipped);
                 let taken: Vec<u32> = all.iter().copied().take(k).collect();
                 every_chunk::<Take<R>>(&(range(3..3 + n), k as u64), &taken);
+                every_iter::<Take<R>>(&(range(3..3 + n), k as u64), &taken);
             }
             let numbered: Vec<(usize, u32)> = all.iter().copied().enumerate().collect();
             every_chunk::<Enumerated<Fused>>(&(range(3..3 + n), ()), &numbered);
+            every_iter::<Enumerated<Fused>>(&(range(3..3 + n), ()), &numbered);
             let reversed: Vec<u32> = all.iter().copied().rev().collect();
+            // Read through an iterator, and through the block buffer (fed in order only).
             every_chunk::<Rev<R>>(&range(3..3 + n), &reversed);
+            every_chunk::<Rev<Ord>>(&range(3..3 + n), &reversed);
+            every_iter::<Rev<R>>(&range(3..3 + n), &reversed);
             for size in 1..5usize {
                 let groups: Vec<Vec<u32>> = all.chunks(size).map(<[u32]>::to_vec).collect();
                 every_chunk::<Chunks<R>>(&(range(3..3 + n), size as u64), &groups);
@@ -421,7 +562,11 @@ mod tests {
     fn zip_is_as_long_as_the_shorter_side() {
         for (m, n) in [(0u32, 0u32), (0, 3), (3, 0), (5, 5), (4, 9), (9, 4)] {
             let expect: Vec<(u32, u32)> = (0..m).zip(100..100 + n).collect();
-            every_chunk::<Zip<R, R>>(&(range(0..m), range(100..100 + n)), &expect);
+            // The right-hand side read through its iterator, then buffered.
+            every_chunk::<Zip<R, Fused>>(&(range(0..m), (range(100..100 + n), ())), &expect);
+            every_chunk::<Zip<Ord, R>>(&(range(0..m), range(100..100 + n)), &expect);
+            every_chunk::<Zip<R, Ord>>(&(range(0..m), range(100..100 + n)), &expect);
+            every_iter::<Zip<R, Fused>>(&(range(0..m), (range(100..100 + n), ())), &expect);
         }
     }
 
@@ -441,31 +586,57 @@ mod tests {
             5..2 * b + 1,
             2 * b..n,
         ] {
+            // Buffered (right-hand side fed in order only), and through the iterator.
             let args = (range(0..n as u32), range(100..100 + n as u32));
+            assert_eq!(
+                items::<Zip<R, Ord>>(&args, chunk.clone()),
+                zipped[chunk.clone()]
+            );
             assert_eq!(
                 items::<Zip<R, R>>(&args, chunk.clone()),
                 zipped[chunk.clone()]
+            );
+            assert_eq!(
+                items::<Rev<Ord>>(&range(0..n as u32), chunk.clone()),
+                reversed[chunk.clone()]
             );
             assert_eq!(
                 items::<Rev<R>>(&range(0..n as u32), chunk.clone()),
                 reversed[chunk]
             );
         }
-        // A break in a later block stops the feed there.
+        // A break in a later block stops the feed there, in both forms.
+        fn stops_at<S: Source<Item = (u32, u32)>>(args: &S::Args, n: usize, at: usize) {
+            let mut local = S::init(args, &test_pool()).unwrap();
+            let mut seen = 0;
+            let flow = S::feed(args, &mut local, 0..n, |(x, y)| {
+                assert_eq!(y, x + 100);
+                seen += 1;
+                if x as usize == at {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            assert!(flow.is_break());
+            assert_eq!(seen, at + 1);
+        }
         let args = (range(0..n as u32), range(100..100 + n as u32));
-        let mut local = Zip::<R, R>::init(&args, &test_pool()).unwrap();
-        let mut seen = 0;
-        let flow = Zip::<R, R>::feed(&args, &mut local, 0..n, |(x, y)| {
-            assert_eq!(y, x + 100);
-            seen += 1;
-            if x as usize == b + 2 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        assert!(flow.is_break());
-        assert_eq!(seen, b + 3);
+        stops_at::<Zip<R, R>>(&args, n, b + 2);
+        stops_at::<Zip<R, Ord>>(&args, n, b + 2);
+    }
+
+    #[test]
+    fn only_sources_read_in_order_have_an_iterator() {
+        let mut none = ();
+        assert!(R::iter(&range(0..3), &mut none, 0..3).is_some());
+        assert!(Ord::iter(&range(0..3), &mut none, 0..3).is_none());
+        let args = (range(0..3), range(3..6));
+        let mut local = Chain::<R, R>::init(&args, &test_pool()).unwrap();
+        assert!(Chain::<R, R>::iter(&args, &mut local, 0..6).is_none());
+        let args = (range(0..3), range(3..6));
+        let mut local = Zip::<R, Ord>::init(&args, &test_pool()).unwrap();
+        assert!(Zip::<R, Ord>::iter(&args, &mut local, 0..3).is_none());
     }
 
     #[test]

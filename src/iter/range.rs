@@ -115,6 +115,16 @@ impl<I: RangeInt> Source for RangeSource<I> {
         }
         ControlFlow::Continue(())
     }
+
+    #[inline]
+    fn iter<'a>(
+        args: &'a Self::Args,
+        _: &'a mut (),
+        range: Range<usize>,
+    ) -> Option<impl DoubleEndedIterator<Item = I> + ExactSizeIterator + 'a> {
+        let start = args.start;
+        Some(range.map(move |i| I::nth(start, i as u64)))
+    }
 }
 
 impl Pool {
