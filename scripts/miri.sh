@@ -6,6 +6,7 @@
 #                 (one counter and per-worker stripes, claimed from threads), failures
 #   futex::tests                       the futex Event's wait / notify (Miri emulates futex)
 #   iter::{fallible, reduce, range}    short-circuit, ordered reductions, integer ranges
+#   iter::collect                      the chunks' vectors a collection is built from
 #   mempool::{layout, pages}           header layout and page arithmetic
 #   task::tests, unwind::tests         conjured task functions, panic payload text
 #   worker::inline::tests              the chunks an inline nested job runs
@@ -32,7 +33,7 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
 fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 for module in jobs::state jobs::id jobs::slot jobs::failure jobs::stripes futex::tests \
-  iter::fallible iter::reduce iter::range mempool::layout mempool::pages \
+  iter::fallible iter::reduce iter::range iter::collect mempool::layout mempool::pages \
   task::tests unwind::tests worker::inline::tests; do
   echo "== miri: $module"
   cargo +nightly miri test --lib --target-dir target/miri -- "$module"

@@ -126,7 +126,9 @@ pub use join::Scope;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use iter::{FromParIter, IntoParIterOn, ParExtend, ParIter, ParIterMut, RangeInt, Try};
+pub use iter::{
+    FromParIter, IntoParIterOn, ParExtend, ParItems, ParIter, ParIterMut, RangeInt, Try,
+};
 pub use mempool::{Block, Mempool, RawBlock, Usage};
 #[doc(hidden)]
 pub use mempool::{

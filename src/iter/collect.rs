@@ -2,8 +2,12 @@
 //! for `c.par_extend(iter)`, and `unzip` and `partition`.
 //!
 //! The items travel to this process serialized, chunk by chunk, in input order, and the
-//! collection is built here from them; `collect_vec` (a `Vec`) and `collect_array` (a
-//! shared array written in place by the workers) are the fast forms.
+//! collection is built here from them ([`ParItems`]: the chunks' vectors one after the
+//! other, never joined into one `Vec` unless the collection is a `Vec`);
+//! `collect_vec` (a `Vec`) and `collect_array` (a shared array written in place by the
+//! workers) are the fast forms.
+
+use std::iter::FusedIterator;
 
 /// A collection that `collect()` can build from the items of a parallel iterator: any
 /// `C: FromIterator<T>` (`Vec`, `HashMap`, `BTreeMap`, `String`, ...).
@@ -25,13 +29,134 @@
 )]
 pub trait FromParIter<T>: Sized {
     /// Builds the collection from the items, in input order.
-    fn from_par_items(items: Vec<T>) -> Self;
+    ///
+    /// (`collect::<Vec<T>>()` does not come here: it joins the chunks' vectors whole,
+    /// as [`collect_vec`](crate::ParIter::collect_vec) does.)
+    fn from_par_items(items: ParItems<T>) -> Self;
 }
 
 impl<T, C: FromIterator<T>> FromParIter<T> for C {
-    fn from_par_items(items: Vec<T>) -> Self {
-        items.into_iter().collect()
+    fn from_par_items(items: ParItems<T>) -> Self {
+        items.collect()
     }
+}
+
+/// The items of a job, in input order, as its chunks delivered them: an iterator that
+/// walks the chunks' vectors one after the other, freeing each once read, and knows how
+/// many items are left (so `HashMap` and the like reserve once). What `collect()` hands
+/// a collection's `FromIterator` (through [`FromParIter::from_par_items`]).
+///
+/// A collection built from it needs no `Vec` of all the items first: collecting 100,000
+/// pairs into a `HashMap` no longer copies them into one vector of 1.6 MB that is freed
+/// at once.
+///
+/// # Examples
+///
+/// A collection of one's own is built through `FromIterator`, which sees the exact
+/// number of items:
+///
+/// ```
+/// struct Stats {
+///     n: usize,
+///     hint: usize,
+///     last: Option<u32>,
+/// }
+///
+/// impl FromIterator<u32> for Stats {
+///     fn from_iter<I: IntoIterator<Item = u32>>(items: I) -> Self {
+///         let items = items.into_iter();
+///         let hint = items.size_hint().0;
+///         let (mut n, mut last) = (0, None);
+///         for x in items {
+///             n += 1;
+///             last = Some(x);
+///         }
+///         Stats { n, hint, last }
+///     }
+/// }
+///
+/// let pool = procyon::Pool::builder().workers(2).mempool_size(16 << 20).build()?;
+/// let s: Stats = pool.par_range(0u32..1000).map(|x: u32| x * 2).collect()?;
+/// assert_eq!((s.n, s.hint, s.last), (1000, 1000, Some(1998)));
+/// # Ok::<(), procyon::Error>(())
+/// ```
+pub struct ParItems<T> {
+    /// The chunks' vectors not yet started, none empty.
+    parts: std::vec::IntoIter<Vec<T>>,
+    /// The rest of the vector being read.
+    current: std::vec::IntoIter<T>,
+    /// Items left in `current` and `parts`.
+    left: usize,
+}
+
+impl<T> ParItems<T> {
+    /// The items of `parts`, in order.
+    pub(crate) fn new(parts: impl IntoIterator<Item = Vec<T>>) -> Self {
+        let parts: Vec<Vec<T>> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let left = parts.iter().map(Vec::len).sum();
+        ParItems {
+            parts: parts.into_iter(),
+            current: Vec::new().into_iter(),
+            left,
+        }
+    }
+
+    /// The items left as one `Vec`, each chunk's vector appended whole (the fast way to
+    /// a `Vec`, which `collect::<Vec<_>>()` takes).
+    pub fn into_vec(self) -> Vec<T> {
+        let current: Vec<T> = self.current.collect();
+        concat(std::iter::once(current).chain(self.parts))
+    }
+}
+
+impl<T> Iterator for ParItems<T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(x) = self.current.next() {
+                self.left -= 1;
+                return Some(x);
+            }
+            self.current = self.parts.next()?.into_iter();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+
+    /// A loop per chunk's vector (what `for_each`, `extend` and most consumers use).
+    fn fold<B, F: FnMut(B, T) -> B>(self, init: B, mut f: F) -> B {
+        let acc = self.current.fold(init, &mut f);
+        self.parts
+            .fold(acc, |acc, part| part.into_iter().fold(acc, &mut f))
+    }
+}
+
+impl<T> ExactSizeIterator for ParItems<T> {}
+
+impl<T> FusedIterator for ParItems<T> {}
+
+impl<T> std::fmt::Debug for ParItems<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParItems")
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+/// `items` as a `C`: a `Vec` by joining the chunks' vectors whole, anything else by
+/// [`FromParIter`].
+pub(crate) fn build<T: 'static, C: FromParIter<T> + 'static>(items: ParItems<T>) -> C {
+    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<Vec<T>>() {
+        let all: Box<dyn std::any::Any> = Box::new(items.into_vec());
+        return *all
+            .downcast::<C>()
+            .expect("C is Vec<T>: their TypeIds are equal");
+    }
+    C::from_par_items(items)
 }
 
 /// A collection that a parallel iterator can extend: any `C: Extend<T>`, as rayon's
@@ -94,12 +219,73 @@ pub(crate) fn concat<T>(parts: impl IntoIterator<Item = Vec<T>>) -> Vec<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::concat;
+    use super::{build, concat, ParItems};
+    use std::collections::{BTreeMap, HashMap, VecDeque};
 
     #[test]
     fn concat_keeps_every_item_in_order() {
         assert_eq!(concat(Vec::<Vec<u8>>::new()), Vec::<u8>::new());
         assert_eq!(concat([vec![1], vec![], vec![2, 3], vec![4]]), [1, 2, 3, 4]);
         assert_eq!(concat([Vec::<u8>::new(), vec![5]]), [5]);
+    }
+
+    fn parts() -> Vec<Vec<String>> {
+        let s = |x: &str| x.to_string();
+        vec![
+            vec![],
+            vec![s("a"), s("b")],
+            vec![],
+            vec![s("c")],
+            vec![s("d"), s("e")],
+        ]
+    }
+
+    #[test]
+    fn par_items_yield_every_item_in_order_and_count_what_is_left() {
+        let want = ["a", "b", "c", "d", "e"];
+        let mut it = ParItems::new(parts());
+        for (k, w) in want.iter().enumerate() {
+            assert_eq!(it.len(), want.len() - k);
+            assert_eq!(it.next().as_deref(), Some(*w));
+        }
+        assert_eq!((it.len(), it.next(), it.next()), (0, None, None));
+        // Folded (a loop per vector), and folded or joined after a few `next`s.
+        let all: Vec<String> = ParItems::new(parts()).fold(Vec::new(), |mut v, x| {
+            v.push(x);
+            v
+        });
+        assert_eq!(all, want);
+        let mut it = ParItems::new(parts());
+        it.next();
+        assert_eq!(it.collect::<Vec<_>>(), want[1..]);
+        let mut it = ParItems::new(parts());
+        it.next();
+        let rest = it.fold(String::new(), |acc, x| acc + &x);
+        assert_eq!(rest, "bcde");
+        let mut it = ParItems::new(parts());
+        it.next();
+        assert_eq!(it.into_vec(), want[1..]);
+        assert_eq!(ParItems::new(Vec::<Vec<u8>>::new()).len(), 0);
+        // Dropped half read: the rest is freed (Miri checks for leaks).
+        let mut it = ParItems::new(parts());
+        it.next();
+        it.next();
+        it.next();
+        drop(it);
+    }
+
+    #[test]
+    fn collections_are_built_from_the_parts_and_vecs_joined_whole() {
+        let pairs = || ParItems::new(vec![vec![(1u8, 'x'), (2, 'y')], vec![(1, 'z')]]);
+        let m: HashMap<u8, char> = build(pairs());
+        assert_eq!(m, HashMap::from([(1, 'z'), (2, 'y')]));
+        let m: BTreeMap<u8, char> = build(pairs());
+        assert_eq!(m, BTreeMap::from([(1, 'z'), (2, 'y')]));
+        let v: Vec<(u8, char)> = build(pairs());
+        assert_eq!(v, [(1, 'x'), (2, 'y'), (1, 'z')]);
+        let d: VecDeque<(u8, char)> = build(pairs());
+        assert_eq!(d, [(1, 'x'), (2, 'y'), (1, 'z')]);
+        let s: String = build(ParItems::new(vec![vec!['a'], vec![], vec!['b', 'c']]));
+        assert_eq!(s, "abc");
     }
 }

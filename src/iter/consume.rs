@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::collect::FromParIter;
+use super::collect::{FromParIter, ParItems};
 use super::env::{CtxEnv, Init, With, WithCtx};
 use super::source::{Detached, Source};
 use super::stage::{Map, Stage};
@@ -198,10 +198,10 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     /// ```
     pub fn collect<C>(self) -> Result<C>
     where
-        C: FromParIter<St::Out>,
+        C: FromParIter<St::Out> + 'static,
         St::Out: Serialize + DeserializeOwned + 'static,
     {
-        Ok(C::from_par_items(self.collect_vec()?))
+        self.run::<CollectVec, _>((), |parts| Ok(super::collect::build(ParItems::new(parts))))
     }
 
     /// Splits pairs into two collections, in input order (rayon's `unzip`).

@@ -64,7 +64,7 @@ use crate::worker::{Inline, Share};
 use crate::Result;
 use std::cell::RefCell;
 
-pub use collect::{FromParIter, ParExtend};
+pub use collect::{FromParIter, ParExtend, ParItems};
 pub use fallible::Try;
 pub use mutable::ParIterMut;
 pub use range::{IntoParIterOn, RangeInt};
