@@ -218,6 +218,12 @@ proptest! {
             let mut e = vec![7u32];
             ParallelExtend::par_extend(&mut e, r().map(|x| x + 1));
             prop_assert_eq!(v, e);
+            // Not a Vec: the items one by one (later duplicates win, as in rayon).
+            let mut m = HashMap::from([(u32::MAX, 0usize)]);
+            ParExtend::par_extend(&mut m, par!(pool, a, c).enumerate().map(|(i, x): (usize, u32)| (x, i))).unwrap();
+            let mut em = HashMap::from([(u32::MAX, 0usize)]);
+            ParallelExtend::par_extend(&mut em, r().enumerate().map(|(i, x)| (x, i)));
+            prop_assert_eq!(m, em);
             Ok(())
         })?;
     }

@@ -104,8 +104,13 @@ impl<T> ParItems<T> {
     /// The items left as one `Vec`, each chunk's vector appended whole (the fast way to
     /// a `Vec`, which `collect::<Vec<_>>()` takes).
     pub fn into_vec(self) -> Vec<T> {
+        concat(self.into_parts())
+    }
+
+    /// The items left, as the vectors they are in (the first may be empty).
+    fn into_parts(self) -> impl Iterator<Item = Vec<T>> {
         let current: Vec<T> = self.current.collect();
-        concat(std::iter::once(current).chain(self.parts))
+        std::iter::once(current).chain(self.parts)
     }
 }
 
@@ -189,14 +194,26 @@ pub trait ParExtend<T> {
         T: serde::Serialize + serde::de::DeserializeOwned + 'static;
 }
 
-impl<T, C: Extend<T>> ParExtend<T> for C {
+impl<T, C: Extend<T> + 'static> ParExtend<T> for C {
     fn par_extend<'p, S, St>(&mut self, iter: super::ParIter<'p, S, St>) -> crate::Result<()>
     where
         S: super::Source,
         St: super::Stage<S::Item, Out = T>,
         T: serde::Serialize + serde::de::DeserializeOwned + 'static,
     {
-        self.extend(iter.collect_vec()?);
+        let items =
+            iter.run::<super::terminal::CollectVec, _>((), |parts| Ok(ParItems::new(parts)))?;
+        // A `Vec` takes each chunk's vector whole (one copy, no joined vector in
+        // between); anything else the items one by one.
+        match (self as &mut dyn std::any::Any).downcast_mut::<Vec<T>>() {
+            Some(v) => {
+                v.reserve(items.len());
+                for part in items.into_parts() {
+                    v.extend(part);
+                }
+            }
+            None => self.extend(items),
+        }
         Ok(())
     }
 }
@@ -287,5 +304,9 @@ mod tests {
         assert_eq!(d, [(1, 'x'), (2, 'y'), (1, 'z')]);
         let s: String = build(ParItems::new(vec![vec!['a'], vec![], vec!['b', 'c']]));
         assert_eq!(s, "abc");
+        let mut it = ParItems::new(parts());
+        it.next();
+        let rest: Vec<Vec<String>> = it.into_parts().filter(|p| !p.is_empty()).collect();
+        assert_eq!(rest, [vec!["b"], vec!["c"], vec!["d", "e"]]);
     }
 }

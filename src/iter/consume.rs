@@ -222,7 +222,8 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         CA: Default + Extend<A>,
         CB: Default + Extend<B>,
     {
-        Ok(self.collect_vec()?.into_iter().unzip())
+        let items = self.run::<CollectVec, _>((), |parts| Ok(ParItems::new(parts)))?;
+        Ok(items.unzip())
     }
 
     /// The items for which `pred` holds, and the others, each in input order (rayon's
