@@ -443,7 +443,8 @@ where
         let start = range.start;
         if let Some(ys) = Sh::Right::iter(&args.1, right, range.clone()) {
             // One loop, each read-only item read beside its element, as `Zip` does.
-            // SAFETY: as below, for the whole chunk.
+            // SAFETY: chunk `range` is handed to this worker only (chunks are disjoint),
+            // and nobody else reads the array while the client holds its `&mut` borrow.
             let dst = unsafe { arr.chunk_mut(range) };
             for (k, (x, y)) in dst.iter_mut().zip(ys).enumerate() {
                 F::call(&args.2, env, Sh::item(start + k, x, y));
