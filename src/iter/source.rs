@@ -55,10 +55,13 @@ pub trait Source: 'static {
     /// `zip` does, instead of copying the right-hand items through a buffer a block at a
     /// time. One worker, `a.zip(a).map(x * y).sum()` over 1,000,000 `f64`, three
     /// launches alternated: 1.04-1.64 ms per job buffered, 0.87-0.90 ms as one loop, as
-    /// fast as `a.map(x * x).sum()` (0.85-0.89 ms). Reading item `i` of the right-hand
-    /// side from inside the left-hand side's `feed`, by index or from its iterator, kept
-    /// the running sum in memory (3.4-3.7 ms): the loop must be the caller's own
-    /// (2026-12-07, scratch driver).
+    /// fast as `a.map(x * x).sum()` (0.85-0.89 ms). For two arrays, pulling the
+    /// right-hand items from inside the left-hand side's `feed` (by index or from its
+    /// iterator) kept the running sum in memory in that build (3.4-3.7 ms), hence the
+    /// plain loop when both sides have an iterator; with a left-hand side that has none
+    /// (`a.chain(b).zip(c)`), the same pull took 0.86-0.90 ms per job against 1.02-1.12
+    /// buffered (three launches alternated), so it stays for that case (2026-12-07,
+    /// scratch drivers).
     #[inline]
     fn iter<'a>(
         _args: &'a Self::Args,

@@ -223,10 +223,11 @@ const HEAP_KEEP: usize = 64 << 20;
 /// a fresh page fault in the next job: three 4 MiB vectors per job cost 3,040 faults a
 /// job, none with these thresholds (tests/worker_heap.rs). Whether a real job hits
 /// this depends on the order in which its blocks were freed: 2,000 `collect_vec`s of
-/// 100,000 pairs on 2 workers (all processes counted, 2026-12-07) took 96,765 page faults
-/// in one launch (1.28 s), and in three later launches alternated with these thresholds
-/// 3,671 / 214,499 / 3,989 (2.11 / 3.08 / 2.28 s), against 3,382 (1.02 s) and then
-/// 3,387 / 3,356 / 3,364 (2.01 / 2.23 / 2.02 s) with them. A worker then holds the
+/// 100,000 pairs on 2 workers (all processes counted, 2026-12-07) took, without these
+/// thresholds, 96,765 page faults in one launch (1.28 s) and 3,671 / 214,499 / 3,989
+/// (2.11 / 3.08 / 2.28 s) in three later ones; with them 3,382 (1.02 s), then 3,387 /
+/// 3,356 / 3,364 (2.01 / 2.23 / 2.02 s), the later launches alternated with the ones
+/// without. A worker then holds the
 /// most heap any one job needed plus [`HEAP_KEEP`]. Elsewhere than glibc this does
 /// nothing (a program's own `#[global_allocator]` is not glibc's either).
 pub(crate) fn keep_freed_heap() {
