@@ -109,12 +109,26 @@ impl Event {
     ///
     /// Async-signal-safe: two atomic operations and at most one system call.
     pub(crate) fn notify(&self) {
+        self.notify_up_to(u32::MAX);
+    }
+
+    /// As [`notify`](Event::notify), but wakes at most `count` of the waiters asleep
+    /// (at least one if any sleeps and `count > 0`; every spinning waiter sees the
+    /// notification anyway).
+    pub(crate) fn notify_up_to(&self, count: u32) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             // An error here (EFAULT/EINVAL) would mean our own word is not mapped, which
             // cannot happen while `self` is borrowed; waiters also re-check on timeouts.
-            let _ = futex::wake(&self.seq, u32::MAX);
+            let _ = futex::wake(&self.seq, count);
         }
+    }
+
+    /// How many times [`notify`](Event::notify) was called (wrapping), read in the single
+    /// total order of SeqCst operations: what a waiter that must not miss a later
+    /// notification reads before it lets go of whatever guards the awaited condition.
+    pub(crate) fn sequence(&self) -> u32 {
+        self.seq.load(Ordering::SeqCst)
     }
 
     /// How many times [`notify`](Event::notify) was called (wrapping): a hint for a
@@ -266,6 +280,57 @@ mod tests {
         s.flag.store(true, Ordering::SeqCst);
         s.ev.notify();
         assert_eq!(t.join().unwrap(), Some(()));
+    }
+
+    /// `notify_up_to(1)` with two waiters asleep wakes one of them; the other sleeps on
+    /// until the next notification (a condition variable's `notify_one`).
+    #[test]
+    fn notify_up_to_one_wakes_one_sleeper() {
+        struct Shared {
+            ev: Event,
+            flag: AtomicBool,
+            returned: std::sync::atomic::AtomicU32,
+        }
+        let s = Arc::new(Shared {
+            ev: Event::new(),
+            flag: AtomicBool::new(false),
+            returned: std::sync::atomic::AtomicU32::new(0),
+        });
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || {
+                    let limit = Some(Instant::now() + Duration::from_secs(20));
+                    let r = s.ev.wait_until(Duration::ZERO, limit, || {
+                        s.flag.load(Ordering::SeqCst).then_some(())
+                    });
+                    s.returned.fetch_add(1, Ordering::SeqCst);
+                    r
+                })
+            })
+            .collect();
+        let both_asleep = Instant::now() + Duration::from_secs(20);
+        while s.ev.sleepers.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < both_asleep, "the waiters never slept");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A waiter counts itself a sleeper just before its system call: give both time
+        // to be in the kernel (a waiter that is not finds the word changed and returns,
+        // which Miri's slow threads showed).
+        std::thread::sleep(Duration::from_millis(100));
+        s.flag.store(true, Ordering::SeqCst);
+        s.ev.notify_up_to(1);
+        let one_back = Instant::now() + Duration::from_secs(20);
+        while s.returned.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < one_back, "notify_up_to(1) woke nobody");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(s.returned.load(Ordering::SeqCst), 1, "woke more than one");
+        s.ev.notify_up_to(1);
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Some(()));
+        }
     }
 
     #[test]

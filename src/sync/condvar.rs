@@ -1,30 +1,36 @@
 //! [`Condvar`]: a condition variable in the mempool, used with any [`Mutex`] of the tree.
 //!
-//! Two words and no per-process wait entry: `seq`, bumped by every notify, on which
-//! waiters sleep with `FUTEX_WAIT`, and `waiters`, so that a notify costs no system call
-//! when nobody waits.
+//! Two words and no per-process wait entry: a [`futex::Event`](crate::futex::Event),
+//! whose `seq` every notify bumps and on which waiters sleep with `FUTEX_WAIT`, and whose
+//! `sleepers` counts the waiters asleep, so that a notify costs no system call when
+//! nobody sleeps.
 //!
 //! ## Protocol
 //!
-//! Waiter, holding the mutex: `waiters += 1`, `s = seq`, unlock, `futex_wait(seq, s)`,
-//! `waiters -= 1`, lock again. Notifier, after changing the condition under the mutex
-//! (it may notify after unlocking): `seq += 1`, then `futex_wake(seq, 1 or all)` if
-//! `waiters > 0`. Every access is SeqCst.
+//! Waiter, holding the mutex: `s = seq`, unlock, then the event's wait for `seq != s`:
+//! a few microseconds of spinning ([`SPIN`]), then `sleepers += 1`, a re-check, and
+//! `futex_wait(seq, s)`, `sleepers -= 1`; lock again. Notifier, after changing the
+//! condition under the mutex (it may notify after unlocking): `seq += 1`, then
+//! `futex_wake(seq, 1 or all)` if `sleepers > 0`. Every access is SeqCst.
 //!
 //! **Why no wakeup is lost.** The waiter reads `seq` while it holds the mutex; the
 //! notifier changes the condition, hence bumps `seq`, after taking the mutex, so after
-//! the waiter unlocked. In the single SeqCst order the waiter's `waiters += 1` and read of
-//! `seq` come before the notifier's bump and read of `waiters`: the notifier sees the
-//! waiter and wakes; a waiter not yet asleep finds `seq != s` in the kernel's atomic
-//! compare (`EAGAIN`) and returns. A `notify_one` wakes a sleeper that read `seq` before
-//! the bump (all sleepers did) or, for one that had not slept yet, makes its sleep
-//! return at once: at least one waiter wakes. Waits may also return spuriously (signals,
-//! another notify), as with every condition variable: wait in a loop, or use
-//! [`Condvar::wait_while`].
+//! the waiter unlocked. A spinning waiter sees the bump. A sleeping one counted itself in
+//! `sleepers` before its last look at `seq` (the event's protocol, `futex.rs`): in the
+//! single SeqCst order either the notifier's read of `sleepers` comes later, and it
+//! wakes, or the waiter's look comes after the bump and it does not sleep (or the
+//! kernel's atomic compare fails with `EAGAIN`). A `notify_one` wakes one sleeper that
+//! read `seq` before the bump (all sleepers did), and every spinner sees it: at least one
+//! waiter wakes. Waits may also return spuriously (signals, another notify), as with
+//! every condition variable: wait in a loop, or use [`Condvar::wait_while`].
+//!
+//! The spin is what makes a hand-off between two busy processes cheap: a consumer
+//! popping from a [`SharedQueue`](crate::collections::SharedQueue) that a producer keeps
+//! full woke the producer with a system call at every pop, which put it to sleep again
+//! at its next push.
 
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -33,36 +39,39 @@ use super::mutex::{LockError, LockResult, MutexGuard};
 use super::object::{typed_desc, Body, Kind, Object, Shape};
 use super::raw_lock::{Held, Wait};
 use crate::error::Result;
+use crate::futex::Event;
 use crate::mempool::Mempool;
-use crate::sys::futex;
+
+/// How long a waiter spins for a notification before it sleeps on the futex: a few
+/// round trips of a cache line between two CPUs, long enough for a busy peer's next
+/// operation, short enough to cost a waiter that has to sleep anyway little.
+const SPIN: Duration = Duration::from_micros(4);
 
 /// The two words of a condition variable (see the module docs), usable with any
 /// [`RawLock`](super::raw_lock::RawLock): the core of [`Condvar`] and of the shared containers' blocking waits.
+/// Zeroed memory is a fresh one.
 #[repr(C)]
 pub(crate) struct Signal {
-    seq: AtomicU32,
-    waiters: AtomicU32,
+    event: Event,
 }
 
 impl Signal {
-    /// Unlocks `held`, sleeps until notified, spuriously woken, or `deadline`; locks
+    /// Unlocks `held`, waits until notified, spuriously woken, or `deadline`; locks
     /// again. The caller re-checks its condition.
     ///
     /// # Errors
     /// As [`RawLock::acquire`](super::raw_lock::RawLock::acquire) when relocking (the lock is then not held).
     pub(crate) fn wait<'a>(&self, held: Held<'a>, deadline: Option<Instant>) -> Result<Held<'a>> {
-        self.waiters.fetch_add(1, SeqCst);
-        let seq = self.seq.load(SeqCst);
+        let seq = self.event.sequence();
         let lock = held.lock();
         held.release();
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // Every outcome (woken, value changed, timed out, interrupted, even an error,
-        // which cannot happen for our own mapped word) returns to the caller, who
+        // Every outcome (notified, timed out, interrupted) returns to the caller, who
         // re-checks its condition: a spurious wake at worst.
-        if timeout != Some(Duration::ZERO) {
-            let _ = futex::wait(&self.seq, seq, timeout);
+        if !deadline.is_some_and(|d| Instant::now() >= d) {
+            self.event.wait_until(SPIN, deadline, || {
+                (self.event.notifications() != seq).then_some(())
+            });
         }
-        self.waiters.fetch_sub(1, SeqCst);
         match lock.acquire(Wait::Block)? {
             Some(held) => Ok(held),
             None => unreachable!("a blocking lock returns a guard or an error"),
@@ -71,12 +80,7 @@ impl Signal {
 
     /// Wakes up to `count` waiters (at least one if any waits and `count > 0`).
     pub(crate) fn notify(&self, count: u32) {
-        self.seq.fetch_add(1, SeqCst);
-        if self.waiters.load(SeqCst) > 0 {
-            // An error would mean our own word is not mapped, which cannot be while the
-            // object lives; waiters also return on their own timeouts.
-            let _ = futex::wake(&self.seq, count);
-        }
+        self.event.notify_up_to(count);
     }
 }
 
