@@ -4,6 +4,7 @@
 #
 #   jobs::{state, id, slot, failure, stripes}  the job slot's state word, ids, chunk claims
 #                 (one counter and per-worker stripes, claimed from threads), failures
+#   codec::tests                       encoding into slices; a vector of numbers as its bytes
 #   futex::tests                       the futex Event's wait / notify (Miri emulates futex)
 #   iter::{fallible, reduce, range}    short-circuit, ordered reductions, integer ranges
 #   iter::collect                      the chunks' vectors a collection is built from
@@ -32,7 +33,7 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
   fi
 fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
-for module in jobs::state jobs::id jobs::slot jobs::failure jobs::stripes futex::tests \
+for module in jobs::state jobs::id jobs::slot jobs::failure jobs::stripes codec::tests futex::tests \
   iter::fallible iter::reduce iter::range iter::collect mempool::layout mempool::pages \
   task::tests unwind::tests worker::inline::tests; do
   echo "== miri: $module"

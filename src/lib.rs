@@ -43,7 +43,8 @@
 //!   one buffer per job and decoded a chunk at a time: [`Pool::par_iter_vec`];
 //! * control plane: [`Camlbox`] (fixed-slot mailboxes, many senders, one receiver);
 //!   what crosses a process boundary (job arguments, partial results, messages) is
-//!   bincode, written into slices sized beforehand (`codec`);
+//!   bincode, written into slices sized beforehand (`codec`; a chunk's collected
+//!   vector of a primitive number type goes as its bytes);
 //! * job kinds (`kind`): what each operation computes in a worker, one file per kind;
 //!   every kind reads and writes shared arrays through raw-pointer views resolved against
 //!   the worker's own mempool handle (`view`), forming slices only over the elements the

@@ -385,6 +385,73 @@ fn ranges_of_every_integer_type() {
     });
 }
 
+/// Collected numbers come back bit for bit, whichever way they are collected (a chunk's
+/// vector of a primitive number type travels as its bytes, anything else item by
+/// item): floats with their sign of zero and NaN payloads, 128-bit integers, and the
+/// types that are not numbers (`bool`, `char`) beside them.
+#[test]
+fn collected_numbers_come_back_bit_for_bit() {
+    let bits: Vec<u64> = (0..3000u64)
+        .map(|i| match i % 5 {
+            0 => (-0.0f64).to_bits(),
+            1 => 0x7ff8_0000_dead_beef + i,
+            2 => f64::NEG_INFINITY.to_bits(),
+            _ => (i as f64 * 1.5).to_bits(),
+        })
+        .collect();
+    with_pool(2, |pool| {
+        let src = pool.array_from_slice(&bits).unwrap();
+        let got: Vec<f64> = pool
+            .par_iter(&src)
+            .with_max_len(64)
+            .map(|b: u64| f64::from_bits(b))
+            .collect_vec()
+            .unwrap();
+        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), bits);
+        let got: Vec<f32> = pool
+            .par_iter(&src)
+            .with_max_len(7)
+            .map(|b: u64| f32::from_bits(b as u32))
+            .collect()
+            .unwrap();
+        let want: Vec<u32> = bits.iter().map(|&b| b as u32).collect();
+        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
+        let (wide, signed): (Vec<u128>, Vec<i128>) = pool
+            .par_range(0u64..3000)
+            .with_max_len(100)
+            .map(|i: u64| ((i as u128) << 70 | 1, -((i as i128) << 90)))
+            .unzip()
+            .unwrap();
+        assert_eq!(wide, (0..3000u128).map(|i| i << 70 | 1).collect::<Vec<_>>());
+        assert_eq!(
+            signed,
+            (0..3000i128).map(|i| -(i << 90)).collect::<Vec<_>>()
+        );
+        let mut ext = vec![u16::MAX];
+        ParExtend::par_extend(
+            &mut ext,
+            pool.par_range(0u16..2000)
+                .with_max_len(9)
+                .map(|x: u16| x * 3),
+        )
+        .unwrap();
+        let want: Vec<u16> = std::iter::once(u16::MAX)
+            .chain((0..2000).map(|x| x * 3))
+            .collect();
+        assert_eq!(ext, want);
+        let flags: Vec<(bool, char)> = pool
+            .par_range(0u32..1000)
+            .with_max_len(13)
+            .map(|i: u32| (i % 3 == 0, char::from_u32(0x1F600 + i % 80).unwrap()))
+            .collect_vec()
+            .unwrap();
+        let want: Vec<(bool, char)> = (0u32..1000)
+            .map(|i| (i % 3 == 0, char::from_u32(0x1F600 + i % 80).unwrap()))
+            .collect();
+        assert_eq!(flags, want);
+    });
+}
+
 /// The longest inclusive ranges: every value of a type, and one integer too many.
 #[test]
 fn inclusive_ranges_up_to_the_type_limits() {

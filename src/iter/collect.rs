@@ -1,7 +1,8 @@
 //! Collecting into any collection: [`FromParIter`] for `collect::<C>()`, [`ParExtend`]
 //! for `c.par_extend(iter)`, and `unzip` and `partition`.
 //!
-//! The items travel to this process serialized, chunk by chunk, in input order, and the
+//! The items travel to this process serialized, chunk by chunk, in input order (a
+//! chunk's vector of a primitive number type as its bytes, `codec::Items`), and the
 //! collection is built here from them ([`ParItems`]: the chunks' vectors one after the
 //! other, never joined into one `Vec` unless the collection is a `Vec`);
 //! `collect_vec` (a `Vec`) and `collect_array` (a shared array written in place by the
@@ -201,8 +202,9 @@ impl<T, C: Extend<T> + 'static> ParExtend<T> for C {
         St: super::Stage<S::Item, Out = T>,
         T: serde::Serialize + serde::de::DeserializeOwned + 'static,
     {
-        let items =
-            iter.run::<super::terminal::CollectVec, _>((), |parts| Ok(ParItems::new(parts)))?;
+        let items = iter.run::<super::terminal::CollectVec, _>((), |parts| {
+            Ok(ParItems::new(parts.map(|p| p.0)))
+        })?;
         // A `Vec` takes each chunk's vector whole (one copy, no joined vector in
         // between); anything else the items one by one.
         match (self as &mut dyn std::any::Any).downcast_mut::<Vec<T>>() {

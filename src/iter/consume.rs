@@ -152,7 +152,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         S: Detached,
         St::Out: Serialize + DeserializeOwned + 'static,
     {
-        self.spawn::<CollectVec, _>((), |parts| Ok(super::collect::concat(parts)))
+        self.spawn::<CollectVec, _>((), |parts| Ok(super::collect::concat(parts.map(|p| p.0))))
     }
 
     /// All items, in input order, in a `Vec` in this process: the fast form of
@@ -170,7 +170,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
     where
         St::Out: Serialize + DeserializeOwned + 'static,
     {
-        self.run::<CollectVec, _>((), |parts| Ok(super::collect::concat(parts)))
+        self.run::<CollectVec, _>((), |parts| Ok(super::collect::concat(parts.map(|p| p.0))))
     }
 
     /// All items, in input order, collected into any `C: FromIterator<Item>` in this
@@ -201,7 +201,9 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         C: FromParIter<St::Out> + 'static,
         St::Out: Serialize + DeserializeOwned + 'static,
     {
-        self.run::<CollectVec, _>((), |parts| Ok(super::collect::build(ParItems::new(parts))))
+        self.run::<CollectVec, _>((), |parts| {
+            Ok(super::collect::build(ParItems::new(parts.map(|p| p.0))))
+        })
     }
 
     /// Splits pairs into two collections, in input order (rayon's `unzip`).
@@ -222,7 +224,7 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         CA: Default + Extend<A>,
         CB: Default + Extend<B>,
     {
-        let items = self.run::<CollectVec, _>((), |parts| Ok(ParItems::new(parts)))?;
+        let items = self.run::<CollectVec, _>((), |parts| Ok(ParItems::new(parts.map(|p| p.0))))?;
         Ok(items.unzip())
     }
 

@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::Items;
 use crate::task::{conjure, TaskFn};
 
 /// A terminal operation. Implementation detail of [`ParIter`](crate::ParIter).
@@ -69,19 +70,20 @@ impl<Item> Terminal<Item> for Drain {
 /// `collect_vec()` (and `collect`, `unzip`, `par_extend` over it).
 #[doc(hidden)]
 pub struct CollectVec;
-impl<Item: Serialize + DeserializeOwned> Terminal<Item> for CollectVec {
+impl<Item: Serialize + DeserializeOwned + 'static> Terminal<Item> for CollectVec {
     type State = ();
-    type Acc = Vec<Item>;
+    // A primitive number type's items travel as one byte string (`codec::Items`).
+    type Acc = Items<Item>;
     const ORDERED: bool = true;
-    fn start(_: &()) -> Vec<Item> {
-        Vec::new()
+    fn start(_: &()) -> Items<Item> {
+        Items(Vec::new())
     }
-    fn step(acc: &mut Vec<Item>, item: Item) -> ControlFlow<()> {
-        acc.push(item);
+    fn step(acc: &mut Items<Item>, item: Item) -> ControlFlow<()> {
+        acc.0.push(item);
         ControlFlow::Continue(())
     }
-    fn merge(mut left: Vec<Item>, mut right: Vec<Item>) -> Vec<Item> {
-        left.append(&mut right);
+    fn merge(mut left: Items<Item>, mut right: Items<Item>) -> Items<Item> {
+        left.0.append(&mut right.0);
         left
     }
 }
