@@ -248,10 +248,11 @@ impl<'p, S: Source, St: Stage<S::Item>> ParIter<'p, S, St> {
         CB: Default + Extend<St::Out>,
     {
         assert_stateless::<F>();
-        let (yes, no) = self.run_merged::<Partition<F>>(())?.unwrap_or_default();
         let (mut a, mut b) = (CA::default(), CB::default());
-        a.extend(yes);
-        b.extend(no);
+        if let Some((yes, no)) = self.run_merged::<Partition<F>>(())? {
+            a.extend(yes.0);
+            b.extend(no.0);
+        }
         Ok((a, b))
     }
 }

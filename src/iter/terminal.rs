@@ -93,27 +93,27 @@ impl<Item: Serialize + DeserializeOwned + 'static> Terminal<Item> for CollectVec
 pub struct Partition<F>(PhantomData<fn(F)>);
 impl<Item, F> Terminal<Item> for Partition<F>
 where
-    Item: Serialize + DeserializeOwned,
+    Item: Serialize + DeserializeOwned + 'static,
     F: Fn(&Item) -> bool + TaskFn,
 {
     type State = ();
-    type Acc = (Vec<Item>, Vec<Item>);
+    type Acc = (Items<Item>, Items<Item>);
     const ORDERED: bool = true;
     fn start(_: &()) -> Self::Acc {
-        (Vec::new(), Vec::new())
+        (Items(Vec::new()), Items(Vec::new()))
     }
     fn step((yes, no): &mut Self::Acc, item: Item) -> ControlFlow<()> {
         if conjure::<F>()(&item) {
-            yes.push(item);
+            yes.0.push(item);
         } else {
-            no.push(item);
+            no.0.push(item);
         }
         ControlFlow::Continue(())
     }
-    fn merge(mut left: Self::Acc, mut right: Self::Acc) -> Self::Acc {
-        left.0.append(&mut right.0);
-        left.1.append(&mut right.1);
-        left
+    fn merge((mut yes, mut no): Self::Acc, (mut more_yes, mut more_no): Self::Acc) -> Self::Acc {
+        yes.0.append(&mut more_yes.0);
+        no.0.append(&mut more_no.0);
+        (yes, no)
     }
 }
 
