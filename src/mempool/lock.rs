@@ -17,6 +17,11 @@
 //! runs its recovery (see the mempool module docs) and calls
 //! [`RobustGuard::mark_consistent`].
 //!
+//! A held lock is tried again for a couple of microseconds ([`SPIN`]) before a locker
+//! sleeps in glibc, whose robust mutexes go to sleep on the futex at once: a holder in
+//! another process usually lets go within a few hundred nanoseconds, and every sleeper
+//! costs the holder a system call to wake it at unlock.
+//!
 //! Why a pthread mutex and not our own futex word: the robust-list protocol needs the
 //! kernel to know where the lock word is and which thread holds it, in glibc's format. A
 //! hand-rolled version would have to take over the thread's robust list from glibc.
@@ -24,6 +29,13 @@
 use std::cell::UnsafeCell;
 use std::io;
 use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+/// How long a locker keeps trying a held lock before it sleeps until it is free.
+pub(crate) const SPIN: Duration = Duration::from_micros(2);
+
+/// `PAUSE`s between two tries while spinning (each try is a CAS on the lock's line).
+const SPIN_PAUSES: u32 = 8;
 
 /// How [`RobustMutex::lock`] got the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,11 +122,14 @@ impl RobustMutex {
         result
     }
 
-    /// Blocks until this thread holds the lock.
+    /// Blocks until this thread holds the lock (spinning for up to [`SPIN`] first).
     ///
     /// Errors: `ENOTRECOVERABLE` if a previous holder gave up on recovery (the pool is
     /// unusable), and any other error glibc reports (none is expected).
     pub(crate) fn lock(&self) -> io::Result<(RobustGuard<'_>, Acquired)> {
+        if let Some(got) = self.spin()? {
+            return Ok(got);
+        }
         // SAFETY: the mutex was initialized by `init` before the region was shared (the
         // mempool's construction order), and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.raw.get()) };
@@ -138,7 +153,8 @@ impl RobustMutex {
         self.outcome(rc, libc::EBUSY)
     }
 
-    /// Blocks until this thread holds the lock or `timeout` has passed (`None`).
+    /// Blocks until this thread holds the lock or `timeout` has passed (`None`),
+    /// spinning for up to [`SPIN`] first.
     ///
     /// glibc measures the limit on `CLOCK_REALTIME`; the absolute time is taken from it
     /// just before the call, so only a wall-clock step *during* the wait stretches or
@@ -147,6 +163,11 @@ impl RobustMutex {
         &self,
         timeout: std::time::Duration,
     ) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
+        if let Some(got) = self.spin()? {
+            return Ok(Some(got));
+        }
+        // `spin` gives up only after `SPIN`: that much of the limit is gone.
+        let timeout = timeout.saturating_sub(SPIN);
         let mut now = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -167,6 +188,36 @@ impl RobustMutex {
         // SAFETY: as in `lock`; `abs` is a valid timespec on our stack.
         let rc = unsafe { libc::pthread_mutex_timedlock(self.raw.get(), &abs) };
         self.outcome(rc, libc::ETIMEDOUT)
+    }
+
+    /// Tries to take the lock, and keeps trying for up to [`SPIN`] if it is held:
+    /// `Ok(None)` if it stayed held.
+    #[inline]
+    fn spin(&self) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
+        match self.try_lock()? {
+            Some(got) => Ok(Some(got)),
+            None => self.spin_held(),
+        }
+    }
+
+    /// The spinning part of [`spin`](Self::spin), once the lock was found held.
+    #[cold]
+    #[inline(never)]
+    fn spin_held(&self) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
+        // The clock only now (a read costs tens of nanoseconds, as much as an
+        // uncontended lock).
+        let end = Instant::now() + SPIN;
+        loop {
+            for _ in 0..SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
+            if let Some(got) = self.try_lock()? {
+                return Ok(Some(got));
+            }
+            if Instant::now() >= end {
+                return Ok(None);
+            }
+        }
     }
 
     /// The guard for return code `rc` of a lock call; `busy` is the code that means

@@ -16,19 +16,10 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::mempool::lock::{Acquired, RobustGuard, RobustMutex};
-
-/// How long a locker tries to take a held lock before it sleeps until it is free: a
-/// holder in another process usually lets go within a few hundred nanoseconds, and
-/// glibc's robust mutexes sleep at once, which costs the holder a system call to wake
-/// the sleeper at every unlock.
-const SPIN: Duration = Duration::from_micros(2);
-
-/// `PAUSE`s between two tries while spinning (each try is a CAS on the lock's line).
-const SPIN_PAUSES: u32 = 8;
 
 const CONSISTENT: u32 = 0;
 const POISONED: u32 = 1;
@@ -85,16 +76,9 @@ impl RawLock {
     pub(crate) fn acquire(&self, how: Wait) -> Result<Option<Held<'_>>> {
         let got = match how {
             Wait::Try => self.mutex.try_lock(),
-            Wait::Block => match self.spin() {
-                Ok(None) => self.mutex.lock().map(Some),
-                other => other,
-            },
-            // `spin` gives up only after `SPIN`: that much of the limit is gone.
-            Wait::Timeout(limit) => match self.spin() {
-                Ok(None) => match self.mutex.lock_timeout(limit.saturating_sub(SPIN)) {
-                    Ok(None) => return Err(Error::Timeout { job: None, limit }),
-                    other => other,
-                },
+            Wait::Block => self.mutex.lock().map(Some),
+            Wait::Timeout(limit) => match self.mutex.lock_timeout(limit) {
+                Ok(None) => return Err(Error::Timeout { job: None, limit }),
                 other => other,
             },
         };
@@ -127,37 +111,6 @@ impl RawLock {
             lock: self,
             owner_died,
         }))
-    }
-
-    /// Tries to take the lock, and keeps trying for up to [`SPIN`] before the caller
-    /// blocks in glibc (whose robust mutexes sleep on the futex at once): `Ok(None)` if
-    /// it stayed held.
-    #[inline]
-    fn spin(&self) -> std::io::Result<Option<(RobustGuard<'_>, Acquired)>> {
-        match self.mutex.try_lock()? {
-            Some(got) => Ok(Some(got)),
-            None => self.spin_held(),
-        }
-    }
-
-    /// The spinning part of [`spin`](Self::spin), once the lock was found held.
-    #[cold]
-    #[inline(never)]
-    fn spin_held(&self) -> std::io::Result<Option<(RobustGuard<'_>, Acquired)>> {
-        // The clock only now (a read costs tens of nanoseconds, as much as an
-        // uncontended lock).
-        let end = Instant::now() + SPIN;
-        loop {
-            for _ in 0..SPIN_PAUSES {
-                std::hint::spin_loop();
-            }
-            if let Some(got) = self.mutex.try_lock()? {
-                return Ok(Some(got));
-            }
-            if Instant::now() >= end {
-                return Ok(None);
-            }
-        }
     }
 
     /// Whether the flag says poisoned (racy unless the lock is held; for reports).
