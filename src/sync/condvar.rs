@@ -11,7 +11,11 @@
 //! a few microseconds of spinning ([`SPIN`]), then `sleepers += 1`, a re-check, and
 //! `futex_wait(seq, s)`, `sleepers -= 1`; lock again. Notifier, after changing the
 //! condition under the mutex (it may notify after unlocking): `seq += 1`, then
-//! `futex_wake(seq, 1 or all)` if `sleepers > 0`. Every access is SeqCst.
+//! `futex_wake(seq, 1 or all)` if `sleepers > 0`. Every access is SeqCst but the
+//! waiter's looks at `seq` while it spins, which are Relaxed: a look that sees the bump
+//! only sends the caller back to re-check its condition under the mutex, one that does
+//! not see it yet spins on, and whether the waiter sleeps is decided by the event's
+//! SeqCst protocol (`futex.rs`), not by these looks.
 //!
 //! **Why no wakeup is lost.** The waiter reads `seq` while it holds the mutex; the
 //! notifier changes the condition, hence bumps `seq`, after taking the mutex, so after

@@ -75,8 +75,8 @@ impl RawLock {
     /// (this thread holds it already) or an unexpected glibc error.
     pub(crate) fn acquire(&self, how: Wait) -> Result<Option<Held<'_>>> {
         let got = match how {
-            Wait::Try => self.mutex.try_lock(),
             Wait::Block => self.mutex.lock().map(Some),
+            Wait::Try => self.mutex.try_lock(),
             Wait::Timeout(limit) => match self.mutex.lock_timeout(limit) {
                 Ok(None) => return Err(Error::Timeout { job: None, limit }),
                 other => other,
