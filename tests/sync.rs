@@ -195,6 +195,67 @@ fn holder_sigkilled_is_reported_and_repairable() {
     });
 }
 
+/// A locker already waiting when the holder is SIGKILLed (past its few microseconds of
+/// spinning, asleep in glibc) is woken by the kernel and told of the death.
+#[test]
+fn a_waiting_locker_is_woken_and_told_when_the_holder_is_killed() {
+    alone(|| {
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(16 << 20)
+            .build()
+            .unwrap();
+        let m = Mutex::new(
+            pool.mempool(),
+            Pair {
+                a: 1,
+                b: 2,
+                sum: 0,
+                holder: 0,
+            },
+        )
+        .unwrap();
+        let pid = Mutex::new(pool.mempool(), 0u64).unwrap();
+        let job = pool
+            .spawn_with((m.desc(), pid.desc()), hold_and_hang)
+            .unwrap();
+        let deadline = Instant::now() + ANSWER;
+        let victim = loop {
+            let p = *pid.lock_timeout(Duration::from_secs(5)).unwrap();
+            if p != 0 {
+                break p as i32;
+            }
+            assert!(Instant::now() < deadline, "the holder never took the lock");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let (told, waited) = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let start = Instant::now();
+                let told = match m.lock_timeout(ANSWER) {
+                    Err(LockError::Poisoned(g)) => g.owner_died() && g.holder == victim as u64,
+                    Ok(_) => false,
+                    Err(LockError::Failed(e)) => panic!("lock failed: {e}"),
+                };
+                (told, start.elapsed())
+            });
+            // Long enough for the waiter to be asleep in the kernel, not spinning.
+            std::thread::sleep(Duration::from_millis(100));
+            kill(victim, libc::SIGKILL);
+            waiter.join().unwrap()
+        });
+        assert!(told, "the waiter was not told of the holder's death");
+        assert!(
+            waited >= Duration::from_millis(100) && waited < ANSWER,
+            "woke after {waited:?}: before the kill, or only at its time limit"
+        );
+        assert!(matches!(
+            answer(job, ANSWER, "killed holder"),
+            Err(Error::WorkerDied { .. })
+        ));
+        assert_eq!(m.owner_deaths(), 1);
+    });
+}
+
 /// Ping-pong: party `i` of 2 waits until `turn % 2 == i`, bumps it, notifies. A lost
 /// wakeup leaves both asleep: the bounded wait then fails the test.
 fn ping_pong(arg: &(MutexDesc<u64>, CondvarDesc, u64, u64), _: &Ctx) -> u64 {
