@@ -126,6 +126,7 @@ impl RobustMutex {
     ///
     /// Errors: `ENOTRECOVERABLE` if a previous holder gave up on recovery (the pool is
     /// unusable), and any other error glibc reports (none is expected).
+    #[inline]
     pub(crate) fn lock(&self) -> io::Result<(RobustGuard<'_>, Acquired)> {
         if let Some(got) = self.spin()? {
             return Ok(got);
@@ -147,6 +148,7 @@ impl RobustMutex {
     /// Takes the lock if nobody holds it; `None` if somebody does (`EBUSY`).
     ///
     /// Errors: as [`lock`](Self::lock).
+    #[inline]
     pub(crate) fn try_lock(&self) -> io::Result<Option<(RobustGuard<'_>, Acquired)>> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.raw.get()) };
@@ -222,6 +224,7 @@ impl RobustMutex {
 
     /// The guard for return code `rc` of a lock call; `busy` is the code that means
     /// "not acquired" for that call.
+    #[inline]
     fn outcome(
         &self,
         rc: libc::c_int,
@@ -259,6 +262,7 @@ impl RobustGuard<'_> {
 }
 
 impl Drop for RobustGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: this thread locked the mutex when it made the guard and has not unlocked
         // it since (the guard is the only way to unlock).

@@ -73,6 +73,7 @@ impl RawLock {
     /// # Errors
     /// [`Error::Timeout`] when a [`Wait::Timeout`] passes; [`Error::Io`] for `EDEADLK`
     /// (this thread holds it already) or an unexpected glibc error.
+    #[inline]
     pub(crate) fn acquire(&self, how: Wait) -> Result<Option<Held<'_>>> {
         let got = match how {
             Wait::Block => self.mutex.lock().map(Some),
@@ -128,6 +129,7 @@ impl RawLock {
 
 impl<'a> Held<'a> {
     /// Whether the data is marked inconsistent (by a death now or earlier, or a panic).
+    #[inline]
     pub(crate) fn poisoned(&self) -> bool {
         // Relaxed: we hold the lock.
         self.lock.state.load(Relaxed) == POISONED
@@ -151,6 +153,7 @@ impl<'a> Held<'a> {
     }
 
     /// Unlocks.
+    #[inline]
     pub(crate) fn release(self) {
         drop(self.guard);
     }
