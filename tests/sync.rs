@@ -228,9 +228,11 @@ fn a_waiting_locker_is_woken_and_told_when_the_holder_is_killed() {
             assert!(Instant::now() < deadline, "the holder never took the lock");
             std::thread::sleep(Duration::from_millis(2));
         };
+        let locking = std::sync::atomic::AtomicBool::new(false);
         let (told, waited) = std::thread::scope(|s| {
             let waiter = s.spawn(|| {
                 let start = Instant::now();
+                locking.store(true, std::sync::atomic::Ordering::SeqCst);
                 let told = match m.lock_timeout(ANSWER) {
                     Err(LockError::Poisoned(g)) => g.owner_died() && g.holder == victim as u64,
                     Ok(_) => false,
@@ -238,6 +240,10 @@ fn a_waiting_locker_is_woken_and_told_when_the_holder_is_killed() {
                 };
                 (told, start.elapsed())
             });
+            while !locking.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(Instant::now() < deadline, "the waiter never started");
+                std::thread::sleep(Duration::from_millis(1));
+            }
             // Long enough for the waiter to be asleep in the kernel, not spinning.
             std::thread::sleep(Duration::from_millis(100));
             kill(victim, libc::SIGKILL);
@@ -246,7 +252,8 @@ fn a_waiting_locker_is_woken_and_told_when_the_holder_is_killed() {
         assert!(told, "the waiter was not told of the holder's death");
         assert!(
             waited >= Duration::from_millis(100) && waited < ANSWER,
-            "woke after {waited:?}: before the kill, or only at its time limit"
+            "woke after {waited:?}: before the kill (it started 100 ms before it), or only \
+             at its time limit"
         );
         assert!(matches!(
             answer(job, ANSWER, "killed holder"),
