@@ -73,7 +73,7 @@ impl RawLock {
     /// # Errors
     /// [`Error::Timeout`] when a [`Wait::Timeout`] passes; [`Error::Io`] for `EDEADLK`
     /// (this thread holds it already) or an unexpected glibc error.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self, how: Wait) -> Result<Option<Held<'_>>> {
         let got = match how {
             Wait::Block => self.mutex.lock().map(Some),
@@ -83,6 +83,25 @@ impl RawLock {
                 other => other,
             },
         };
+        match got {
+            // The common case, small enough to inline into every caller.
+            Ok(Some((guard, Acquired::Clean))) => Ok(Some(Held {
+                guard,
+                lock: self,
+                owner_died: false,
+            })),
+            other => self.acquired_otherwise(other),
+        }
+    }
+
+    /// The rest of [`acquire`](Self::acquire): a busy `try`, an error, or a lock whose
+    /// previous holder died.
+    #[cold]
+    #[inline(never)]
+    fn acquired_otherwise<'a>(
+        &'a self,
+        got: io::Result<Option<(RobustGuard<'a>, Acquired)>>,
+    ) -> Result<Option<Held<'a>>> {
         let (guard, acquired) = match got {
             Ok(Some(pair)) => pair,
             Ok(None) => return Ok(None),
