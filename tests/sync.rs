@@ -119,37 +119,50 @@ fn hold_and_hang(arg: &(MutexDesc<Pair>, MutexDesc<u64>), _: &Ctx) -> u64 {
     }
 }
 
+/// A pool of two workers for the holder tests.
+fn two_workers() -> Pool {
+    Pool::builder()
+        .workers(2)
+        .mempool_size(16 << 20)
+        .build()
+        .unwrap()
+}
+
+/// A `Pair { a, b }` mutex held by a task that hangs with it half-updated
+/// ([`hold_and_hang`]): the mutex, the mutex the task published its pid in, the task's
+/// job, and the pid, once the task holds the lock.
+fn hung_holder(pool: &Pool, a: u64, b: u64) -> (Mutex<Pair>, Mutex<u64>, JobHandle<u64>, i32) {
+    let m = Mutex::new(
+        pool.mempool(),
+        Pair {
+            a,
+            b,
+            sum: 0,
+            holder: 0,
+        },
+    )
+    .unwrap();
+    let pid = Mutex::new(pool.mempool(), 0u64).unwrap();
+    let job = pool
+        .spawn_with((m.desc(), pid.desc()), hold_and_hang)
+        .unwrap();
+    let deadline = Instant::now() + ANSWER;
+    let victim = loop {
+        let p = *pid.lock_timeout(Duration::from_secs(5)).unwrap();
+        if p != 0 {
+            break p as i32;
+        }
+        assert!(Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    (m, pid, job, victim)
+}
+
 #[test]
 fn holder_sigkilled_is_reported_and_repairable() {
     alone(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(16 << 20)
-            .build()
-            .unwrap();
-        let m = Mutex::new(
-            pool.mempool(),
-            Pair {
-                a: 5,
-                b: 10,
-                sum: 0,
-                holder: 0,
-            },
-        )
-        .unwrap();
-        let pid = Mutex::new(pool.mempool(), 0u64).unwrap();
-        let job = pool
-            .spawn_with((m.desc(), pid.desc()), hold_and_hang)
-            .unwrap();
-        let deadline = Instant::now() + ANSWER;
-        let victim = loop {
-            let p = *pid.lock_timeout(Duration::from_secs(5)).unwrap();
-            if p != 0 {
-                break p as i32;
-            }
-            assert!(Instant::now() < deadline, "the holder never took the lock");
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let pool = two_workers();
+        let (m, _pid, job, victim) = hung_holder(&pool, 5, 10);
         // Held: others are refused, then time out.
         assert!(m.try_lock().unwrap().is_none());
         assert!(matches!(
@@ -200,34 +213,9 @@ fn holder_sigkilled_is_reported_and_repairable() {
 #[test]
 fn a_waiting_locker_is_woken_and_told_when_the_holder_is_killed() {
     alone(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(16 << 20)
-            .build()
-            .unwrap();
-        let m = Mutex::new(
-            pool.mempool(),
-            Pair {
-                a: 1,
-                b: 2,
-                sum: 0,
-                holder: 0,
-            },
-        )
-        .unwrap();
-        let pid = Mutex::new(pool.mempool(), 0u64).unwrap();
-        let job = pool
-            .spawn_with((m.desc(), pid.desc()), hold_and_hang)
-            .unwrap();
+        let pool = two_workers();
+        let (m, _pid, job, victim) = hung_holder(&pool, 1, 2);
         let deadline = Instant::now() + ANSWER;
-        let victim = loop {
-            let p = *pid.lock_timeout(Duration::from_secs(5)).unwrap();
-            if p != 0 {
-                break p as i32;
-            }
-            assert!(Instant::now() < deadline, "the holder never took the lock");
-            std::thread::sleep(Duration::from_millis(2));
-        };
         let locking = std::sync::atomic::AtomicBool::new(false);
         let (told, waited) = std::thread::scope(|s| {
             let waiter = s.spawn(|| {
