@@ -5,7 +5,9 @@
 //! must make way instead (`jobs::cpus`); these tests check that every kind of wait still
 //! ends with the right answer there: a client's, an idle worker's, a nested job's owner's,
 //! and several client threads at once. Every job carries a time limit, so a lost wake-up
-//! fails the test instead of hanging it.
+//! fails the test instead of hanging it. A last test splits the pool over two CPUs, the
+//! client beside one worker, so that the worker beside it watches the ends of its jobs
+//! and wakes it from there (`jobs::watch`).
 
 mod common;
 
@@ -90,5 +92,50 @@ fn client_threads_waiting_together_on_one_cpu_all_get_their_answers() {
             }
         });
         set_affinity(0, &all_cpus());
+    });
+}
+
+/// The client and worker 0 pinned to one CPU, worker 1 and the scheduler to another: the
+/// client sleeps through each job (worker 0 needs its CPU), and whenever worker 0 runs
+/// out of chunks first it watches the job's end and wakes the client itself, while the
+/// finisher on the other CPU leaves the wake to it (`jobs::watch`). A wake-up lost between
+/// the two would leave the client asleep until its wait's liveness step (100 ms): every
+/// job must come back well before that.
+#[test]
+fn a_client_asleep_beside_a_worker_is_woken_at_each_end_whichever_worker_finishes() {
+    if num_cpus::get() < 2 {
+        return; // one CPU: nothing to split
+    }
+    common::no_leaks(|| {
+        let pool = Pool::builder()
+            .workers(2)
+            .mempool_size(64 << 20)
+            .job_timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let here = current_cpu();
+        let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
+        let (scheduler, workers) = pool.pids();
+        set_affinity(0, &[here]);
+        set_affinity(workers[0], &[here]);
+        set_affinity(workers[1], &[there]);
+        set_affinity(scheduler, &[there]);
+        const N: u64 = 100_000;
+        let mut slowest = Duration::ZERO;
+        for round in 0..1_500u64 {
+            let t = std::time::Instant::now();
+            let got: u64 = pool
+                .par_range(0..N)
+                .map_with(round, |&r: &u64, v: u64| std::hint::black_box(v) + r)
+                .sum()
+                .unwrap();
+            slowest = slowest.max(t.elapsed());
+            assert_eq!(got, N * (N - 1) / 2 + N * round, "round {round}");
+        }
+        set_affinity(0, &all_cpus());
+        assert!(
+            slowest < Duration::from_millis(80),
+            "a job took {slowest:?}: its client slept past the end (a lost wake-up)"
+        );
     });
 }

@@ -81,6 +81,15 @@ impl Control {
         }
     }
 
+    /// Whether the client's record says it sleeps on the CPU a [`note_cpu`] call
+    /// returned `cpu` for (CPU number + 1). A hint, as every record.
+    ///
+    /// [`note_cpu`]: Control::note_cpu
+    pub(crate) fn client_asleep_on(&self, cpu: u32) -> bool {
+        // Relaxed: a hint (module docs); `jobs::watch` decides nothing else from it.
+        self.cpu_record(Peer::Client).load(Ordering::Relaxed) == cpu | ASLEEP
+    }
+
     /// The spin policy of `me` waiting on an event (see the module docs).
     pub(crate) fn presence(&self, me: Peer) -> Presence<'_> {
         Presence { control: self, me }
@@ -101,14 +110,13 @@ impl SpinPolicy for Presence<'_> {
 
     fn sleeping(&mut self, asleep: bool) {
         if asleep {
-            let rec = self.control.cpu_record(self.me);
-            // Relaxed: a hint. A client asleep is as good as not waiting.
-            match self.me {
-                Peer::Client => rec.store(0, Ordering::Relaxed),
-                Peer::Worker(_) => {
-                    rec.fetch_or(ASLEEP, Ordering::Relaxed);
-                }
-            }
+            // Relaxed: a hint. A process asleep needs no CPU; its record still says
+            // where it sleeps, for a worker that may wake a client from there
+            // (`jobs::watch`), also when it never spun (and so never noted its CPU).
+            self.control.note_cpu(self.me);
+            self.control
+                .cpu_record(self.me)
+                .fetch_or(ASLEEP, Ordering::Relaxed);
         } else {
             self.control.note_cpu(self.me);
         }
@@ -160,9 +168,16 @@ mod tests {
             assert_eq!(control.header().client_cpu.load(Ordering::Relaxed), cpu + 1);
             // ...and a waiting client on ours stops worker 1 too.
             assert_eq!(control.spin_advice(Peer::Worker(1)), Spin::Stop);
+            // Asleep, the client stops nobody, and its record says where it sleeps.
             client.sleeping(true);
-            assert_eq!(control.header().client_cpu.load(Ordering::Relaxed), 0);
+            assert_eq!(
+                control.header().client_cpu.load(Ordering::Relaxed),
+                (cpu + 1) | ASLEEP
+            );
+            assert!(control.client_asleep_on(cpu + 1));
+            assert!(!control.client_asleep_on(cpu + 2));
             client.sleeping(false);
+            assert!(!control.client_asleep_on(cpu + 1));
             assert_eq!(control.header().client_cpu.load(Ordering::Relaxed), cpu + 1);
         }
         // A client that stopped waiting is forgotten.

@@ -15,7 +15,9 @@
 //! * [`run_set`]: how any idle worker finds any ready job, and how a worker says it is
 //!   hungry for one (so that a task running a nested job inline shares it);
 //! * [`cpus`]: which CPU each process last ran on, so that a spinner steps aside for a
-//!   process of the pool on its own CPU.
+//!   process of the pool on its own CPU;
+//! * [`watch`]: a worker on a sleeping client's CPU watching its job's end, so that the
+//!   client is woken from its own CPU.
 //!
 //! Arrows point one way: api (`ops`, `iter`, `ctx`) -> client (`pool`) -> processes
 //! (`scheduler`, `worker`) -> `jobs` -> `mempool` / `camlbox` / `futex` -> `sys`.
@@ -32,6 +34,7 @@ pub(crate) mod slot;
 pub(crate) mod state;
 pub(crate) mod stripes;
 pub(crate) mod table;
+pub(crate) mod watch;
 
 pub(crate) use failure::{FailOutcome, Failure};
 pub(crate) use id::{JobId, NO_PARENT};

@@ -118,6 +118,9 @@ pub(crate) struct JobSlot {
     /// On a top-level job: jobs of its tree whose owner died and that the scheduler has
     /// not cleaned up yet (the owner waits for zero before it collects the job).
     pub(crate) orphans: AtomicU32,
+    /// A worker watching the job's end for its sleeping client, so that the client is
+    /// woken from its own CPU (`jobs::watch`): 0, or a watcher's token.
+    pub(crate) end_watch: AtomicU64,
     /// Progress a task reported itself with `Ctx::progress` (monotonic: `fetch_max`).
     pub(crate) user_done: AtomicU64,
     pub(crate) user_total: AtomicU64,
@@ -188,6 +191,7 @@ impl JobSlot {
         self.done.store(0, Ordering::Relaxed);
         self.reports_pending.store(0, Ordering::Relaxed);
         self.orphans.store(0, Ordering::Relaxed);
+        self.end_watch.store(0, Ordering::Relaxed);
         self.user_done.store(0, Ordering::Relaxed);
         self.user_total.store(0, Ordering::Relaxed);
         self.report_seq.store(0, Ordering::Relaxed);
@@ -325,8 +329,16 @@ impl JobSlot {
     /// Clears `worker`'s pin; wakes the owner when a failed job loses its last pin.
     pub(crate) fn unpin(&self, worker: usize, ended: &Event) {
         self.pins.unpin(worker);
-        if !self.is_pinned() && self.state() != SlotState::Active {
-            self.notify_end(ended);
+        if !self.is_pinned() {
+            match self.state() {
+                SlotState::Active => {}
+                // Its owner was woken when it completed (`add_done`) and collects it
+                // whoever still holds a pin: only whoever frees slots (on the pool-wide
+                // event) may want to know. Waking the owner again from here would race
+                // the wake from its own CPU (`jobs::watch`) with one from ours.
+                SlotState::Complete => self.notify_ended(ended),
+                _ => self.notify_end(ended),
+            }
         }
     }
 
@@ -334,6 +346,11 @@ impl JobSlot {
     /// pool's async waiter on the pool-wide `ended` event.
     fn notify_end(&self, ended: &Event) {
         self.event.notify();
+        self.notify_ended(ended);
+    }
+
+    /// The pool-wide half of [`notify_end`](JobSlot::notify_end): the `ended` event.
+    fn notify_ended(&self, ended: &Event) {
         if self.parent().is_some() {
             // A nested job is waited for by the task that started it, never by a client's
             // async waiter: tell `ended` only if someone sleeps on it, leaving its word
@@ -506,7 +523,9 @@ impl JobSlot {
         // makes the completing worker's COMPLETE transition carry every other worker's too.
         let before = self.done.fetch_add(items, Ordering::AcqRel);
         if before + items == self.n_items.load(Ordering::Relaxed) && self.word.complete() {
-            self.notify_end(ended);
+            // The owner's own event: from here, or from a worker on the owner's CPU.
+            self.wake_owner_after_finish();
+            self.notify_ended(ended);
         }
     }
 

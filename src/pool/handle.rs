@@ -124,8 +124,9 @@ impl Submitted {
             let r = if self.waiting == Waiting::Help {
                 crate::worker::help_until(self.id, deadline.is_some(), until, || self.poll())
             } else {
-                // Records where this client spins, for the workers' spinning, and
-                // forgets it when it sleeps or the wait ends (`jobs::cpus`).
+                // Records where this client spins, for the workers' spinning, marks it
+                // asleep while it sleeps (a worker beside it may wake it from there,
+                // `jobs::watch`), and forgets it when the wait ends (`jobs::cpus`).
                 let policy = self.pool.control.presence(Peer::Client);
                 self.slot().wait(spin, until, policy, || self.poll())
             };

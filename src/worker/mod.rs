@@ -237,11 +237,34 @@ fn run(setup: WorkerSetup) -> crate::Result<()> {
     loop {
         let linger = spare.then(|| Instant::now() + SPARE_LINGER);
         match next_job(setup, linger) {
-            Some(id) => run_job(st, id),
+            Some(id) => {
+                run_job(st, id);
+                // Out of chunks of it: watch its end for a client asleep on our CPU
+                // (`jobs::watch`), within our idle spin.
+                watch_end(setup, id);
+            }
             // Closed, or a spare that lingered long enough.
             None => return Ok(()),
         }
     }
+}
+
+/// Watches the end of job `id`, which this worker has no chunk of left, for the job's
+/// client if it sleeps on our CPU (`jobs::watch`). Hungry meanwhile, as an idle worker
+/// is: we leave the watch when fed, or when the run set changes.
+fn watch_end(setup: &WorkerSetup, id: JobId) {
+    let (control, w, spin) = (&setup.control, setup.cx.index, setup.pool.config.spin);
+    let Some(slot) = control.try_slot(id.slot as usize) else {
+        return;
+    };
+    if setup.spare || !slot.worth_watching(control, id.gen, w, spin) {
+        return;
+    }
+    let hungry = Hungry::new(control, w, Hunger::Any);
+    let seen = control.run_set_fingerprint();
+    slot.watch_end(control, id.gen, w, spin, || {
+        hungry.fed() || control.run_set_fingerprint() != seen
+    });
 }
 
 /// What ended an idle worker's wait.
