@@ -670,11 +670,14 @@ impl PoolInner {
             }
         }
         slot.publish();
-        if n == 0 {
+        let woke_beside = if n == 0 {
             slot.complete_empty(&self.control.header().ended);
+            false
         } else {
-            self.control.make_runnable(slot_index);
-        }
+            self.control.make_runnable(slot_index)
+                && parent.is_none()
+                && self.control.worker_asleep_here()
+        };
         Ok(handle::Submitted {
             pool: Arc::clone(self),
             id,
@@ -689,6 +692,7 @@ impl PoolInner {
                 handle::Waiting::Sleep
             },
             own_ran: false,
+            woke_beside,
             cells_taken: std::cell::Cell::new(false),
         })
     }
