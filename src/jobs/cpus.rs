@@ -151,15 +151,14 @@ impl Drop for Presence<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mempool::Mempool;
+    use crate::jobs::table::with_test_control;
 
     #[test]
     fn a_spinner_stops_only_for_an_awake_process_recorded_on_its_cpu() {
-        let pool = Mempool::new(8 << 20).unwrap();
-        let block = pool.alloc_zeroed(Control::size(2), 64).unwrap();
-        // SAFETY: `Control::size(2)` zeroed bytes, 64-aligned, alive (`block`) for as long
-        // as `control` is used, in `pool`'s region.
-        let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), 2) };
+        with_test_control(2, 8 << 20, spinners_stop_in);
+    }
+
+    fn spinners_stop_in(control: &Control) {
         let Some(cpu) = crate::sys::process::current_cpu() else {
             return; // no CPU numbers on this system: every spinner spins on
         };
@@ -208,10 +207,10 @@ mod tests {
 
     #[test]
     fn a_worker_asleep_on_the_callers_cpu_is_found_and_no_other() {
-        let pool = Mempool::new(8 << 20).unwrap();
-        let block = pool.alloc_zeroed(Control::size(2), 64).unwrap();
-        // SAFETY: as in the test above.
-        let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), 2) };
+        with_test_control(2, 8 << 20, asleep_here_in);
+    }
+
+    fn asleep_here_in(control: &Control) {
         let Some(cpu) = crate::sys::process::current_cpu() else {
             return; // no CPU numbers: nobody is ever found
         };

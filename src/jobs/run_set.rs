@@ -342,16 +342,15 @@ pub(crate) struct Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mempool::Mempool;
+    use crate::jobs::table::with_test_control;
 
     #[test]
     fn hungry_workers_are_seen_fed_and_told_apart_by_their_tree() {
         // 40 workers: 80 rows, so the hungry set spans two words.
-        let pool = Mempool::new(16 << 20).unwrap();
-        let block = pool.alloc_zeroed(Control::size(40), 64).unwrap();
-        // SAFETY: `Control::size(40)` zeroed bytes, 64-aligned, alive (`block`) for as
-        // long as `control` is used, in `pool`'s region.
-        let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), 40) };
+        with_test_control(40, 16 << 20, hungry_workers_in);
+    }
+
+    fn hungry_workers_in(control: &Control) {
         let here = JobId { slot: 3, gen: 7 };
         let elsewhere = JobId { slot: 5, gen: 9 };
         assert!(!control.anyone_hungry(&control.hungry_probe(0)));

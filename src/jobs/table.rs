@@ -473,3 +473,20 @@ impl Control {
         })
     }
 }
+
+/// A control block for `workers` workers in a mempool of `mempool_bytes` of its own, for
+/// unit tests of the protocols kept in it: `f` gets the control, and the mempool lives
+/// until `f` returns.
+#[cfg(test)]
+pub(crate) fn with_test_control<R>(
+    workers: usize,
+    mempool_bytes: usize,
+    f: impl FnOnce(&Control) -> R,
+) -> R {
+    let pool = crate::mempool::Mempool::new(mempool_bytes).unwrap();
+    let block = pool.alloc_zeroed(Control::size(workers), 64).unwrap();
+    // SAFETY: `Control::size(workers)` zeroed bytes, 64-aligned, alive (`block`) for as
+    // long as `control` is used (until `f` returns), in `pool`'s region.
+    let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), workers) };
+    f(&control)
+}

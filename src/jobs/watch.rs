@@ -211,15 +211,10 @@ impl JobSlot {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::mempool::Mempool;
+    use crate::jobs::table::with_test_control;
 
-    fn with_control(f: impl FnOnce(&Control)) {
-        let pool = Mempool::new(8 << 20).unwrap();
-        let block = pool.alloc_zeroed(Control::size(2), 64).unwrap();
-        // SAFETY: `Control::size(2)` zeroed bytes, 64-aligned, alive (`block`) for as
-        // long as `control` is used, in `pool`'s region.
-        let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), 2) };
-        f(&control);
+    fn with_control<R>(f: impl FnOnce(&Control) -> R) -> R {
+        with_test_control(2, 8 << 20, f)
     }
 
     #[test]
@@ -266,5 +261,124 @@ mod tests {
             assert_eq!(slot.event.sequence(), before.wrapping_add(1));
             assert_eq!(slot.end_watch.load(Ordering::SeqCst), 0);
         });
+    }
+
+    /// Job 7 of one item, top-level, published in `control`'s slot 0.
+    fn active_job(control: &Control) -> &JobSlot {
+        let slot = control.slot(0);
+        slot.try_claim(7).unwrap();
+        slot.n_items.store(1, Ordering::Relaxed);
+        slot.parent.store(crate::jobs::NO_PARENT, Ordering::Relaxed);
+        slot.publish();
+        slot
+    }
+
+    /// Worker row 1 watching job 7 in slot 0 on a thread pinned to its CPU, with the
+    /// client recorded asleep on that CPU (as a client's wait records itself), while
+    /// this thread finishes the job once the watcher has registered (or, if `leave`
+    /// says so at once, once it has left). Returns what the watch returned and how many
+    /// times the job's event was notified.
+    fn watch_and_finish(leave: bool) -> (Option<Watched>, u32) {
+        /// Raises its flag when dropped: also when the watcher's thread panics.
+        struct Raise<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Raise<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let (watcher_cpu, finisher_cpu) = two_cpus();
+        let all = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+        pin(finisher_cpu);
+        let r = with_control(|control| {
+            let slot = active_job(control);
+            let before = slot.event.sequence();
+            let registered = std::sync::atomic::AtomicBool::new(false);
+            let watched = std::thread::scope(|s| {
+                let watcher = s.spawn(|| {
+                    let raise = Raise(&registered);
+                    pin(watcher_cpu);
+                    let mut client = control.presence(Peer::Client);
+                    crate::futex::SpinPolicy::sleeping(&mut client, true);
+                    assert!(slot.worth_watching(control, 7, 1, Duration::from_secs(5)));
+                    let mut raise = Some(raise);
+                    // `leave` is first asked just after the watcher registered.
+                    slot.watch_end(control, 7, 1, Duration::from_secs(5), || {
+                        raise.take();
+                        leave
+                    })
+                });
+                while !registered.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                if leave {
+                    // Finish only once the watcher has gone.
+                    while !watcher.is_finished() {
+                        std::thread::yield_now();
+                    }
+                }
+                slot.add_done(1, &crate::futex::Event::new());
+                watcher.join().unwrap()
+            });
+            assert_eq!(slot.state(), crate::jobs::SlotState::Complete);
+            (watched, slot.event.sequence().wrapping_sub(before))
+        });
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).unwrap();
+        r
+    }
+
+    /// Two CPUs the calling thread may run on: the watcher's and the finisher's (the
+    /// same one twice where it may run on one only).
+    fn two_cpus() -> (usize, usize) {
+        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+        let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect();
+        (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]))
+    }
+
+    /// Lets the calling thread run on `cpu` only.
+    fn pin(cpu: usize) {
+        let mut here = nix::sched::CpuSet::new();
+        here.set(cpu).unwrap();
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &here).unwrap();
+    }
+
+    /// Exactly one of the two wakes the client: the watcher, as a rule; the finisher
+    /// when the watcher did not answer within `HANDOFF` (it lost its CPU to another
+    /// process, or shares one with the finisher), taking the wake back.
+    #[test]
+    fn a_watcher_beside_the_sleeping_client_wakes_it_and_the_finisher_does_not() {
+        if process::current_cpu().is_none() {
+            return; // no CPU numbers on this system: nobody watches
+        }
+        let mut woke = 0;
+        for round in 0..20 {
+            let (watched, notified) = watch_and_finish(false);
+            assert_eq!(
+                notified, 1,
+                "round {round}: exactly one wake-up ({watched:?})"
+            );
+            match watched {
+                Some(Watched::Woke) => woke += 1,
+                Some(Watched::Left) => {}
+                None => panic!("round {round}: the watcher did not register"),
+            }
+        }
+        let (watcher_cpu, finisher_cpu) = two_cpus();
+        if watcher_cpu != finisher_cpu {
+            // Each on a CPU of its own, the watcher answers within `HANDOFF` unless
+            // another process takes its CPU at that very moment.
+            assert!(woke > 0, "the watcher never woke the client in 20 rounds");
+        }
+    }
+
+    #[test]
+    fn a_watcher_that_left_leaves_the_wake_to_the_finisher() {
+        if process::current_cpu().is_none() {
+            return; // as above
+        }
+        let (watched, notified) = watch_and_finish(true);
+        assert_eq!(watched, Some(Watched::Left));
+        assert_eq!(notified, 1, "one wake-up, the finisher's");
     }
 }
