@@ -90,20 +90,6 @@ impl Control {
         self.cpu_record(Peer::Client).load(Ordering::Relaxed) == cpu | ASLEEP
     }
 
-    /// Whether a worker's record says it sleeps on the CPU the caller runs on: a client
-    /// that has just woken sleeping workers asks, because such a worker is likely woken
-    /// right here (the kernel places a woken process on its previous CPU or its
-    /// waker's), where it runs only once the client stops spinning. A hint, as every
-    /// record.
-    pub(crate) fn worker_asleep_here(&self) -> bool {
-        let Some(cpu) = crate::sys::process::current_cpu() else {
-            return false;
-        };
-        // Relaxed: hints (module docs).
-        (0..self.entries())
-            .any(|i| self.cpu_record(Peer::Worker(i)).load(Ordering::Relaxed) == (cpu + 1) | ASLEEP)
-    }
-
     /// The spin policy of `me` waiting on an event (see the module docs).
     pub(crate) fn presence(&self, me: Peer) -> Presence<'_> {
         Presence { control: self, me }
@@ -203,33 +189,5 @@ mod tests {
         one.sleeping(false);
         assert_eq!(record(1), cpu + 1);
         assert_eq!(control.spin_advice(Peer::Worker(0)), Spin::Stop);
-    }
-
-    #[test]
-    fn a_worker_asleep_on_the_callers_cpu_is_found_and_no_other() {
-        with_test_control(2, 8 << 20, asleep_here_in);
-    }
-
-    fn asleep_here_in(control: &Control) {
-        let Some(cpu) = crate::sys::process::current_cpu() else {
-            return; // no CPU numbers: nobody is ever found
-        };
-        // Stay on this CPU while the records are compared with it.
-        let all = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-        let mut here = nix::sched::CpuSet::new();
-        here.set(cpu as usize).unwrap();
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &here).unwrap();
-        assert!(!control.worker_asleep_here());
-        let mut one = control.presence(Peer::Worker(1));
-        one.sleeping(true);
-        assert!(control.worker_asleep_here());
-        one.sleeping(false);
-        assert!(!control.worker_asleep_here(), "awake is not asleep");
-        control
-            .worker(1)
-            .cpu
-            .store((cpu + 2) | ASLEEP, Ordering::Relaxed);
-        assert!(!control.worker_asleep_here(), "asleep elsewhere");
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).unwrap();
     }
 }

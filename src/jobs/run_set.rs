@@ -59,9 +59,7 @@ use crate::jobs::table::Control;
 
 impl Control {
     /// Puts job `slot` in the run set and wakes idle workers. Call after publishing it.
-    /// Returns whether an idle worker was asleep (and so was woken) for a job open to
-    /// all; `false` for a lazy one.
-    pub(crate) fn make_runnable(&self, slot: usize) -> bool {
+    pub(crate) fn make_runnable(&self, slot: usize) {
         self.header().runnable[slot / 64].fetch_or(1 << (slot % 64), Ordering::SeqCst);
         if self.slot(slot).is_lazy() {
             // Its owner runs it anyway: only sleepers need telling (they learn its time and
@@ -69,9 +67,8 @@ impl Control {
             // nested jobs a tree starts. The bit above is set and scanned with SeqCst, as
             // `notify_sleepers` requires.
             self.header().work.notify_sleepers();
-            false
         } else {
-            self.header().work.notify()
+            self.header().work.notify();
         }
     }
 

@@ -45,10 +45,6 @@ pub(crate) struct Submitted {
     /// The submitting task has run the job's chunks itself already
     /// ([`Submitted::run_and_finish`]): its wait need not try again.
     pub(crate) own_ran: bool,
-    /// Submitting the job woke an idle worker that sleeps on the client's CPU
-    /// (`Control::worker_asleep_here`): likely woken right there, it would wait for the
-    /// client's spin to end, so the client's waits do not spin.
-    pub(crate) woke_beside: bool,
     /// Every cell of the partial-results table has been taken (`partials_with` went
     /// through them all): releasing has none left to look at.
     pub(crate) cells_taken: std::cell::Cell<bool>,
@@ -106,11 +102,8 @@ impl Submitted {
         tick: &mut dyn FnMut(),
     ) -> Option<Result<()>> {
         // While feeding callbacks every 10 ms, almost every step ends by its timeout:
-        // spinning at the start of each would only burn the CPU the workers need. Nor
-        // does a client spin that woke a worker asleep on its own CPU: that worker runs
-        // here once we sleep (W6b, a 10 us job beside a long one: the client spun its
-        // 5 us and more while the worker it had woken waited for the CPU).
-        let spin = if ticking || self.woke_beside {
+        // spinning at the start of each would only burn the CPU the workers need.
+        let spin = if ticking {
             Duration::ZERO
         } else {
             self.pool.waiter_spin()

@@ -670,14 +670,11 @@ impl PoolInner {
             }
         }
         slot.publish();
-        let woke_beside = if n == 0 {
+        if n == 0 {
             slot.complete_empty(&self.control.header().ended);
-            false
         } else {
-            self.control.make_runnable(slot_index)
-                && parent.is_none()
-                && self.control.worker_asleep_here()
-        };
+            self.control.make_runnable(slot_index);
+        }
         Ok(handle::Submitted {
             pool: Arc::clone(self),
             id,
@@ -692,7 +689,6 @@ impl PoolInner {
                 handle::Waiting::Sleep
             },
             own_ran: false,
-            woke_beside,
             cells_taken: std::cell::Cell::new(false),
         })
     }
