@@ -17,15 +17,20 @@ use common::affinity::{all_cpus, crowd_onto_this_cpu, current_cpu, set_affinity}
 use common::tasks::tree;
 use procyon::Pool;
 
-/// A pool of `workers` with every process on the calling thread's CPU (the caller
-/// restores its own affinity with `set_affinity(0, &all_cpus())`).
-fn crowded_pool(workers: usize) -> Pool {
-    let pool = Pool::builder()
+/// A pool of `workers` whose jobs carry a time limit (a lost wake-up fails the test).
+fn limited_pool(workers: usize) -> Pool {
+    Pool::builder()
         .workers(workers)
         .mempool_size(64 << 20)
         .job_timeout(Duration::from_secs(20))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A [`limited_pool`] with every process on the calling thread's CPU (the caller
+/// restores its own affinity with `set_affinity(0, &all_cpus())`).
+fn crowded_pool(workers: usize) -> Pool {
+    let pool = limited_pool(workers);
     crowd_onto_this_cpu(&pool);
     pool
 }
@@ -107,12 +112,7 @@ fn a_client_asleep_beside_a_worker_is_woken_at_each_end_whichever_worker_finishe
         return; // one CPU: nothing to split
     }
     common::no_leaks(|| {
-        let pool = Pool::builder()
-            .workers(2)
-            .mempool_size(64 << 20)
-            .job_timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
+        let pool = limited_pool(2);
         let here = current_cpu();
         let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
         let (scheduler, workers) = pool.pids();

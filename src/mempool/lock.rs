@@ -32,7 +32,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 /// How long a locker keeps trying a held lock before it sleeps until it is free.
-pub(crate) const SPIN: Duration = Duration::from_micros(2);
+const SPIN: Duration = Duration::from_micros(2);
 
 /// `PAUSE`s between two tries while spinning (each try is a CAS on the lock's line).
 const SPIN_PAUSES: u32 = 8;
