@@ -11,9 +11,18 @@ pub fn current_cpu() -> usize {
     c as usize
 }
 
-/// Every CPU of the machine.
+/// Every CPU of the machine (online), whatever the calling thread's affinity: not
+/// `num_cpus::get()`, which counts the CPUs the thread may run on, so that restoring a
+/// pinned thread with it would pin it again.
 pub fn all_cpus() -> Vec<usize> {
-    (0..num_cpus::get()).collect()
+    // SAFETY: `sysconf` has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    assert!(
+        n >= 1,
+        "sysconf(_SC_NPROCESSORS_ONLN): {}",
+        std::io::Error::last_os_error()
+    );
+    (0..n as usize).collect()
 }
 
 /// Lets thread or process `pid` (0: the calling thread) run only on `cpus`.
