@@ -139,3 +139,112 @@ fn a_client_asleep_beside_a_worker_is_woken_at_each_end_whichever_worker_finishe
         );
     });
 }
+
+/// Whether process `pid` is running or runnable (`R` in `/proc/<pid>/stat`).
+fn runnable(pid: i32) -> bool {
+    state_is_r(&format!("/proc/{pid}/stat"))
+}
+
+/// Whether thread `tid` of this process is running or runnable.
+fn runnable_thread(tid: i32) -> bool {
+    state_is_r(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn state_is_r(path: &str) -> bool {
+    let stat = std::fs::read_to_string(path).unwrap();
+    // The state follows the command name, which is in parentheses.
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.trim_start().starts_with('R')
+}
+
+/// The CPUs thread `tid` may run on.
+fn allowed_cpus(tid: i32) -> Vec<usize> {
+    // SAFETY: an all-zero `cpu_set_t` is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed, written by the call.
+    let r = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `c` is below CPU_SETSIZE, inside `set`.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// The CPU thread `tid` of this process last ran on (field 39 of its `stat`): where it
+/// sleeps, if it sleeps.
+fn last_cpu(tid: i32) -> usize {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // The fields after the command name (in parentheses) start with field 3.
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(36).unwrap().parse().unwrap()
+}
+
+/// The web server's case (W6b): a job submitted while a long one keeps a worker busy on
+/// the client's own CPU. A client that slept there was woken there too, and waited
+/// behind the long task for the rest of its time slice (milliseconds) with the other CPU
+/// idle. It now sleeps elsewhere (`jobs::cpus`): seen from another thread in the middle
+/// of its wait, it sleeps on another CPU, and once the wait has returned its CPU mask is
+/// whole again.
+#[test]
+fn a_client_waiting_beside_another_jobs_task_sleeps_on_another_cpu() {
+    if num_cpus::get() < 2 {
+        return; // one CPU: nowhere to go
+    }
+    common::no_leaks(|| {
+        let pool = limited_pool(2);
+        let here = current_cpu();
+        let (scheduler, workers) = pool.pids();
+        set_affinity(scheduler, &[here]);
+        for &w in &workers {
+            set_affinity(w, &[here]);
+        }
+        let spin = |&ms: &u64, _: &procyon::Ctx| {
+            let end = std::time::Instant::now() + Duration::from_millis(ms);
+            while std::time::Instant::now() < end {
+                std::hint::spin_loop();
+            }
+        };
+        // The long job, in whichever worker takes it; the other goes back to sleep after
+        // its idle spin, and then elsewhere.
+        let long = pool.spawn_with(1_000u64, spin).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let idle: Vec<i32> = workers.iter().copied().filter(|&w| !runnable(w)).collect();
+        assert_eq!(idle.len(), 1, "one worker runs the long task, one is idle");
+        let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
+        set_affinity(idle[0], &[there]);
+        // The client on the long task's CPU (as the kernel may leave it), free to move.
+        set_affinity(0, &[here]);
+        set_affinity(0, &all_cpus());
+        // SAFETY: `gettid` has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let seen = std::thread::scope(|s| {
+            let observer = s.spawn(|| {
+                // Between the wait's 100 ms liveness steps, well inside the job.
+                std::thread::sleep(Duration::from_millis(150));
+                (last_cpu(tid), runnable_thread(tid))
+            });
+            pool.spawn_with(300u64, spin)
+                .and_then(|h| h.wait())
+                .unwrap();
+            observer.join().unwrap()
+        });
+        let after = allowed_cpus(0);
+        long.wait().unwrap();
+        set_affinity(0, &all_cpus());
+        assert_eq!(
+            seen,
+            (there, false),
+            "where the client slept (CPU, runnable) beside the long task on CPU {here}"
+        );
+        assert_eq!(
+            after,
+            all_cpus(),
+            "the client's mask once its wait returned"
+        );
+    });
+}

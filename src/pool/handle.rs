@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::jobs::cpus::Peer;
 use crate::jobs::partials::{Kept, Partial, PartialCell, Partials};
 use crate::jobs::{FailOutcome, Failure, JobId, JobSlot, SlotState};
 use crate::kind::JobKind;
@@ -127,7 +126,7 @@ impl Submitted {
                 // Records where this client spins, for the workers' spinning, marks it
                 // asleep while it sleeps (a worker beside it may wake it from there,
                 // `jobs::watch`), and forgets it when the wait ends (`jobs::cpus`).
-                let policy = self.pool.control.presence(Peer::Client);
+                let policy = self.pool.control.client_presence(self.id);
                 self.slot().wait(spin, until, policy, || self.poll())
             };
             if let Some(r) = r {
@@ -570,6 +569,12 @@ impl<R> JobHandle<R> {
     }
 
     /// Blocks until the job ends and returns its result.
+    ///
+    /// The calling thread spins for a few microseconds, then sleeps. It does not sleep on
+    /// a CPU where a worker runs a task of another job (it would be woken there, behind
+    /// that task): it takes that CPU out of its CPU mask while it sleeps, and puts the
+    /// mask back before this returns (unless something else changed the mask meanwhile).
+    /// A thread allowed on one CPU only stays where it is.
     ///
     /// # Errors
     /// [`Error::TaskPanicked`], [`Error::WorkerDied`], [`Error::Cancelled`],

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Once;
 
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -204,6 +205,45 @@ pub(crate) fn current_cpu() -> Option<u32> {
     nix::sched::sched_getcpu().ok().map(|c| c as u32)
 }
 
+/// A thread moved off a CPU by [`leave_cpu`]: its CPU mask before and since.
+pub(crate) struct Moved {
+    before: CpuSet,
+    since: CpuSet,
+}
+
+/// Moves the calling thread off CPU `cpu` by taking `cpu` out of the thread's CPU mask
+/// (the kernel migrates a thread off a CPU its mask no longer holds before the call
+/// returns). `None`, and nothing changed, if the mask does not hold `cpu`, holds
+/// nothing else, or the system refuses.
+pub(crate) fn leave_cpu(cpu: u32) -> Option<Moved> {
+    let me = Pid::from_raw(0);
+    let before = sched_getaffinity(me).ok()?;
+    let cpu = cpu as usize;
+    if !before.is_set(cpu).unwrap_or(false) {
+        return None;
+    }
+    let mut since = before;
+    since.unset(cpu).ok()?;
+    if !(0..CpuSet::count()).any(|c| since.is_set(c).unwrap_or(false)) {
+        return None;
+    }
+    sched_setaffinity(me, &since).ok()?;
+    Some(Moved { before, since })
+}
+
+impl Moved {
+    /// Gives the calling thread back the mask it had before [`leave_cpu`], unless its
+    /// mask has changed since (another thread set it: that one stands).
+    pub(crate) fn restore(self) {
+        let me = Pid::from_raw(0);
+        if sched_getaffinity(me).is_ok_and(|now| now == self.since) {
+            // A failure (a cpuset shrunk meanwhile) leaves the narrower mask, which is
+            // still one the thread may run with.
+            let _ = sched_setaffinity(me, &self.before);
+        }
+    }
+}
+
 /// Largest allocation the C allocator serves from its heap once [`keep_freed_heap`] ran
 /// (glibc's own ceiling for this threshold); larger ones are mapped and unmapped apart.
 const HEAP_ALLOC_MAX: usize = 32 << 20;
@@ -301,4 +341,52 @@ pub(crate) fn in_main_executable(addr: usize) -> bool {
         found.then_some(info.dli_fbase as usize)
     };
     entry != 0 && base_of(entry).is_some_and(|b| Some(b) == base_of(addr))
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    /// The CPUs the calling thread may run on.
+    fn allowed() -> Vec<usize> {
+        let mask = sched_getaffinity(Pid::from_raw(0)).unwrap();
+        (0..CpuSet::count())
+            .filter(|&c| mask.is_set(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_thread_leaves_its_cpu_and_gets_its_mask_back_unless_it_was_changed_meanwhile() {
+        // A thread of its own: the test changes its affinity.
+        std::thread::spawn(|| {
+            let me = Pid::from_raw(0);
+            let all = sched_getaffinity(me).unwrap();
+            let cpus = allowed();
+            let here = current_cpu().unwrap();
+            if cpus.len() < 2 {
+                assert!(leave_cpu(here).is_none(), "nowhere else to go");
+                return;
+            }
+            let moved = leave_cpu(here).expect("another CPU is allowed");
+            assert_ne!(current_cpu(), Some(here), "moved before the call returned");
+            assert!(!allowed().contains(&(here as usize)));
+            moved.restore();
+            assert_eq!(sched_getaffinity(me).unwrap(), all);
+            // A mask set by someone else while the thread was away stands.
+            let left = current_cpu().unwrap() as usize;
+            let moved = leave_cpu(left as u32).unwrap();
+            let mut one = CpuSet::new();
+            one.set(left).unwrap();
+            sched_setaffinity(me, &one).unwrap();
+            moved.restore();
+            assert_eq!(allowed(), [left]);
+            // Allowed on one CPU, or asked to leave one it may not run on: it stays.
+            let elsewhere = *cpus.iter().find(|&&c| c != left).unwrap();
+            assert!(leave_cpu(left as u32).is_none());
+            assert!(leave_cpu(elsewhere as u32).is_none());
+            assert_eq!(allowed(), [left]);
+        })
+        .join()
+        .unwrap();
+    }
 }
