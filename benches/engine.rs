@@ -342,7 +342,7 @@ fn w6_at(workers: usize, ms: u64) {
     let rp = rayon_pool(workers);
     let (rounds, samples) = match (measuring(), quick()) {
         (false, _) => (1, 2),
-        (true, true) => (5, 10),
+        (true, true) => (5, 30),
         (true, false) => (15, 40),
     };
     let jobs = if measuring() { JOBS } else { 20 };
