@@ -248,3 +248,69 @@ fn a_client_waiting_beside_another_jobs_task_sleeps_on_another_cpu() {
         );
     });
 }
+
+/// The thread of this process named `name`, if there is one.
+fn thread_named(name: &str) -> Option<i32> {
+    std::fs::read_dir("/proc/self/task").unwrap().find_map(|t| {
+        let t = t.unwrap().file_name().into_string().unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/self/task/{t}/comm")).ok()?;
+        (comm.trim_end() == name).then(|| t.parse().unwrap())
+    })
+}
+
+/// As above for an awaited handle: the pool's async waiter thread, which sleeps until a
+/// job ends and then wakes the future's task, does not sleep beside another job's task
+/// either (`jobs::cpus`, `pool::waiter`).
+#[test]
+fn the_async_waiter_beside_another_jobs_task_sleeps_on_another_cpu() {
+    if num_cpus::get() < 2 {
+        return; // one CPU: nowhere to go
+    }
+    common::no_leaks(|| {
+        let pool = limited_pool(2);
+        let here = current_cpu();
+        let (scheduler, workers) = pool.pids();
+        set_affinity(scheduler, &[here]);
+        for &w in &workers {
+            set_affinity(w, &[here]);
+        }
+        let spin = |&ms: &u64, _: &procyon::Ctx| {
+            let end = std::time::Instant::now() + Duration::from_millis(ms);
+            while std::time::Instant::now() < end {
+                std::hint::spin_loop();
+            }
+        };
+        let long = pool.spawn_with(1_000u64, spin).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let idle: Vec<i32> = workers.iter().copied().filter(|&w| !runnable(w)).collect();
+        assert_eq!(idle.len(), 1, "one worker runs the long task, one is idle");
+        let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
+        set_affinity(idle[0], &[there]);
+        // The waiter thread starts with its creator's CPU mask, here; once it sleeps, it
+        // is let go everywhere, and it looks again at its next wake (its wait's liveness
+        // step, 100 ms), still here, where the long task runs.
+        set_affinity(0, &[here]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let seen = std::thread::scope(|s| {
+            let observer = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                let tid = thread_named("procyon-waiter").expect("the waiter thread runs");
+                set_affinity(tid, &all_cpus());
+                std::thread::sleep(Duration::from_millis(120));
+                (last_cpu(tid), runnable_thread(tid))
+            });
+            rt.block_on(pool.spawn_with(300u64, spin).unwrap()).unwrap();
+            observer.join().unwrap()
+        });
+        long.wait().unwrap();
+        set_affinity(0, &all_cpus());
+        assert_eq!(
+            seen,
+            (there, false),
+            "where the waiter slept (CPU, runnable) beside the long task on CPU {here}"
+        );
+    });
+}

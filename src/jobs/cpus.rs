@@ -112,7 +112,7 @@ impl Control {
             control: self,
             me,
             waits_for: None,
-            moved: None,
+            away: SleepAway::default(),
         }
     }
 
@@ -126,13 +126,14 @@ impl Control {
             control: self,
             me: Peer::Client,
             waits_for: Some(job),
-            moved: None,
+            away: SleepAway::default(),
         }
     }
 
     /// Whether a worker recorded awake on `cpu` (CPU number + 1) is inside a job tree
-    /// other than `job`'s: busy with work that `job`'s client does not wait for.
-    fn busy_elsewhere_on(&self, cpu: u32, job: JobId) -> bool {
+    /// that is still running, other than `job`'s (any, for `None`): busy with work that
+    /// the waiter does not wait for.
+    fn busy_elsewhere_on(&self, cpu: u32, job: Option<JobId>) -> bool {
         (0..self.entries()).any(|i| {
             let w = self.worker(i);
             // Relaxed: hints (module docs); a stale one costs one move or one missed.
@@ -145,7 +146,7 @@ impl Control {
             // A worker still recorded in a job that has ended (descheduled before it
             // left it, as the one beside a client often is when the client wakes) is
             // about to look for work, which may be ours.
-            other != job
+            Some(other) != job
                 && self
                     .try_slot(other.slot as usize)
                     .is_some_and(|s| s.is_active_job(other.gen))
@@ -160,8 +161,7 @@ pub(crate) struct Presence<'a> {
     me: Peer,
     /// The job a client waits for.
     waits_for: Option<JobId>,
-    /// The thread's CPU masks before and since it left its CPU to sleep.
-    moved: Option<process::Moved>,
+    away: SleepAway,
 }
 
 impl SpinPolicy for Presence<'_> {
@@ -173,9 +173,7 @@ impl SpinPolicy for Presence<'_> {
         if asleep {
             if let Some(job) = self.waits_for {
                 let cpu = self.control.note_cpu(self.me);
-                if cpu != 0 && self.moved.is_none() && self.control.busy_elsewhere_on(cpu, job) {
-                    self.moved = process::leave_cpu(cpu - 1);
-                }
+                self.away.leave(self.control, cpu, Some(job));
             }
             // Relaxed: a hint. A process asleep needs no CPU; its record still says
             // where it sleeps, for a worker that may wake a client from there
@@ -185,9 +183,7 @@ impl SpinPolicy for Presence<'_> {
                 .cpu_record(self.me)
                 .fetch_or(ASLEEP, Ordering::Relaxed);
         } else {
-            if let Some(moved) = self.moved.take() {
-                moved.restore();
-            }
+            self.away.come_back();
             self.control.note_cpu(self.me);
         }
     }
@@ -195,14 +191,74 @@ impl SpinPolicy for Presence<'_> {
 
 impl Drop for Presence<'_> {
     fn drop(&mut self) {
-        if let Some(moved) = self.moved.take() {
-            moved.restore();
-        }
+        // `away` comes back when dropped.
         if self.me == Peer::Client {
             // Relaxed: a hint; a client that no longer waits needs no worker to make way.
             self.control
                 .cpu_record(Peer::Client)
                 .store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A waiting thread's move off a CPU where a worker runs other work, for one sleep
+/// (module docs, "A client does not sleep beside other work"); undone when dropped.
+#[derive(Default)]
+struct SleepAway(Option<process::Moved>);
+
+impl SleepAway {
+    /// Leaves CPU `cpu` (number + 1, 0: unknown) for the coming sleep if a worker there
+    /// runs a job other than `waits_for` (any job, for `None`).
+    fn leave(&mut self, control: &Control, cpu: u32, waits_for: Option<JobId>) {
+        if cpu != 0 && self.0.is_none() && control.busy_elsewhere_on(cpu, waits_for) {
+            self.0 = process::leave_cpu(cpu - 1);
+        }
+    }
+
+    /// Gives the thread its CPU mask back after the sleep.
+    fn come_back(&mut self) {
+        if let Some(moved) = self.0.take() {
+            moved.restore();
+        }
+    }
+}
+
+impl Drop for SleepAway {
+    fn drop(&mut self) {
+        self.come_back();
+    }
+}
+
+/// The [`SpinPolicy`] of the pool's async waiter thread (`pool::waiter`), which never
+/// spins and only passes wakes on: it sleeps away from a CPU where a worker runs any
+/// job's task, as a client does (module docs), since every job it waits for runs on
+/// another CPU than the one it would be woken on there.
+pub(crate) struct Relay<'a> {
+    control: &'a Control,
+    away: SleepAway,
+}
+
+impl Control {
+    /// The async waiter thread's [`Relay`] policy.
+    pub(crate) fn relay(&self) -> Relay<'_> {
+        Relay {
+            control: self,
+            away: SleepAway::default(),
+        }
+    }
+}
+
+impl SpinPolicy for Relay<'_> {
+    fn advice(&mut self) -> Spin {
+        Spin::Stop
+    }
+
+    fn sleeping(&mut self, asleep: bool) {
+        if asleep {
+            let cpu = process::current_cpu().map_or(0, |c| c + 1);
+            self.away.leave(self.control, cpu, None);
+        } else {
+            self.away.come_back();
         }
     }
 }
@@ -283,20 +339,20 @@ mod tests {
             let cpu = 5; // CPU 4, as recorded (+ 1)
             w.cpu.store(cpu, Ordering::Relaxed);
             // A worker between jobs is about to look for ours: no reason to move.
-            assert!(!control.busy_elsewhere_on(cpu, mine));
+            assert!(!control.busy_elsewhere_on(cpu, Some(mine)));
             w.stack[0].store(other.pack(), Ordering::Relaxed);
             w.depth.store(1, Ordering::Relaxed);
-            assert!(control.busy_elsewhere_on(cpu, mine));
+            assert!(control.busy_elsewhere_on(cpu, Some(mine)));
             // Another CPU, or asleep: nobody in the way.
-            assert!(!control.busy_elsewhere_on(cpu + 1, mine));
+            assert!(!control.busy_elsewhere_on(cpu + 1, Some(mine)));
             w.cpu.store(cpu | ASLEEP, Ordering::Relaxed);
-            assert!(!control.busy_elsewhere_on(cpu, mine));
+            assert!(!control.busy_elsewhere_on(cpu, Some(mine)));
             w.cpu.store(cpu, Ordering::Relaxed);
             // Running the job the client waits for: the client stays beside it.
-            assert!(!control.busy_elsewhere_on(cpu, other));
+            assert!(!control.busy_elsewhere_on(cpu, Some(other)));
             // Still recorded in a job that has ended (the slot holds a later one).
             w.stack[0].store(JobId { slot: 0, gen: 6 }.pack(), Ordering::Relaxed);
-            assert!(!control.busy_elsewhere_on(cpu, mine));
+            assert!(!control.busy_elsewhere_on(cpu, Some(mine)));
         });
     }
 
@@ -332,6 +388,44 @@ mod tests {
                 client.sleeping(true);
                 assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
                 client.sleeping(false);
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_async_waiter_sleeps_away_from_any_jobs_task_and_comes_back() {
+        // A thread of its own: its affinity changes while it "sleeps".
+        std::thread::spawn(|| {
+            with_test_control(2, 8 << 20, |control| {
+                let me = nix::unistd::Pid::from_raw(0);
+                let all = nix::sched::sched_getaffinity(me).unwrap();
+                let Some(here) = process::current_cpu() else {
+                    return; // no CPU numbers on this system
+                };
+                let others = (0..nix::sched::CpuSet::count())
+                    .any(|c| c != here as usize && all.is_set(c).unwrap());
+                // Nobody busy on its CPU: it stays.
+                let mut relay = control.relay();
+                relay.sleeping(true);
+                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
+                relay.sleeping(false);
+                // A worker in a running job there, whichever: it leaves.
+                let job = running_job(control);
+                let w = control.worker(0);
+                w.cpu.store(here + 1, Ordering::Relaxed);
+                w.stack[0].store(job.pack(), Ordering::Relaxed);
+                w.depth.store(1, Ordering::Relaxed);
+                relay.sleeping(true);
+                assert_eq!(process::current_cpu() != Some(here), others);
+                relay.sleeping(false);
+                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
+                // Dropped while away, it comes back too.
+                let mut relay = control.relay();
+                relay.sleeping(true);
+                drop(relay);
+                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
             });
         })
         .join()

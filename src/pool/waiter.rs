@@ -233,11 +233,20 @@ impl Waiter {
             for w in woken {
                 w.wake();
             }
-            ended_event.wait_until(Duration::ZERO, Some(next), || {
-                let st = self.lock();
-                (st.stop || st.changes != changes || st.pending.values().any(|e| self.ended(e.job)))
+            // Asleep away from a CPU where a worker runs a task (`jobs::cpus`): woken
+            // there, it would wait behind that task.
+            ended_event.wait_until_spinning_while(
+                Duration::ZERO,
+                self.control.relay(),
+                Some(next),
+                || {
+                    let st = self.lock();
+                    (st.stop
+                        || st.changes != changes
+                        || st.pending.values().any(|e| self.ended(e.job)))
                     .then_some(())
-            });
+                },
+            );
         }
     }
 }
