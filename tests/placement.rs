@@ -7,7 +7,9 @@
 //! and several client threads at once. Every job carries a time limit, so a lost wake-up
 //! fails the test instead of hanging it. A last test splits the pool over two CPUs, the
 //! client beside one worker, so that the worker beside it watches the ends of its jobs
-//! and wakes it from there (`jobs::watch`).
+//! and wakes it from there (`jobs::watch`). The last two put a long task beside a
+//! waiting client, and beside the async waiter thread, and see them sleep on the other
+//! CPU (`jobs::cpus`).
 
 mod common;
 
