@@ -205,10 +205,13 @@ pub(crate) fn current_cpu() -> Option<u32> {
     nix::sched::sched_getcpu().ok().map(|c| c as u32)
 }
 
-/// A thread moved off a CPU by [`leave_cpu`]: its CPU mask before and since.
+/// A thread moved off a CPU by [`leave_cpu`]: its CPU mask before and since. Not
+/// `Send`: [`Moved::restore`] sets the calling thread's mask, which must be the thread
+/// that moved.
 pub(crate) struct Moved {
     before: CpuSet,
     since: CpuSet,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 /// Moves the calling thread off CPU `cpu` by taking `cpu` out of the thread's CPU mask
@@ -228,7 +231,11 @@ pub(crate) fn leave_cpu(cpu: u32) -> Option<Moved> {
         return None;
     }
     sched_setaffinity(me, &since).ok()?;
-    Some(Moved { before, since })
+    Some(Moved {
+        before,
+        since,
+        _this_thread: std::marker::PhantomData,
+    })
 }
 
 impl Moved {
