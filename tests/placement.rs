@@ -186,6 +186,35 @@ fn last_cpu(tid: i32) -> usize {
     after.split_whitespace().nth(36).unwrap().parse().unwrap()
 }
 
+/// A task spinning for `ms` milliseconds.
+fn spin_for(&ms: &u64, _: &procyon::Ctx) {
+    let end = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// A pool of 2 whose processes start on the calling thread's CPU (`here`, returned with
+/// another, `there`), one worker running a task of a long job there for a second (the
+/// handle is returned), the other, idle and asleep, moved to `there`.
+fn long_task_here() -> (Pool, procyon::JobHandle<()>, usize, usize) {
+    let pool = limited_pool(2);
+    let here = current_cpu();
+    let (scheduler, workers) = pool.pids();
+    set_affinity(scheduler, &[here]);
+    for &w in &workers {
+        set_affinity(w, &[here]);
+    }
+    // In whichever worker takes it; the other goes back to sleep after its idle spin.
+    let long = pool.spawn_with(1_000u64, spin_for).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let idle: Vec<i32> = workers.iter().copied().filter(|&w| !runnable(w)).collect();
+    assert_eq!(idle.len(), 1, "one worker runs the long task, one is idle");
+    let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
+    set_affinity(idle[0], &[there]);
+    (pool, long, here, there)
+}
+
 /// The web server's case (W6b): a job submitted while a long one keeps a worker busy on
 /// the client's own CPU. A client that slept there was woken there too, and waited
 /// behind the long task for the rest of its time slice (milliseconds) with the other CPU
@@ -198,27 +227,7 @@ fn a_client_waiting_beside_another_jobs_task_sleeps_on_another_cpu() {
         return; // one CPU: nowhere to go
     }
     common::no_leaks(|| {
-        let pool = limited_pool(2);
-        let here = current_cpu();
-        let (scheduler, workers) = pool.pids();
-        set_affinity(scheduler, &[here]);
-        for &w in &workers {
-            set_affinity(w, &[here]);
-        }
-        let spin = |&ms: &u64, _: &procyon::Ctx| {
-            let end = std::time::Instant::now() + Duration::from_millis(ms);
-            while std::time::Instant::now() < end {
-                std::hint::spin_loop();
-            }
-        };
-        // The long job, in whichever worker takes it; the other goes back to sleep after
-        // its idle spin, and then elsewhere.
-        let long = pool.spawn_with(1_000u64, spin).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let idle: Vec<i32> = workers.iter().copied().filter(|&w| !runnable(w)).collect();
-        assert_eq!(idle.len(), 1, "one worker runs the long task, one is idle");
-        let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
-        set_affinity(idle[0], &[there]);
+        let (pool, long, here, there) = long_task_here();
         // The client on the long task's CPU (as the kernel may leave it), free to move.
         set_affinity(0, &[here]);
         set_affinity(0, &all_cpus());
@@ -230,7 +239,7 @@ fn a_client_waiting_beside_another_jobs_task_sleeps_on_another_cpu() {
                 std::thread::sleep(Duration::from_millis(150));
                 (last_cpu(tid), runnable_thread(tid))
             });
-            pool.spawn_with(300u64, spin)
+            pool.spawn_with(300u64, spin_for)
                 .and_then(|h| h.wait())
                 .unwrap();
             observer.join().unwrap()
@@ -269,25 +278,7 @@ fn the_async_waiter_beside_another_jobs_task_sleeps_on_another_cpu() {
         return; // one CPU: nowhere to go
     }
     common::no_leaks(|| {
-        let pool = limited_pool(2);
-        let here = current_cpu();
-        let (scheduler, workers) = pool.pids();
-        set_affinity(scheduler, &[here]);
-        for &w in &workers {
-            set_affinity(w, &[here]);
-        }
-        let spin = |&ms: &u64, _: &procyon::Ctx| {
-            let end = std::time::Instant::now() + Duration::from_millis(ms);
-            while std::time::Instant::now() < end {
-                std::hint::spin_loop();
-            }
-        };
-        let long = pool.spawn_with(1_000u64, spin).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let idle: Vec<i32> = workers.iter().copied().filter(|&w| !runnable(w)).collect();
-        assert_eq!(idle.len(), 1, "one worker runs the long task, one is idle");
-        let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
-        set_affinity(idle[0], &[there]);
+        let (pool, long, here, there) = long_task_here();
         // The waiter thread starts with its creator's CPU mask, here; once it sleeps, it
         // is let go everywhere, and it looks again at its next wake (its wait's liveness
         // step, 100 ms), still here, where the long task runs.
@@ -304,7 +295,8 @@ fn the_async_waiter_beside_another_jobs_task_sleeps_on_another_cpu() {
                 std::thread::sleep(Duration::from_millis(120));
                 (last_cpu(tid), runnable_thread(tid))
             });
-            rt.block_on(pool.spawn_with(300u64, spin).unwrap()).unwrap();
+            rt.block_on(pool.spawn_with(300u64, spin_for).unwrap())
+                .unwrap();
             observer.join().unwrap()
         });
         long.wait().unwrap();

@@ -345,8 +345,7 @@ mod tests {
             w.cpu.store(cpu, Ordering::Relaxed);
             // A worker between jobs is about to look for ours: no reason to move.
             assert!(!control.busy_elsewhere_on(cpu, Some(mine)));
-            w.stack[0].store(other.pack(), Ordering::Relaxed);
-            w.depth.store(1, Ordering::Relaxed);
+            busy_in(control, 1, cpu, other);
             assert!(control.busy_elsewhere_on(cpu, Some(mine)));
             // Another CPU, or asleep: nobody in the way.
             assert!(!control.busy_elsewhere_on(cpu + 1, Some(mine)));
@@ -361,79 +360,81 @@ mod tests {
         });
     }
 
+    /// Runs `f` on a thread of its own (its affinity changes while it "sleeps") with a
+    /// control block, the thread's CPU mask, its CPU, and whether the mask allows
+    /// another; nothing if the system has no CPU numbers.
+    fn on_own_thread(f: impl FnOnce(&Control, nix::sched::CpuSet, u32, bool) + Send) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                with_test_control(2, 8 << 20, |control| {
+                    let me = nix::unistd::Pid::from_raw(0);
+                    let all = nix::sched::sched_getaffinity(me).unwrap();
+                    let Some(here) = process::current_cpu() else {
+                        return; // no CPU numbers on this system
+                    };
+                    let others = (0..nix::sched::CpuSet::count())
+                        .any(|c| c != here as usize && all.is_set(c).unwrap());
+                    f(control, all, here, others);
+                });
+            });
+        });
+    }
+
+    /// The calling thread's CPU mask.
+    fn mask() -> nix::sched::CpuSet {
+        nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap()
+    }
+
+    /// Worker row `w` recorded awake on `cpu` (number + 1), inside `job`.
+    fn busy_in(control: &Control, w: usize, cpu: u32, job: JobId) {
+        let w = control.worker(w);
+        w.cpu.store(cpu, Ordering::Relaxed);
+        w.stack[0].store(job.pack(), Ordering::Relaxed);
+        w.depth.store(1, Ordering::Relaxed);
+    }
+
     #[test]
     fn a_client_beside_other_work_sleeps_elsewhere_and_comes_back_with_its_mask() {
-        // A thread of its own: its affinity changes while it "sleeps".
-        std::thread::spawn(|| {
-            with_test_control(2, 8 << 20, |control| {
-                let me = nix::unistd::Pid::from_raw(0);
-                let all = nix::sched::sched_getaffinity(me).unwrap();
-                let Some(here) = process::current_cpu() else {
-                    return; // no CPU numbers on this system
-                };
-                let other = running_job(control);
-                let w = control.worker(1);
-                w.cpu.store(here + 1, Ordering::Relaxed);
-                w.stack[0].store(other.pack(), Ordering::Relaxed);
-                w.depth.store(1, Ordering::Relaxed);
-                let mut client = control.client_presence(JobId { slot: 1, gen: 3 });
-                client.sleeping(true);
-                let moved = process::current_cpu() != Some(here);
-                let others = (0..nix::sched::CpuSet::count())
-                    .any(|c| c != here as usize && all.is_set(c).unwrap());
-                assert_eq!(moved, others, "left CPU {here} if it may run elsewhere");
-                // Its record says where it sleeps.
-                let rec = control.header().client_cpu.load(Ordering::Relaxed);
-                assert_eq!(rec & ASLEEP, ASLEEP);
-                assert_eq!(rec & !ASLEEP, process::current_cpu().unwrap() + 1);
-                client.sleeping(false);
-                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
-                // Beside a task of its own job it stays.
-                let mut client = control.client_presence(other);
-                client.sleeping(true);
-                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
-                client.sleeping(false);
-            });
-        })
-        .join()
-        .unwrap();
+        on_own_thread(|control, all, here, others| {
+            let other = running_job(control);
+            busy_in(control, 1, here + 1, other);
+            let mut client = control.client_presence(JobId { slot: 1, gen: 3 });
+            client.sleeping(true);
+            let moved = process::current_cpu() != Some(here);
+            assert_eq!(moved, others, "left CPU {here} if it may run elsewhere");
+            // Its record says where it sleeps.
+            let rec = control.header().client_cpu.load(Ordering::Relaxed);
+            assert_eq!(rec & ASLEEP, ASLEEP);
+            assert_eq!(rec & !ASLEEP, process::current_cpu().unwrap() + 1);
+            client.sleeping(false);
+            assert_eq!(mask(), all);
+            // Beside a task of its own job it stays.
+            let mut client = control.client_presence(other);
+            client.sleeping(true);
+            assert_eq!(mask(), all);
+            client.sleeping(false);
+        });
     }
 
     #[test]
     fn the_async_waiter_sleeps_away_from_any_jobs_task_and_comes_back() {
-        // A thread of its own: its affinity changes while it "sleeps".
-        std::thread::spawn(|| {
-            with_test_control(2, 8 << 20, |control| {
-                let me = nix::unistd::Pid::from_raw(0);
-                let all = nix::sched::sched_getaffinity(me).unwrap();
-                let Some(here) = process::current_cpu() else {
-                    return; // no CPU numbers on this system
-                };
-                let others = (0..nix::sched::CpuSet::count())
-                    .any(|c| c != here as usize && all.is_set(c).unwrap());
-                // Nobody busy on its CPU: it stays.
-                let mut relay = control.relay();
-                relay.sleeping(true);
-                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
-                relay.sleeping(false);
-                // A worker in a running job there, whichever: it leaves.
-                let job = running_job(control);
-                let w = control.worker(0);
-                w.cpu.store(here + 1, Ordering::Relaxed);
-                w.stack[0].store(job.pack(), Ordering::Relaxed);
-                w.depth.store(1, Ordering::Relaxed);
-                relay.sleeping(true);
-                assert_eq!(process::current_cpu() != Some(here), others);
-                relay.sleeping(false);
-                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
-                // Dropped while away, it comes back too.
-                let mut relay = control.relay();
-                relay.sleeping(true);
-                drop(relay);
-                assert_eq!(nix::sched::sched_getaffinity(me).unwrap(), all);
-            });
-        })
-        .join()
-        .unwrap();
+        on_own_thread(|control, all, here, others| {
+            // Nobody busy on its CPU: it stays.
+            let mut relay = control.relay();
+            relay.sleeping(true);
+            assert_eq!(mask(), all);
+            relay.sleeping(false);
+            // A worker in a running job there, whichever: it leaves.
+            busy_in(control, 0, here + 1, running_job(control));
+            relay.sleeping(true);
+            assert_eq!(process::current_cpu() != Some(here), others);
+            relay.sleeping(false);
+            assert_eq!(mask(), all);
+            // Dropped while away, it comes back too.
+            let mut relay = control.relay();
+            relay.sleeping(true);
+            drop(relay);
+            assert_eq!(mask(), all);
+        });
     }
 }
