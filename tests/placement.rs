@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::affinity::{all_cpus, crowd_onto_this_cpu, current_cpu, set_affinity};
+use common::affinity::{all_cpus, allowed_cpus, crowd_onto_this_cpu, current_cpu, set_affinity};
 use common::tasks::tree;
 use procyon::Pool;
 
@@ -157,24 +157,6 @@ fn state_is_r(path: &str) -> bool {
     // The state follows the command name, which is in parentheses.
     let after = &stat[stat.rfind(')').unwrap() + 1..];
     after.trim_start().starts_with('R')
-}
-
-/// The CPUs thread `tid` may run on.
-fn allowed_cpus(tid: i32) -> Vec<usize> {
-    // SAFETY: an all-zero `cpu_set_t` is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid `cpu_set_t` of the size passed, written by the call.
-    let r = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&set), &mut set) };
-    assert_eq!(
-        r,
-        0,
-        "sched_getaffinity: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: `c` is below CPU_SETSIZE, inside `set`.
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
 }
 
 /// The CPU thread `tid` of this process last ran on (field 39 of its `stat`): where it

@@ -271,7 +271,7 @@ impl SpinPolicy for Relay<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::table::with_test_control;
+    use crate::jobs::table::{publish_test_job, with_test_control};
 
     #[test]
     fn a_spinner_stops_only_for_an_awake_process_recorded_on_its_cpu() {
@@ -327,11 +327,7 @@ mod tests {
 
     /// Job 7 published in `control`'s slot 0, running.
     fn running_job(control: &Control) -> JobId {
-        let slot = control.slot(0);
-        slot.try_claim(7).unwrap();
-        slot.n_items.store(1, Ordering::Relaxed);
-        slot.parent.store(crate::jobs::NO_PARENT, Ordering::Relaxed);
-        slot.publish();
+        publish_test_job(control, 7);
         JobId { slot: 0, gen: 7 }
     }
 
@@ -372,8 +368,7 @@ mod tests {
                     let Some(here) = process::current_cpu() else {
                         return; // no CPU numbers on this system
                     };
-                    let others = (0..nix::sched::CpuSet::count())
-                        .any(|c| c != here as usize && all.is_set(c).unwrap());
+                    let others = process::allowed_cpus().iter().any(|&c| c != here as usize);
                     f(control, all, here, others);
                 });
             });

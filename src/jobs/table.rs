@@ -490,3 +490,15 @@ pub(crate) fn with_test_control<R>(
     let control = unsafe { Control::new(block.as_ptr(), pool.base(), pool.capacity(), workers) };
     f(&control)
 }
+
+/// Publishes a running top-level job of one item and generation `gen` in slot 0 of a
+/// [`with_test_control`] block, for unit tests; returns the slot.
+#[cfg(test)]
+pub(crate) fn publish_test_job(control: &Control, gen: u64) -> &JobSlot {
+    let slot = control.slot(0);
+    slot.try_claim(gen).unwrap();
+    slot.n_items.store(1, Ordering::Relaxed);
+    slot.parent.store(crate::jobs::NO_PARENT, Ordering::Relaxed);
+    slot.publish();
+    slot
+}

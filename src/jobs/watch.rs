@@ -211,7 +211,7 @@ impl JobSlot {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::jobs::table::with_test_control;
+    use crate::jobs::table::{publish_test_job, with_test_control};
 
     fn with_control<R>(f: impl FnOnce(&Control) -> R) -> R {
         with_test_control(2, 8 << 20, f)
@@ -263,16 +263,6 @@ mod tests {
         });
     }
 
-    /// Job 7 of one item, top-level, published in `control`'s slot 0.
-    fn active_job(control: &Control) -> &JobSlot {
-        let slot = control.slot(0);
-        slot.try_claim(7).unwrap();
-        slot.n_items.store(1, Ordering::Relaxed);
-        slot.parent.store(crate::jobs::NO_PARENT, Ordering::Relaxed);
-        slot.publish();
-        slot
-    }
-
     /// Worker row 1 watching job 7 in slot 0 on a thread pinned to its CPU, with the
     /// client recorded asleep on that CPU (as a client's wait records itself), while
     /// this thread finishes the job once the watcher has registered (or, if `leave`
@@ -288,15 +278,15 @@ mod tests {
         }
         let (watcher_cpu, finisher_cpu) = two_cpus();
         let all = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-        pin(finisher_cpu);
+        process::pin_to(finisher_cpu);
         let r = with_control(|control| {
-            let slot = active_job(control);
+            let slot = publish_test_job(control, 7);
             let before = slot.event.sequence();
             let registered = std::sync::atomic::AtomicBool::new(false);
             let watched = std::thread::scope(|s| {
                 let watcher = s.spawn(|| {
                     let raise = Raise(&registered);
-                    pin(watcher_cpu);
+                    process::pin_to(watcher_cpu);
                     let mut client = control.presence(Peer::Client);
                     crate::futex::SpinPolicy::sleeping(&mut client, true);
                     assert!(slot.worth_watching(control, 7, 1, Duration::from_secs(5)));
@@ -329,18 +319,8 @@ mod tests {
     /// Two CPUs the calling thread may run on: the watcher's and the finisher's (the
     /// same one twice where it may run on one only).
     fn two_cpus() -> (usize, usize) {
-        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-        let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .collect();
+        let cpus = process::allowed_cpus();
         (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]))
-    }
-
-    /// Lets the calling thread run on `cpu` only.
-    fn pin(cpu: usize) {
-        let mut here = nix::sched::CpuSet::new();
-        here.set(cpu).unwrap();
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &here).unwrap();
     }
 
     /// Exactly one of the two wakes the client: the watcher, as a rule; the finisher

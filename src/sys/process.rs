@@ -227,15 +227,33 @@ pub(crate) fn leave_cpu(cpu: u32) -> Option<Moved> {
     }
     let mut since = before;
     since.unset(cpu).ok()?;
-    if !(0..CpuSet::count()).any(|c| since.is_set(c).unwrap_or(false)) {
-        return None;
-    }
+    // Another CPU to go to.
+    cpus_in(&since).next()?;
     sched_setaffinity(me, &since).ok()?;
     Some(Moved {
         before,
         since,
         _this_thread: std::marker::PhantomData,
     })
+}
+
+/// The CPUs in `mask`, in order.
+fn cpus_in(mask: &CpuSet) -> impl Iterator<Item = usize> + '_ {
+    (0..CpuSet::count()).filter(|&c| mask.is_set(c).unwrap_or(false))
+}
+
+/// The CPUs the calling thread may run on (for tests that move threads).
+#[cfg(test)]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    cpus_in(&sched_getaffinity(Pid::from_raw(0)).unwrap()).collect()
+}
+
+/// Lets the calling thread run on `cpu` only (for tests that move threads).
+#[cfg(test)]
+pub(crate) fn pin_to(cpu: usize) {
+    let mut one = CpuSet::new();
+    one.set(cpu).unwrap();
+    sched_setaffinity(Pid::from_raw(0), &one).unwrap();
 }
 
 impl Moved {
@@ -354,21 +372,13 @@ pub(crate) fn in_main_executable(addr: usize) -> bool {
 mod tests {
     use super::*;
 
-    /// The CPUs the calling thread may run on.
-    fn allowed() -> Vec<usize> {
-        let mask = sched_getaffinity(Pid::from_raw(0)).unwrap();
-        (0..CpuSet::count())
-            .filter(|&c| mask.is_set(c).unwrap())
-            .collect()
-    }
-
     #[test]
     fn a_thread_leaves_its_cpu_and_gets_its_mask_back_unless_it_was_changed_meanwhile() {
         // A thread of its own: the test changes its affinity.
         std::thread::spawn(|| {
             let me = Pid::from_raw(0);
             let all = sched_getaffinity(me).unwrap();
-            let cpus = allowed();
+            let cpus = allowed_cpus();
             let here = current_cpu().unwrap();
             if cpus.len() < 2 {
                 assert!(leave_cpu(here).is_none(), "nowhere else to go");
@@ -376,22 +386,20 @@ mod tests {
             }
             let moved = leave_cpu(here).expect("another CPU is allowed");
             assert_ne!(current_cpu(), Some(here), "moved before the call returned");
-            assert!(!allowed().contains(&(here as usize)));
+            assert!(!allowed_cpus().contains(&(here as usize)));
             moved.restore();
             assert_eq!(sched_getaffinity(me).unwrap(), all);
             // A mask set by someone else while the thread was away stands.
             let left = current_cpu().unwrap() as usize;
             let moved = leave_cpu(left as u32).unwrap();
-            let mut one = CpuSet::new();
-            one.set(left).unwrap();
-            sched_setaffinity(me, &one).unwrap();
+            pin_to(left);
             moved.restore();
-            assert_eq!(allowed(), [left]);
+            assert_eq!(allowed_cpus(), [left]);
             // Allowed on one CPU, or asked to leave one it may not run on: it stays.
             let elsewhere = *cpus.iter().find(|&&c| c != left).unwrap();
             assert!(leave_cpu(left as u32).is_none());
             assert!(leave_cpu(elsewhere as u32).is_none());
-            assert_eq!(allowed(), [left]);
+            assert_eq!(allowed_cpus(), [left]);
         })
         .join()
         .unwrap();

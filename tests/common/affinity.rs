@@ -44,6 +44,24 @@ pub fn set_affinity(pid: i32, cpus: &[usize]) {
     );
 }
 
+/// The CPUs thread `tid` (0: the calling thread) may run on.
+pub fn allowed_cpus(tid: i32) -> Vec<usize> {
+    // SAFETY: an all-zero `cpu_set_t` is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed, written by the call.
+    let r = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `c` is below CPU_SETSIZE, inside `set`.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
 /// Pins the calling thread and every process of `pool` (scheduler, workers) to the
 /// calling thread's CPU; returns that CPU. Undo the thread's part with
 /// `set_affinity(0, &all_cpus())`.
