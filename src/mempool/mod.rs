@@ -81,6 +81,18 @@
 //! * `dirty` watermark `D`: nothing at or above it was ever written. With `ZEROED`,
 //!   this tells an allocation which of its bytes are known to be zero, so
 //!   [`Mempool::alloc_zeroed`] and `SharedArray::zeroed` only clear the rest.
+//! * Base pages only. The region is mapped 2 MiB aligned, so `madvise(MADV_COLLAPSE)`
+//!   (Linux 6.1+) can turn a populated range into 2 MiB shared pages even where
+//!   `shmem_enabled` is `never` (the usual default, under which `MADV_HUGEPAGE` does
+//!   nothing for shared memory); an unpopulated range it refuses (`EINVAL`). Measured on
+//!   the 2-vCPU KVM guest of BENCHMARKS.md (2026-12-07, scratch drivers, not landed): W5
+//!   at 512 MiB and 2 GiB, 2 workers, about 5-8% more GB/s on collapsed arrays (43-51
+//!   against 36-47 GB/s, a few rounds of the VM's fast state at 62-78 GB/s in both
+//!   aside; alternated in blocks, 5 launches), W2 none (94.6-95.5 against 94.5-96.8 ms
+//!   in a matmul with A, B and C collapsed); but populating fresh memory took 0.56-0.61 s per GiB, and collapsing
+//!   it after the populate 0.29-0.46 s more (1.1-2.3 s per GiB from one page touched in
+//!   every 2 MiB). A gain of a few percent on streaming jobs does not pay 50-80% more on
+//!   every allocation of fresh memory, so allocations populate base pages.
 //!
 //! # Growing
 //!
