@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::procfs::minor_faults;
 use common::tasks::{abort_on, segv_on};
 use procyon::{Error, Pool};
 use proptest::prelude::*;
@@ -394,14 +395,6 @@ fn client_sigkill_takes_the_tree_down() {
         );
     }
     assert!(start.elapsed() < Duration::from_secs(1));
-}
-
-/// Minor page faults taken so far by process `pid` (field 10 of `/proc/<pid>/stat`).
-fn minor_faults(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name (field 2) may hold spaces; fields after it are plain numbers.
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    after_name.split(' ').nth(7).unwrap().parse().unwrap()
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::procfs::running;
 use common::tasks::{abort_on, parent_of_spinners, segv_on, slow, spin_300ms, spin_forever};
 use common::{answer, assert_full_strength, kill};
 use procyon::{Ctx, Error, JobHandle, Pool, Progress};
@@ -1221,13 +1222,6 @@ enum ClientState {
     Idle,
     RunningJob,
     RunningNestedJobs,
-}
-
-/// Whether process `pid` is running or runnable (state R), not asleep.
-fn running(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')')
-        .is_some_and(|i| stat.get(i + 2..i + 3) == Some("R"))
 }
 
 /// Forks a client that builds a pool, puts it in `state`, reports every pid of its tree

@@ -16,6 +16,7 @@ mod common;
 use std::time::Duration;
 
 use common::affinity::{all_cpus, allowed_cpus, crowd_onto_this_cpu, current_cpu, set_affinity};
+use common::procfs;
 use common::tasks::tree;
 use procyon::Pool;
 
@@ -142,30 +143,14 @@ fn a_client_asleep_beside_a_worker_is_woken_at_each_end_whichever_worker_finishe
     });
 }
 
-/// Whether process `pid` is running or runnable (`R` in `/proc/<pid>/stat`).
-fn runnable(pid: i32) -> bool {
-    state_is_r(&format!("/proc/{pid}/stat"))
-}
-
-/// Whether thread `tid` of this process is running or runnable.
-fn runnable_thread(tid: i32) -> bool {
-    state_is_r(&format!("/proc/self/task/{tid}/stat"))
-}
-
-fn state_is_r(path: &str) -> bool {
-    let stat = std::fs::read_to_string(path).unwrap();
-    // The state follows the command name, which is in parentheses.
-    let after = &stat[stat.rfind(')').unwrap() + 1..];
-    after.trim_start().starts_with('R')
-}
-
-/// The CPU thread `tid` of this process last ran on (field 39 of its `stat`): where it
-/// sleeps, if it sleeps.
-fn last_cpu(tid: i32) -> usize {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-    // The fields after the command name (in parentheses) start with field 3.
-    let after = &stat[stat.rfind(')').unwrap() + 1..];
-    after.split_whitespace().nth(36).unwrap().parse().unwrap()
+/// Where thread `tid` of this process last ran (where it sleeps, if it sleeps), and
+/// whether it is running or runnable.
+fn cpu_and_runnable(tid: i32) -> (usize, bool) {
+    let f = procfs::of_thread(tid).expect("the thread is alive");
+    (
+        f[procfs::PROCESSOR].parse().unwrap(),
+        f[procfs::STATE] == "R",
+    )
 }
 
 /// A task spinning for `ms` milliseconds.
@@ -190,7 +175,11 @@ fn long_task_here() -> (Pool, procyon::JobHandle<()>, usize, usize) {
     // In whichever worker takes it; the other goes back to sleep after its idle spin.
     let long = pool.spawn_with(1_000u64, spin_for).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let idle: Vec<i32> = workers.iter().copied().filter(|&w| !runnable(w)).collect();
+    let idle: Vec<i32> = workers
+        .iter()
+        .copied()
+        .filter(|&w| !procfs::running(w))
+        .collect();
     assert_eq!(idle.len(), 1, "one worker runs the long task, one is idle");
     let there = all_cpus().into_iter().find(|&c| c != here).unwrap();
     set_affinity(idle[0], &[there]);
@@ -219,7 +208,7 @@ fn a_client_waiting_beside_another_jobs_task_sleeps_on_another_cpu() {
             let observer = s.spawn(|| {
                 // Between the wait's 100 ms liveness steps, well inside the job.
                 std::thread::sleep(Duration::from_millis(150));
-                (last_cpu(tid), runnable_thread(tid))
+                cpu_and_runnable(tid)
             });
             pool.spawn_with(300u64, spin_for)
                 .and_then(|h| h.wait())
@@ -275,7 +264,7 @@ fn the_async_waiter_beside_another_jobs_task_sleeps_on_another_cpu() {
                 let tid = thread_named("procyon-waiter").expect("the waiter thread runs");
                 set_affinity(tid, &all_cpus());
                 std::thread::sleep(Duration::from_millis(120));
-                (last_cpu(tid), runnable_thread(tid))
+                cpu_and_runnable(tid)
             });
             rt.block_on(pool.spawn_with(300u64, spin_for).unwrap())
                 .unwrap();

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::procfs::cpu_ticks;
 use kernel::Frame;
 
 /// Longest any one request may take in these tests (debug build, 2 shared cores).
@@ -169,17 +170,6 @@ fn query(f: &Frame) -> String {
 fn sequential_checksum(f: &Frame) -> u64 {
     let mut image = vec![0u32; f.pixels()];
     kernel::sequential(f, &mut image)
-}
-
-/// CPU time (user + system) of process `pid` in clock ticks, `None` once it is gone.
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after "(comm)": state is field 3, utime 14, stime 15 (1-based).
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    if fields[0] == "Z" {
-        return None;
-    }
-    Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?)
 }
 
 fn total_ticks(pids: &[i32]) -> u64 {

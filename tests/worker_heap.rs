@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::procfs::minor_faults;
 use procyon::Pool;
 
 const MIB: usize = 1 << 20;
@@ -23,19 +24,6 @@ fn three_vectors(mib: &usize, _: &procyon::Ctx) -> u64 {
         .iter()
         .map(|v| v.iter().step_by(4096).map(|&b| b as u64).sum::<u64>())
         .sum()
-}
-
-/// The minor page faults process `pid` has taken so far (`/proc/<pid>/stat`, field 10).
-fn minor_faults(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields start after the command name's closing parenthesis; minflt is the 8th then.
-    let close = stat.rfind(')').unwrap();
-    stat[close + 2..]
-        .split_whitespace()
-        .nth(7)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod affinity;
+pub mod procfs;
 pub mod tasks;
 
 use std::collections::BTreeSet;
@@ -21,16 +22,11 @@ fn processes() -> Vec<Proc> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(fields) = procfs::of_process(pid) else {
             continue;
         };
-        // The command name may hold spaces and parentheses: fields start after the last ')'.
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 2..].split_whitespace();
-        let zombie = fields.next() == Some("Z");
-        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let zombie = fields[procfs::STATE] == "Z";
+        let ppid = fields[procfs::PPID].parse().unwrap_or(0);
         all.push(Proc { pid, ppid, zombie });
     }
     all
@@ -60,13 +56,7 @@ pub fn descendants() -> BTreeSet<i32> {
 pub fn gone_within(pid: i32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        let alive = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat
-                .rfind(')')
-                .map(|i| &stat[i + 2..i + 3] != "Z")
-                .unwrap_or(false),
-            Err(_) => false,
-        };
+        let alive = procfs::of_process(pid).is_some_and(|f| f[procfs::STATE] != "Z");
         if !alive {
             return true;
         }
